@@ -1,0 +1,116 @@
+//! `ork`: the command line. Parses arguments and calls the engine; all the
+//! work is in `ork-shared`.
+
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use uuid::Uuid;
+
+/// Ork: scale-to-zero workflow orchestration.
+#[derive(Parser)]
+#[command(name = "ork", version, about)]
+struct Cli {
+    /// Database URL: `sqlite:PATH` (default `sqlite:.ork/ork.db`) or `postgres://…`.
+    #[arg(long, global = true, env = "ORK_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Where local task attempts write their logs.
+    #[arg(long, global = true, env = "ORK_LOG_DIR", default_value = ".ork/logs")]
+    log_dir: PathBuf,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the database (or bring its schema up to date).
+    Init,
+    /// Validate and store workflows from a YAML file or a directory of them.
+    Apply { path: PathBuf },
+    /// Store a one-task workflow that runs a single job (`task_count` instances).
+    CreateWorkflow {
+        #[arg(long)]
+        name: String,
+        /// The job to run: the program for `process`.
+        #[arg(long)]
+        job_name: String,
+        /// Cloud project of the job (cloud executors).
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long, default_value = "us-central1")]
+        region: String,
+        #[arg(long, default_value_t = 1)]
+        task_count: u32,
+        #[arg(long, default_value = "process")]
+        executor: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List workflows and their latest versions.
+    ListWorkflows,
+    /// Start a run of a workflow.
+    Trigger {
+        workflow: String,
+        /// A run parameter, `key=value` (the value is parsed as JSON when it can be).
+        #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// A second trigger with the same key returns the first run.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Execute the run in this process and wait for its end.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show recent runs, or one run.
+    Status {
+        run_id: Option<Uuid>,
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Show the task instances of a run.
+    Tasks { run_id: Uuid },
+    /// Show the event log of a run.
+    Events { run_id: Uuid },
+    /// Print the log of a task's attempt (`name` or `name[index]`).
+    Logs {
+        run_id: Uuid,
+        task: String,
+        /// Which attempt (default: the latest).
+        #[arg(long)]
+        attempt: Option<i64>,
+    },
+    /// Cancel a run: its unfinished tasks are cancelled, running ones stopped.
+    Cancel { run_id: Uuid },
+    /// Apply a workflow file, trigger it and execute it here, showing progress.
+    /// Exits 1 if the run fails.
+    Run {
+        file: PathBuf,
+        #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
+        params: Vec<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match commands::run(cli).await {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! What `ork` prints: tables for people, JSON for scripts, and the live
+//! progress of a run read from its event log.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ork_shared::model::{Event, Run, Task, TaskStatus};
+use ork_shared::store::{reads::WorkflowSummary, Store};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub fn json<T: serde::Serialize>(value: &T) {
+    println!("{}", serde_json::to_string_pretty(value).expect("serializable"));
+}
+
+/// Prints rows under headers, each column as wide as its widest cell.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn span(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> String {
+    match (from, to) {
+        (Some(a), Some(b)) => format!("{:.2}s", (b - a).num_milliseconds() as f64 / 1000.0),
+        _ => "-".into(),
+    }
+}
+
+pub fn workflows(list: &[WorkflowSummary]) {
+    let rows = list
+        .iter()
+        .map(|w| {
+            let tasks = w.spec.get("tasks").and_then(|t| t.as_object()).map_or(0, |t| t.len());
+            let description = w.spec.get("description").and_then(|d| d.as_str()).unwrap_or("");
+            vec![w.name.clone(), w.latest_version.to_string(), tasks.to_string(), time(w.updated_at), description.to_owned()]
+        })
+        .collect();
+    table(&["workflow", "version", "tasks", "updated", "description"], rows);
+}
+
+pub fn runs(list: &[Run]) {
+    let rows = list
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                format!("{} v{}", r.workflow, r.version),
+                r.status.to_string(),
+                format!("{}/{}", r.tasks_total - r.tasks_open, r.tasks_total),
+                time(r.created_at),
+                span(Some(r.created_at), r.finished_at),
+            ]
+        })
+        .collect();
+    table(&["run", "workflow", "status", "done", "created", "took"], rows);
+}
+
+pub fn tasks(list: &[Task]) {
+    let rows = list
+        .iter()
+        .map(|t| {
+            vec![
+                t.label(),
+                t.status.to_string(),
+                format!("{}/{}", t.attempt, t.max_attempts),
+                t.executor.clone(),
+                span(t.started_at.or(t.dispatched_at), t.finished_at),
+                t.exit_code.map_or("-".into(), |c| c.to_string()),
+                t.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["task", "status", "attempt", "executor", "took", "exit", "error"], rows);
+}
+
+pub fn events(list: &[Event], tasks: &[Task]) {
+    let labels: HashMap<Uuid, String> = tasks.iter().map(|t| (t.id, t.label())).collect();
+    let rows = list
+        .iter()
+        .map(|e| {
+            vec![
+                e.at.format("%H:%M:%S%.3f").to_string(),
+                e.task_id.and_then(|id| labels.get(&id).cloned()).unwrap_or_else(|| "(run)".into()),
+                e.attempt.map_or("-".into(), |a| a.to_string()),
+                e.status.clone(),
+                e.detail.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["at", "task", "attempt", "status", "detail"], rows);
+}
+
+/// The closing lines of `ork run`.
+pub fn summary(run: &Run, list: &[Task]) {
+    println!();
+    tasks(list);
+    let mut counts: Vec<(TaskStatus, usize)> = TaskStatus::ALL
+        .iter()
+        .map(|s| (*s, list.iter().filter(|t| t.status == *s).count()))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    counts.sort_by_key(|(s, _)| *s as u8);
+    let counts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    println!(
+        "\nrun {} {} in {} ({})",
+        run.id,
+        run.status.to_string().to_uppercase(),
+        span(Some(run.created_at), run.finished_at),
+        counts.join(", ")
+    );
+}
+
+/// Prints a line per task transition while a run executes, by following
+/// the run's event log: what is printed is what was recorded.
+pub struct Progress {
+    stop: oneshot::Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+impl Progress {
+    pub fn start(store: Store, run_id: Uuid) -> Progress {
+        let (stop, mut stopped) = oneshot::channel();
+        let handle = tokio::spawn(async move {
+            let mut seen = 0usize;
+            let mut labels: HashMap<Uuid, String> = HashMap::new();
+            loop {
+                let last = stopped.try_recv().is_ok();
+                if let Ok(events) = store.run_events(run_id).await {
+                    if labels.is_empty() {
+                        if let Ok(tasks) = store.run_tasks(run_id).await {
+                            labels = tasks.iter().map(|t| (t.id, t.label())).collect();
+                        }
+                    }
+                    for e in events.iter().skip(seen) {
+                        if let Some(line) = progress_line(e, &labels) {
+                            println!("{line}");
+                        }
+                    }
+                    seen = events.len().max(seen);
+                }
+                if last {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Progress { stop, handle }
+    }
+
+    /// Prints what is left to print and stops.
+    pub async fn finish(self) {
+        let _ = self.stop.send(());
+        let _ = self.handle.await;
+    }
+}
+
+fn progress_line(e: &Event, labels: &HashMap<Uuid, String>) -> Option<String> {
+    let task = labels.get(&e.task_id?)?;
+    let attempt = e.attempt.unwrap_or(0);
+    let detail = e.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+    let (mark, what) = match e.status.as_str() {
+        "running" => ("▸", format!("started (attempt {attempt})")),
+        "success" => ("✓", "succeeded".to_owned()),
+        "failed" => ("✗", format!("failed{detail}")),
+        "pending" => ("↻", format!("attempt {attempt} failed{detail}; will retry")),
+        "skipped" => ("-", format!("skipped{detail}")),
+        "cancelled" => ("■", "cancelled".to_owned()),
+        _ => return None,
+    };
+    Some(format!("{} {:<8} {task} {what}", e.at.format("%H:%M:%S"), mark))
+}

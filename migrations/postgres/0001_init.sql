@@ -1,0 +1,91 @@
+-- Ork's state. Every state change also appends to `events` in the same transaction.
+
+CREATE TABLE workflows (
+    name            TEXT PRIMARY KEY,
+    latest_version  BIGINT NOT NULL,
+    created_at      TIMESTAMPTZ NOT NULL,
+    updated_at      TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE workflow_versions (
+    workflow    TEXT NOT NULL REFERENCES workflows (name) ON DELETE CASCADE,
+    version     BIGINT NOT NULL,
+    spec        JSONB NOT NULL,
+    hash        TEXT NOT NULL,
+    source      TEXT,
+    created_at  TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (workflow, version)
+);
+
+CREATE TABLE runs (
+    id               UUID PRIMARY KEY,
+    workflow         TEXT NOT NULL,
+    version          BIGINT NOT NULL,
+    status           TEXT NOT NULL CHECK (status IN ('pending', 'running', 'success', 'failed', 'cancelled')),
+    params           JSONB NOT NULL,
+    trigger          TEXT NOT NULL,
+    idempotency_key  TEXT,
+    -- Counters kept in step with the tasks so that finalizing a run is one
+    -- conditional update of this row, never a scan.
+    tasks_total      BIGINT NOT NULL,
+    tasks_open       BIGINT NOT NULL,
+    tasks_failed     BIGINT NOT NULL DEFAULT 0,
+    error            TEXT,
+    created_at       TIMESTAMPTZ NOT NULL,
+    finished_at      TIMESTAMPTZ,
+    FOREIGN KEY (workflow, version) REFERENCES workflow_versions (workflow, version)
+);
+CREATE INDEX runs_by_workflow ON runs (workflow, created_at DESC);
+CREATE INDEX runs_by_created ON runs (created_at DESC);
+CREATE INDEX runs_open ON runs (status) WHERE status IN ('pending', 'running');
+CREATE UNIQUE INDEX runs_idempotency ON runs (workflow, idempotency_key) WHERE idempotency_key IS NOT NULL;
+
+CREATE TABLE tasks (
+    id                UUID PRIMARY KEY,
+    run_id            UUID NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    name              TEXT NOT NULL,
+    task_index        BIGINT NOT NULL,
+    task_count        BIGINT NOT NULL,
+    executor          TEXT NOT NULL,
+    status            TEXT NOT NULL CHECK (status IN ('pending', 'dispatched', 'running', 'success', 'failed', 'skipped', 'cancelled')),
+    attempt           BIGINT NOT NULL DEFAULT 0,
+    max_attempts      BIGINT NOT NULL,
+    -- Copied from task_groups; set to 0 (and ready_at set) when the group's reaches 0.
+    deps_remaining    BIGINT NOT NULL,
+    execution_id      TEXT,
+    exit_code         BIGINT,
+    error             TEXT,
+    output            JSONB,
+    ready_at          TIMESTAMPTZ,
+    not_before        TIMESTAMPTZ,
+    lease_expires_at  TIMESTAMPTZ,
+    dispatched_at     TIMESTAMPTZ,
+    started_at        TIMESTAMPTZ,
+    finished_at       TIMESTAMPTZ,
+    UNIQUE (run_id, name, task_index)
+);
+-- The claim: ready tasks of one run.
+CREATE INDEX tasks_claim ON tasks (run_id, deps_remaining) WHERE status = 'pending';
+-- The sweeper: leases and timeouts of in-flight attempts.
+CREATE INDEX tasks_in_flight ON tasks (lease_expires_at) WHERE status IN ('dispatched', 'running');
+
+-- One row per task name in a run: how many parent instances have yet to
+-- succeed before all of its instances are ready. A release is one update of
+-- this row, not of every instance of a fanned-out child.
+CREATE TABLE task_groups (
+    run_id          UUID NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    name            TEXT NOT NULL,
+    deps_remaining  BIGINT NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+
+CREATE TABLE events (
+    id        BIGSERIAL PRIMARY KEY,
+    run_id    UUID NOT NULL,
+    task_id   UUID,
+    attempt   BIGINT,
+    status    TEXT NOT NULL,
+    detail    TEXT,
+    at        TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX events_by_run ON events (run_id, id);

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, then every test
+# against real services. PostgreSQL: $DATABASE_URL when set, else a server on
+# 127.0.0.1:5432, else one installed from Debian's packages and started here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+ensure_postgres() {
+  if [ -n "${DATABASE_URL:-}" ]; then
+    log "PostgreSQL: using \$DATABASE_URL"
+    return
+  fi
+  export DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres"
+  if pg_answers; then
+    log "PostgreSQL: server found on 127.0.0.1:5432"
+    return
+  fi
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    log "PostgreSQL: installing from Debian packages"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq postgresql >/dev/null
+  fi
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  # Trust local TCP connections: this server exists only for the tests.
+  sed -i -E 's/^(host\s+all\s+all\s+127\.0\.0\.1\/32\s+)\S+/\1trust/' "/etc/postgresql/$version/main/pg_hba.conf"
+  log "PostgreSQL: starting cluster $version/main"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 30); do pg_answers && return; sleep 1; done
+  echo "PostgreSQL did not come up on 127.0.0.1:5432" >&2
+  exit 1
+}
+
+pg_answers() {
+  python3 - <<'PY' 2>/dev/null
+import socket, struct, sys
+# A startup packet for user postgres: an answer of any kind means a server is there.
+s = socket.create_connection(("127.0.0.1", 5432), timeout=1)
+body = struct.pack("!I", 196608) + b"user\0postgres\0database\0postgres\0\0"
+s.sendall(struct.pack("!I", len(body) + 4) + body)
+sys.exit(0 if s.recv(1) in (b"R", b"E") else 1)
+PY
+}
+
+ensure_postgres
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+log "cargo test"
+cargo test --workspace

@@ -1,0 +1,111 @@
+//! Executors start task attempts somewhere (a local process, a cloud job)
+//! and report how they end. The engine knows them only through [`Executor`].
+
+mod noop;
+mod process;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use noop::NoopExecutor;
+pub use process::ProcessExecutor;
+
+use crate::model::AttemptRef;
+use crate::spec::{ExecutorKind, TaskSpec};
+
+/// Everything an executor needs to start one attempt.
+#[derive(Debug, Clone)]
+pub struct DispatchRequest {
+    pub attempt: AttemptRef,
+    pub task_count: i64,
+    pub spec: TaskSpec,
+    /// Directory of the workflow file, for relative paths.
+    pub base_dir: Option<PathBuf>,
+    /// The task's input: `{"params": {...}, "upstream": {"task": output | [outputs]}}`.
+    pub input: serde_json::Value,
+    pub timeout: Option<Duration>,
+}
+
+/// What an executor did with a request.
+#[derive(Debug, Clone)]
+pub enum Dispatch {
+    /// The attempt is under way; its end is reported later as a [`Completion`].
+    Started { execution_id: String },
+    /// The attempt already ended (executors with nothing to wait for).
+    Finished(Outcome),
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub success: bool,
+    pub exit_code: Option<i64>,
+    pub error: Option<String>,
+    pub output: Option<serde_json::Value>,
+}
+
+impl Outcome {
+    pub fn success(output: Option<serde_json::Value>) -> Self {
+        Outcome {
+            success: true,
+            exit_code: Some(0),
+            error: None,
+            output,
+        }
+    }
+
+    pub fn failure(exit_code: Option<i64>, error: impl Into<String>) -> Self {
+        Outcome {
+            success: false,
+            exit_code,
+            error: Some(error.into()),
+            output: None,
+        }
+    }
+}
+
+/// An attempt's end, as reported to the engine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Completion {
+    pub attempt: AttemptRef,
+    pub outcome: Outcome,
+}
+
+/// Starts and stops attempts on one kind of compute.
+#[async_trait]
+pub trait Executor: Send + Sync {
+    /// Starts an attempt. An error fails the attempt (and may retry it).
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String>;
+
+    /// Stops an attempt that is under way; stopping a finished one is not an error.
+    async fn cancel(&self, attempt: &AttemptRef, execution_id: &str) -> Result<(), String> {
+        let _ = (attempt, execution_id);
+        Ok(())
+    }
+}
+
+/// The executors an engine can use, by kind.
+#[derive(Clone, Default)]
+pub struct Executors {
+    by_kind: HashMap<ExecutorKind, Arc<dyn Executor>>,
+}
+
+impl Executors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with(mut self, kind: ExecutorKind, executor: Arc<dyn Executor>) -> Self {
+        self.by_kind.insert(kind, executor);
+        self
+    }
+
+    pub fn get(&self, kind: ExecutorKind) -> Option<&Arc<dyn Executor>> {
+        self.by_kind.get(&kind)
+    }
+}

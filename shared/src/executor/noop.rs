@@ -1,0 +1,15 @@
+use async_trait::async_trait;
+
+use super::{Dispatch, DispatchRequest, Executor, Outcome};
+
+/// Succeeds at once without running anything: the engine's overhead alone,
+/// for tests and benchmarks.
+#[derive(Debug, Default, Clone)]
+pub struct NoopExecutor;
+
+#[async_trait]
+impl Executor for NoopExecutor {
+    async fn dispatch(&self, _req: &DispatchRequest) -> Result<Dispatch, String> {
+        Ok(Dispatch::Finished(Outcome::success(None)))
+    }
+}

@@ -1,0 +1,151 @@
+//! Runs attempts as local child processes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Completion, Dispatch, DispatchRequest, Executor, Outcome};
+use crate::model::AttemptRef;
+use crate::spec::ExecutorKind;
+
+/// The largest JSON output a task may leave at `$ORK_OUTPUT`.
+pub const MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
+
+/// Spawns `command args…` (or `python3 file args…`) with the worker
+/// environment, writes stdout and stderr to one log file per attempt, and
+/// reports the exit status (and the JSON left at `$ORK_OUTPUT`) on a channel.
+#[derive(Clone)]
+pub struct ProcessExecutor {
+    log_dir: PathBuf,
+    completions: mpsc::UnboundedSender<Completion>,
+    /// Kill switches of running children, by execution id.
+    running: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>,
+}
+
+impl ProcessExecutor {
+    pub fn new(log_dir: impl Into<PathBuf>, completions: mpsc::UnboundedSender<Completion>) -> Self {
+        ProcessExecutor {
+            log_dir: log_dir.into(),
+            completions,
+            running: Arc::default(),
+        }
+    }
+
+    /// Where the log of an attempt is written.
+    pub fn log_path(log_dir: &Path, attempt: &AttemptRef) -> PathBuf {
+        log_dir
+            .join(attempt.run_id.to_string())
+            .join(format!("{}.{}.{}.log", attempt.name, attempt.task_index, attempt.attempt))
+    }
+}
+
+#[async_trait]
+impl Executor for ProcessExecutor {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+        let a = &req.attempt;
+        let base = req.base_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        let (program, mut args) = match req.spec.executor {
+            ExecutorKind::Python => {
+                let file = req.spec.file.as_ref().ok_or("python task without `file`")?;
+                ("python3".to_owned(), vec![base.join(file).display().to_string()])
+            }
+            _ => (
+                req.spec.command.clone().ok_or("process task without `command`")?,
+                Vec::new(),
+            ),
+        };
+        args.extend(req.spec.args.iter().cloned());
+
+        let log_path = Self::log_path(&self.log_dir, a);
+        let attempt_dir = log_path.parent().expect("log path has a parent");
+        std::fs::create_dir_all(attempt_dir).map_err(|e| format!("cannot create {}: {e}", attempt_dir.display()))?;
+        let log = std::fs::File::create(&log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+        let log_err = log.try_clone().map_err(|e| e.to_string())?;
+        let output_path = log_path.with_extension("output.json");
+        let _ = std::fs::remove_file(&output_path);
+
+        let mut child = Command::new(&program)
+            .args(&args)
+            .current_dir(&base)
+            .envs(&req.spec.env)
+            .env("ORK_RUN_ID", a.run_id.to_string())
+            .env("ORK_WORKFLOW", &a.workflow)
+            .env("ORK_TASK", &a.name)
+            .env("ORK_TASK_INDEX", a.task_index.to_string())
+            .env("ORK_TASK_COUNT", req.task_count.to_string())
+            .env("ORK_ATTEMPT", a.attempt.to_string())
+            .env("ORK_INPUT", req.input.to_string())
+            .env("ORK_OUTPUT", &output_path)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {program:?}: {e}"))?;
+        let execution_id = format!("pid:{}", child.id().unwrap_or_default());
+
+        let (kill_tx, kill_rx) = oneshot::channel();
+        self.running.lock().expect("poisoned").insert(execution_id.clone(), kill_tx);
+        let this = self.clone();
+        let attempt = a.clone();
+        let timeout = req.timeout;
+        let id = execution_id.clone();
+        tokio::spawn(async move {
+            let deadline = async {
+                match timeout {
+                    Some(t) => tokio::time::sleep(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let outcome = tokio::select! {
+                status = child.wait() => match status {
+                    Ok(s) if s.success() => read_output(&output_path).await,
+                    Ok(s) => match s.code() {
+                        Some(code) => Outcome::failure(Some(i64::from(code)), format!("exited with code {code}")),
+                        None => Outcome::failure(None, format!("ended by a signal ({s})")),
+                    },
+                    Err(e) => Outcome::failure(None, format!("wait failed: {e}")),
+                },
+                _ = deadline => {
+                    let _ = child.kill().await;
+                    Outcome::failure(None, format!("timed out after {}", humantime::format_duration(timeout.unwrap_or_default())))
+                }
+                _ = kill_rx => {
+                    let _ = child.kill().await;
+                    Outcome::failure(None, "cancelled")
+                }
+            };
+            this.running.lock().expect("poisoned").remove(&id);
+            // The receiver is gone only when the engine shut down; nothing to report to.
+            let _ = this.completions.send(Completion { attempt, outcome });
+        });
+        Ok(Dispatch::Started { execution_id })
+    }
+
+    async fn cancel(&self, _attempt: &AttemptRef, execution_id: &str) -> Result<(), String> {
+        if let Some(kill) = self.running.lock().expect("poisoned").remove(execution_id) {
+            let _ = kill.send(());
+        }
+        Ok(())
+    }
+}
+
+/// The success outcome with the task's JSON output, if it left one.
+async fn read_output(path: &Path) -> Outcome {
+    let Ok(meta) = tokio::fs::metadata(path).await else {
+        return Outcome::success(None);
+    };
+    if meta.len() > MAX_OUTPUT_BYTES {
+        return Outcome::failure(Some(0), format!("output is {} bytes, over the limit of {MAX_OUTPUT_BYTES}", meta.len()));
+    }
+    match tokio::fs::read(path).await.map(|b| serde_json::from_slice(&b)) {
+        Ok(Ok(v)) => Outcome::success(Some(v)),
+        Ok(Err(e)) => Outcome::failure(Some(0), format!("output at $ORK_OUTPUT is not JSON: {e}")),
+        Err(e) => Outcome::failure(Some(0), format!("cannot read output: {e}")),
+    }
+}

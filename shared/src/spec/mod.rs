@@ -1,0 +1,134 @@
+//! The workflow spec: what a YAML file in `workflows/` says, parsed and validated.
+//!
+//! Validation happens here, before anything is written to the store: a
+//! [`WorkflowSpec`] that exists has no cycle, no unknown dependency and no
+//! task an executor cannot run. Errors name the file and, where the parser
+//! knows it, the line.
+
+mod load;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{load_dir, load_file, parse_str};
+
+/// A validated workflow definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Tasks by name. A `BTreeMap` keeps the serialized form (and so the
+    /// version hash) independent of the order in the file.
+    pub tasks: BTreeMap<String, TaskSpec>,
+    /// Directory the file was loaded from; relative `file:` paths resolve against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_dir: Option<PathBuf>,
+}
+
+/// One node of the DAG.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    #[serde(default)]
+    pub executor: ExecutorKind,
+    /// Program to run (`process`), resolved on `PATH`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Script run with `python3` (`python`), relative to the workflow file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// Wall-clock limit of one attempt.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "duration::option"
+    )]
+    pub timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "RetryPolicy::is_none")]
+    pub retries: RetryPolicy,
+    /// Static fan-out: the task runs as this many indexed instances, each
+    /// told its `ORK_TASK_INDEX` and `ORK_TASK_COUNT`.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub task_count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+/// Which executor runs a task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// A local program (`command` + `args`).
+    #[default]
+    Process,
+    /// A local `python3 <file>`.
+    Python,
+    /// Completes at once with success; for tests and benchmarks.
+    Noop,
+}
+
+impl ExecutorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutorKind::Process => "process",
+            ExecutorKind::Python => "python",
+            ExecutorKind::Noop => "noop",
+        }
+    }
+}
+
+/// How often and how soon a failed attempt is tried again.
+///
+/// Written either as a bare count (`retries: 3`) or in full
+/// (`retries: {count: 3, backoff: 10s, max_backoff: 5m}`). The delay before
+/// retry `n` (1-based) is `backoff * 2^(n-1)`, capped at `max_backoff`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(from = "duration::RetryRepr")]
+pub struct RetryPolicy {
+    pub count: u32,
+    #[serde(with = "duration::required")]
+    pub backoff: Duration,
+    #[serde(with = "duration::required")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            count: 0,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn is_none(&self) -> bool {
+        *self == RetryPolicy::default()
+    }
+
+    /// Delay before the attempt that follows failed attempt `attempt` (1-based).
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+        self.backoff.saturating_mul(factor).min(self.max_backoff)
+    }
+}
+
+pub(crate) mod duration;

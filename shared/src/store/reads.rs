@@ -1,0 +1,153 @@
+//! Queries that change nothing.
+
+use uuid::Uuid;
+
+use super::sql::Sql;
+use super::Store;
+use crate::model::{Event, Run, Task};
+use crate::Error;
+
+/// A workflow's latest version, as listed by `ork list-workflows`.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct WorkflowSummary {
+    pub name: String,
+    pub latest_version: i64,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    #[sqlx(json)]
+    pub spec: serde_json::Value,
+}
+
+#[derive(sqlx::FromRow)]
+struct SpecRow {
+    version: i64,
+    #[sqlx(json)]
+    spec: serde_json::Value,
+}
+
+/// The output of one succeeded task instance.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TaskOutput {
+    pub name: String,
+    pub task_index: i64,
+    #[sqlx(json)]
+    pub output: serde_json::Value,
+}
+
+impl Store {
+    pub async fn list_workflows(&self) -> Result<Vec<WorkflowSummary>, Error> {
+        let mut r = self.reader().await?;
+        Ok(r.conn()
+            .fetch_all(Sql::new(
+                "SELECT w.name, w.latest_version, w.updated_at, v.spec FROM workflows w \
+                 JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.latest_version \
+                 ORDER BY w.name",
+            ))
+            .await?)
+    }
+
+    /// The stored spec of a workflow version (the latest when `version` is `None`),
+    /// with its version number.
+    pub async fn workflow_spec(
+        &self,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<(i64, serde_json::Value), Error> {
+        let mut r = self.reader().await?;
+        let row: Option<SpecRow> = r
+            .conn()
+            .fetch_optional(
+                Sql::new(
+                    "SELECT v.version, v.spec FROM workflow_versions v JOIN workflows w ON w.name = v.workflow \
+                     WHERE v.workflow = $1 AND v.version = COALESCE($2, w.latest_version)",
+                )
+                .bind(name)
+                .bind(version),
+            )
+            .await?;
+        let row = row.ok_or_else(|| Error::WorkflowNotFound(name.to_owned()))?;
+        Ok((row.version, row.spec))
+    }
+
+    pub async fn get_run(&self, id: Uuid) -> Result<Run, Error> {
+        let mut r = self.reader().await?;
+        r.conn()
+            .fetch_optional(Sql::new("SELECT * FROM runs WHERE id = $1").bind(id))
+            .await?
+            .ok_or(Error::RunNotFound(id))
+    }
+
+    /// The run a workflow's idempotency key created, if any.
+    pub async fn run_by_idempotency_key(&self, workflow: &str, key: &str) -> Result<Option<Run>, Error> {
+        let mut r = self.reader().await?;
+        Ok(r.conn()
+            .fetch_optional(
+                Sql::new("SELECT * FROM runs WHERE workflow = $1 AND idempotency_key = $2")
+                    .bind(workflow)
+                    .bind(key),
+            )
+            .await?)
+    }
+
+    /// The most recent runs, newest first, optionally of one workflow.
+    pub async fn list_runs(&self, workflow: Option<&str>, limit: i64) -> Result<Vec<Run>, Error> {
+        let mut r = self.reader().await?;
+        let sql = match workflow {
+            Some(w) => Sql::new("SELECT * FROM runs WHERE workflow = $1 ORDER BY created_at DESC LIMIT $2")
+                .bind(w)
+                .bind(limit),
+            None => Sql::new("SELECT * FROM runs ORDER BY created_at DESC LIMIT $1").bind(limit),
+        };
+        Ok(r.conn().fetch_all(sql).await?)
+    }
+
+    /// Runs not yet final, oldest first: what the sweeper looks after.
+    pub async fn open_runs(&self, limit: i64) -> Result<Vec<Run>, Error> {
+        let mut r = self.reader().await?;
+        Ok(r.conn()
+            .fetch_all(
+                Sql::new(
+                    "SELECT * FROM runs WHERE status IN ('pending', 'running') ORDER BY created_at LIMIT $1",
+                )
+                .bind(limit),
+            )
+            .await?)
+    }
+
+    /// All task instances of a run, in creation order.
+    pub async fn run_tasks(&self, run_id: Uuid) -> Result<Vec<Task>, Error> {
+        let mut r = self.reader().await?;
+        Ok(r.conn()
+            .fetch_all(Sql::new("SELECT * FROM tasks WHERE run_id = $1 ORDER BY id").bind(run_id))
+            .await?)
+    }
+
+    pub async fn get_task(&self, task_id: Uuid) -> Result<Option<Task>, Error> {
+        let mut r = self.reader().await?;
+        Ok(r.conn()
+            .fetch_optional(Sql::new("SELECT * FROM tasks WHERE id = $1").bind(task_id))
+            .await?)
+    }
+
+    /// Outputs of the succeeded instances of the named tasks of a run that left one.
+    pub async fn task_outputs(&self, run_id: Uuid, names: &[&str]) -> Result<Vec<TaskOutput>, Error> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::new(
+            "SELECT name, task_index, output FROM tasks WHERE run_id = $1 AND status = 'success' AND output IS NOT NULL AND name IN (",
+        );
+        sql.args.push(run_id.into());
+        sql.push_list(names.iter().copied());
+        sql.push(") ORDER BY name, task_index");
+        let mut r = self.reader().await?;
+        Ok(r.conn().fetch_all(sql).await?)
+    }
+
+    /// The run's event log, oldest first.
+    pub async fn run_events(&self, run_id: Uuid) -> Result<Vec<Event>, Error> {
+        let mut r = self.reader().await?;
+        Ok(r.conn()
+            .fetch_all(Sql::new("SELECT * FROM events WHERE run_id = $1 ORDER BY id").bind(run_id))
+            .await?)
+    }
+}

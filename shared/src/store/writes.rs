@@ -1,0 +1,589 @@
+//! State changes. Each method is one step of a transaction and appends the
+//! events for the rows it changed; the caller commits.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::sql::{Conn, Dialect, Sql};
+use super::Tx;
+use crate::model::{Run, RunStatus, TaskStatus};
+use crate::Error;
+
+/// Rows per multi-row statement: under both backends' bound-parameter limits.
+const CHUNK: usize = 1000;
+
+/// A task instance to create with its run.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub name: String,
+    pub task_index: i64,
+    pub task_count: i64,
+    pub executor: String,
+    pub max_attempts: i64,
+    pub deps_remaining: i64,
+}
+
+/// A task instance this caller now owns until `lease_expires_at`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedTask {
+    pub id: Uuid,
+    pub run_id: Uuid,
+    pub name: String,
+    pub task_index: i64,
+    pub task_count: i64,
+    pub attempt: i64,
+    pub ready_at: Option<DateTime<Utc>>,
+}
+
+/// An executor accepted an attempt.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub task_id: Uuid,
+    pub attempt: i64,
+    pub execution_id: String,
+}
+
+/// What becomes of an attempt: `Success`, `Failed`, or `Pending` again for a retry.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    pub task_id: Uuid,
+    pub attempt: i64,
+    pub status: TaskStatus,
+    pub exit_code: Option<i64>,
+    pub error: Option<String>,
+    pub output: Option<serde_json::Value>,
+    pub not_before: Option<DateTime<Utc>>,
+}
+
+/// An attempt result that applied (the attempt was still in flight).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Finished {
+    pub id: Uuid,
+    pub run_id: Uuid,
+    pub name: String,
+    #[sqlx(try_from = "String")]
+    pub status: TaskStatus,
+}
+
+#[derive(sqlx::FromRow)]
+struct Version {
+    latest_version: i64,
+    hash: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Count {
+    n: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct TaskEventRow {
+    id: Uuid,
+    run_id: Uuid,
+    attempt: i64,
+    status: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct StatusRow {
+    status: String,
+}
+
+/// One row of `events`, before insertion.
+struct NewEvent<'a> {
+    run_id: Uuid,
+    task_id: Option<Uuid>,
+    attempt: Option<i64>,
+    status: &'a str,
+    detail: Option<String>,
+}
+
+impl Tx {
+    /// Stores `spec` as the workflow's next version unless the latest version
+    /// has the same hash. Returns the version in force and whether it is new.
+    pub async fn save_workflow(
+        &mut self,
+        name: &str,
+        spec: serde_json::Value,
+        hash: &str,
+        source: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(i64, bool), Error> {
+        let mut c = self.conn();
+        c.execute(
+            Sql::new(
+                "INSERT INTO workflows (name, latest_version, created_at, updated_at) \
+                 VALUES ($1, 0, $2, $2) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(name)
+            .bind(now),
+        )
+        .await?;
+        // Lock the workflow row so concurrent applies number versions in turn.
+        let lock = match c.dialect() {
+            Dialect::Postgres => " FOR UPDATE OF w",
+            Dialect::Sqlite => "",
+        };
+        let current: Version = c
+            .fetch_optional(
+                Sql::new(format!(
+                    "SELECT w.latest_version, v.hash FROM workflows w \
+                     LEFT JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.latest_version \
+                     WHERE w.name = $1{lock}"
+                ))
+                .bind(name),
+            )
+            .await?
+            .ok_or_else(|| Error::WorkflowNotFound(name.to_owned()))?;
+        if current.hash.as_deref() == Some(hash) {
+            return Ok((current.latest_version, false));
+        }
+        let version = current.latest_version + 1;
+        c.execute(
+            Sql::new(
+                "INSERT INTO workflow_versions (workflow, version, spec, hash, source, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(name)
+            .bind(version)
+            .bind(Some(spec))
+            .bind(hash)
+            .bind(source)
+            .bind(now),
+        )
+        .await?;
+        c.execute(
+            Sql::new("UPDATE workflows SET latest_version = $2, updated_at = $3 WHERE name = $1")
+                .bind(name)
+                .bind(version)
+                .bind(now),
+        )
+        .await?;
+        Ok((version, true))
+    }
+
+    /// Creates a `pending` run with its task instances. With an idempotency
+    /// key that the workflow already used, creates nothing and returns `false`.
+    /// The instances of one task must be consecutive in `tasks`.
+    pub async fn create_run(&mut self, run: &Run, tasks: &[NewTask]) -> Result<bool, Error> {
+        let mut c = self.conn();
+        let inserted = c
+            .execute(
+                Sql::new(
+                    "INSERT INTO runs (id, workflow, version, status, params, trigger, idempotency_key, \
+                     tasks_total, tasks_open, tasks_failed, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 0, $9) \
+                     ON CONFLICT (workflow, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+                )
+                .bind(run.id)
+                .bind(run.workflow.as_str())
+                .bind(run.version)
+                .bind(run.status.as_str())
+                .bind(Some(run.params.clone()))
+                .bind(run.trigger.as_str())
+                .bind(run.idempotency_key.clone())
+                .bind(tasks.len() as i64)
+                .bind(run.created_at),
+            )
+            .await?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+        let mut groups: Vec<(&str, i64)> = tasks.iter().map(|t| (t.name.as_str(), t.deps_remaining)).collect();
+        groups.dedup_by_key(|g| g.0);
+        for chunk in groups.chunks(CHUNK) {
+            let mut sql = Sql::new("INSERT INTO task_groups (run_id, name, deps_remaining) VALUES ");
+            let run_id = sql.arg(run.id);
+            sql.push_values(chunk, |s, (name, deps)| vec![run_id.clone(), s.arg(*name), s.arg(*deps)]);
+            c.execute(sql).await?;
+        }
+        for chunk in tasks.chunks(CHUNK) {
+            let mut sql = Sql::new(
+                "INSERT INTO tasks (id, run_id, name, task_index, task_count, executor, status, \
+                 max_attempts, deps_remaining, ready_at) VALUES ",
+            );
+            sql.push_values(chunk, |s, t| {
+                let ready = (t.deps_remaining == 0).then_some(run.created_at);
+                vec![
+                    s.arg(Uuid::now_v7()),
+                    s.arg(run.id),
+                    s.arg(t.name.as_str()),
+                    s.arg(t.task_index),
+                    s.arg(t.task_count),
+                    s.arg(t.executor.as_str()),
+                    s.arg(TaskStatus::Pending.as_str()),
+                    s.arg(t.max_attempts),
+                    s.arg(t.deps_remaining),
+                    s.arg(ready),
+                ]
+            });
+            c.execute(sql).await?;
+        }
+        insert_events(
+            &mut c,
+            run.created_at,
+            vec![NewEvent {
+                run_id: run.id,
+                task_id: None,
+                attempt: None,
+                status: run.status.as_str(),
+                detail: Some(format!("{} v{} ({})", run.workflow, run.version, run.trigger)),
+            }],
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Claims up to `limit` ready task instances of a run: `pending`, no
+    /// parent left to succeed, past their retry backoff. Each claimed row
+    /// moves to `dispatched` with a new attempt number and a lease, for this
+    /// caller alone. Marks a `pending` run `running`.
+    pub async fn claim(
+        &mut self,
+        run_id: Uuid,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ClaimedTask>, Error> {
+        let mut c = self.conn();
+        let lock = c.dialect().skip_locked();
+        let claimed: Vec<ClaimedTask> = c
+            .fetch_all(
+                Sql::new(format!(
+                    "UPDATE tasks SET status = 'dispatched', attempt = attempt + 1, \
+                     lease_expires_at = $3, dispatched_at = $2, started_at = NULL, execution_id = NULL \
+                     WHERE id IN (SELECT id FROM tasks WHERE run_id = $1 AND status = 'pending' \
+                     AND deps_remaining = 0 AND (not_before IS NULL OR not_before <= $2) \
+                     LIMIT $4{lock}) \
+                     RETURNING id, run_id, name, task_index, task_count, attempt, ready_at"
+                ))
+                .bind(run_id)
+                .bind(now)
+                .bind(lease_until)
+                .bind(limit),
+            )
+            .await?;
+        if claimed.is_empty() {
+            return Ok(claimed);
+        }
+        let mut events: Vec<NewEvent> = claimed
+            .iter()
+            .map(|t| NewEvent {
+                run_id: t.run_id,
+                task_id: Some(t.id),
+                attempt: Some(t.attempt),
+                status: TaskStatus::Dispatched.as_str(),
+                detail: None,
+            })
+            .collect();
+        let started = c
+            .execute(
+                Sql::new("UPDATE runs SET status = 'running' WHERE id = $1 AND status = 'pending'")
+                    .bind(run_id),
+            )
+            .await?;
+        if started == 1 {
+            events.push(NewEvent {
+                run_id,
+                task_id: None,
+                attempt: None,
+                status: RunStatus::Running.as_str(),
+                detail: None,
+            });
+        }
+        insert_events(&mut c, now, events).await?;
+        Ok(claimed)
+    }
+
+    /// Records that executors accepted these attempts (`dispatched` → `running`).
+    pub async fn mark_started(&mut self, started: &[Started], now: DateTime<Utc>) -> Result<(), Error> {
+        let mut c = self.conn();
+        let mut started: Vec<&Started> = started.iter().collect();
+        started.sort_by_key(|s| s.task_id);
+        for chunk in started.chunks(CHUNK) {
+            let mut sql = Sql::new("UPDATE tasks SET status = 'running', lease_expires_at = NULL, ");
+            let at = sql.arg(now);
+            sql.push(&format!("started_at = {at}, execution_id = v.column3 FROM (VALUES "));
+            sql.push_values(chunk, |s, r| {
+                vec![s.arg(r.task_id), s.arg(r.attempt), s.arg(r.execution_id.as_str())]
+            });
+            sql.push(
+                ") AS v WHERE tasks.id = v.column1 AND tasks.attempt = v.column2 \
+                 AND tasks.status = 'dispatched' \
+                 RETURNING tasks.id, tasks.run_id, tasks.attempt, tasks.status",
+            );
+            let rows: Vec<TaskEventRow> = c.fetch_all(sql).await?;
+            insert_events(&mut c, now, task_events(&rows)).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies attempt results to attempts still in flight (`dispatched` or
+    /// `running` with the same attempt number); results for finished,
+    /// cancelled or superseded attempts change nothing. Returns what applied.
+    pub async fn finish_attempts(
+        &mut self,
+        results: &[AttemptResult],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Finished>, Error> {
+        let mut c = self.conn();
+        let mut applied = Vec::with_capacity(results.len());
+        // Rows are locked in id order, so that two batches sharing attempts
+        // (a replayed webhook) wait for each other instead of deadlocking.
+        let mut results: Vec<&AttemptResult> = results.iter().collect();
+        results.sort_by_key(|r| r.task_id);
+        results.dedup_by_key(|r| (r.task_id, r.attempt));
+        for chunk in results.chunks(CHUNK) {
+            let sent: HashMap<Uuid, &AttemptResult> = chunk.iter().map(|r| (r.task_id, *r)).collect();
+            let mut sql = Sql::new("UPDATE tasks SET ");
+            let at = sql.arg(now);
+            // A retry goes back to pending: it is not finished, its outcome
+            // stays visible until the next attempt is claimed.
+            sql.push(&format!(
+                "status = v.column3, exit_code = v.column4, error = v.column5, output = v.column6, \
+                 not_before = v.column7, lease_expires_at = NULL, \
+                 finished_at = CASE WHEN v.column3 = 'pending' THEN NULL ELSE {at} END FROM (VALUES "
+            ));
+            sql.push_values(chunk, |s, r| {
+                vec![
+                    s.arg(r.task_id),
+                    s.arg(r.attempt),
+                    s.arg(r.status.as_str()),
+                    s.arg(r.exit_code),
+                    s.arg(r.error.clone()),
+                    s.arg(r.output.clone()),
+                    s.arg(r.not_before),
+                ]
+            });
+            sql.push(
+                ") AS v WHERE tasks.id = v.column1 AND tasks.attempt = v.column2 \
+                 AND tasks.status IN ('dispatched', 'running') \
+                 RETURNING tasks.id, tasks.run_id, tasks.name, tasks.status",
+            );
+            let rows: Vec<Finished> = c.fetch_all(sql).await?;
+            let events = rows
+                .iter()
+                .map(|f| {
+                    let r = sent[&f.id];
+                    NewEvent {
+                        run_id: f.run_id,
+                        task_id: Some(f.id),
+                        attempt: Some(r.attempt),
+                        status: f.status.as_str(),
+                        detail: r.error.clone(),
+                    }
+                })
+                .collect();
+            insert_events(&mut c, now, events).await?;
+            applied.extend(rows);
+        }
+        Ok(applied)
+    }
+
+    /// Counts succeeded parent instances against their children:
+    /// `(child task name, how many parent instances succeeded)`. When a
+    /// child's count reaches zero, all its instances become ready. One
+    /// update per child name (in name order, so concurrent releases lock
+    /// groups in the same order), not one per instance.
+    pub async fn release_children(
+        &mut self,
+        run_id: Uuid,
+        releases: &[(String, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let mut c = self.conn();
+        let mut releases = releases.to_vec();
+        releases.sort();
+        for (name, n) in releases {
+            let left: Option<Count> = c
+                .fetch_optional(
+                    Sql::new(
+                        "UPDATE task_groups SET deps_remaining = deps_remaining - $3 \
+                         WHERE run_id = $1 AND name = $2 RETURNING deps_remaining AS n",
+                    )
+                    .bind(run_id)
+                    .bind(name.as_str())
+                    .bind(n),
+                )
+                .await?;
+            if left.is_some_and(|l| l.n == 0) {
+                c.execute(
+                    Sql::new(
+                        "UPDATE tasks SET deps_remaining = 0, ready_at = $3 \
+                         WHERE run_id = $1 AND name = $2 AND status = 'pending'",
+                    )
+                    .bind(run_id)
+                    .bind(name)
+                    .bind(now),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the pending instances of the named tasks `skipped`; returns how many.
+    pub async fn skip_pending(
+        &mut self,
+        run_id: Uuid,
+        names: &[String],
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64, Error> {
+        if names.is_empty() {
+            return Ok(0);
+        }
+        let mut c = self.conn();
+        let mut sql = Sql::new("UPDATE tasks SET status = 'skipped', finished_at = $1 WHERE run_id = $2 AND status = 'pending' AND name IN (");
+        sql.args.push(now.into());
+        sql.args.push(run_id.into());
+        sql.push_list(names.iter().map(String::as_str));
+        sql.push(") RETURNING id, run_id, attempt, status");
+        let rows: Vec<TaskEventRow> = c.fetch_all(sql).await?;
+        let mut events = task_events(&rows);
+        for e in &mut events {
+            e.detail = Some(reason.to_owned());
+        }
+        insert_events(&mut c, now, events).await?;
+        Ok(rows.len() as i64)
+    }
+
+    /// Counts `closed` task instances as final, `failed` of them as failures.
+    /// When none is left open, finalizes the run: this conditional update of
+    /// the run row is what makes finalization happen exactly once. Returns
+    /// the final status if this call finalized the run.
+    pub async fn close_tasks(
+        &mut self,
+        run_id: Uuid,
+        closed: i64,
+        failed: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RunStatus>, Error> {
+        if closed == 0 {
+            return Ok(None);
+        }
+        let mut c = self.conn();
+        let row: Option<StatusRow> = c
+            .fetch_optional(
+                Sql::new(
+                    "UPDATE runs SET tasks_open = tasks_open - $2, tasks_failed = tasks_failed + $3, \
+                     status = CASE WHEN tasks_open - $2 > 0 THEN status \
+                                   WHEN tasks_failed + $3 > 0 THEN 'failed' ELSE 'success' END, \
+                     finished_at = CASE WHEN tasks_open - $2 > 0 THEN finished_at ELSE $4 END \
+                     WHERE id = $1 AND status IN ('pending', 'running') RETURNING status",
+                )
+                .bind(run_id)
+                .bind(closed)
+                .bind(failed)
+                .bind(now),
+            )
+            .await?;
+        let Some(status) = row.and_then(|r| r.status.parse::<RunStatus>().ok()) else {
+            return Ok(None);
+        };
+        if !status.is_final() {
+            return Ok(None);
+        }
+        insert_events(
+            &mut c,
+            now,
+            vec![NewEvent {
+                run_id,
+                task_id: None,
+                attempt: None,
+                status: status.as_str(),
+                detail: None,
+            }],
+        )
+        .await?;
+        Ok(Some(status))
+    }
+
+    /// Cancels a run that is not final: its unfinished tasks become
+    /// `cancelled`. Returns the attempts that were in flight (for the
+    /// executors to stop), or `None` if the run was already final.
+    pub async fn cancel_run(
+        &mut self,
+        run_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<crate::model::Task>>, Error> {
+        let mut c = self.conn();
+        let n = c
+            .execute(
+                Sql::new(
+                    "UPDATE runs SET status = 'cancelled', tasks_open = 0, finished_at = $2 \
+                     WHERE id = $1 AND status IN ('pending', 'running')",
+                )
+                .bind(run_id)
+                .bind(now),
+            )
+            .await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let in_flight: Vec<crate::model::Task> = c
+            .fetch_all(
+                Sql::new("SELECT * FROM tasks WHERE run_id = $1 AND status IN ('dispatched', 'running')")
+                    .bind(run_id),
+            )
+            .await?;
+        let rows: Vec<TaskEventRow> = c
+            .fetch_all(
+                Sql::new(
+                    "UPDATE tasks SET status = 'cancelled', finished_at = $2, lease_expires_at = NULL \
+                     WHERE run_id = $1 AND status IN ('pending', 'dispatched', 'running') \
+                     RETURNING id, run_id, attempt, status",
+                )
+                .bind(run_id)
+                .bind(now),
+            )
+            .await?;
+        let mut events = task_events(&rows);
+        events.push(NewEvent {
+            run_id,
+            task_id: None,
+            attempt: None,
+            status: RunStatus::Cancelled.as_str(),
+            detail: None,
+        });
+        insert_events(&mut c, now, events).await?;
+        Ok(Some(in_flight))
+    }
+}
+
+fn task_events(rows: &[TaskEventRow]) -> Vec<NewEvent<'_>> {
+    rows.iter()
+        .map(|r| NewEvent {
+            run_id: r.run_id,
+            task_id: Some(r.id),
+            attempt: Some(r.attempt),
+            status: r.status.as_str(),
+            detail: None,
+        })
+        .collect()
+}
+
+async fn insert_events(c: &mut Conn<'_>, at: DateTime<Utc>, events: Vec<NewEvent<'_>>) -> Result<(), Error> {
+    for chunk in events.chunks(CHUNK) {
+        let mut sql = Sql::new("INSERT INTO events (run_id, task_id, attempt, status, detail, at) VALUES ");
+        let at = sql.arg(at);
+        sql.push_values(chunk, |s, e| {
+            let task = match e.task_id {
+                Some(id) => s.arg(id),
+                None => "NULL".to_owned(),
+            };
+            vec![
+                s.arg(e.run_id),
+                task,
+                s.arg(e.attempt),
+                s.arg(e.status),
+                s.arg(e.detail.clone()),
+                at.clone(),
+            ]
+        });
+        c.execute(sql).await?;
+    }
+    Ok(())
+}
