@@ -16,7 +16,10 @@ use crate::{Cli, Command};
 
 /// Runs one command; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
-    let url = cli.database_url.clone().unwrap_or_else(store::database_url_from_env);
+    let url = cli
+        .database_url
+        .clone()
+        .unwrap_or_else(store::database_url_from_env);
     let store = Store::connect(&url)
         .await
         .with_context(|| format!("cannot open the database at {}", redact(&url)))?;
@@ -37,20 +40,33 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 output::json(&applied);
             } else {
                 for a in applied {
-                    let what = if a.created { "stored as" } else { "unchanged at" };
+                    let what = if a.created {
+                        "stored as"
+                    } else {
+                        "unchanged at"
+                    };
                     println!("{} {what} version {}", a.name, a.version);
                 }
             }
         }
-        Command::CreateWorkflow { name, job_name, project, region, task_count, executor, description } => {
-            let kind: ExecutorKind = serde_json::from_value(serde_json::Value::String(executor.clone()))
-                .map_err(|_| anyhow!("unknown executor {executor:?}"))?;
+        Command::CreateWorkflow {
+            name,
+            job_name,
+            project,
+            region,
+            task_count,
+            executor,
+            description,
+        } => {
+            let kind: ExecutorKind =
+                serde_json::from_value(serde_json::Value::String(executor.clone()))
+                    .map_err(|_| anyhow!("unknown executor {executor:?}"))?;
             let _ = (project, region); // used by the cloud executors
             let task = TaskSpec {
                 executor: kind,
                 command: Some(job_name.clone()),
                 task_count,
-                ..serde_json::from_value(serde_json::json!({}))?
+                ..TaskSpec::default()
             };
             let spec = WorkflowSpec {
                 name,
@@ -73,23 +89,41 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 output::workflows(&workflows);
             }
         }
-        Command::Trigger { workflow, params, idempotency_key, wait } => {
+        Command::Trigger {
+            workflow,
+            params,
+            idempotency_key,
+            wait,
+        } => {
             let params = parse_params(&params)?;
             let t = engine
-                .trigger(&workflow, params, TriggerOptions { trigger: "manual".into(), idempotency_key })
+                .trigger(
+                    &workflow,
+                    params,
+                    TriggerOptions {
+                        trigger: "manual".into(),
+                        idempotency_key,
+                    },
+                )
                 .await?;
             if !wait {
                 if json {
                     output::json(&t.run);
                 } else {
-                    let note = if t.created { "" } else { " (existing run for this idempotency key)" };
+                    let note = if t.created {
+                        ""
+                    } else {
+                        " (existing run for this idempotency key)"
+                    };
                     println!("{}{note}", t.run.id);
                 }
                 return Ok(0);
             }
             return execute(&engine, t.run.id, &mut completions, json).await;
         }
-        Command::Status { run_id: Some(id), .. } => {
+        Command::Status {
+            run_id: Some(id), ..
+        } => {
             let run = store.get_run(id).await?;
             if json {
                 output::json(&run);
@@ -98,7 +132,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 output::tasks(&store.run_tasks(id).await?);
             }
         }
-        Command::Status { run_id: None, workflow, limit } => {
+        Command::Status {
+            run_id: None,
+            workflow,
+            limit,
+        } => {
             let runs = store.list_runs(workflow.as_deref(), limit).await?;
             if json {
                 output::json(&runs);
@@ -123,10 +161,17 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 output::events(&events, &store.run_tasks(run_id).await?);
             }
         }
-        Command::Logs { run_id, task, attempt } => {
+        Command::Logs {
+            run_id,
+            task,
+            attempt,
+        } => {
             let run = store.get_run(run_id).await?;
             let tasks = store.run_tasks(run_id).await?;
-            let chosen: Vec<&Task> = tasks.iter().filter(|t| t.label() == task || t.name == task).collect();
+            let chosen: Vec<&Task> = tasks
+                .iter()
+                .filter(|t| t.label() == task || t.name == task)
+                .collect();
             if chosen.is_empty() {
                 bail!("run {run_id} has no task {task:?}");
             }
@@ -148,7 +193,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 }
                 match std::fs::read_to_string(&path) {
                     Ok(text) => print!("{text}"),
-                    Err(_) => eprintln!("no log for {} attempt {n} at {}", t.label(), path.display()),
+                    Err(_) => {
+                        eprintln!("no log for {} attempt {n} at {}", t.label(), path.display())
+                    }
                 }
             }
         }
@@ -163,15 +210,29 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Run { file, params } => {
             let specs = load(&file)?;
             let [spec] = specs.as_slice() else {
-                bail!("{} holds {} workflows; `ork run` takes a file with one", file.display(), specs.len());
+                bail!(
+                    "{} holds {} workflows; `ork run` takes a file with one",
+                    file.display(),
+                    specs.len()
+                );
             };
             let applied = engine.apply(spec, Some(file.display().to_string())).await?;
             let params = parse_params(&params)?;
             let t = engine
-                .trigger(&applied.name, params, TriggerOptions { trigger: "manual".into(), idempotency_key: None })
+                .trigger(
+                    &applied.name,
+                    params,
+                    TriggerOptions {
+                        trigger: "manual".into(),
+                        idempotency_key: None,
+                    },
+                )
                 .await?;
             if !json {
-                println!("run {} of {} v{} ({} tasks)", t.run.id, applied.name, applied.version, t.run.tasks_total);
+                println!(
+                    "run {} of {} v{} ({} tasks)",
+                    t.run.id, applied.name, applied.version, t.run.tasks_total
+                );
             }
             return execute(&engine, t.run.id, &mut completions, json).await;
         }
@@ -180,7 +241,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
 }
 
 /// The engine of a CLI process: local processes, noop tasks.
-fn local_engine(store: Store, log_dir: &Path, completions: mpsc::UnboundedSender<Completion>) -> Engine {
+fn local_engine(
+    store: Store,
+    log_dir: &Path,
+    completions: mpsc::UnboundedSender<Completion>,
+) -> Engine {
     let process = Arc::new(ProcessExecutor::new(log_dir, completions));
     let executors = Executors::new()
         .with(ExecutorKind::Process, process.clone())
@@ -214,11 +279,22 @@ async fn execute(
 /// Loads workflows from a file or a directory, with absolute base dirs so
 /// that the stored spec does not depend on where `ork` was run.
 fn load(path: &Path) -> Result<Vec<WorkflowSpec>> {
-    let mut specs = if path.is_dir() { spec::load_dir(path)? } else { vec![spec::load_file(path)?] };
+    let mut specs = if path.is_dir() {
+        spec::load_dir(path)?
+    } else {
+        vec![spec::load_file(path)?]
+    };
     for s in &mut specs {
         if let Some(dir) = &s.base_dir {
-            let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir.clone() };
-            s.base_dir = Some(std::fs::canonicalize(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?);
+            let dir = if dir.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                dir.clone()
+            };
+            s.base_dir = Some(
+                std::fs::canonicalize(&dir)
+                    .with_context(|| format!("cannot resolve {}", dir.display()))?,
+            );
         }
     }
     Ok(specs)
@@ -228,8 +304,11 @@ fn load(path: &Path) -> Result<Vec<WorkflowSpec>> {
 fn parse_params(pairs: &[String]) -> Result<serde_json::Value> {
     let mut map = serde_json::Map::new();
     for pair in pairs {
-        let (k, v) = pair.split_once('=').ok_or_else(|| anyhow!("--param {pair:?} is not KEY=VALUE"))?;
-        let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--param {pair:?} is not KEY=VALUE"))?;
+        let value =
+            serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
         map.insert(k.to_owned(), value);
     }
     Ok(serde_json::Value::Object(map))

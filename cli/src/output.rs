@@ -12,7 +12,10 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub fn json<T: serde::Serialize>(value: &T) {
-    println!("{}", serde_json::to_string_pretty(value).expect("serializable"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializable")
+    );
 }
 
 /// Prints rows under headers, each column as wide as its widest cell.
@@ -24,7 +27,11 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
         }
     }
     let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("{}", padded.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_uppercase()).collect());
@@ -48,12 +55,29 @@ pub fn workflows(list: &[WorkflowSummary]) {
     let rows = list
         .iter()
         .map(|w| {
-            let tasks = w.spec.get("tasks").and_then(|t| t.as_object()).map_or(0, |t| t.len());
-            let description = w.spec.get("description").and_then(|d| d.as_str()).unwrap_or("");
-            vec![w.name.clone(), w.latest_version.to_string(), tasks.to_string(), time(w.updated_at), description.to_owned()]
+            let tasks = w
+                .spec
+                .get("tasks")
+                .and_then(|t| t.as_object())
+                .map_or(0, |t| t.len());
+            let description = w
+                .spec
+                .get("description")
+                .and_then(|d| d.as_str())
+                .unwrap_or("");
+            vec![
+                w.name.clone(),
+                w.latest_version.to_string(),
+                tasks.to_string(),
+                time(w.updated_at),
+                description.to_owned(),
+            ]
         })
         .collect();
-    table(&["workflow", "version", "tasks", "updated", "description"], rows);
+    table(
+        &["workflow", "version", "tasks", "updated", "description"],
+        rows,
+    );
 }
 
 pub fn runs(list: &[Run]) {
@@ -70,7 +94,10 @@ pub fn runs(list: &[Run]) {
             ]
         })
         .collect();
-    table(&["run", "workflow", "status", "done", "created", "took"], rows);
+    table(
+        &["run", "workflow", "status", "done", "created", "took"],
+        rows,
+    );
 }
 
 pub fn tasks(list: &[Task]) {
@@ -88,7 +115,12 @@ pub fn tasks(list: &[Task]) {
             ]
         })
         .collect();
-    table(&["task", "status", "attempt", "executor", "took", "exit", "error"], rows);
+    table(
+        &[
+            "task", "status", "attempt", "executor", "took", "exit", "error",
+        ],
+        rows,
+    );
 }
 
 pub fn events(list: &[Event], tasks: &[Task]) {
@@ -98,7 +130,9 @@ pub fn events(list: &[Event], tasks: &[Task]) {
         .map(|e| {
             vec![
                 e.at.format("%H:%M:%S%.3f").to_string(),
-                e.task_id.and_then(|id| labels.get(&id).cloned()).unwrap_or_else(|| "(run)".into()),
+                e.task_id
+                    .and_then(|id| labels.get(&id).cloned())
+                    .unwrap_or_else(|| "(run)".into()),
                 e.attempt.map_or("-".into(), |a| a.to_string()),
                 e.status.clone(),
                 e.detail.clone().unwrap_or_default(),
@@ -175,7 +209,11 @@ impl Progress {
 fn progress_line(e: &Event, labels: &HashMap<Uuid, String>) -> Option<String> {
     let task = labels.get(&e.task_id?)?;
     let attempt = e.attempt.unwrap_or(0);
-    let detail = e.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+    let detail = e
+        .detail
+        .as_deref()
+        .map(|d| format!(": {d}"))
+        .unwrap_or_default();
     let (mark, what) = match e.status.as_str() {
         "running" => ("▸", format!("started (attempt {attempt})")),
         "success" => ("✓", "succeeded".to_owned()),
@@ -185,5 +223,5 @@ fn progress_line(e: &Event, labels: &HashMap<Uuid, String>) -> Option<String> {
         "cancelled" => ("■", "cancelled".to_owned()),
         _ => return None,
     };
-    Some(format!("{} {:<8} {task} {what}", e.at.format("%H:%M:%S"), mark))
+    Some(format!("{} {mark} {task} {what}", e.at.format("%H:%M:%S")))
 }

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Runs `ork` with its database and logs in `dir`.
@@ -12,15 +15,22 @@ fn ork(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ork"))
         .args(args)
         .current_dir(repo())
-        .env("ORK_DATABASE_URL", format!("sqlite:{}", dir.join("ork.db").display()))
-        .env("ORK_LOG_DIR", dir.join("logs"))
+        .env(
+            "ORK_DATABASE_URL",
+            format!("sqlite:{}", dir.join("ork.db").display()),
+        )
+        .env("ORK_LOG_DIR", "target/test-logs")
         .env_remove("DATABASE_URL")
         .output()
         .expect("run ork")
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
@@ -30,8 +40,18 @@ fn the_etl_example_runs_to_success_with_real_processes() {
     let printed = text(&out);
     assert!(out.status.success(), "{printed}");
     assert!(printed.contains("SUCCESS"), "{printed}");
-    for task in ["extract", "transform[0]", "transform[3]", "validate", "load", "report"] {
-        assert!(printed.contains(&format!("{task} succeeded")), "no success line for {task}:\n{printed}");
+    for task in [
+        "extract",
+        "transform[0]",
+        "transform[3]",
+        "validate",
+        "load",
+        "report",
+    ] {
+        assert!(
+            printed.contains(&format!("{task} succeeded")),
+            "no success line for {task}:\n{printed}"
+        );
     }
     // The load's output (the shards' totals) reached `report` as input.
     let run_id = printed.split_whitespace().nth(1).unwrap().to_owned();
@@ -49,9 +69,15 @@ fn the_failing_variant_retries_skips_and_exits_1() {
     let out = ork(dir.path(), &["run", "workflows/etl-failing.yaml"]);
     let printed = text(&out);
     assert_eq!(out.status.code(), Some(1), "{printed}");
-    assert!(printed.contains("load attempt 1 failed: exited with code 3; will retry"), "{printed}");
+    assert!(
+        printed.contains("load attempt 1 failed: exited with code 3; will retry"),
+        "{printed}"
+    );
     assert!(printed.contains("load failed"), "{printed}");
-    assert!(printed.contains("report skipped: upstream task load failed"), "{printed}");
+    assert!(
+        printed.contains("report skipped: upstream task load failed"),
+        "{printed}"
+    );
     assert!(printed.contains("FAILED"), "{printed}");
     let run_id = printed.split_whitespace().nth(1).unwrap().to_owned();
     let log = ork(dir.path(), &["logs", &run_id, "load"]);
@@ -67,7 +93,10 @@ fn apply_reports_an_invalid_file_with_its_line_and_stores_nothing() {
     assert_eq!(out.status.code(), Some(2));
     let printed = text(&out);
     assert!(printed.contains("cycle.yaml:"), "{printed}");
-    assert!(printed.contains("cycle: a -> b -> a") || printed.contains("cycle: b -> a -> b"), "{printed}");
+    assert!(
+        printed.contains("cycle: a -> b -> a") || printed.contains("cycle: b -> a -> b"),
+        "{printed}"
+    );
     let list = ork(dir.path(), &["list-workflows", "--json"]);
     assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "[]");
 }
@@ -75,13 +104,32 @@ fn apply_reports_an_invalid_file_with_its_line_and_stores_nothing() {
 #[test]
 fn trigger_status_and_cancel_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
-    let out = ork(dir.path(), &["create-workflow", "--name", "one-job", "--job-name", "true", "--project", "p", "--task-count", "3"]);
+    let out = ork(
+        dir.path(),
+        &[
+            "create-workflow",
+            "--name",
+            "one-job",
+            "--job-name",
+            "true",
+            "--project",
+            "p",
+            "--task-count",
+            "3",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let listed = text(&ork(dir.path(), &["list-workflows"]));
     assert!(listed.contains("one-job"), "{listed}");
-    let run_id = String::from_utf8(ork(dir.path(), &["trigger", "one-job"]).stdout).unwrap().trim().to_owned();
+    let run_id = String::from_utf8(ork(dir.path(), &["trigger", "one-job"]).stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
     let status = text(&ork(dir.path(), &["status", "--workflow", "one-job"]));
-    assert!(status.contains(&run_id) && status.contains("pending"), "{status}");
+    assert!(
+        status.contains(&run_id) && status.contains("pending"),
+        "{status}"
+    );
     assert!(text(&ork(dir.path(), &["cancel", &run_id])).contains("cancelled"));
     let tasks = text(&ork(dir.path(), &["tasks", &run_id]));
     assert_eq!(tasks.matches("cancelled").count(), 3, "{tasks}");

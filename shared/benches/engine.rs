@@ -29,13 +29,19 @@ struct Stopwatch {
 #[async_trait]
 impl Executor for Stopwatch {
     async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
-        self.reached.lock().unwrap().insert(req.attempt.task_id, Utc::now());
+        self.reached
+            .lock()
+            .unwrap()
+            .insert(req.attempt.task_id, Utc::now());
         Ok(Dispatch::Finished(Outcome::success(None)))
     }
 }
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -76,17 +82,31 @@ async fn bench(label: &str, url: &str, tasks: usize, callers: usize) {
             ..EngineConfig::default()
         },
     ));
-    engine.apply(&spec::parse_str(&yaml, None).expect("spec"), None).await.expect("apply");
+    engine
+        .apply(&spec::parse_str(&yaml, None).expect("spec"), None)
+        .await
+        .expect("apply");
 
     let started = Instant::now();
-    let run = engine.trigger("bench", serde_json::json!({}), TriggerOptions::default()).await.expect("trigger").run;
+    let run = engine
+        .trigger("bench", serde_json::json!({}), TriggerOptions::default())
+        .await
+        .expect("trigger")
+        .run;
     let handles: Vec<_> = (0..callers)
         .map(|_| {
             let engine = engine.clone();
             tokio::spawn(async move {
                 loop {
                     engine.advance(run.id).await.expect("advance");
-                    if engine.store().get_run(run.id).await.expect("run").status.is_final() {
+                    if engine
+                        .store()
+                        .get_run(run.id)
+                        .await
+                        .expect("run")
+                        .status
+                        .is_final()
+                    {
                         break;
                     }
                     tokio::task::yield_now().await;
@@ -101,8 +121,8 @@ async fn bench(label: &str, url: &str, tasks: usize, callers: usize) {
     let run = store.get_run(run.id).await.expect("run");
     assert_eq!(run.tasks_open, 0);
 
-    let reached = stopwatch.reached.lock().unwrap();
     let rows = store.run_tasks(run.id).await.expect("tasks");
+    let reached = std::mem::take(&mut *stopwatch.reached.lock().unwrap());
     let mut claim_to_dispatch = Vec::new();
     let mut ready_to_dispatch = Vec::new();
     for t in &rows {
@@ -130,10 +150,16 @@ async fn bench(label: &str, url: &str, tasks: usize, callers: usize) {
 
 async fn fresh_postgres_url() -> String {
     use sqlx::Connection;
-    let admin = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let name = format!("ork_bench_{}", Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL for the benchmark");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL for the benchmark");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
     let base = admin.split('?').next().unwrap_or(&admin);
     format!("{}/{name}", base.rsplit_once('/').map_or(base, |(b, _)| b))
 }

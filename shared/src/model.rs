@@ -76,7 +76,10 @@ status_enum! {
 
 impl RunStatus {
     pub fn is_final(self) -> bool {
-        matches!(self, RunStatus::Success | RunStatus::Failed | RunStatus::Cancelled)
+        matches!(
+            self,
+            RunStatus::Success | RunStatus::Failed | RunStatus::Cancelled
+        )
     }
 }
 

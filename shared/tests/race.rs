@@ -33,10 +33,15 @@ struct Queueing(mpsc::UnboundedSender<Completion>);
 #[async_trait]
 impl Executor for Queueing {
     async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
-        let done = Completion { attempt: req.attempt.clone(), outcome: Outcome::success(None) };
+        let done = Completion {
+            attempt: req.attempt.clone(),
+            outcome: Outcome::success(None),
+        };
         self.0.send(done.clone()).map_err(|e| e.to_string())?;
         self.0.send(done).map_err(|e| e.to_string())?;
-        Ok(Dispatch::Started { execution_id: req.attempt.task_id.to_string() })
+        Ok(Dispatch::Started {
+            execution_id: req.attempt.task_id.to_string(),
+        })
     }
 }
 
@@ -44,7 +49,11 @@ async fn ten_thousand_tasks_thirty_two_callers(db: TestDb) {
     let (tx, rx) = mpsc::unbounded_channel();
     let engine = Arc::new(with_executor(db.store.clone(), Arc::new(Queueing(tx))));
     engine.apply(&parse(LAYERS), None).await.unwrap();
-    let run = engine.trigger("race", serde_json::json!({}), TriggerOptions::default()).await.unwrap().run;
+    let run = engine
+        .trigger("race", serde_json::json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
     assert_eq!(run.tasks_total, 10_000);
     let rx = Arc::new(Mutex::new(rx));
     let finalized = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -55,7 +64,14 @@ async fn ten_thousand_tasks_thirty_two_callers(db: TestDb) {
         callers.push(tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
             while tokio::time::Instant::now() < deadline {
-                if engine.store().get_run(run.id).await.unwrap().status.is_final() {
+                if engine
+                    .store()
+                    .get_run(run.id)
+                    .await
+                    .unwrap()
+                    .status
+                    .is_final()
+                {
                     return;
                 }
                 if i % 2 == 0 {
@@ -87,7 +103,10 @@ async fn ten_thousand_tasks_thirty_two_callers(db: TestDb) {
         c.await.unwrap();
     }
 
-    assert_eq!(*finalized.lock().unwrap(), vec![(run.id, RunStatus::Success)]);
+    assert_eq!(
+        *finalized.lock().unwrap(),
+        vec![(run.id, RunStatus::Success)]
+    );
     let events = db.store.run_events(run.id).await.unwrap();
     let mut per_task: HashMap<(Uuid, &str), usize> = HashMap::new();
     for e in &events {
@@ -96,13 +115,25 @@ async fn ten_thousand_tasks_thirty_two_callers(db: TestDb) {
         }
     }
     for status in ["dispatched", "success"] {
-        let tasks = per_task.iter().filter(|((_, s), _)| *s == status).collect::<Vec<_>>();
+        let tasks = per_task
+            .iter()
+            .filter(|((_, s), _)| *s == status)
+            .collect::<Vec<_>>();
         assert_eq!(tasks.len(), 10_000, "instances with a {status} event");
-        assert!(tasks.iter().all(|(_, n)| **n == 1), "some instance has more than one {status} event");
+        assert!(
+            tasks.iter().all(|(_, n)| **n == 1),
+            "some instance has more than one {status} event"
+        );
     }
     // A completion may overtake the record of its start: `running` is optional, never repeated.
-    assert!(per_task.iter().filter(|((_, s), _)| *s == "running").all(|(_, n)| *n == 1));
-    let run_finals = events.iter().filter(|e| e.task_id.is_none() && e.status == "success").count();
+    assert!(per_task
+        .iter()
+        .filter(|((_, s), _)| *s == "running")
+        .all(|(_, n)| *n == 1));
+    let run_finals = events
+        .iter()
+        .filter(|e| e.task_id.is_none() && e.status == "success")
+        .count();
     assert_eq!(run_finals, 1);
     let run = db.store.get_run(run.id).await.unwrap();
     assert_eq!((run.status, run.tasks_open), (RunStatus::Success, 0));

@@ -5,6 +5,7 @@
 
 mod drive;
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -140,11 +141,17 @@ impl Engine {
 
     /// Stores a validated spec as the workflow's next version, unless it is
     /// identical to the latest one.
-    pub async fn apply(&self, spec: &WorkflowSpec, source: Option<String>) -> Result<Applied, Error> {
+    pub async fn apply(
+        &self,
+        spec: &WorkflowSpec,
+        source: Option<String>,
+    ) -> Result<Applied, Error> {
         let json = serde_json::to_value(spec).expect("a spec serializes");
         let hash = hex::encode(Sha256::digest(json.to_string().as_bytes()));
         let mut tx = self.store.begin().await?;
-        let (version, created) = tx.save_workflow(&spec.name, json, &hash, source, Utc::now()).await?;
+        let (version, created) = tx
+            .save_workflow(&spec.name, json, &hash, source, Utc::now())
+            .await?;
         tx.commit().await?;
         Ok(Applied {
             name: spec.name.clone(),
@@ -156,15 +163,24 @@ impl Engine {
     /// A workflow version, from the cache or the store (`None`: the latest).
     pub async fn workflow(&self, name: &str, version: Option<i64>) -> Result<Arc<Workflow>, Error> {
         if let Some(v) = version {
-            if let Some(wf) = self.workflows.lock().expect("poisoned").get(&(name.to_owned(), v)) {
+            if let Some(wf) = self
+                .workflows
+                .lock()
+                .expect("poisoned")
+                .get(&(name.to_owned(), v))
+            {
                 return Ok(wf.clone());
             }
         }
         let (version, json) = self.store.workflow_spec(name, version).await?;
-        let spec: WorkflowSpec = serde_json::from_value(json)
-            .map_err(|e| Error::Invalid(format!("stored spec of {name} v{version} is unreadable: {e}")))?;
-        let dag = Dag::new(&spec)
-            .map_err(|cycle| Error::Invalid(format!("stored spec of {name} has a cycle: {cycle:?}")))?;
+        let spec: WorkflowSpec = serde_json::from_value(json).map_err(|e| {
+            Error::Invalid(format!(
+                "stored spec of {name} v{version} is unreadable: {e}"
+            ))
+        })?;
+        let dag = Dag::new(&spec).map_err(|cycle| {
+            Error::Invalid(format!("stored spec of {name} has a cycle: {cycle:?}"))
+        })?;
         let wf = Arc::new(Workflow { version, spec, dag });
         self.workflows
             .lock()
@@ -186,7 +202,10 @@ impl Engine {
         }
         if let Some(key) = &opts.idempotency_key {
             if let Some(run) = self.store.run_by_idempotency_key(workflow, key).await? {
-                return Ok(Triggered { run, created: false });
+                return Ok(Triggered {
+                    run,
+                    created: false,
+                });
             }
         }
         let wf = self.workflow(workflow, None).await?;
@@ -196,7 +215,12 @@ impl Engine {
             .iter()
             .flat_map(|name| {
                 let spec = &wf.spec.tasks[name];
-                let deps: i64 = wf.dag.parents(name).iter().map(|p| i64::from(wf.spec.tasks[p].task_count)).sum();
+                let deps: i64 = wf
+                    .dag
+                    .parents(name)
+                    .iter()
+                    .map(|p| i64::from(wf.spec.tasks[p].task_count))
+                    .sum();
                 (0..spec.task_count).map(move |i| NewTask {
                     name: name.clone(),
                     task_index: i64::from(i),
@@ -214,7 +238,11 @@ impl Engine {
             version: wf.version,
             status: RunStatus::Pending,
             params,
-            trigger: if opts.trigger.is_empty() { "manual".into() } else { opts.trigger },
+            trigger: if opts.trigger.is_empty() {
+                "manual".into()
+            } else {
+                opts.trigger
+            },
             idempotency_key: opts.idempotency_key.clone(),
             tasks_total: tasks.len() as i64,
             tasks_open: tasks.len() as i64,
@@ -223,13 +251,15 @@ impl Engine {
             created_at: now,
             finished_at: None,
         };
-        let created = retry_transient!(async {
-            let mut tx = self.store.begin().await?;
-            let created = tx.create_run(&run, &tasks).await?;
-            tx.commit().await?;
-            Ok::<_, Error>(created)
-        }
-        .await)?;
+        let created = retry_transient!(
+            async {
+                let mut tx = self.store.begin().await?;
+                let created = tx.create_run(&run, &tasks).await?;
+                tx.commit().await?;
+                Ok::<_, Error>(created)
+            }
+            .await
+        )?;
         if created {
             return Ok(Triggered { run, created });
         }
@@ -239,8 +269,15 @@ impl Engine {
             .store
             .run_by_idempotency_key(workflow, key)
             .await?
-            .ok_or_else(|| Error::Invalid(format!("idempotency key {key:?} conflicted but no run has it")))?;
-        Ok(Triggered { run, created: false })
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "idempotency key {key:?} conflicted but no run has it"
+                ))
+            })?;
+        Ok(Triggered {
+            run,
+            created: false,
+        })
     }
 
     /// Claims the run's ready tasks, batch by batch, and hands them to their
@@ -254,15 +291,19 @@ impl Engine {
         }
         let wf = self.workflow(&run.workflow, Some(run.version)).await?;
         loop {
-            let claimed = retry_transient!(async {
-                let mut tx = self.store.begin().await?;
-                let now = Utc::now();
-                let lease_until = now + self.config.lease;
-                let claimed = tx.claim(run_id, now, lease_until, self.config.claim_batch).await?;
-                tx.commit().await?;
-                Ok::<_, Error>(claimed)
-            }
-            .await)?;
+            let claimed = retry_transient!(
+                async {
+                    let mut tx = self.store.begin().await?;
+                    let now = Utc::now();
+                    let lease_until = now + self.config.lease;
+                    let claimed = tx
+                        .claim(run_id, now, lease_until, self.config.claim_batch)
+                        .await?;
+                    tx.commit().await?;
+                    Ok::<_, Error>(claimed)
+                }
+                .await
+            )?;
             if claimed.is_empty() {
                 break;
             }
@@ -285,7 +326,12 @@ impl Engine {
     /// Starts claimed attempts on their executors, at most
     /// `dispatch_concurrency` at once; records the ones that started and
     /// returns the completions of the ones that already ended.
-    async fn dispatch(&self, run: &Run, wf: &Workflow, claimed: Vec<ClaimedTask>) -> Result<Vec<Completion>, Error> {
+    async fn dispatch(
+        &self,
+        run: &Run,
+        wf: &Workflow,
+        claimed: Vec<ClaimedTask>,
+    ) -> Result<Vec<Completion>, Error> {
         let inputs = self.inputs(run, wf, &claimed).await?;
         let requests = claimed.into_iter().map(|t| {
             let spec = wf.spec.tasks[&t.name].clone();
@@ -335,12 +381,14 @@ impl Engine {
             }
         }
         if !started.is_empty() {
-            retry_transient!(async {
-                let mut tx = self.store.begin().await?;
-                tx.mark_started(&started, Utc::now()).await?;
-                tx.commit().await
-            }
-            .await)?;
+            retry_transient!(
+                async {
+                    let mut tx = self.store.begin().await?;
+                    tx.mark_started(&started, Utc::now()).await?;
+                    tx.commit().await
+                }
+                .await
+            )?;
         }
         Ok(finished)
     }
@@ -410,9 +458,11 @@ impl Engine {
         }
         let mut workflows: HashMap<Uuid, Arc<Workflow>> = HashMap::new();
         for c in completions {
-            if !workflows.contains_key(&c.attempt.run_id) {
-                let wf = self.workflow(&c.attempt.workflow, Some(c.attempt.version)).await?;
-                workflows.insert(c.attempt.run_id, wf);
+            if let Entry::Vacant(slot) = workflows.entry(c.attempt.run_id) {
+                slot.insert(
+                    self.workflow(&c.attempt.workflow, Some(c.attempt.version))
+                        .await?,
+                );
             }
         }
         retry_transient!(self.complete_once(completions, &workflows).await)
@@ -485,7 +535,12 @@ impl Engine {
             tx.release_children(run_id, &releases, now).await?;
             for task in failed_tasks {
                 let skipped = tx
-                    .skip_pending(run_id, &dag.descendants(task), &format!("upstream task {task} failed"), now)
+                    .skip_pending(
+                        run_id,
+                        &dag.descendants(task),
+                        &format!("upstream task {task} failed"),
+                        now,
+                    )
                     .await?;
                 closed += skipped;
                 failed += skipped;
@@ -512,11 +567,15 @@ impl Engine {
         for task in in_flight {
             let (Some(execution_id), Ok(kind)) = (
                 task.execution_id.as_deref(),
-                serde_json::from_value::<ExecutorKind>(serde_json::Value::String(task.executor.clone())),
+                serde_json::from_value::<ExecutorKind>(serde_json::Value::String(
+                    task.executor.clone(),
+                )),
             ) else {
                 continue;
             };
-            let Some(executor) = self.executors.get(kind) else { continue };
+            let Some(executor) = self.executors.get(kind) else {
+                continue;
+            };
             let attempt = AttemptRef {
                 run_id,
                 workflow: run.workflow.clone(),

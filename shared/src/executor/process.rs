@@ -28,9 +28,14 @@ pub struct ProcessExecutor {
 }
 
 impl ProcessExecutor {
-    pub fn new(log_dir: impl Into<PathBuf>, completions: mpsc::UnboundedSender<Completion>) -> Self {
+    /// `log_dir` is made absolute: tasks run in their workflow's directory.
+    pub fn new(
+        log_dir: impl Into<PathBuf>,
+        completions: mpsc::UnboundedSender<Completion>,
+    ) -> Self {
+        let log_dir = log_dir.into();
         ProcessExecutor {
-            log_dir: log_dir.into(),
+            log_dir: std::path::absolute(&log_dir).unwrap_or(log_dir),
             completions,
             running: Arc::default(),
         }
@@ -38,9 +43,10 @@ impl ProcessExecutor {
 
     /// Where the log of an attempt is written.
     pub fn log_path(log_dir: &Path, attempt: &AttemptRef) -> PathBuf {
-        log_dir
-            .join(attempt.run_id.to_string())
-            .join(format!("{}.{}.{}.log", attempt.name, attempt.task_index, attempt.attempt))
+        log_dir.join(attempt.run_id.to_string()).join(format!(
+            "{}.{}.{}.log",
+            attempt.name, attempt.task_index, attempt.attempt
+        ))
     }
 }
 
@@ -52,10 +58,16 @@ impl Executor for ProcessExecutor {
         let (program, mut args) = match req.spec.executor {
             ExecutorKind::Python => {
                 let file = req.spec.file.as_ref().ok_or("python task without `file`")?;
-                ("python3".to_owned(), vec![base.join(file).display().to_string()])
+                (
+                    "python3".to_owned(),
+                    vec![base.join(file).display().to_string()],
+                )
             }
             _ => (
-                req.spec.command.clone().ok_or("process task without `command`")?,
+                req.spec
+                    .command
+                    .clone()
+                    .ok_or("process task without `command`")?,
                 Vec::new(),
             ),
         };
@@ -63,8 +75,10 @@ impl Executor for ProcessExecutor {
 
         let log_path = Self::log_path(&self.log_dir, a);
         let attempt_dir = log_path.parent().expect("log path has a parent");
-        std::fs::create_dir_all(attempt_dir).map_err(|e| format!("cannot create {}: {e}", attempt_dir.display()))?;
-        let log = std::fs::File::create(&log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+        std::fs::create_dir_all(attempt_dir)
+            .map_err(|e| format!("cannot create {}: {e}", attempt_dir.display()))?;
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
         let log_err = log.try_clone().map_err(|e| e.to_string())?;
         let output_path = log_path.with_extension("output.json");
         let _ = std::fs::remove_file(&output_path);
@@ -90,7 +104,10 @@ impl Executor for ProcessExecutor {
         let execution_id = format!("pid:{}", child.id().unwrap_or_default());
 
         let (kill_tx, kill_rx) = oneshot::channel();
-        self.running.lock().expect("poisoned").insert(execution_id.clone(), kill_tx);
+        self.running
+            .lock()
+            .expect("poisoned")
+            .insert(execution_id.clone(), kill_tx);
         let this = self.clone();
         let attempt = a.clone();
         let timeout = req.timeout;
@@ -141,9 +158,18 @@ async fn read_output(path: &Path) -> Outcome {
         return Outcome::success(None);
     };
     if meta.len() > MAX_OUTPUT_BYTES {
-        return Outcome::failure(Some(0), format!("output is {} bytes, over the limit of {MAX_OUTPUT_BYTES}", meta.len()));
+        return Outcome::failure(
+            Some(0),
+            format!(
+                "output is {} bytes, over the limit of {MAX_OUTPUT_BYTES}",
+                meta.len()
+            ),
+        );
     }
-    match tokio::fs::read(path).await.map(|b| serde_json::from_slice(&b)) {
+    match tokio::fs::read(path)
+        .await
+        .map(|b| serde_json::from_slice(&b))
+    {
         Ok(Ok(v)) => Outcome::success(Some(v)),
         Ok(Err(e)) => Outcome::failure(Some(0), format!("output at $ORK_OUTPUT is not JSON: {e}")),
         Err(e) => Outcome::failure(Some(0), format!("cannot read output: {e}")),

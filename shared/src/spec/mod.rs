@@ -9,12 +9,58 @@ mod load;
 mod validate;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub use load::{load_dir, load_file, parse_str};
+
+/// A spec that cannot be loaded, with where it went wrong, so the message
+/// reads like a compiler's: `workflows/etl.yaml:12: task "load" ...`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", Location(.file.as_deref(), *.line))]
+pub struct SpecError {
+    pub file: Option<PathBuf>,
+    /// 1-based.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl SpecError {
+    pub fn new(message: impl Into<String>) -> SpecError {
+        SpecError {
+            file: None,
+            line: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn at(mut self, line: Option<usize>) -> SpecError {
+        self.line = line;
+        self
+    }
+
+    pub fn in_file(mut self, file: Option<&Path>) -> SpecError {
+        self.file = file.map(Path::to_path_buf);
+        self
+    }
+}
+
+/// The `path:line: ` prefix of a [`SpecError`], omitting what is unknown.
+struct Location<'a>(Option<&'a Path>, Option<usize>);
+
+impl fmt::Display for Location<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match (self.0, self.1) {
+            (Some(file), Some(line)) => write!(f, "{}:{line}: ", file.display()),
+            (Some(file), None) => write!(f, "{}: ", file.display()),
+            (None, Some(line)) => write!(f, "line {line}: "),
+            (None, None) => Ok(()),
+        }
+    }
+}
 
 /// A validated workflow definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,7 +70,9 @@ pub struct WorkflowSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Tasks by name. A `BTreeMap` keeps the serialized form (and so the
-    /// version hash) independent of the order in the file.
+    /// version hash) independent of the order in the file. A name given
+    /// twice is an error rather than silently keeping the last.
+    #[serde(deserialize_with = "validate::unique_tasks")]
     pub tasks: BTreeMap<String, TaskSpec>,
     /// Directory the file was loaded from; relative `file:` paths resolve against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,6 +110,23 @@ pub struct TaskSpec {
     /// told its `ORK_TASK_INDEX` and `ORK_TASK_COUNT`.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub task_count: u32,
+}
+
+impl Default for TaskSpec {
+    /// A `process` task with nothing to run yet: one instance, no retries.
+    fn default() -> Self {
+        TaskSpec {
+            executor: ExecutorKind::default(),
+            command: None,
+            args: Vec::new(),
+            file: None,
+            env: BTreeMap::new(),
+            depends_on: Vec::new(),
+            timeout: None,
+            retries: RetryPolicy::default(),
+            task_count: 1,
+        }
+    }
 }
 
 fn one() -> u32 {

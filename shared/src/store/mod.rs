@@ -25,8 +25,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
 
-pub use sql::Dialect;
 use sql::Conn;
+pub use sql::Dialect;
 pub use writes::{AttemptResult, ClaimedTask, Finished, NewTask, Started};
 
 use crate::Error;
@@ -65,7 +65,10 @@ enum Backend {
     /// SQLite allows one writer at a time: writes share one connection (so
     /// they queue in-process instead of spinning on `SQLITE_BUSY`), reads
     /// use the others, which WAL lets run alongside the writer.
-    Sqlite { reader: SqlitePool, writer: SqlitePool },
+    Sqlite {
+        reader: SqlitePool,
+        writer: SqlitePool,
+    },
 }
 
 /// The database URL from the environment: `ORK_DATABASE_URL`, else
@@ -94,10 +97,12 @@ impl Store {
             Backend::Postgres(pool)
         } else if let Some(path) = url.strip_prefix("sqlite:") {
             let path = path.trim_start_matches("//");
-            if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    Error::Invalid(format!("cannot create {}: {e}", dir.display()))
-                })?;
+            if let Some(dir) = Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::Invalid(format!("cannot create {}: {e}", dir.display())))?;
             }
             let options = SqliteConnectOptions::new()
                 .filename(path)
@@ -137,7 +142,9 @@ impl Store {
     pub async fn begin(&self) -> Result<Tx, Error> {
         Ok(match &self.backend {
             Backend::Postgres(pool) => Tx::Postgres(pool.begin().await?),
-            Backend::Sqlite { writer, .. } => Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Sqlite { writer, .. } => {
+                Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?)
+            }
         })
     }
 

@@ -77,7 +77,11 @@ impl Store {
     }
 
     /// The run a workflow's idempotency key created, if any.
-    pub async fn run_by_idempotency_key(&self, workflow: &str, key: &str) -> Result<Option<Run>, Error> {
+    pub async fn run_by_idempotency_key(
+        &self,
+        workflow: &str,
+        key: &str,
+    ) -> Result<Option<Run>, Error> {
         let mut r = self.reader().await?;
         Ok(r.conn()
             .fetch_optional(
@@ -92,9 +96,11 @@ impl Store {
     pub async fn list_runs(&self, workflow: Option<&str>, limit: i64) -> Result<Vec<Run>, Error> {
         let mut r = self.reader().await?;
         let sql = match workflow {
-            Some(w) => Sql::new("SELECT * FROM runs WHERE workflow = $1 ORDER BY created_at DESC LIMIT $2")
-                .bind(w)
-                .bind(limit),
+            Some(w) => {
+                Sql::new("SELECT * FROM runs WHERE workflow = $1 ORDER BY created_at DESC LIMIT $2")
+                    .bind(w)
+                    .bind(limit)
+            }
             None => Sql::new("SELECT * FROM runs ORDER BY created_at DESC LIMIT $1").bind(limit),
         };
         Ok(r.conn().fetch_all(sql).await?)
@@ -129,7 +135,11 @@ impl Store {
     }
 
     /// Outputs of the succeeded instances of the named tasks of a run that left one.
-    pub async fn task_outputs(&self, run_id: Uuid, names: &[&str]) -> Result<Vec<TaskOutput>, Error> {
+    pub async fn task_outputs(
+        &self,
+        run_id: Uuid,
+        names: &[&str],
+    ) -> Result<Vec<TaskOutput>, Error> {
         if names.is_empty() {
             return Ok(Vec::new());
         }

@@ -100,7 +100,11 @@ impl Sql {
     }
 
     /// Appends `(v, …), (v, …)`: one tuple of placeholders per row.
-    pub fn push_values<R>(&mut self, rows: impl IntoIterator<Item = R>, row: impl Fn(&mut Sql, R) -> Vec<String>) {
+    pub fn push_values<R>(
+        &mut self,
+        rows: impl IntoIterator<Item = R>,
+        row: impl Fn(&mut Sql, R) -> Vec<String>,
+    ) {
         let mut first = true;
         for r in rows {
             let placeholders = row(self, r).join(", ");
@@ -129,7 +133,10 @@ impl Sql {
         let mut rest = self.text.as_str();
         while let Some(at) = rest.find('$') {
             text.push_str(&rest[..at]);
-            let digits = rest[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
+            let digits = rest[at + 1..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
             match rest[at + 1..at + 1 + digits].parse::<usize>() {
                 Ok(n) if (1..=self.args.len()).contains(&n) => {
                     text.push('?');
@@ -202,9 +209,9 @@ impl Conn<'_> {
             Conn::Sqlite(c) => {
                 let sql = sql.into_positional();
                 Ok(bind_all!(sqlx::query(&sql.text), sql.args)
-                .execute(&mut **c)
-                .await?
-                .rows_affected())
+                    .execute(&mut **c)
+                    .await?
+                    .rows_affected())
             }
         }
     }
@@ -248,6 +255,13 @@ mod tests {
             .into_positional();
         assert_eq!(sql.text, "SELECT ?, ?, ?, '$x', $10");
         let args: Vec<String> = sql.args.iter().map(|a| format!("{a:?}")).collect();
-        assert_eq!(args, [r#"Text(Some("two"))"#, "Int(Some(1))", r#"Text(Some("two"))"#]);
+        assert_eq!(
+            args,
+            [
+                r#"Text(Some("two"))"#,
+                "Int(Some(1))",
+                r#"Text(Some("two"))"#
+            ]
+        );
     }
 }

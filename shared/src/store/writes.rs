@@ -191,12 +191,18 @@ impl Tx {
         if inserted == 0 {
             return Ok(false);
         }
-        let mut groups: Vec<(&str, i64)> = tasks.iter().map(|t| (t.name.as_str(), t.deps_remaining)).collect();
+        let mut groups: Vec<(&str, i64)> = tasks
+            .iter()
+            .map(|t| (t.name.as_str(), t.deps_remaining))
+            .collect();
         groups.dedup_by_key(|g| g.0);
         for chunk in groups.chunks(CHUNK) {
-            let mut sql = Sql::new("INSERT INTO task_groups (run_id, name, deps_remaining) VALUES ");
+            let mut sql =
+                Sql::new("INSERT INTO task_groups (run_id, name, deps_remaining) VALUES ");
             let run_id = sql.arg(run.id);
-            sql.push_values(chunk, |s, (name, deps)| vec![run_id.clone(), s.arg(*name), s.arg(*deps)]);
+            sql.push_values(chunk, |s, (name, deps)| {
+                vec![run_id.clone(), s.arg(*name), s.arg(*deps)]
+            });
             c.execute(sql).await?;
         }
         for chunk in tasks.chunks(CHUNK) {
@@ -229,7 +235,10 @@ impl Tx {
                 task_id: None,
                 attempt: None,
                 status: run.status.as_str(),
-                detail: Some(format!("{} v{} ({})", run.workflow, run.version, run.trigger)),
+                detail: Some(format!(
+                    "{} v{} ({})",
+                    run.workflow, run.version, run.trigger
+                )),
             }],
         )
         .await?;
@@ -298,16 +307,27 @@ impl Tx {
     }
 
     /// Records that executors accepted these attempts (`dispatched` → `running`).
-    pub async fn mark_started(&mut self, started: &[Started], now: DateTime<Utc>) -> Result<(), Error> {
+    pub async fn mark_started(
+        &mut self,
+        started: &[Started],
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
         let mut c = self.conn();
         let mut started: Vec<&Started> = started.iter().collect();
         started.sort_by_key(|s| s.task_id);
         for chunk in started.chunks(CHUNK) {
-            let mut sql = Sql::new("UPDATE tasks SET status = 'running', lease_expires_at = NULL, ");
+            let mut sql =
+                Sql::new("UPDATE tasks SET status = 'running', lease_expires_at = NULL, ");
             let at = sql.arg(now);
-            sql.push(&format!("started_at = {at}, execution_id = v.column3 FROM (VALUES "));
+            sql.push(&format!(
+                "started_at = {at}, execution_id = v.column3 FROM (VALUES "
+            ));
             sql.push_values(chunk, |s, r| {
-                vec![s.arg(r.task_id), s.arg(r.attempt), s.arg(r.execution_id.as_str())]
+                vec![
+                    s.arg(r.task_id),
+                    s.arg(r.attempt),
+                    s.arg(r.execution_id.as_str()),
+                ]
             });
             sql.push(
                 ") AS v WHERE tasks.id = v.column1 AND tasks.attempt = v.column2 \
@@ -336,7 +356,8 @@ impl Tx {
         results.sort_by_key(|r| r.task_id);
         results.dedup_by_key(|r| (r.task_id, r.attempt));
         for chunk in results.chunks(CHUNK) {
-            let sent: HashMap<Uuid, &AttemptResult> = chunk.iter().map(|r| (r.task_id, *r)).collect();
+            let sent: HashMap<Uuid, &AttemptResult> =
+                chunk.iter().map(|r| (r.task_id, *r)).collect();
             let mut sql = Sql::new("UPDATE tasks SET ");
             let at = sql.arg(now);
             // A retry goes back to pending: it is not finished, its outcome
@@ -525,8 +546,10 @@ impl Tx {
         }
         let in_flight: Vec<crate::model::Task> = c
             .fetch_all(
-                Sql::new("SELECT * FROM tasks WHERE run_id = $1 AND status IN ('dispatched', 'running')")
-                    .bind(run_id),
+                Sql::new(
+                    "SELECT * FROM tasks WHERE run_id = $1 AND status IN ('dispatched', 'running')",
+                )
+                .bind(run_id),
             )
             .await?;
         let rows: Vec<TaskEventRow> = c
@@ -565,9 +588,14 @@ fn task_events(rows: &[TaskEventRow]) -> Vec<NewEvent<'_>> {
         .collect()
 }
 
-async fn insert_events(c: &mut Conn<'_>, at: DateTime<Utc>, events: Vec<NewEvent<'_>>) -> Result<(), Error> {
+async fn insert_events(
+    c: &mut Conn<'_>,
+    at: DateTime<Utc>,
+    events: Vec<NewEvent<'_>>,
+) -> Result<(), Error> {
     for chunk in events.chunks(CHUNK) {
-        let mut sql = Sql::new("INSERT INTO events (run_id, task_id, attempt, status, detail, at) VALUES ");
+        let mut sql =
+            Sql::new("INSERT INTO events (run_id, task_id, attempt, status, detail, at) VALUES ");
         let at = sql.arg(at);
         sql.push_values(chunk, |s, e| {
             let task = match e.task_id {

@@ -19,14 +19,21 @@ pub struct TestDb {
 
 /// The PostgreSQL server to create test databases on.
 pub fn postgres_admin_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite:{}", dir.path().join("ork.db").display());
-    let store = Store::connect_with(&url, &options()).await.expect("open sqlite");
-    TestDb { store, url, _dir: Some(dir) }
+    let store = Store::connect_with(&url, &options())
+        .await
+        .expect("open sqlite");
+    TestDb {
+        store,
+        url,
+        _dir: Some(dir),
+    }
 }
 
 /// A new, empty database on the server named by `DATABASE_URL`.
@@ -37,19 +44,31 @@ pub async fn postgres() -> TestDb {
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is needed for these tests: {e}"));
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
     let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
     let (base, query) = match admin.split_once('?') {
         Some((_, q)) => (base, format!("?{q}")),
         None => (base, String::new()),
     };
     let url = format!("{base}/{name}{query}");
-    let store = Store::connect_with(&url, &options()).await.expect("open postgres");
-    TestDb { store, url, _dir: None }
+    let store = Store::connect_with(&url, &options())
+        .await
+        .expect("open postgres");
+    TestDb {
+        store,
+        url,
+        _dir: None,
+    }
 }
 
 fn options() -> StoreOptions {
-    StoreOptions { max_connections: 40, ..StoreOptions::default() }
+    StoreOptions {
+        max_connections: 40,
+        ..StoreOptions::default()
+    }
 }
 
 pub fn engine_with(store: Store, executors: Executors) -> Engine {
@@ -57,7 +76,10 @@ pub fn engine_with(store: Store, executors: Executors) -> Engine {
 }
 
 pub fn noop_engine(store: Store) -> Engine {
-    engine_with(store, Executors::new().with(ExecutorKind::Noop, Arc::new(NoopExecutor)))
+    engine_with(
+        store,
+        Executors::new().with(ExecutorKind::Noop, Arc::new(NoopExecutor)),
+    )
 }
 
 pub fn with_executor(store: Store, executor: Arc<dyn Executor>) -> Engine {

@@ -1,0 +1,291 @@
+//! Semantic checks of a deserialized spec: what serde cannot see (names,
+//! references, the graph, executor requirements). The first problem found is
+//! reported, with the line it is on.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+
+use super::{ExecutorKind, SpecError, TaskSpec, WorkflowSpec};
+use crate::dag::Dag;
+
+/// Upper bound on `retries.count`: more is almost surely a typo, and each
+/// retry is a row in the store.
+const MAX_RETRIES: u32 = 100;
+
+pub(super) fn validate(spec: &WorkflowSpec, src: &str) -> Result<(), SpecError> {
+    let at = |task: &str, within: &[&str], msg: String| {
+        Err(SpecError::new(msg).at(line_of(src, task, within)))
+    };
+    if spec.name.trim().is_empty() {
+        let line = top_level_key(src, "name").map(|i| i + 1);
+        return Err(SpecError::new("workflow name is empty").at(line));
+    }
+    if spec.tasks.is_empty() {
+        let line = top_level_key(src, "tasks").map(|i| i + 1);
+        let msg = format!("workflow {:?} has no tasks", spec.name);
+        return Err(SpecError::new(msg).at(line));
+    }
+    for (name, task) in &spec.tasks {
+        if name.is_empty() {
+            return at(name, &[], "task name is empty".into());
+        }
+        if !name.chars().all(is_name_char) {
+            let msg =
+                format!("task name {name:?} may only contain letters, digits, '_', '.' and '-'");
+            return at(name, &[], msg);
+        }
+        check_executor(name, task, spec)
+            .map_err(|(within, msg)| SpecError::new(msg).at(line_of(src, name, within)))?;
+        if task.task_count == 0 {
+            return at(
+                name,
+                &["task_count"],
+                format!("task {name:?}: task_count must be at least 1"),
+            );
+        }
+        if task.retries.count > MAX_RETRIES {
+            let msg = format!(
+                "task {name:?}: retries.count is {}, the maximum is {MAX_RETRIES}",
+                task.retries.count
+            );
+            return at(name, &["retries"], msg);
+        }
+        if task.timeout == Some(std::time::Duration::ZERO) {
+            return at(
+                name,
+                &["timeout"],
+                format!("task {name:?}: timeout must be greater than zero"),
+            );
+        }
+        for dep in &task.depends_on {
+            if dep == name {
+                return at(
+                    name,
+                    &["depends_on", dep],
+                    format!("task {name:?} depends on itself"),
+                );
+            }
+            if !spec.tasks.contains_key(dep) {
+                let msg = format!("task {name:?} depends on unknown task {dep:?}");
+                return at(name, &["depends_on", dep], msg);
+            }
+        }
+    }
+    if let Err(mut cycle) = Dag::new(spec) {
+        // Start at the smallest name so the message does not depend on traversal.
+        let min = (0..cycle.len()).min_by_key(|&i| &cycle[i]).unwrap_or(0);
+        cycle.rotate_left(min);
+        // The edge that closes the cycle is `cycle[0]` depending on the last member.
+        let (first, last) = (&cycle[0], &cycle[cycle.len() - 1]);
+        let msg = format!("cycle: {} -> {first}", cycle.join(" -> "));
+        return at(first, &["depends_on", last], msg);
+    }
+    Ok(())
+}
+
+/// What an executor needs from its task; on failure, where to point and why.
+fn check_executor(
+    name: &str,
+    task: &TaskSpec,
+    spec: &WorkflowSpec,
+) -> Result<(), (&'static [&'static str], String)> {
+    match task.executor {
+        ExecutorKind::Process if task.command.as_deref().is_none_or(str::is_empty) => Err((
+            &[],
+            format!("task {name:?}: executor \"process\" needs a `command`"),
+        )),
+        ExecutorKind::Python => {
+            let Some(file) = task.file.as_ref().filter(|f| !f.as_os_str().is_empty()) else {
+                let msg = format!(
+                    "task {name:?}: executor \"python\" needs a `file` (the script to run)"
+                );
+                return Err((&[], msg));
+            };
+            // Only a spec read from a file knows where its scripts are.
+            match &spec.base_dir {
+                Some(dir) if !dir.join(file).is_file() => Err((
+                    &["file"],
+                    format!(
+                        "task {name:?}: file {:?} not found (looked in {:?})",
+                        file.display().to_string(),
+                        dir.display().to_string()
+                    ),
+                )),
+                _ => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
+}
+
+/// Index of the line where top-level `key:` is.
+fn top_level_key(src: &str, key: &str) -> Option<usize> {
+    src.lines()
+        .position(|l| l.strip_prefix(key).is_some_and(|r| r.starts_with(':')))
+}
+
+/// The 1-based line of task `task`'s key, found by scanning the source since
+/// serde_norway keeps no spans. With `within`, each word is searched in turn
+/// inside the task's block (`["depends_on", "load"]` finds that entry of the
+/// list); a word not found leaves the line of the last one that was. Flow
+/// style (`tasks: {a: ...}`) falls back to the `tasks:` line.
+fn line_of(src: &str, task: &str, within: &[&str]) -> Option<usize> {
+    let tasks_line = top_level_key(src, "tasks")?;
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let significant = |l: &str| !l.trim().is_empty() && !l.trim_start().starts_with('#');
+    let keys = [task.to_owned(), format!("\"{task}\""), format!("'{task}'")];
+    let is_key = |l: &str| {
+        keys.iter().any(|k| {
+            l.strip_prefix(k.as_str())
+                .is_some_and(|r| r.starts_with(':'))
+        })
+    };
+
+    // Byte offset of each line after `tasks:`, skipping blanks and comments.
+    let mut offset = 0;
+    let lines: Vec<(usize, &str)> = src
+        .split_inclusive('\n')
+        .map(|l| {
+            offset += l.len();
+            (offset - l.len(), l)
+        })
+        .skip(tasks_line + 1)
+        .filter(|(_, l)| significant(l))
+        .collect();
+    let task_indent = lines.first().map(|(_, l)| indent(l)).filter(|&n| n > 0);
+    let (mut start, mut end) = (None, src.len());
+    for &(off, l) in &lines {
+        let n = indent(l);
+        if task_indent.is_none_or(|ti| n < ti) || (start.is_some() && Some(n) <= task_indent) {
+            end = off;
+            break;
+        }
+        if start.is_none() && Some(n) == task_indent && is_key(&l[n..]) {
+            start = Some(off + n + l[n..].find(':').unwrap_or(0));
+        }
+    }
+    let Some(mut pos) = start else {
+        return Some(tasks_line + 1);
+    };
+    let mut found = pos;
+    for word in within {
+        let Some(i) = find_word(&src[pos..end], word) else {
+            break;
+        };
+        found = pos + i;
+        pos = found + word.len();
+    }
+    Some(src[..found].matches('\n').count() + 1)
+}
+
+/// Offset of `word` in `hay` where it is not part of a longer name.
+fn find_word(hay: &str, word: &str) -> Option<usize> {
+    if word.is_empty() {
+        return None;
+    }
+    hay.match_indices(word).map(|(i, _)| i).find(|&i| {
+        let before = hay[..i].chars().next_back();
+        let after = hay[i + word.len()..].chars().next();
+        !before.is_some_and(is_name_char) && !after.is_some_and(is_name_char)
+    })
+}
+
+/// Deserializes `tasks`, rejecting a name given twice (a plain `BTreeMap`
+/// would keep the last one). The check runs inside the key's visitor so
+/// serde_norway attaches the line of the second occurrence.
+pub(super) fn unique_tasks<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, TaskSpec>, D::Error> {
+    struct Tasks;
+    impl<'de> Visitor<'de> for Tasks {
+        type Value = BTreeMap<String, TaskSpec>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map of task names to tasks")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut tasks = BTreeMap::new();
+            while let Some(name) = map.next_key_seed(NewName(&tasks))? {
+                let task = map.next_value()?;
+                tasks.insert(name, task);
+            }
+            Ok(tasks)
+        }
+    }
+    d.deserialize_map(Tasks)
+}
+
+/// A task name not yet in the map.
+struct NewName<'a>(&'a BTreeMap<String, TaskSpec>);
+
+impl<'de> DeserializeSeed<'de> for NewName<'_> {
+    type Value = String;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for NewName<'_> {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a task name")
+    }
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<String, E> {
+        if self.0.contains_key(name) {
+            return Err(E::custom(format_args!("task {name:?} is defined twice")));
+        }
+        Ok(name.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_of;
+
+    const SRC: &str = "\
+name: x
+# tasks: not this one
+tasks:
+  # a comment at task level
+  extract:
+    command: extract-all
+    args: ['--to', load]
+
+  \"load\":
+    depends_on:
+      - extract2
+      - extract
+  'report': {depends_on: [load]}
+other: 1
+";
+
+    #[test]
+    fn finds_task_keys() {
+        assert_eq!(line_of(SRC, "extract", &[]), Some(5));
+        assert_eq!(line_of(SRC, "load", &[]), Some(9));
+        assert_eq!(line_of(SRC, "report", &[]), Some(13));
+        assert_eq!(line_of(SRC, "missing", &[]), Some(3));
+        assert_eq!(line_of("name: x\n", "a", &[]), None);
+    }
+
+    #[test]
+    fn finds_words_as_whole_names_within_the_task() {
+        assert_eq!(line_of(SRC, "load", &["depends_on", "extract"]), Some(12));
+        assert_eq!(line_of(SRC, "report", &["depends_on", "load"]), Some(13));
+        // `load` in extract's args is not in extract's depends_on, which does not exist.
+        assert_eq!(line_of(SRC, "extract", &["depends_on", "load"]), Some(5));
+        // Not past the end of the task's block.
+        assert_eq!(line_of(SRC, "extract", &["other"]), Some(5));
+    }
+
+    #[test]
+    fn flow_style_tasks_fall_back_to_tasks_line() {
+        let src = "name: x\ntasks: {a: {depends_on: [b]}}\n";
+        assert_eq!(line_of(src, "a", &["depends_on", "b"]), Some(2));
+    }
+}
