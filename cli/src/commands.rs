@@ -58,9 +58,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             executor,
             description,
         } => {
-            let kind: ExecutorKind =
-                serde_json::from_value(serde_json::Value::String(executor.clone()))
-                    .map_err(|_| anyhow!("unknown executor {executor:?}"))?;
+            let kind: ExecutorKind = executor.parse().map_err(|e: String| anyhow!(e))?;
             let _ = (project, region); // used by the cloud executors
             let task = TaskSpec {
                 executor: kind,

@@ -349,6 +349,7 @@ impl Engine {
                 task_count: t.task_count,
                 timeout: spec.timeout,
                 base_dir: wf.spec.base_dir.clone(),
+                callback: None,
                 spec,
             }
         });

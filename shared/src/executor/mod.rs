@@ -29,6 +29,38 @@ pub struct DispatchRequest {
     /// The task's input: `{"params": {...}, "upstream": {"task": output | [outputs]}}`.
     pub input: serde_json::Value,
     pub timeout: Option<Duration>,
+    /// Where and how the worker reports its end, when the engine has a
+    /// callback URL (serverless mode). Local processes report directly.
+    pub callback: Option<Callback>,
+}
+
+/// The worker's way back to `on-task-complete`.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    pub url: String,
+    pub token: String,
+}
+
+impl DispatchRequest {
+    /// The worker contract: the environment every executor gives a worker
+    /// (see docs/worker-contract.md), on top of the task's own `env`.
+    pub fn worker_env(&self) -> Vec<(&'static str, String)> {
+        let a = &self.attempt;
+        let mut env = vec![
+            ("ORK_RUN_ID", a.run_id.to_string()),
+            ("ORK_WORKFLOW", a.workflow.clone()),
+            ("ORK_TASK", a.name.clone()),
+            ("ORK_TASK_INDEX", a.task_index.to_string()),
+            ("ORK_TASK_COUNT", self.task_count.to_string()),
+            ("ORK_ATTEMPT", a.attempt.to_string()),
+            ("ORK_INPUT", self.input.to_string()),
+        ];
+        if let Some(cb) = &self.callback {
+            env.push(("ORK_CALLBACK_URL", cb.url.clone()));
+            env.push(("ORK_CALLBACK_TOKEN", cb.token.clone()));
+        }
+        env
+    }
 }
 
 /// What an executor did with a request.
@@ -86,6 +118,18 @@ pub trait Executor: Send + Sync {
     async fn cancel(&self, attempt: &AttemptRef, execution_id: &str) -> Result<(), String> {
         let _ = (attempt, execution_id);
         Ok(())
+    }
+
+    /// How an attempt under way is doing, for the sweeper when no callback
+    /// came: `Some` once it has ended, `None` while it runs or when this
+    /// executor cannot tell.
+    async fn poll(
+        &self,
+        attempt: &AttemptRef,
+        execution_id: &str,
+    ) -> Result<Option<Outcome>, String> {
+        let _ = (attempt, execution_id);
+        Ok(None)
     }
 }
 

@@ -110,6 +110,10 @@ pub struct TaskSpec {
     /// told its `ORK_TASK_INDEX` and `ORK_TASK_COUNT`.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub task_count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudrun: Option<CloudRunTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fargate: Option<FargateTarget>,
 }
 
 impl Default for TaskSpec {
@@ -125,6 +129,8 @@ impl Default for TaskSpec {
             timeout: None,
             retries: RetryPolicy::default(),
             task_count: 1,
+            cloudrun: None,
+            fargate: None,
         }
     }
 }
@@ -147,16 +153,82 @@ pub enum ExecutorKind {
     Python,
     /// Completes at once with success; for tests and benchmarks.
     Noop,
+    /// Records what would be dispatched and succeeds (`ork run --dry-run`).
+    Mock,
+    /// A Google Cloud Run Job execution (the `cloudrun:` block).
+    Cloudrun,
+    /// An AWS ECS task on Fargate (the `fargate:` block).
+    Fargate,
 }
 
 impl ExecutorKind {
+    pub const ALL: &'static [ExecutorKind] = &[
+        ExecutorKind::Process,
+        ExecutorKind::Python,
+        ExecutorKind::Noop,
+        ExecutorKind::Mock,
+        ExecutorKind::Cloudrun,
+        ExecutorKind::Fargate,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ExecutorKind::Process => "process",
             ExecutorKind::Python => "python",
             ExecutorKind::Noop => "noop",
+            ExecutorKind::Mock => "mock",
+            ExecutorKind::Cloudrun => "cloudrun",
+            ExecutorKind::Fargate => "fargate",
         }
     }
+}
+
+impl std::str::FromStr for ExecutorKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        ExecutorKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown executor {s:?}"))
+    }
+}
+
+/// Where a `cloudrun` task runs: an existing Cloud Run Job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudRunTarget {
+    pub job: String,
+    pub project: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+}
+
+fn default_region() -> String {
+    "us-central1".into()
+}
+
+/// Where a `fargate` task runs: a task definition on an ECS cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FargateTarget {
+    pub cluster: String,
+    /// `family`, `family:revision` or an ARN.
+    pub task_definition: String,
+    /// The container whose command and environment are overridden.
+    pub container: String,
+    pub subnets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
+    #[serde(default)]
+    pub assign_public_ip: bool,
+    /// Task-level CPU units (`1024` = 1 vCPU) overriding the definition's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u32>,
+    /// Task-level memory in MiB overriding the definition's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u32>,
 }
 
 /// How often and how soon a failed attempt is tried again.

@@ -116,6 +116,22 @@ fn check_executor(
                 _ => Ok(()),
             }
         }
+        ExecutorKind::Cloudrun if task.cloudrun.is_none() => Err((
+            &[],
+            format!("task {name:?}: executor \"cloudrun\" needs a `cloudrun:` block (job, project, region)"),
+        )),
+        ExecutorKind::Fargate if task.fargate.is_none() => Err((
+            &[],
+            format!("task {name:?}: executor \"fargate\" needs a `fargate:` block (cluster, task_definition, container, subnets)"),
+        )),
+        kind if task.cloudrun.is_some() && kind != ExecutorKind::Cloudrun => Err((
+            &["cloudrun"],
+            format!("task {name:?}: a `cloudrun:` block needs `executor: cloudrun`"),
+        )),
+        kind if task.fargate.is_some() && kind != ExecutorKind::Fargate => Err((
+            &["fargate"],
+            format!("task {name:?}: a `fargate:` block needs `executor: fargate`"),
+        )),
         _ => Ok(()),
     }
 }
