@@ -11,5 +11,6 @@ pub mod executor;
 pub mod model;
 pub mod spec;
 pub mod store;
+pub mod token;
 
 pub use error::Error;
