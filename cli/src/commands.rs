@@ -71,6 +71,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 description,
                 tasks: BTreeMap::from([(job_name, task)]),
                 base_dir: None,
+                schedule: None,
+                timezone: None,
+                catchup: false,
             };
             let a = engine.apply(&spec, None).await?;
             if json {

@@ -59,7 +59,10 @@ CREATE TABLE tasks (
     output            TEXT,
     ready_at          TEXT,
     not_before        TEXT,
+    -- dispatched: the claim's lease; running: when a missed heartbeat fails it.
     lease_expires_at  TEXT,
+    -- running: when the task's timeout fails it.
+    deadline_at       TEXT,
     dispatched_at     TEXT,
     started_at        TEXT,
     finished_at       TEXT,
@@ -67,8 +70,8 @@ CREATE TABLE tasks (
 );
 -- The claim: ready tasks of one run.
 CREATE INDEX tasks_claim ON tasks (run_id, deps_remaining) WHERE status = 'pending';
--- The sweeper: leases and timeouts of in-flight attempts.
-CREATE INDEX tasks_in_flight ON tasks (lease_expires_at) WHERE status IN ('dispatched', 'running');
+-- The sweeper: attempts in flight (leases, deadlines, polls).
+CREATE INDEX tasks_in_flight ON tasks (status, lease_expires_at) WHERE status IN ('dispatched', 'running');
 
 -- One row per task name in a run: how many parent instances have yet to
 -- succeed before all of its instances are ready. A release is one update of
@@ -90,3 +93,11 @@ CREATE TABLE events (
     at        TEXT NOT NULL
 );
 CREATE INDEX events_by_run ON events (run_id, id);
+
+-- The last cron slot fired per scheduled workflow. Each slot's run is also
+-- unique through runs_idempotency (key `schedule:<slot>`), so overlapping
+-- ticks fire it once.
+CREATE TABLE schedules (
+    workflow    TEXT PRIMARY KEY REFERENCES workflows (name) ON DELETE CASCADE,
+    last_slot   TEXT NOT NULL
+);

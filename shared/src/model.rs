@@ -145,12 +145,26 @@ pub struct Task {
     pub ready_at: Option<DateTime<Utc>>,
     pub not_before: Option<DateTime<Utc>>,
     pub lease_expires_at: Option<DateTime<Utc>>,
+    pub deadline_at: Option<DateTime<Utc>>,
     pub dispatched_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
 }
 
 impl Task {
+    /// The attempt this row is on, given its run's workflow version.
+    pub fn attempt_ref(&self, workflow: &str, version: i64) -> AttemptRef {
+        AttemptRef {
+            run_id: self.run_id,
+            workflow: workflow.to_owned(),
+            version,
+            task_id: self.id,
+            name: self.name.clone(),
+            task_index: self.task_index,
+            attempt: self.attempt,
+        }
+    }
+
     /// `name` for single tasks, `name[i]` for fanned-out instances.
     pub fn label(&self) -> String {
         if self.task_count > 1 {
@@ -158,6 +172,22 @@ impl Task {
         } else {
             self.name.clone()
         }
+    }
+}
+
+/// A task attempt under way, with its run's workflow version: what the
+/// sweeper checks.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InFlight {
+    #[sqlx(flatten)]
+    pub task: Task,
+    pub workflow: String,
+    pub version: i64,
+}
+
+impl InFlight {
+    pub fn attempt_ref(&self) -> AttemptRef {
+        self.task.attempt_ref(&self.workflow, self.version)
     }
 }
 

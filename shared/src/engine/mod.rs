@@ -3,7 +3,28 @@
 //! Lambda, no process lives on between them. Each loads what it needs from
 //! the store, changes state in one transaction, and returns.
 
+/// Tries a transaction again when the database reports a transient failure.
+/// Defined before the submodules so that they can use it too.
+macro_rules! retry_transient {
+    ($body:expr) => {{
+        let mut tries = 0;
+        loop {
+            match $body {
+                Err(e) if e.is_transient() && tries < 5 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, tries, "transient database error, retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(5 << tries)).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
 mod drive;
+mod report;
+mod schedule;
+mod sweep;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
@@ -17,12 +38,16 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use drive::drive;
+pub use report::Reported;
+pub use sweep::Swept;
 
 use crate::dag::Dag;
 use crate::executor::{Completion, Dispatch, DispatchRequest, Executors, Outcome};
 use crate::model::{AttemptRef, Run, RunStatus, TaskStatus};
 use crate::spec::{ExecutorKind, WorkflowSpec};
+use crate::executor::Callback;
 use crate::store::{AttemptResult, ClaimedTask, NewTask, Started, Store};
+use crate::token::Signer;
 use crate::Error;
 
 /// Tuning knobs; the defaults suit both backends.
@@ -34,6 +59,20 @@ pub struct EngineConfig {
     pub lease: Duration,
     /// Most dispatches in flight at once (`buffer_unordered`).
     pub dispatch_concurrency: usize,
+    /// How long after its last heartbeat a running attempt is given up.
+    pub heartbeat_timeout: Duration,
+    /// Set in serverless mode: workers report to this URL with signed tokens.
+    pub callback: Option<CallbackConfig>,
+}
+
+/// Where workers report, and the key their tokens are signed with.
+#[derive(Debug, Clone)]
+pub struct CallbackConfig {
+    /// The `on-task-complete` endpoint.
+    pub url: String,
+    pub signer: Signer,
+    /// How long a token stays valid beyond the task's timeout.
+    pub grace: Duration,
 }
 
 impl Default for EngineConfig {
@@ -42,6 +81,8 @@ impl Default for EngineConfig {
             claim_batch: 256,
             lease: Duration::from_secs(60),
             dispatch_concurrency: 32,
+            heartbeat_timeout: Duration::from_secs(300),
+            callback: None,
         }
     }
 }
@@ -102,23 +143,6 @@ pub struct Engine {
     /// Parsed workflow versions. Versions never change once stored, so
     /// caching them is always safe.
     workflows: Mutex<HashMap<(String, i64), Arc<Workflow>>>,
-}
-
-/// Tries a transaction again when the database reports a transient failure.
-macro_rules! retry_transient {
-    ($body:expr) => {{
-        let mut tries = 0;
-        loop {
-            match $body {
-                Err(e) if e.is_transient() && tries < 5 => {
-                    tries += 1;
-                    tracing::debug!(error = %e, tries, "transient database error, retrying");
-                    tokio::time::sleep(Duration::from_millis(5 << tries)).await;
-                }
-                other => break other,
-            }
-        }
-    }};
 }
 
 impl Engine {
@@ -333,9 +357,10 @@ impl Engine {
         claimed: Vec<ClaimedTask>,
     ) -> Result<Vec<Completion>, Error> {
         let inputs = self.inputs(run, wf, &claimed).await?;
+        let now = Utc::now();
         let requests = claimed.into_iter().map(|t| {
             let spec = wf.spec.tasks[&t.name].clone();
-            DispatchRequest {
+            let mut req = DispatchRequest {
                 input: inputs.get(&t.name).cloned().unwrap_or_default(),
                 attempt: AttemptRef {
                     run_id: run.id,
@@ -351,15 +376,23 @@ impl Engine {
                 base_dir: wf.spec.base_dir.clone(),
                 callback: None,
                 spec,
+            };
+            if let Some(cb) = &self.config.callback {
+                let valid = req.timeout.unwrap_or(Duration::from_secs(24 * 3600)) + cb.grace;
+                req.callback = Some(Callback {
+                    url: cb.url.clone(),
+                    token: cb.signer.sign(&req.attempt, now + valid),
+                });
             }
+            req
         });
-        let results: Vec<(AttemptRef, Result<Dispatch, String>)> = stream::iter(requests)
+        let results: Vec<(AttemptRef, Option<Duration>, Result<Dispatch, String>)> = stream::iter(requests)
             .map(|req| async move {
                 let result = match self.executors.get(req.spec.executor) {
                     Some(executor) => executor.dispatch(&req).await,
                     None => Err(Error::NoExecutor(req.spec.executor.as_str().into()).to_string()),
                 };
-                (req.attempt, result)
+                (req.attempt, req.timeout, result)
             })
             .buffer_unordered(self.config.dispatch_concurrency.max(1))
             .collect()
@@ -367,12 +400,14 @@ impl Engine {
 
         let mut started = Vec::new();
         let mut finished = Vec::new();
-        for (attempt, result) in results {
+        let now = Utc::now();
+        for (attempt, timeout, result) in results {
             match result {
                 Ok(Dispatch::Started { execution_id }) => started.push(Started {
                     task_id: attempt.task_id,
                     attempt: attempt.attempt,
                     execution_id,
+                    deadline: timeout.map(|t| now + t),
                 }),
                 Ok(Dispatch::Finished(outcome)) => finished.push(Completion { attempt, outcome }),
                 Err(error) => finished.push(Completion {

@@ -1,6 +1,8 @@
 //! Executors start task attempts somewhere (a local process, a cloud job)
 //! and report how they end. The engine knows them only through [`Executor`].
 
+pub mod cloudrun;
+pub mod fargate;
 mod noop;
 mod process;
 
@@ -12,6 +14,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use cloudrun::CloudRunExecutor;
+pub use fargate::FargateExecutor;
 pub use noop::NoopExecutor;
 pub use process::ProcessExecutor;
 

@@ -6,6 +6,7 @@
 //! knows it, the line.
 
 mod load;
+mod schedule;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use schedule::Schedule;
 pub use load::{load_dir, load_file, parse_str};
 
 /// A spec that cannot be loaded, with where it went wrong, so the message
@@ -77,6 +79,23 @@ pub struct WorkflowSpec {
     /// Directory the file was loaded from; relative `file:` paths resolve against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_dir: Option<PathBuf>,
+    /// Cron expression (5 fields) on which runs start by themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// IANA time zone the schedule is read in (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Fire every slot missed since the last one fired, not only the latest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub catchup: bool,
+}
+
+impl WorkflowSpec {
+    /// The parsed schedule, if the workflow has one (validated at load).
+    pub fn parsed_schedule(&self) -> Option<Result<Schedule, String>> {
+        let expr = self.schedule.as_deref()?;
+        Some(Schedule::parse(expr, self.timezone.as_deref(), self.catchup))
+    }
 }
 
 /// One node of the DAG.

@@ -22,6 +22,14 @@ pub(super) fn validate(spec: &WorkflowSpec, src: &str) -> Result<(), SpecError> 
         let line = top_level_key(src, "name").map(|i| i + 1);
         return Err(SpecError::new("workflow name is empty").at(line));
     }
+    if spec.timezone.is_some() && spec.schedule.is_none() {
+        let line = top_level_key(src, "timezone").map(|i| i + 1);
+        return Err(SpecError::new("`timezone` needs a `schedule`").at(line));
+    }
+    if let Some(Err(msg)) = spec.parsed_schedule() {
+        let key = if msg.contains("time zone") { "timezone" } else { "schedule" };
+        return Err(SpecError::new(msg).at(top_level_key(src, key).map(|i| i + 1)));
+    }
     if spec.tasks.is_empty() {
         let line = top_level_key(src, "tasks").map(|i| i + 1);
         let msg = format!("workflow {:?} has no tasks", spec.name);

@@ -4,7 +4,9 @@ use uuid::Uuid;
 
 use super::sql::Sql;
 use super::Store;
-use crate::model::{Event, Run, Task};
+use chrono::{DateTime, Utc};
+
+use crate::model::{Event, InFlight, Run, Task};
 use crate::Error;
 
 /// A workflow's latest version, as listed by `ork list-workflows`.
@@ -151,6 +153,72 @@ impl Store {
         sql.push(") ORDER BY name, task_index");
         let mut r = self.reader().await?;
         Ok(r.conn().fetch_all(sql).await?)
+    }
+
+    /// Running attempts whose deadline or heartbeat lease has passed.
+    pub async fn overdue_attempts(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<InFlight>, Error> {
+        let mut r = self.reader().await?;
+        Ok(r.conn()
+            .fetch_all(
+                Sql::new(
+                    "SELECT t.*, r.workflow, r.version FROM tasks t JOIN runs r ON r.id = t.run_id \
+                     WHERE t.status = 'running' AND (t.deadline_at < $1 OR t.lease_expires_at < $1) \
+                     ORDER BY t.id LIMIT $2",
+                )
+                .bind(now)
+                .bind(limit),
+            )
+            .await?)
+    }
+
+    /// Running attempts of the given executors, oldest first: the ones the
+    /// sweeper asks their executor about when no callback came.
+    pub async fn running_attempts(&self, executors: &[&str], limit: i64) -> Result<Vec<InFlight>, Error> {
+        if executors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::new(
+            "SELECT t.*, r.workflow, r.version FROM tasks t JOIN runs r ON r.id = t.run_id \
+             WHERE t.status = 'running' AND t.execution_id IS NOT NULL AND t.executor IN (",
+        );
+        sql.push_list(executors.iter().copied());
+        let limit = sql.arg(limit);
+        sql.push(&format!(") ORDER BY t.started_at LIMIT {limit}"));
+        let mut r = self.reader().await?;
+        Ok(r.conn().fetch_all(sql).await?)
+    }
+
+    /// Runs with a task instance ready to claim now (its retry backoff passed).
+    pub async fn ready_runs(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, Error> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            run_id: Uuid,
+        }
+        let mut r = self.reader().await?;
+        let rows: Vec<Row> = r
+            .conn()
+            .fetch_all(
+                Sql::new(
+                    "SELECT DISTINCT run_id FROM tasks WHERE status = 'pending' AND deps_remaining = 0 \
+                     AND (not_before IS NULL OR not_before <= $1) LIMIT $2",
+                )
+                .bind(now)
+                .bind(limit),
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| r.run_id).collect())
+    }
+
+    /// The last slot each scheduled workflow fired.
+    pub async fn schedule_slots(&self) -> Result<Vec<(String, DateTime<Utc>)>, Error> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            workflow: String,
+            last_slot: DateTime<Utc>,
+        }
+        let mut r = self.reader().await?;
+        let rows: Vec<Row> = r.conn().fetch_all(Sql::new("SELECT workflow, last_slot FROM schedules")).await?;
+        Ok(rows.into_iter().map(|r| (r.workflow, r.last_slot)).collect())
     }
 
     /// The run's event log, oldest first.

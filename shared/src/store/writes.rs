@@ -43,6 +43,8 @@ pub struct Started {
     pub task_id: Uuid,
     pub attempt: i64,
     pub execution_id: String,
+    /// When the task's timeout fails the attempt, if it has one.
+    pub deadline: Option<DateTime<Utc>>,
 }
 
 /// What becomes of an attempt: `Success`, `Failed`, or `Pending` again for a retry.
@@ -262,7 +264,8 @@ impl Tx {
             .fetch_all(
                 Sql::new(format!(
                     "UPDATE tasks SET status = 'dispatched', attempt = attempt + 1, \
-                     lease_expires_at = $3, dispatched_at = $2, started_at = NULL, execution_id = NULL \
+                     lease_expires_at = $3, dispatched_at = $2, started_at = NULL, execution_id = NULL, \
+                     exit_code = NULL, error = NULL, output = NULL, deadline_at = NULL \
                      WHERE id IN (SELECT id FROM tasks WHERE run_id = $1 AND status = 'pending' \
                      AND deps_remaining = 0 AND (not_before IS NULL OR not_before <= $2) \
                      LIMIT $4{lock}) \
@@ -364,7 +367,7 @@ impl Tx {
             // stays visible until the next attempt is claimed.
             sql.push(&format!(
                 "status = v.column3, exit_code = v.column4, error = v.column5, output = v.column6, \
-                 not_before = v.column7, lease_expires_at = NULL, \
+                 not_before = v.column7, lease_expires_at = NULL, deadline_at = NULL, \
                  finished_at = CASE WHEN v.column3 = 'pending' THEN NULL ELSE {at} END FROM (VALUES "
             ));
             sql.push_values(chunk, |s, r| {
@@ -520,6 +523,97 @@ impl Tx {
         )
         .await?;
         Ok(Some(status))
+    }
+
+    /// A worker's sign of life: a `dispatched` attempt becomes `running`,
+    /// and a running one must beat again before `lease_until`. Returns
+    /// whether the attempt is still in flight.
+    pub async fn heartbeat(
+        &mut self,
+        task_id: Uuid,
+        attempt: i64,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let mut c = self.conn();
+        let started: Vec<TaskEventRow> = c
+            .fetch_all(
+                Sql::new(
+                    "UPDATE tasks SET status = 'running', started_at = $4, lease_expires_at = $3 \
+                     WHERE id = $1 AND attempt = $2 AND status = 'dispatched' \
+                     RETURNING id, run_id, attempt, status",
+                )
+                .bind(task_id)
+                .bind(attempt)
+                .bind(lease_until)
+                .bind(now),
+            )
+            .await?;
+        if !started.is_empty() {
+            insert_events(&mut c, now, task_events(&started)).await?;
+            return Ok(true);
+        }
+        // Extending the lease of a running attempt is not a transition: no event.
+        let extended = c
+            .execute(
+                Sql::new(
+                    "UPDATE tasks SET lease_expires_at = $3 \
+                     WHERE id = $1 AND attempt = $2 AND status = 'running'",
+                )
+                .bind(task_id)
+                .bind(attempt)
+                .bind(lease_until),
+            )
+            .await?;
+        Ok(extended == 1)
+    }
+
+    /// Puts back claims whose lease ran out before their dispatch was
+    /// recorded (the claimer died or lost the database), so the next
+    /// advance dispatches them again as a new attempt. Returns their runs.
+    pub async fn requeue_expired_claims(&mut self, now: DateTime<Utc>) -> Result<Vec<Uuid>, Error> {
+        let mut c = self.conn();
+        let lock = c.dialect().skip_locked();
+        let rows: Vec<TaskEventRow> = c
+            .fetch_all(
+                Sql::new(format!(
+                    "UPDATE tasks SET status = 'pending', lease_expires_at = NULL \
+                     WHERE id IN (SELECT id FROM tasks WHERE status = 'dispatched' \
+                     AND lease_expires_at < $1 LIMIT 1000{lock}) \
+                     RETURNING id, run_id, attempt, status"
+                ))
+                .bind(now),
+            )
+            .await?;
+        let mut events = task_events(&rows);
+        for e in &mut events {
+            e.detail = Some("claim lease expired before dispatch".into());
+        }
+        insert_events(&mut c, now, events).await?;
+        let mut runs: Vec<Uuid> = rows.iter().map(|r| r.run_id).collect();
+        runs.sort();
+        runs.dedup();
+        Ok(runs)
+    }
+
+    /// Records that a workflow's schedule fired `slot`; never moves back.
+    pub async fn record_schedule_slot(
+        &mut self,
+        workflow: &str,
+        slot: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.conn()
+            .execute(
+                Sql::new(
+                    "INSERT INTO schedules (workflow, last_slot) VALUES ($1, $2) \
+                     ON CONFLICT (workflow) DO UPDATE SET last_slot = excluded.last_slot \
+                     WHERE schedules.last_slot < excluded.last_slot",
+                )
+                .bind(workflow)
+                .bind(slot),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Cancels a run that is not final: its unfinished tasks become

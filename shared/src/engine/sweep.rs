@@ -1,0 +1,120 @@
+//! The sweeper: what the cron tick does every minute. It repairs what no
+//! event will: claims whose dispatch never happened, attempts past their
+//! timeout or heartbeat, attempts whose callback never came, retries whose
+//! backoff has passed, and cron schedules that are due.
+
+use std::collections::BTreeSet;
+
+use chrono::Utc;
+use futures::{stream, StreamExt};
+use uuid::Uuid;
+
+use super::Engine;
+use crate::executor::{Completion, Outcome};
+use crate::model::InFlight;
+use crate::spec::ExecutorKind;
+use crate::Error;
+
+/// Most rows one sweep looks at per kind of repair.
+const SWEEP_LIMIT: i64 = 1000;
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default)]
+pub struct Swept {
+    /// Claims put back for a new attempt after their lease expired.
+    pub requeued: usize,
+    /// Attempts failed for their timeout or a missed heartbeat.
+    pub overdue: usize,
+    /// Attempts found ended by asking their executor.
+    pub polled: usize,
+    /// Runs started by cron schedules.
+    pub fired: Vec<Uuid>,
+    /// Runs advanced.
+    pub advanced: usize,
+}
+
+impl Engine {
+    /// One sweep. Safe to run concurrently with itself and with handlers:
+    /// every repair is a conditional update, so overlapping sweeps do each
+    /// thing once.
+    pub async fn sweep(&self) -> Result<Swept, Error> {
+        let now = Utc::now();
+        let mut swept = Swept::default();
+        let mut to_advance: BTreeSet<Uuid> = BTreeSet::new();
+
+        let requeued = retry_transient!(async {
+            let mut tx = self.store.begin().await?;
+            let runs = tx.requeue_expired_claims(now).await?;
+            tx.commit().await?;
+            Ok::<_, Error>(runs)
+        }
+        .await)?;
+        swept.requeued = requeued.len();
+        to_advance.extend(requeued);
+
+        let overdue = self.store.overdue_attempts(now, SWEEP_LIMIT).await?;
+        let completions: Vec<Completion> = overdue
+            .iter()
+            .map(|f| {
+                let why = match f.task.deadline_at {
+                    Some(d) if d < now => {
+                        let limit = f.task.started_at.map(|s| (d - s).num_seconds()).unwrap_or(0);
+                        format!("timed out after {limit}s")
+                    }
+                    _ => format!("no heartbeat for {}s", self.config.heartbeat_timeout.as_secs()),
+                };
+                Completion { attempt: f.attempt_ref(), outcome: Outcome::failure(None, why) }
+            })
+            .collect();
+        self.stop(&overdue).await;
+        let done = self.complete(&completions).await?;
+        swept.overdue = done.applied;
+        to_advance.extend(done.to_advance);
+
+        let remote = [ExecutorKind::Cloudrun.as_str(), ExecutorKind::Fargate.as_str()];
+        let running = self.store.running_attempts(&remote, SWEEP_LIMIT).await?;
+        let ended: Vec<Completion> = stream::iter(running.iter())
+            .map(|f| async move {
+                let executor = self.executors.get(f.task.executor.parse().ok()?)?;
+                let execution_id = f.task.execution_id.as_deref()?;
+                match executor.poll(&f.attempt_ref(), execution_id).await {
+                    Ok(outcome) => outcome.map(|outcome| Completion { attempt: f.attempt_ref(), outcome }),
+                    Err(e) => {
+                        tracing::warn!(task = %f.task.label(), error = %e, "poll failed");
+                        None
+                    }
+                }
+            })
+            .buffer_unordered(self.config.dispatch_concurrency.max(1))
+            .filter_map(|c| async move { c })
+            .collect()
+            .await;
+        let done = self.complete(&ended).await?;
+        swept.polled = done.applied;
+        to_advance.extend(done.to_advance);
+
+        swept.fired = self.fire_schedules(now).await?;
+        to_advance.extend(swept.fired.iter().copied());
+        to_advance.extend(self.store.ready_runs(now, SWEEP_LIMIT).await?);
+
+        for run in to_advance {
+            self.advance(run).await?;
+            swept.advanced += 1;
+        }
+        Ok(swept)
+    }
+
+    /// Asks executors to stop attempts that are being given up (best effort).
+    async fn stop(&self, attempts: &[InFlight]) {
+        for f in attempts {
+            let (Ok(kind), Some(id)) = (f.task.executor.parse::<ExecutorKind>(), f.task.execution_id.as_deref()) else {
+                continue;
+            };
+            if let Some(executor) = self.executors.get(kind) {
+                if let Err(e) = executor.cancel(&f.attempt_ref(), id).await {
+                    tracing::warn!(task = %f.task.label(), error = %e, "could not stop overdue attempt");
+                }
+            }
+        }
+    }
+}
