@@ -16,6 +16,15 @@ use crate::{Cli, Command};
 
 /// Runs one command; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
+    match &cli.command {
+        Command::Worker { program, args } => {
+            return ork_shared::worker::run(program, args)
+                .await
+                .map_err(anyhow::Error::msg);
+        }
+        Command::Serve { addr, tick } => return crate::serve::serve(*addr, *tick).await,
+        _ => {}
+    }
     let url = cli
         .database_url
         .clone()
@@ -208,6 +217,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 println!("run {run_id} is already {}", run.status);
             }
         }
+        Command::Worker { .. } | Command::Serve { .. } => unreachable!("handled above"),
         Command::Run { file, params } => {
             let specs = load(&file)?;
             let [spec] = specs.as_slice() else {

@@ -3,6 +3,7 @@
 
 mod commands;
 mod output;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -88,6 +89,22 @@ enum Command {
     },
     /// Cancel a run: its unfinished tasks are cancelled, running ones stopped.
     Cancel { run_id: Uuid },
+    /// Serve the three handlers over HTTP (POST /trigger, /advance,
+    /// /complete, /heartbeat), the web UI, and a ticker that sweeps.
+    Serve {
+        #[arg(long, env = "ORK_ADDR", default_value = "127.0.0.1:4000")]
+        addr: std::net::SocketAddr,
+        /// How often the sweeper runs (the cron tick).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        tick: std::time::Duration,
+    },
+    /// Run a task program under the worker contract: report its end to
+    /// $ORK_CALLBACK_URL with $ORK_CALLBACK_TOKEN (a container entrypoint).
+    Worker {
+        program: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Apply a workflow file, trigger it and execute it here, showing progress.
     /// Exits 1 if the run fails.
     Run {

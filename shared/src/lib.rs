@@ -12,5 +12,6 @@ pub mod model;
 pub mod spec;
 pub mod store;
 pub mod token;
+pub mod worker;
 
 pub use error::Error;

@@ -50,7 +50,10 @@ impl Signer {
     pub fn new(key: impl Into<Vec<u8>>) -> Result<Signer, String> {
         let key = key.into();
         if key.len() < 32 {
-            return Err(format!("the signing key has {} bytes; at least 32 are needed", key.len()));
+            return Err(format!(
+                "the signing key has {} bytes; at least 32 are needed",
+                key.len()
+            ));
         }
         Ok(Signer { key })
     }
@@ -62,7 +65,10 @@ impl Signer {
     }
 
     pub fn sign(&self, attempt: &AttemptRef, expires: DateTime<Utc>) -> String {
-        let claims = Claims { attempt: attempt.clone(), exp: expires.timestamp() };
+        let claims = Claims {
+            attempt: attempt.clone(),
+            exp: expires.timestamp(),
+        };
         let payload = B64.encode(serde_json::to_vec(&claims).expect("claims serialize"));
         let sig = B64.encode(self.mac(payload.as_bytes()).finalize().into_bytes());
         format!("{payload}.{sig}")
@@ -73,7 +79,9 @@ impl Signer {
         let (payload, sig) = token.split_once('.').ok_or(TokenError::Malformed)?;
         let sig = B64.decode(sig).map_err(|_| TokenError::Malformed)?;
         // `verify_slice` compares in constant time.
-        self.mac(payload.as_bytes()).verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
+        self.mac(payload.as_bytes())
+            .verify_slice(&sig)
+            .map_err(|_| TokenError::BadSignature)?;
         let claims: Claims = B64
             .decode(payload)
             .ok()
@@ -112,7 +120,10 @@ mod tests {
         let back = signer.verify(&token, now).unwrap();
         assert_eq!((back.name.as_str(), back.attempt), ("load", 1));
         let later = now + chrono::Duration::minutes(6);
-        assert!(matches!(signer.verify(&token, later), Err(TokenError::Expired(_))));
+        assert!(matches!(
+            signer.verify(&token, later),
+            Err(TokenError::Expired(_))
+        ));
     }
 
     #[test]
@@ -122,14 +133,22 @@ mod tests {
         let now = Utc::now();
         let exp = now + chrono::Duration::minutes(5);
         // Signed with another key.
-        assert_eq!(signer.verify(&other.sign(&attempt(), exp), now), Err(TokenError::BadSignature));
+        assert_eq!(
+            signer.verify(&other.sign(&attempt(), exp), now),
+            Err(TokenError::BadSignature)
+        );
         // Claims changed after signing (attempt 1 -> 2).
         let token = signer.sign(&attempt(), exp);
         let (payload, sig) = token.split_once('.').unwrap();
-        let json = String::from_utf8(B64.decode(payload).unwrap()).unwrap().replace("\"attempt\":1", "\"attempt\":2");
+        let json = String::from_utf8(B64.decode(payload).unwrap())
+            .unwrap()
+            .replace("\"attempt\":1", "\"attempt\":2");
         let forged = format!("{}.{sig}", B64.encode(json));
         assert_eq!(signer.verify(&forged, now), Err(TokenError::BadSignature));
-        assert_eq!(signer.verify("not-a-token", now), Err(TokenError::Malformed));
+        assert_eq!(
+            signer.verify("not-a-token", now),
+            Err(TokenError::Malformed)
+        );
         assert!(Signer::new(b"short".to_vec()).is_err());
     }
 }

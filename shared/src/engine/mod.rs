@@ -42,10 +42,10 @@ pub use report::Reported;
 pub use sweep::Swept;
 
 use crate::dag::Dag;
+use crate::executor::Callback;
 use crate::executor::{Completion, Dispatch, DispatchRequest, Executors, Outcome};
 use crate::model::{AttemptRef, Run, RunStatus, TaskStatus};
 use crate::spec::{ExecutorKind, WorkflowSpec};
-use crate::executor::Callback;
 use crate::store::{AttemptResult, ClaimedTask, NewTask, Started, Store};
 use crate::token::Signer;
 use crate::Error;
@@ -386,17 +386,20 @@ impl Engine {
             }
             req
         });
-        let results: Vec<(AttemptRef, Option<Duration>, Result<Dispatch, String>)> = stream::iter(requests)
-            .map(|req| async move {
-                let result = match self.executors.get(req.spec.executor) {
-                    Some(executor) => executor.dispatch(&req).await,
-                    None => Err(Error::NoExecutor(req.spec.executor.as_str().into()).to_string()),
-                };
-                (req.attempt, req.timeout, result)
-            })
-            .buffer_unordered(self.config.dispatch_concurrency.max(1))
-            .collect()
-            .await;
+        let results: Vec<(AttemptRef, Option<Duration>, Result<Dispatch, String>)> =
+            stream::iter(requests)
+                .map(|req| async move {
+                    let result = match self.executors.get(req.spec.executor) {
+                        Some(executor) => executor.dispatch(&req).await,
+                        None => {
+                            Err(Error::NoExecutor(req.spec.executor.as_str().into()).to_string())
+                        }
+                    };
+                    (req.attempt, req.timeout, result)
+                })
+                .buffer_unordered(self.config.dispatch_concurrency.max(1))
+                .collect()
+                .await;
 
         let mut started = Vec::new();
         let mut finished = Vec::new();

@@ -33,16 +33,22 @@ impl Engine {
             return Ok(Reported::Applied(done));
         }
         let n = completion.attempt.attempt;
-        Ok(match self.store.get_task(completion.attempt.task_id).await? {
-            None => Reported::Unknown,
-            Some(t) if t.attempt > n => Reported::Stale,
-            // Back to pending with no outcome recorded: the claim of this
-            // attempt was requeued by the sweeper, the attempt is void.
-            Some(t) if t.status == TaskStatus::Pending && t.exit_code.is_none() && t.error.is_none() => {
-                Reported::Stale
-            }
-            Some(_) => Reported::Duplicate,
-        })
+        Ok(
+            match self.store.get_task(completion.attempt.task_id).await? {
+                None => Reported::Unknown,
+                Some(t) if t.attempt > n => Reported::Stale,
+                // Back to pending with no outcome recorded: the claim of this
+                // attempt was requeued by the sweeper, the attempt is void.
+                Some(t)
+                    if t.status == TaskStatus::Pending
+                        && t.exit_code.is_none()
+                        && t.error.is_none() =>
+                {
+                    Reported::Stale
+                }
+                Some(_) => Reported::Duplicate,
+            },
+        )
     }
 
     /// A worker's heartbeat: the attempt is `running`, and is given up if
@@ -52,7 +58,12 @@ impl Engine {
         let mut tx = self.store.begin().await?;
         let now = Utc::now();
         let alive = tx
-            .heartbeat(attempt.task_id, attempt.attempt, now + self.config.heartbeat_timeout, now)
+            .heartbeat(
+                attempt.task_id,
+                attempt.attempt,
+                now + self.config.heartbeat_timeout,
+                now,
+            )
             .await?;
         tx.commit().await?;
         Ok(alive)

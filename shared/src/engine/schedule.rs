@@ -15,8 +15,12 @@ impl Engine {
         let last = self.store.schedule_slots().await?;
         let mut fired = Vec::new();
         for summary in self.store.list_workflows().await? {
-            let wf = self.workflow(&summary.name, Some(summary.latest_version)).await?;
-            let Some(Ok(schedule)) = wf.spec.parsed_schedule() else { continue };
+            let wf = self
+                .workflow(&summary.name, Some(summary.latest_version))
+                .await?;
+            let Some(Ok(schedule)) = wf.spec.parsed_schedule() else {
+                continue;
+            };
             let after = last
                 .iter()
                 .find(|(w, _)| *w == summary.name)
@@ -27,7 +31,9 @@ impl Engine {
                     trigger: "schedule".into(),
                     idempotency_key: Some(format!("schedule:{}", slot.to_rfc3339())),
                 };
-                let t = self.trigger(&summary.name, serde_json::json!({ "slot": slot }), opts).await?;
+                let t = self
+                    .trigger(&summary.name, serde_json::json!({ "slot": slot }), opts)
+                    .await?;
                 if t.created {
                     tracing::info!(workflow = %summary.name, %slot, run = %t.run.id, "schedule fired");
                     fired.push(t.run.id);

@@ -42,13 +42,15 @@ impl Engine {
         let mut swept = Swept::default();
         let mut to_advance: BTreeSet<Uuid> = BTreeSet::new();
 
-        let requeued = retry_transient!(async {
-            let mut tx = self.store.begin().await?;
-            let runs = tx.requeue_expired_claims(now).await?;
-            tx.commit().await?;
-            Ok::<_, Error>(runs)
-        }
-        .await)?;
+        let requeued = retry_transient!(
+            async {
+                let mut tx = self.store.begin().await?;
+                let runs = tx.requeue_expired_claims(now).await?;
+                tx.commit().await?;
+                Ok::<_, Error>(runs)
+            }
+            .await
+        )?;
         swept.requeued = requeued.len();
         to_advance.extend(requeued);
 
@@ -58,12 +60,22 @@ impl Engine {
             .map(|f| {
                 let why = match f.task.deadline_at {
                     Some(d) if d < now => {
-                        let limit = f.task.started_at.map(|s| (d - s).num_seconds()).unwrap_or(0);
+                        let limit = f
+                            .task
+                            .started_at
+                            .map(|s| (d - s).num_seconds())
+                            .unwrap_or(0);
                         format!("timed out after {limit}s")
                     }
-                    _ => format!("no heartbeat for {}s", self.config.heartbeat_timeout.as_secs()),
+                    _ => format!(
+                        "no heartbeat for {}s",
+                        self.config.heartbeat_timeout.as_secs()
+                    ),
                 };
-                Completion { attempt: f.attempt_ref(), outcome: Outcome::failure(None, why) }
+                Completion {
+                    attempt: f.attempt_ref(),
+                    outcome: Outcome::failure(None, why),
+                }
             })
             .collect();
         self.stop(&overdue).await;
@@ -71,14 +83,20 @@ impl Engine {
         swept.overdue = done.applied;
         to_advance.extend(done.to_advance);
 
-        let remote = [ExecutorKind::Cloudrun.as_str(), ExecutorKind::Fargate.as_str()];
+        let remote = [
+            ExecutorKind::Cloudrun.as_str(),
+            ExecutorKind::Fargate.as_str(),
+        ];
         let running = self.store.running_attempts(&remote, SWEEP_LIMIT).await?;
-        let ended: Vec<Completion> = stream::iter(running.iter())
+        let ended: Vec<Completion> = stream::iter(running)
             .map(|f| async move {
                 let executor = self.executors.get(f.task.executor.parse().ok()?)?;
                 let execution_id = f.task.execution_id.as_deref()?;
                 match executor.poll(&f.attempt_ref(), execution_id).await {
-                    Ok(outcome) => outcome.map(|outcome| Completion { attempt: f.attempt_ref(), outcome }),
+                    Ok(outcome) => outcome.map(|outcome| Completion {
+                        attempt: f.attempt_ref(),
+                        outcome,
+                    }),
                     Err(e) => {
                         tracing::warn!(task = %f.task.label(), error = %e, "poll failed");
                         None
@@ -107,7 +125,10 @@ impl Engine {
     /// Asks executors to stop attempts that are being given up (best effort).
     async fn stop(&self, attempts: &[InFlight]) {
         for f in attempts {
-            let (Ok(kind), Some(id)) = (f.task.executor.parse::<ExecutorKind>(), f.task.execution_id.as_deref()) else {
+            let (Ok(kind), Some(id)) = (
+                f.task.executor.parse::<ExecutorKind>(),
+                f.task.execution_id.as_deref(),
+            ) else {
                 continue;
             };
             if let Some(executor) = self.executors.get(kind) {

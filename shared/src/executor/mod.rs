@@ -4,7 +4,7 @@
 pub mod cloudrun;
 pub mod fargate;
 mod noop;
-mod process;
+pub mod process;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -25,6 +25,10 @@ pub struct ProcessExecutor {
     completions: mpsc::UnboundedSender<Completion>,
     /// Kill switches of running children, by execution id.
     running: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>,
+    /// When set, attempts with a callback run under `<program> worker --`,
+    /// which reports their end over HTTP: the dispatching process need not
+    /// outlive them (serverless mode).
+    worker_program: Option<PathBuf>,
 }
 
 impl ProcessExecutor {
@@ -38,7 +42,15 @@ impl ProcessExecutor {
             log_dir: std::path::absolute(&log_dir).unwrap_or(log_dir),
             completions,
             running: Arc::default(),
+            worker_program: None,
         }
+    }
+
+    /// Runs attempts that have a callback under `program worker -- …`
+    /// (the `ork` binary), detached from this process.
+    pub fn with_worker_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.worker_program = Some(program.into());
+        self
     }
 
     /// Where the log of an attempt is written.
@@ -83,8 +95,23 @@ impl Executor for ProcessExecutor {
         let output_path = log_path.with_extension("output.json");
         let _ = std::fs::remove_file(&output_path);
 
-        let mut child = Command::new(&program)
-            .args(&args)
+        let detached = self
+            .worker_program
+            .as_ref()
+            .filter(|_| req.callback.is_some());
+        let mut command = match detached {
+            Some(worker) => {
+                let mut c = Command::new(worker);
+                c.arg("worker").arg("--").arg(&program).args(&args);
+                c
+            }
+            None => {
+                let mut c = Command::new(&program);
+                c.args(&args);
+                c
+            }
+        };
+        let mut child = command
             .current_dir(&base)
             .envs(&req.spec.env)
             .envs(req.worker_env())
@@ -92,10 +119,14 @@ impl Executor for ProcessExecutor {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
-            .kill_on_drop(true)
+            .kill_on_drop(detached.is_none())
             .spawn()
             .map_err(|e| format!("cannot start {program:?}: {e}"))?;
         let execution_id = format!("pid:{}", child.id().unwrap_or_default());
+        if detached.is_some() {
+            // The worker reports for itself; tokio reaps the child when it exits.
+            return Ok(Dispatch::Started { execution_id });
+        }
 
         let (kill_tx, kill_rx) = oneshot::channel();
         self.running
@@ -147,7 +178,7 @@ impl Executor for ProcessExecutor {
 }
 
 /// The success outcome with the task's JSON output, if it left one.
-async fn read_output(path: &Path) -> Outcome {
+pub(crate) async fn read_output(path: &Path) -> Outcome {
     let Ok(meta) = tokio::fs::metadata(path).await else {
         return Outcome::success(None);
     };

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use schedule::Schedule;
 pub use load::{load_dir, load_file, parse_str};
+pub use schedule::Schedule;
 
 /// A spec that cannot be loaded, with where it went wrong, so the message
 /// reads like a compiler's: `workflows/etl.yaml:12: task "load" ...`.
@@ -94,7 +94,11 @@ impl WorkflowSpec {
     /// The parsed schedule, if the workflow has one (validated at load).
     pub fn parsed_schedule(&self) -> Option<Result<Schedule, String>> {
         let expr = self.schedule.as_deref()?;
-        Some(Schedule::parse(expr, self.timezone.as_deref(), self.catchup))
+        Some(Schedule::parse(
+            expr,
+            self.timezone.as_deref(),
+            self.catchup,
+        ))
     }
 }
 

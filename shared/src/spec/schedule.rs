@@ -22,9 +22,9 @@ impl Schedule {
             .parse()
             .map_err(|e| format!("invalid cron schedule {expr:?}: {e}"))?;
         let tz = match timezone {
-            Some(name) => name
-                .parse::<Tz>()
-                .map_err(|_| format!("unknown time zone {name:?} (use an IANA name such as \"Europe/Paris\")"))?,
+            Some(name) => name.parse::<Tz>().map_err(|_| {
+                format!("unknown time zone {name:?} (use an IANA name such as \"Europe/Paris\")")
+            })?,
             None => Tz::UTC,
         };
         Ok(Schedule { cron, tz, catchup })
@@ -38,7 +38,11 @@ impl Schedule {
             .iter_after(after.with_timezone(&self.tz))
             .map(|t| t.with_timezone(&Utc))
             .take_while(|t| *t <= now)
-            .take(if self.catchup { MAX_CATCHUP } else { usize::MAX })
+            .take(if self.catchup {
+                MAX_CATCHUP
+            } else {
+                usize::MAX
+            })
             .collect();
         if !self.catchup {
             slots = slots.pop().into_iter().collect();
@@ -60,7 +64,9 @@ mod tests {
         let s = Schedule::parse("0 6 * * *", None, false).unwrap();
         let due = s.due(at("2026-11-20T07:00:00Z"), at("2026-11-23T09:00:00Z"));
         assert_eq!(due, vec![at("2026-11-23T06:00:00Z")]);
-        assert!(s.due(at("2026-11-23T06:00:00Z"), at("2026-11-23T09:00:00Z")).is_empty());
+        assert!(s
+            .due(at("2026-11-23T06:00:00Z"), at("2026-11-23T09:00:00Z"))
+            .is_empty());
     }
 
     #[test]
@@ -70,13 +76,19 @@ mod tests {
         // 06:00 in Paris is 05:00 UTC in November.
         assert_eq!(
             due,
-            vec![at("2026-11-21T05:00:00Z"), at("2026-11-22T05:00:00Z"), at("2026-11-23T05:00:00Z")]
+            vec![
+                at("2026-11-21T05:00:00Z"),
+                at("2026-11-22T05:00:00Z"),
+                at("2026-11-23T05:00:00Z")
+            ]
         );
     }
 
     #[test]
     fn bad_expressions_and_zones_are_named() {
-        assert!(Schedule::parse("61 * * * *", None, false).unwrap_err().contains("invalid cron schedule"));
+        assert!(Schedule::parse("61 * * * *", None, false)
+            .unwrap_err()
+            .contains("invalid cron schedule"));
         assert!(Schedule::parse("* * * * *", Some("Mars/Olympus"), false)
             .unwrap_err()
             .contains("unknown time zone \"Mars/Olympus\""));

@@ -27,7 +27,11 @@ pub(super) fn validate(spec: &WorkflowSpec, src: &str) -> Result<(), SpecError> 
         return Err(SpecError::new("`timezone` needs a `schedule`").at(line));
     }
     if let Some(Err(msg)) = spec.parsed_schedule() {
-        let key = if msg.contains("time zone") { "timezone" } else { "schedule" };
+        let key = if msg.contains("time zone") {
+            "timezone"
+        } else {
+            "schedule"
+        };
         return Err(SpecError::new(msg).at(top_level_key(src, key).map(|i| i + 1)));
     }
     if spec.tasks.is_empty() {

@@ -156,7 +156,11 @@ impl Store {
     }
 
     /// Running attempts whose deadline or heartbeat lease has passed.
-    pub async fn overdue_attempts(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<InFlight>, Error> {
+    pub async fn overdue_attempts(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<InFlight>, Error> {
         let mut r = self.reader().await?;
         Ok(r.conn()
             .fetch_all(
@@ -173,7 +177,11 @@ impl Store {
 
     /// Running attempts of the given executors, oldest first: the ones the
     /// sweeper asks their executor about when no callback came.
-    pub async fn running_attempts(&self, executors: &[&str], limit: i64) -> Result<Vec<InFlight>, Error> {
+    pub async fn running_attempts(
+        &self,
+        executors: &[&str],
+        limit: i64,
+    ) -> Result<Vec<InFlight>, Error> {
         if executors.is_empty() {
             return Ok(Vec::new());
         }
@@ -217,8 +225,14 @@ impl Store {
             last_slot: DateTime<Utc>,
         }
         let mut r = self.reader().await?;
-        let rows: Vec<Row> = r.conn().fetch_all(Sql::new("SELECT workflow, last_slot FROM schedules")).await?;
-        Ok(rows.into_iter().map(|r| (r.workflow, r.last_slot)).collect())
+        let rows: Vec<Row> = r
+            .conn()
+            .fetch_all(Sql::new("SELECT workflow, last_slot FROM schedules"))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.workflow, r.last_slot))
+            .collect())
     }
 
     /// The run's event log, oldest first.

@@ -1,0 +1,305 @@
+//! The handlers, independent of transport: bytes and headers in, a status
+//! and a JSON body out.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use ork_shared::engine::{Engine, Reported, TriggerOptions};
+use ork_shared::executor::{Completion, Outcome};
+use ork_shared::model::AttemptRef;
+use ork_shared::token::Signer;
+use ork_shared::Error;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::advancer::Advancer;
+
+/// Largest request body accepted; larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// A handler's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    fn ok(body: Value) -> Reply {
+        Reply { status: 200, body }
+    }
+
+    pub fn error(status: u16, message: impl std::fmt::Display) -> Reply {
+        Reply {
+            status,
+            body: json!({ "error": message.to_string() }),
+        }
+    }
+
+    fn from_engine(e: Error) -> Reply {
+        match e {
+            Error::WorkflowNotFound(_) | Error::RunNotFound(_) => Reply::error(404, e),
+            Error::Invalid(_) | Error::Spec(_) => Reply::error(400, e),
+            e if e.is_transient() => Reply::error(503, e),
+            e => {
+                tracing::error!(error = %e, "handler failed");
+                Reply::error(500, e)
+            }
+        }
+    }
+}
+
+/// The three handlers over one engine.
+pub struct Handlers {
+    pub engine: Arc<Engine>,
+    /// Required of `trigger` callers as `Authorization: Bearer <key>`;
+    /// `None` leaves `trigger` open (local `ork serve` only).
+    pub api_key: Option<String>,
+    /// Checks the tokens of worker reports.
+    pub signer: Signer,
+    pub advancer: Advancer,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerRequest {
+    workflow: String,
+    #[serde(default = "empty_object")]
+    params: Value,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AdvanceRequest {
+    #[serde(default)]
+    run_id: Option<Uuid>,
+}
+
+/// A worker's report of its attempt's end (the worker contract).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteRequest {
+    token: String,
+    status: ReportedStatus,
+    #[serde(default)]
+    exit_code: Option<i64>,
+    #[serde(default)]
+    output: Option<Value>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum ReportedStatus {
+    Success,
+    Failed,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeartbeatRequest {
+    token: String,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Reply> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(Reply::error(
+            413,
+            format!(
+                "request body is {} bytes, the limit is {MAX_BODY_BYTES}",
+                body.len()
+            ),
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| Reply::error(400, format!("invalid request body: {e}")))
+}
+
+/// Compares digests, so the time taken says nothing about the key.
+fn same_secret(given: &str, expected: &str) -> bool {
+    Sha256::digest(given.as_bytes()) == Sha256::digest(expected.as_bytes())
+}
+
+impl Handlers {
+    /// `POST /trigger`: starts a run; 202 with its id. A repeated
+    /// idempotency key answers with the first run.
+    pub async fn trigger(&self, authorization: Option<&str>, body: &[u8]) -> Reply {
+        if let Some(key) = &self.api_key {
+            let given = authorization
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            if !same_secret(given, key) {
+                return Reply::error(
+                    401,
+                    "missing or wrong API key (Authorization: Bearer <ORK_API_KEY>)",
+                );
+            }
+        }
+        let req: TriggerRequest = match parse(body) {
+            Ok(r) => r,
+            Err(reply) => return reply,
+        };
+        self.start(&req.workflow, req.params, "http", req.idempotency_key)
+            .await
+    }
+
+    /// A scheduled event (EventBridge, Cloud Scheduler) naming a workflow.
+    pub async fn trigger_scheduled(&self, workflow: &str) -> Reply {
+        self.start(workflow, json!({}), "schedule", None).await
+    }
+
+    async fn start(
+        &self,
+        workflow: &str,
+        params: Value,
+        trigger: &str,
+        idempotency_key: Option<String>,
+    ) -> Reply {
+        let opts = TriggerOptions {
+            trigger: trigger.into(),
+            idempotency_key,
+        };
+        match self.engine.trigger(workflow, params, opts).await {
+            Ok(t) => {
+                if t.created {
+                    self.advancer.advance(&self.engine, t.run.id).await;
+                }
+                Reply {
+                    status: 202,
+                    body: json!({ "run_id": t.run.id, "created": t.created, "status": t.run.status }),
+                }
+            }
+            Err(e) => Reply::from_engine(e),
+        }
+    }
+
+    /// `POST /advance`: `{"run_id": …}` advances one run; an empty body
+    /// (the cron tick) sweeps.
+    pub async fn advance(&self, body: &[u8]) -> Reply {
+        let req: AdvanceRequest = if body.iter().all(u8::is_ascii_whitespace) {
+            AdvanceRequest::default()
+        } else {
+            match parse(body) {
+                Ok(r) => r,
+                Err(reply) => return reply,
+            }
+        };
+        match req.run_id {
+            Some(run_id) => match self.engine.advance(run_id).await {
+                Ok(a) => Reply::ok(json!({ "dispatched": a.dispatched, "finalized": a.finalized })),
+                Err(e) => Reply::from_engine(e),
+            },
+            None => match self.engine.sweep().await {
+                Ok(s) => Reply::ok(json!({
+                    "requeued": s.requeued, "overdue": s.overdue, "polled": s.polled,
+                    "fired": s.fired, "advanced": s.advanced,
+                })),
+                Err(e) => Reply::from_engine(e),
+            },
+        }
+    }
+
+    fn verify(&self, token: &str) -> Result<AttemptRef, Reply> {
+        self.signer
+            .verify(token, Utc::now())
+            .map_err(|e| Reply::error(401, e))
+    }
+
+    /// `POST /complete` (on-task-complete): a worker reports its attempt's
+    /// end. 200 when recorded or already recorded, 401 for a forged or
+    /// expired token, 409 for a superseded attempt, 413 for a large body.
+    pub async fn complete(&self, body: &[u8]) -> Reply {
+        let req: CompleteRequest = match parse(body) {
+            Ok(r) => r,
+            Err(reply) => return reply,
+        };
+        let attempt = match self.verify(&req.token) {
+            Ok(a) => a,
+            Err(reply) => return reply,
+        };
+        let outcome = Outcome {
+            success: req.status == ReportedStatus::Success,
+            exit_code: req.exit_code,
+            error: req.error,
+            output: req.output,
+        };
+        self.record(Completion { attempt, outcome }).await
+    }
+
+    /// Records a verified completion and advances what it made ready.
+    pub async fn record(&self, completion: Completion) -> Reply {
+        let attempt = completion.attempt.attempt;
+        match self.engine.report(completion).await {
+            Ok(Reported::Applied(done)) => {
+                for run in &done.to_advance {
+                    self.advancer.advance(&self.engine, *run).await;
+                }
+                Reply::ok(
+                    json!({ "result": "recorded", "finalized": done.finalized.first().map(|(_, s)| s) }),
+                )
+            }
+            Ok(Reported::Duplicate) => Reply::ok(json!({ "result": "duplicate" })),
+            Ok(Reported::Stale) => Reply::error(
+                409,
+                format!("attempt {attempt} was superseded by a later attempt"),
+            ),
+            Ok(Reported::Unknown) => Reply::error(404, "no such task"),
+            Err(e) => Reply::from_engine(e),
+        }
+    }
+
+    /// `POST /heartbeat`: the attempt is alive. 410 when it is no longer in
+    /// flight, so the worker can stop.
+    pub async fn heartbeat(&self, body: &[u8]) -> Reply {
+        let req: HeartbeatRequest = match parse(body) {
+            Ok(r) => r,
+            Err(reply) => return reply,
+        };
+        let attempt = match self.verify(&req.token) {
+            Ok(a) => a,
+            Err(reply) => return reply,
+        };
+        match self.engine.heartbeat(&attempt).await {
+            Ok(true) => Reply::ok(json!({ "result": "alive" })),
+            Ok(false) => Reply::error(410, "this attempt is no longer in flight"),
+            Err(e) => Reply::from_engine(e),
+        }
+    }
+}
+
+impl Handlers {
+    /// An event from a worker's platform rather than the worker: an ECS
+    /// "Task State Change" (EventBridge) for Fargate workers. The attempt is
+    /// identified by the callback token the task was started with.
+    pub async fn event(&self, event: &Value) -> Reply {
+        if event["detail-type"] == "ECS Task State Change" {
+            let Some(stopped) = ork_shared::executor::fargate::parse_task_state_change(event)
+            else {
+                return Reply::ok(json!({ "result": "ignored", "reason": "task not stopped" }));
+            };
+            let Some(token) = stopped.token else {
+                return Reply::ok(json!({ "result": "ignored", "reason": "not an Ork task" }));
+            };
+            let attempt = match self.verify(&token) {
+                Ok(a) => a,
+                Err(reply) => return reply,
+            };
+            return self
+                .record(Completion {
+                    attempt,
+                    outcome: stopped.outcome,
+                })
+                .await;
+        }
+        Reply::error(400, "unrecognized event")
+    }
+}

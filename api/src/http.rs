@@ -1,0 +1,80 @@
+//! The handlers as HTTP routes (axum): what `ork serve` listens with.
+//!
+//! `POST /trigger`, `POST /advance`, `POST /complete`, `POST /heartbeat`,
+//! and read-only `GET /api/runs`, `GET /api/runs/{id}` for the web UI.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use uuid::Uuid;
+
+use crate::handlers::{Handlers, Reply, MAX_BODY_BYTES};
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.body)).into_response()
+    }
+}
+
+pub fn router(handlers: Arc<Handlers>) -> Router {
+    Router::new()
+        .route("/trigger", post(trigger))
+        .route("/advance", post(advance))
+        .route("/complete", post(complete))
+        .route("/heartbeat", post(heartbeat))
+        .route("/health", get(|| async { "ok" }))
+        .route("/api/runs", get(runs))
+        .route("/api/runs/{id}", get(run))
+        .route("/", get(ui))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(handlers)
+}
+
+async fn trigger(State(h): State<Arc<Handlers>>, headers: HeaderMap, body: Bytes) -> Reply {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    h.trigger(auth, &body).await
+}
+
+async fn advance(State(h): State<Arc<Handlers>>, body: Bytes) -> Reply {
+    h.advance(&body).await
+}
+
+async fn complete(State(h): State<Arc<Handlers>>, body: Bytes) -> Reply {
+    h.complete(&body).await
+}
+
+async fn heartbeat(State(h): State<Arc<Handlers>>, body: Bytes) -> Reply {
+    h.heartbeat(&body).await
+}
+
+async fn runs(State(h): State<Arc<Handlers>>) -> Response {
+    match h.engine.store().list_runs(None, 50).await {
+        Ok(runs) => Json(runs).into_response(),
+        Err(e) => Reply::error(500, e).into_response(),
+    }
+}
+
+async fn run(State(h): State<Arc<Handlers>>, Path(id): Path<Uuid>) -> Response {
+    let store = h.engine.store();
+    match (store.get_run(id).await, store.run_tasks(id).await) {
+        (Ok(run), Ok(tasks)) => {
+            Json(serde_json::json!({ "run": run, "tasks": tasks })).into_response()
+        }
+        (Err(e), _) | (_, Err(e)) => Reply::error(404, e).into_response(),
+    }
+}
+
+async fn ui() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("ui.html"),
+    )
+}

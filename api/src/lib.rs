@@ -1,0 +1,13 @@
+//! Ork's three handlers (`trigger`, `advance`, `on-task-complete`) as
+//! functions of a decoded request, served two ways: over HTTP by axum
+//! (`ork serve`, [`http`]) and as AWS Lambda functions (`functions/`,
+//! [`lambda`]). Each call loads what it needs from the database, does its
+//! work in the engine, and returns: nothing is kept between calls.
+
+pub mod advancer;
+pub mod config;
+pub mod handlers;
+pub mod http;
+pub mod lambda;
+
+pub use handlers::{Handlers, Reply};
