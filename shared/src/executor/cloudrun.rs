@@ -70,13 +70,18 @@ impl RetryConfig {
 /// `ORK_TASK_INDEX` / `ORK_TASK_COUNT`, rather than one execution with
 /// `taskCount: N` for the whole task: Ork claims, times out, retries and
 /// completes each instance separately (each has its own attempt number,
-/// callback token and outcome), and Cloud Run can neither retry nor cancel
-/// one task of an execution on its own. The job's own `CLOUD_RUN_TASK_INDEX`
-/// is therefore always 0; workers read `ORK_TASK_INDEX`.
+/// callback token, timeout and outcome), while Cloud Run starts, cancels and
+/// reports an execution as a whole. The job's own `CLOUD_RUN_TASK_INDEX` is
+/// therefore always 0; workers read `ORK_TASK_INDEX`.
 ///
 /// Likewise, Ork does the retrying: the job should be deployed with
 /// `maxRetries: 0`, or a failing attempt runs several times before Ork
 /// hears of it.
+///
+/// A `jobs.run` retried after a 5xx or a lost connection may, rarely, have
+/// started an execution the first time too. Both run the same attempt with
+/// the same callback token, and the engine applies an attempt's completion
+/// at most once, so the cost is compute, not correctness.
 #[derive(Clone)]
 pub struct CloudRunExecutor {
     /// No trailing slash.

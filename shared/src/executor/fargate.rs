@@ -79,7 +79,7 @@ impl FargateExecutor {
                 .send()
                 .await
                 .map_err(|e| {
-                    sdk_error(&format!("cannot list the tasks of cluster {cluster:?}"), e)
+                    sdk_error(&format!("ECS ListTasks on cluster {cluster:?} failed"), e)
                 })?;
             if let Some(arn) = out.task_arns().first() {
                 return Ok(Some(arn.clone()));

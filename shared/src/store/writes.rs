@@ -323,13 +323,14 @@ impl Tx {
                 Sql::new("UPDATE tasks SET status = 'running', lease_expires_at = NULL, ");
             let at = sql.arg(now);
             sql.push(&format!(
-                "started_at = {at}, execution_id = v.column3 FROM (VALUES "
+                "started_at = {at}, execution_id = v.column3, deadline_at = v.column4 FROM (VALUES "
             ));
             sql.push_values(chunk, |s, r| {
                 vec![
                     s.arg(r.task_id),
                     s.arg(r.attempt),
                     s.arg(r.execution_id.as_str()),
+                    s.arg(r.deadline),
                 ]
             });
             sql.push(
