@@ -52,11 +52,12 @@ impl MotoServer {
             .port();
         let log = std::env::temp_dir().join(format!("ork-moto-{port}.log"));
         let script = format!(
-            "python3 -m moto.server -H 127.0.0.1 -p {port} >'{}' 2>&1 & pid=$!\n\
+            "python3 -m moto.server -H 127.0.0.1 -p {port} >'{log}' 2>&1 & pid=$!\n\
              read _ignored\n\
              kill $pid 2>/dev/null\n\
-             wait $pid",
-            log.display()
+             wait $pid\n\
+             rm -f '{log}'",
+            log = log.display()
         );
         let mut shell = Command::new("sh")
             .arg("-c")
@@ -109,7 +110,6 @@ impl Drop for MotoServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.shell.try_wait() {
-                let _ = std::fs::remove_file(&self.log);
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -138,7 +138,7 @@ async fn a_task_past_its_timeout_is_failed_and_retried(db: TestDb) {
         .iter()
         .find(|e| e.status == "pending" && e.task_id.is_some())
         .unwrap();
-    assert_eq!(timed_out.detail.as_deref(), Some("timed out after 0s"));
+    assert_eq!(timed_out.detail.as_deref(), Some("timed out after 100ms"));
     // The second attempt times out too: no retries left, the run fails.
     tokio::time::sleep(Duration::from_millis(150)).await;
     engine.sweep().await.unwrap();

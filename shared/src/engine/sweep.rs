@@ -60,12 +60,9 @@ impl Engine {
             .map(|f| {
                 let why = match f.task.deadline_at {
                     Some(d) if d < now => {
-                        let limit = f
-                            .task
-                            .started_at
-                            .map(|s| (d - s).num_seconds())
-                            .unwrap_or(0);
-                        format!("timed out after {limit}s")
+                        let limit = f.task.started_at.and_then(|s| (d - s).to_std().ok());
+                        let limit = humantime::format_duration(limit.unwrap_or_default());
+                        format!("timed out after {limit}")
                     }
                     _ => format!(
                         "no heartbeat for {}s",
