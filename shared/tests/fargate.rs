@@ -34,9 +34,9 @@ const SECURITY_GROUP: &str = "sg-0123456789abcdef0";
 // ---------------------------------------------------------------- moto
 
 /// A moto server this test binary started. Dropping it stops the server;
-/// so does the end of the test process, even a killed one: the server runs
-/// under a shell that kills it when its stdin (a pipe from this process)
-/// closes, since a `static` is never dropped.
+/// so does the end of the test process, even a killed one (a `static` is
+/// never dropped): a watchdog in the launching shell kills moto when its
+/// stdin, a pipe from this process, closes.
 struct MotoServer {
     url: String,
     shell: Child,
@@ -51,12 +51,14 @@ impl MotoServer {
             .expect("a free port")
             .port();
         let log = std::env::temp_dir().join(format!("ork-moto-{port}.log"));
+        // fd 3 keeps this process's pipe for the watchdog (a background
+        // job's stdin is /dev/null); the shell itself exits with moto, so
+        // an early death shows.
         let script = format!(
-            "python3 -m moto.server -H 127.0.0.1 -p {port} >'{log}' 2>&1 & pid=$!\n\
-             read _ignored\n\
-             kill $pid 2>/dev/null\n\
-             wait $pid\n\
-             rm -f '{log}'",
+            "exec 3<&0\n\
+             python3 -m moto.server -H 127.0.0.1 -p {port} >'{log}' 2>&1 & pid=$!\n\
+             (read _ignored <&3; kill $pid 2>/dev/null; rm -f '{log}') &\n\
+             wait $pid",
             log = log.display()
         );
         let mut shell = Command::new("sh")
@@ -105,7 +107,7 @@ impl MotoServer {
 
 impl Drop for MotoServer {
     fn drop(&mut self) {
-        // EOF on the shell's stdin makes it kill and reap moto.
+        // EOF on the pipe makes the watchdog kill moto; the shell then exits.
         drop(self.stdin.take());
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -220,7 +222,7 @@ fn start_shim(moto: String) -> String {
             .expect("shim runtime");
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let client = reqwest::Client::new();
+            let client = local_http();
             let app = axum::Router::new().fallback(
                 move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                     forward(moto.clone(), client.clone(), method, uri, headers, body)
@@ -254,6 +256,14 @@ fn stringify_container_sizes(v: &mut serde_json::Value) {
     }
 }
 
+/// A plain HTTP client for 127.0.0.1, whatever `HTTP_PROXY` says.
+fn local_http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("HTTP client")
+}
+
 /// An ECS client configured by the standard chain (so, at the shim).
 async fn ecs() -> Client {
     harness();
@@ -263,35 +273,47 @@ async fn ecs() -> Client {
     Client::new(&config)
 }
 
-/// A subnet of moto's default VPC: ECS in moto checks that the first subnet
-/// of an awsvpc task exists (security groups may be any id). There is no
-/// EC2 SDK crate here, so this is EC2's query API by hand; moto does not
-/// check signatures, only reads the service from the credential scope.
+/// An EC2 query API call to moto, by hand: there is no EC2 SDK crate here.
+/// moto does not check signatures; it reads the service from the
+/// credential scope.
+async fn ec2(params: &str) -> String {
+    local_http()
+        .post(format!("{}/", moto_url()))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/ec2/aws4_request, \
+             SignedHeaders=host, Signature=0",
+        )
+        .body(format!("Version=2016-11-15&{params}"))
+        .send()
+        .await
+        .expect("EC2 query")
+        .text()
+        .await
+        .expect("EC2 response")
+}
+
+/// The texts of the `<tag>` elements of an XML document.
+fn xml_texts<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    xml.split(open.as_str())
+        .skip(1)
+        .filter_map(|rest| rest.split_once(close.as_str()).map(|(text, _)| text))
+        .collect()
+}
+
+/// A subnet of moto's default VPC: ECS in moto checks that the first
+/// subnet of an awsvpc task exists (security groups may be any id).
 async fn default_subnet() -> String {
     static SUBNET: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     SUBNET
         .get_or_init(|| async {
-            let body = reqwest::Client::new()
-                .post(format!("{}/", moto_url()))
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .header(
-                    "Authorization",
-                    "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/ec2/aws4_request, \
-                     SignedHeaders=host, Signature=0",
-                )
-                .body("Action=DescribeSubnets&Version=2016-11-15")
-                .send()
-                .await
-                .expect("EC2 DescribeSubnets")
-                .text()
-                .await
-                .expect("EC2 DescribeSubnets body");
-            let start = body
-                .find("<subnetId>")
-                .expect("a subnet in moto's default VPC")
-                + 10;
-            let end = start + body[start..].find("</subnetId>").expect("</subnetId>");
-            body[start..end].to_owned()
+            let xml = ec2("Action=DescribeSubnets").await;
+            xml_texts(&xml, "subnetId")
+                .first()
+                .unwrap_or_else(|| panic!("no subnet in moto's default VPC: {xml}"))
+                .to_string()
         })
         .await
         .clone()
@@ -300,7 +322,7 @@ async fn default_subnet() -> String {
 /// Sets how moto moves ECS tasks through their lifecycle: one state every
 /// `times` DescribeTasks of a task (moto's default is 1).
 async fn set_ecs_task_steps(times: u32) {
-    let resp = reqwest::Client::new()
+    let resp = local_http()
         .post(format!("{}/moto-api/state-manager/set-transition", moto_url()))
         .body(
             json!({"model_name": "ecs::task", "transition": {"progression": "manual", "times": times}})
@@ -514,6 +536,18 @@ async fn dispatch_runs_the_task_with_the_attempts_overrides() {
         .find(|d| d.name() == Some("subnetId"))
         .and_then(|d| d.value());
     assert_eq!(subnet, Some(fx.subnet.as_str()));
+    let eni = task
+        .attachments()
+        .iter()
+        .flat_map(|att| att.details())
+        .find(|d| d.name() == Some("networkInterfaceId"))
+        .and_then(|d| d.value())
+        .expect("an ENI");
+    let xml = ec2(&format!(
+        "Action=DescribeNetworkInterfaces&NetworkInterfaceId.1={eni}"
+    ))
+    .await;
+    assert_eq!(xml_texts(&xml, "groupId"), [SECURITY_GROUP], "{xml}");
 
     // Without `command`, `args` alone override the command…
     let mut spec = fx.spec();

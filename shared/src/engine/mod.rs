@@ -423,7 +423,7 @@ impl Engine {
             retry_transient!(
                 async {
                     let mut tx = self.store.begin().await?;
-                    tx.mark_started(&started, Utc::now()).await?;
+                    tx.mark_started(&started, now).await?;
                     tx.commit().await
                 }
                 .await
