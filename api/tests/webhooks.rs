@@ -29,7 +29,9 @@ struct Holding(Mutex<Vec<DispatchRequest>>);
 impl Executor for Holding {
     async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
         self.0.lock().unwrap().push(req.clone());
-        Ok(Dispatch::Started { execution_id: format!("held-{}", req.attempt.task_id) })
+        Ok(Dispatch::Started {
+            execution_id: format!("held-{}", req.attempt.task_id),
+        })
     }
 }
 
@@ -53,10 +55,18 @@ async fn serve(db: TestDb) -> Server {
     let signer = Signer::new(*b"0123456789abcdef0123456789abcdef").unwrap();
     let holding = Arc::new(Holding::default());
     let config = EngineConfig {
-        callback: Some(CallbackConfig { url: format!("{url}/complete"), signer: signer.clone(), grace: Duration::from_secs(60) }),
+        callback: Some(CallbackConfig {
+            url: format!("{url}/complete"),
+            signer: signer.clone(),
+            grace: Duration::from_secs(60),
+        }),
         ..EngineConfig::default()
     };
-    let engine = Engine::new(db.store.clone(), Executors::new().with(ExecutorKind::Noop, holding.clone()), config);
+    let engine = Engine::new(
+        db.store.clone(),
+        Executors::new().with(ExecutorKind::Noop, holding.clone()),
+        config,
+    );
     let handlers = Arc::new(Handlers {
         engine: Arc::new(engine),
         api_key: Some(KEY.into()),
@@ -65,7 +75,13 @@ async fn serve(db: TestDb) -> Server {
     });
     let app = ork_api::http::router(handlers);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Server { url, http: reqwest::Client::new(), holding, signer, db }
+    Server {
+        url,
+        http: reqwest::Client::new(),
+        holding,
+        signer,
+        db,
+    }
 }
 
 impl Server {
@@ -87,10 +103,14 @@ impl Server {
 
     async fn trigger(&self, yaml: &str) -> uuid::Uuid {
         let spec = parse(yaml);
-        ork_shared::engine::Engine::new(self.db.store.clone(), Executors::new(), EngineConfig::default())
-            .apply(&spec, None)
-            .await
-            .unwrap();
+        ork_shared::engine::Engine::new(
+            self.db.store.clone(),
+            Executors::new(),
+            EngineConfig::default(),
+        )
+        .apply(&spec, None)
+        .await
+        .unwrap();
         let (status, body) = self.post("/trigger", &json!({"workflow": spec.name})).await;
         assert_eq!(status, 202, "{body}");
         body["run_id"].as_str().unwrap().parse().unwrap()
@@ -104,26 +124,61 @@ fn report(token: &str, status: &str) -> Value {
 async fn callbacks_are_authenticated_idempotent_and_never_stale(db: TestDb) {
     let s = serve(db).await;
     // Trigger needs the API key.
-    let r = s.http.post(format!("{}/trigger", s.url)).json(&json!({"workflow": "x"})).send().await.unwrap();
+    let r = s
+        .http
+        .post(format!("{}/trigger", s.url))
+        .json(&json!({"workflow": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 
-    let run = s.trigger("name: one\ntasks:\n  t: {executor: noop, retries: {count: 1, backoff: 1ms}}\n").await;
-    let first = s.holding.take().pop().expect("dispatched by the trigger's advance");
+    let run = s
+        .trigger("name: one\ntasks:\n  t: {executor: noop, retries: {count: 1, backoff: 1ms}}\n")
+        .await;
+    let first = s
+        .holding
+        .take()
+        .pop()
+        .expect("dispatched by the trigger's advance");
     let token1 = first.callback.unwrap().token;
     let before = s.events(run).await;
 
     // Forged: another key; tampered: claims changed; expired: our key, past expiry.
     let forger = Signer::new(*b"ffffffffffffffffffffffffffffffff").unwrap();
-    let forged = forger.sign(&first.attempt, chrono::Utc::now() + chrono::Duration::minutes(5));
-    let expired = s.signer.sign(&first.attempt, chrono::Utc::now() - chrono::Duration::seconds(1));
+    let forged = forger.sign(
+        &first.attempt,
+        chrono::Utc::now() + chrono::Duration::minutes(5),
+    );
+    let expired = s.signer.sign(
+        &first.attempt,
+        chrono::Utc::now() - chrono::Duration::seconds(1),
+    );
     let tampered = format!("{}x", &token1);
-    for bad in [forged.as_str(), expired.as_str(), tampered.as_str(), "garbage"] {
+    for bad in [
+        forged.as_str(),
+        expired.as_str(),
+        tampered.as_str(),
+        "garbage",
+    ] {
         let (status, body) = s.post("/complete", &report(bad, "success")).await;
         assert_eq!(status, 401, "{body}");
     }
-    assert!(s.post("/complete", &report(&expired, "success")).await.1["error"].as_str().unwrap().contains("expired"));
-    assert_eq!(s.events(run).await, before, "refused callbacks record nothing");
-    assert_eq!(s.db.store.run_tasks(run).await.unwrap()[0].status, TaskStatus::Running);
+    assert!(
+        s.post("/complete", &report(&expired, "success")).await.1["error"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+    assert_eq!(
+        s.events(run).await,
+        before,
+        "refused callbacks record nothing"
+    );
+    assert_eq!(
+        s.db.store.run_tasks(run).await.unwrap()[0].status,
+        TaskStatus::Running
+    );
 
     // Attempt 1 fails: recorded, retried as attempt 2.
     assert_eq!(s.post("/complete", &report(&token1, "failed")).await.0, 200);
@@ -147,7 +202,10 @@ async fn callbacks_are_authenticated_idempotent_and_never_stale(db: TestDb) {
     let (status, body) = s.post("/complete", &report(&token2, "failed")).await;
     assert_eq!((status, body["result"].as_str()), (200, Some("duplicate")));
     assert_eq!(s.events(run).await, after);
-    assert_eq!(s.db.store.get_run(run).await.unwrap().status, RunStatus::Success);
+    assert_eq!(
+        s.db.store.get_run(run).await.unwrap().status,
+        RunStatus::Success
+    );
 
     // A finished attempt's heartbeat tells the worker to stop.
     assert_eq!(s.post("/heartbeat", &json!({"token": token2})).await.0, 410);
@@ -156,15 +214,33 @@ async fn callbacks_are_authenticated_idempotent_and_never_stale(db: TestDb) {
 async fn bad_bodies_get_clear_errors(db: TestDb) {
     let s = serve(db).await;
     let huge = "x".repeat(300 * 1024);
-    let (status, _) = s.post("/complete", &json!({"token": huge, "status": "success"})).await;
+    let (status, _) = s
+        .post("/complete", &json!({"token": huge, "status": "success"}))
+        .await;
     assert_eq!(status, 413);
-    let (status, body) = s.post("/complete", &json!({"token": "t", "status": "done"})).await;
+    let (status, body) = s
+        .post("/complete", &json!({"token": "t", "status": "done"}))
+        .await;
     assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().contains("unknown variant `done`"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown variant `done`"),
+        "{body}"
+    );
     let (status, body) = s.post("/trigger", &json!({"workflow": "nope"})).await;
     assert_eq!(status, 404);
-    assert!(body["error"].as_str().unwrap().contains("\"nope\" not found"), "{body}");
-    let (status, _) = s.post("/trigger", &json!({"workflow": "nope", "extra": 1})).await;
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("\"nope\" not found"),
+        "{body}"
+    );
+    let (status, _) = s
+        .post("/trigger", &json!({"workflow": "nope", "extra": 1}))
+        .await;
     assert_eq!(status, 400);
 }
 
@@ -178,7 +254,12 @@ async fn sixty_four_concurrent_webhooks_finalize_once(db: TestDb) {
     // Every worker reports twice, all at once.
     let calls: Vec<_> = fan
         .iter()
-        .flat_map(|r| [r.callback.clone().unwrap().token, r.callback.clone().unwrap().token])
+        .flat_map(|r| {
+            [
+                r.callback.clone().unwrap().token,
+                r.callback.clone().unwrap().token,
+            ]
+        })
         .map(|token| {
             let s = s.clone();
             tokio::spawn(async move { s.post("/complete", &report(&token, "success")).await })
@@ -195,10 +276,21 @@ async fn sixty_four_concurrent_webhooks_finalize_once(db: TestDb) {
     assert_eq!(recorded, 64);
     let join = s.holding.take();
     assert_eq!(join.len(), 1, "the child is dispatched exactly once");
-    let (status, body) = s.post("/complete", &report(&join[0].callback.clone().unwrap().token, "success")).await;
+    let (status, body) = s
+        .post(
+            "/complete",
+            &report(&join[0].callback.clone().unwrap().token, "success"),
+        )
+        .await;
     assert_eq!((status, &body["finalized"]), (200, &json!("success")));
     let events = s.db.store.run_events(run).await.unwrap();
-    assert_eq!(events.iter().filter(|e| e.task_id.is_none() && e.status == "success").count(), 1);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.task_id.is_none() && e.status == "success")
+            .count(),
+        1
+    );
     assert_eq!(events.iter().filter(|e| e.status == "success").count(), 66);
 }
 
