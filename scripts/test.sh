@@ -45,7 +45,19 @@ sys.exit(0 if s.recv(1) in (b"R", b"E") else 1)
 PY
 }
 
+ensure_python_tools() {
+  # moto (AWS API emulator, for the Fargate tests) and cfn-lint (the SAM template).
+  if ! python3 -c 'import moto.server, flask' 2>/dev/null || ! command -v cfn-lint >/dev/null 2>&1; then
+    log "installing moto[server] and cfn-lint from PyPI"
+    python3 -m pip install -q 'moto[server]' cfn-lint
+  fi
+}
+
 ensure_postgres
+ensure_python_tools
+
+log "cfn-lint infra/aws/template.yaml"
+cfn-lint infra/aws/template.yaml
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

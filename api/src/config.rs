@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use ork_shared::engine::{CallbackConfig, Engine, EngineConfig};
-use ork_shared::executor::{Completion, Executors, NoopExecutor, ProcessExecutor};
-use ork_shared::spec::ExecutorKind;
+use ork_shared::executor::{Completion, Executors, ProcessExecutor};
 use ork_shared::store::{self, Store};
 use ork_shared::token::Signer;
 use tokio::sync::mpsc;
@@ -23,6 +22,25 @@ fn var(name: &str) -> Option<String> {
 pub fn signer_from_env() -> Result<Signer> {
     let key = var("ORK_SIGNING_KEY").context("ORK_SIGNING_KEY is not set: the handlers need it to sign and check callback tokens (at least 32 bytes)")?;
     Signer::new(key.into_bytes()).map_err(|e| anyhow::anyhow!("ORK_SIGNING_KEY: {e}"))
+}
+
+/// `ORK_GCP_CREDENTIALS_JSON` (a service-account key as text, as a secret
+/// manager hands it to a Lambda function) is written to a private file for
+/// `GOOGLE_APPLICATION_CREDENTIALS`, which gcp_auth reads as a path.
+fn gcp_credentials_from_env() -> Result<()> {
+    let Some(json) = var("ORK_GCP_CREDENTIALS_JSON") else {
+        return Ok(());
+    };
+    let path = std::env::temp_dir().join("ork-gcp-credentials.json");
+    std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    // Set once at start-up, before any thread reads the environment.
+    unsafe { std::env::set_var("GOOGLE_APPLICATION_CREDENTIALS", &path) };
+    Ok(())
 }
 
 /// What a host (`ork serve`, a Lambda function) supplies where the
@@ -71,11 +89,8 @@ pub async fn from_env(defaults: Defaults) -> Result<Setup> {
         }
         process = process.with_worker_program(worker);
     }
-    let process = Arc::new(process);
-    let executors = Executors::new()
-        .with(ExecutorKind::Process, process.clone())
-        .with(ExecutorKind::Python, process)
-        .with(ExecutorKind::Noop, Arc::new(NoopExecutor));
+    gcp_credentials_from_env()?;
+    let executors = Executors::standard(Arc::new(process));
     let config = EngineConfig {
         callback: callback_url.map(|url| CallbackConfig {
             url,

@@ -130,19 +130,30 @@ fn same_secret(given: &str, expected: &str) -> bool {
 }
 
 impl Handlers {
+    /// Checks `Authorization: Bearer <ORK_API_KEY>` when a key is configured:
+    /// what callers of `trigger`, `advance` and the read API must present.
+    pub fn authorize(&self, authorization: Option<&str>) -> Result<(), Reply> {
+        let Some(key) = &self.api_key else {
+            return Ok(());
+        };
+        let given = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if same_secret(given, key) {
+            Ok(())
+        } else {
+            Err(Reply::error(
+                401,
+                "missing or wrong API key (Authorization: Bearer <ORK_API_KEY>)",
+            ))
+        }
+    }
+
     /// `POST /trigger`: starts a run; 202 with its id. A repeated
     /// idempotency key answers with the first run.
     pub async fn trigger(&self, authorization: Option<&str>, body: &[u8]) -> Reply {
-        if let Some(key) = &self.api_key {
-            let given = authorization
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .unwrap_or_default();
-            if !same_secret(given, key) {
-                return Reply::error(
-                    401,
-                    "missing or wrong API key (Authorization: Bearer <ORK_API_KEY>)",
-                );
-            }
+        if let Err(reply) = self.authorize(authorization) {
+            return reply;
         }
         let req: TriggerRequest = match parse(body) {
             Ok(r) => r,

@@ -2,6 +2,8 @@
 //!
 //! `POST /trigger`, `POST /advance`, `POST /complete`, `POST /heartbeat`,
 //! and read-only `GET /api/runs`, `GET /api/runs/{id}` for the web UI.
+//! With `ORK_API_KEY` set, all but `/complete` and `/heartbeat` (which
+//! carry callback tokens) require it as a bearer token.
 
 use std::sync::Arc;
 
@@ -37,14 +39,20 @@ pub fn router(handlers: Arc<Handlers>) -> Router {
 }
 
 async fn trigger(State(h): State<Arc<Handlers>>, headers: HeaderMap, body: Bytes) -> Reply {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    h.trigger(auth, &body).await
+    h.trigger(authorization(&headers), &body).await
 }
 
-async fn advance(State(h): State<Arc<Handlers>>, body: Bytes) -> Reply {
-    h.advance(&body).await
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+async fn advance(State(h): State<Arc<Handlers>>, headers: HeaderMap, body: Bytes) -> Reply {
+    match h.authorize(authorization(&headers)) {
+        Ok(()) => h.advance(&body).await,
+        Err(reply) => reply,
+    }
 }
 
 async fn complete(State(h): State<Arc<Handlers>>, body: Bytes) -> Reply {
@@ -55,14 +63,20 @@ async fn heartbeat(State(h): State<Arc<Handlers>>, body: Bytes) -> Reply {
     h.heartbeat(&body).await
 }
 
-async fn runs(State(h): State<Arc<Handlers>>) -> Response {
+async fn runs(State(h): State<Arc<Handlers>>, headers: HeaderMap) -> Response {
+    if let Err(reply) = h.authorize(authorization(&headers)) {
+        return reply.into_response();
+    }
     match h.engine.store().list_runs(None, 50).await {
         Ok(runs) => Json(runs).into_response(),
         Err(e) => Reply::error(500, e).into_response(),
     }
 }
 
-async fn run(State(h): State<Arc<Handlers>>, Path(id): Path<Uuid>) -> Response {
+async fn run(State(h): State<Arc<Handlers>>, Path(id): Path<Uuid>, headers: HeaderMap) -> Response {
+    if let Err(reply) = h.authorize(authorization(&headers)) {
+        return reply.into_response();
+    }
     let store = h.engine.store();
     match (store.get_run(id).await, store.run_tasks(id).await) {
         (Ok(run), Ok(tasks)) => {

@@ -103,7 +103,10 @@ pub async fn handle(handlers: &Arc<Handlers>, function: Function, event: Value) 
                     .trigger(http.authorization.as_deref(), &http.body)
                     .await
             }
-            Function::Advance => handlers.advance(&http.body).await,
+            Function::Advance => match handlers.authorize(http.authorization.as_deref()) {
+                Ok(()) => handlers.advance(&http.body).await,
+                Err(reply) => reply,
+            },
             Function::OnTaskComplete if http.path.ends_with("/heartbeat") => {
                 handlers.heartbeat(&http.body).await
             }

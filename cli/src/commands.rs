@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ork_shared::engine::{self, Engine, EngineConfig, TriggerOptions};
-use ork_shared::executor::{Completion, Executors, NoopExecutor, ProcessExecutor};
+use ork_shared::executor::{Completion, Executors, MockExecutor, ProcessExecutor};
 use ork_shared::model::{RunStatus, Task};
 use ork_shared::spec::{self, ExecutorKind, TaskSpec, WorkflowSpec};
 use ork_shared::store::{self, Store};
@@ -33,7 +33,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         .await
         .with_context(|| format!("cannot open the database at {}", redact(&url)))?;
     let (tx, mut completions) = mpsc::unbounded_channel::<Completion>();
-    let engine = local_engine(store.clone(), &cli.log_dir, tx);
+    let dry_run = matches!(cli.command, Command::Run { dry_run: true, .. });
+    let engine = local_engine(store.clone(), &cli.log_dir, tx, dry_run);
     let json = cli.json;
     match cli.command {
         Command::Init => {
@@ -218,7 +219,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             }
         }
         Command::Worker { .. } | Command::Serve { .. } => unreachable!("handled above"),
-        Command::Run { file, params } => {
+        Command::Run { file, params, .. } => {
             let specs = load(&file)?;
             let [spec] = specs.as_slice() else {
                 bail!(
@@ -251,17 +252,19 @@ pub async fn run(cli: Cli) -> Result<i32> {
     Ok(0)
 }
 
-/// The engine of a CLI process: local processes, noop tasks.
+/// The engine of a CLI process: local processes and every other executor,
+/// or the dry-run executor for all tasks.
 fn local_engine(
     store: Store,
     log_dir: &Path,
     completions: mpsc::UnboundedSender<Completion>,
+    dry_run: bool,
 ) -> Engine {
-    let process = Arc::new(ProcessExecutor::new(log_dir, completions));
-    let executors = Executors::new()
-        .with(ExecutorKind::Process, process.clone())
-        .with(ExecutorKind::Python, process)
-        .with(ExecutorKind::Noop, Arc::new(NoopExecutor));
+    let executors = if dry_run {
+        Executors::all(Arc::new(MockExecutor))
+    } else {
+        Executors::standard(Arc::new(ProcessExecutor::new(log_dir, completions)))
+    };
     Engine::new(store, executors, EngineConfig::default())
 }
 

@@ -111,6 +111,10 @@ enum Command {
         file: PathBuf,
         #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
         params: Vec<String>,
+        /// Dispatch nothing: record what each task would run (as its
+        /// output) and succeed.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

@@ -136,3 +136,29 @@ fn trigger_status_and_cancel_from_the_command_line() {
     let waited = ork(dir.path(), &["trigger", "one-job", "--wait"]);
     assert!(waited.status.success(), "{}", text(&waited));
 }
+
+#[test]
+fn dry_run_records_what_cloud_tasks_would_run_and_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ork(dir.path(), &["run", "--dry-run", "workflows/cloud.yaml"]);
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    let run_id = printed.split_whitespace().nth(1).unwrap().to_owned();
+    let json = ork(dir.path(), &["tasks", &run_id, "--json"]);
+    let tasks: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let train = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "train")
+        .unwrap();
+    assert_eq!(train["output"]["dry_run"], true);
+    assert_eq!(train["output"]["cloudrun"]["job"], "trainer");
+    let scores = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"] == "score")
+        .count();
+    assert_eq!(scores, 4);
+}

@@ -3,6 +3,7 @@
 
 pub mod cloudrun;
 pub mod fargate;
+mod mock;
 mod noop;
 pub mod process;
 
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cloudrun::CloudRunExecutor;
 pub use fargate::FargateExecutor;
+pub use mock::MockExecutor;
 pub use noop::NoopExecutor;
 pub use process::ProcessExecutor;
 
@@ -155,5 +157,93 @@ impl Executors {
 
     pub fn get(&self, kind: ExecutorKind) -> Option<&Arc<dyn Executor>> {
         self.by_kind.get(&kind)
+    }
+}
+
+impl Executors {
+    /// Every executor Ork ships: local processes (and python files) through
+    /// `process`, `noop`, `mock`, and the cloud executors, which are built
+    /// on first use so that commands that never dispatch to them never look
+    /// for their credentials.
+    pub fn standard(process: Arc<ProcessExecutor>) -> Executors {
+        Executors::new()
+            .with(ExecutorKind::Process, process.clone())
+            .with(ExecutorKind::Python, process)
+            .with(ExecutorKind::Noop, Arc::new(NoopExecutor))
+            .with(ExecutorKind::Mock, Arc::new(MockExecutor))
+            .with(
+                ExecutorKind::Cloudrun,
+                Arc::new(OnFirstUse::new(|| async {
+                    CloudRunExecutor::from_env()
+                        .await
+                        .map(|e| Arc::new(e) as Arc<dyn Executor>)
+                })),
+            )
+            .with(
+                ExecutorKind::Fargate,
+                Arc::new(OnFirstUse::new(|| async {
+                    Ok(Arc::new(FargateExecutor::from_env().await) as Arc<dyn Executor>)
+                })),
+            )
+    }
+
+    /// Every kind of task runs on `executor`: `ork run --dry-run` with [`MockExecutor`].
+    pub fn all(executor: Arc<dyn Executor>) -> Executors {
+        ExecutorKind::ALL
+            .iter()
+            .fold(Executors::new(), |e, kind| e.with(*kind, executor.clone()))
+    }
+}
+
+type Init = Box<
+    dyn Fn() -> futures::future::BoxFuture<'static, Result<Arc<dyn Executor>, String>>
+        + Send
+        + Sync,
+>;
+
+/// An executor built when first needed; if building it fails (missing
+/// credentials), every dispatch fails with that error.
+pub struct OnFirstUse {
+    cell: tokio::sync::OnceCell<Result<Arc<dyn Executor>, String>>,
+    init: Init,
+}
+
+impl OnFirstUse {
+    pub fn new<F, Fut>(init: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Arc<dyn Executor>, String>> + Send + 'static,
+    {
+        OnFirstUse {
+            cell: tokio::sync::OnceCell::new(),
+            init: Box::new(move || Box::pin(init())),
+        }
+    }
+
+    async fn get(&self) -> Result<&Arc<dyn Executor>, String> {
+        self.cell
+            .get_or_init(|| (self.init)())
+            .await
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+#[async_trait]
+impl Executor for OnFirstUse {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+        self.get().await?.dispatch(req).await
+    }
+
+    async fn cancel(&self, attempt: &AttemptRef, execution_id: &str) -> Result<(), String> {
+        self.get().await?.cancel(attempt, execution_id).await
+    }
+
+    async fn poll(
+        &self,
+        attempt: &AttemptRef,
+        execution_id: &str,
+    ) -> Result<Option<Outcome>, String> {
+        self.get().await?.poll(attempt, execution_id).await
     }
 }
