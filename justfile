@@ -1,16 +1,42 @@
 # Everyday commands. `just --list` shows them.
 
-# Run the example workflow end to end on embedded SQLite
-example-run name="etl":
+pg := env_var_or_default("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+# Run a workflow end to end in this process (embedded SQLite, local processes)
+run name="etl":
     cargo run -q -p ork-cli -- run workflows/{{name}}.yaml
 
-# The whole test suite (starts PostgreSQL if none is running)
+# Serve the handlers, the web UI (http://127.0.0.1:4000) and the sweeper tick on PostgreSQL
+up:
+    ORK_DATABASE_URL={{pg}} cargo run -p ork-cli -- serve
+
+# The same on the embedded SQLite file
+up-sqlite:
+    cargo run -p ork-cli -- serve
+
+# Apply an example workflow and trigger it over HTTP on the server started by `just up`
+example-run name="etl":
+    ORK_DATABASE_URL={{pg}} cargo run -q -p ork-cli -- apply workflows/{{name}}.yaml
+    curl -sf -X POST http://127.0.0.1:4000/trigger -H "authorization: Bearer ${ORK_API_KEY:-}" -d '{"workflow": "{{name}}"}'
+
+# The same against `just up-sqlite`
+example-run-sqlite name="etl":
+    cargo run -q -p ork-cli -- apply workflows/{{name}}.yaml
+    curl -sf -X POST http://127.0.0.1:4000/trigger -H "authorization: Bearer ${ORK_API_KEY:-}" -d '{"workflow": "{{name}}"}'
+
+# The Lambda functions under `cargo lambda watch` (pip install cargo-lambda)
+lambda-watch:
+    cd functions && cargo lambda watch
+
+# The whole test suite (starts PostgreSQL and moto if needed)
 test:
     bash scripts/test.sh
 
 # Throughput, latency percentiles and peak memory on both backends
 bench:
+    cargo build --release -p ork-functions
     cargo bench -p ork-shared --bench engine
+    cargo bench -p ork-api --bench http
 
 fmt:
     cargo fmt --all

@@ -207,9 +207,47 @@ fn unknown_field() {
         "unknown field `comand`",
     );
     rejects(
+        "name: x\nschedul: daily\ntasks:\n  a: {command: ls}\n",
+        2,
+        "unknown field `schedul`",
+    );
+}
+
+#[test]
+fn bad_schedule_and_time_zone() {
+    rejects(
         "name: x\nschedule: daily\ntasks:\n  a: {command: ls}\n",
         2,
-        "unknown field `schedule`",
+        "invalid cron schedule \"daily\"",
+    );
+    rejects(
+        "name: x\nschedule: \"0 6 * * *\"\ntimezone: Mars/Olympus\ntasks:\n  a: {command: ls}\n",
+        3,
+        "unknown time zone \"Mars/Olympus\"",
+    );
+    rejects(
+        "name: x\ntimezone: UTC\ntasks:\n  a: {command: ls}\n",
+        2,
+        "`timezone` needs a `schedule`",
+    );
+}
+
+#[test]
+fn cloud_executors_need_their_block() {
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: cloudrun\n    args: [x]\n",
+        3,
+        "needs a `cloudrun:` block",
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: fargate\n",
+        3,
+        "needs a `fargate:` block",
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    command: ls\n    cloudrun: {job: j, project: p}\n",
+        5,
+        "a `cloudrun:` block needs `executor: cloudrun`",
     );
 }
 
