@@ -311,6 +311,7 @@ impl World {
         let view: Value = self
             .http
             .get(format!("{}/api/runs/{run}", self.url))
+            .bearer_auth(API_KEY)
             .send()
             .await
             .unwrap()
