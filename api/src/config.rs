@@ -97,6 +97,12 @@ pub async fn from_env(defaults: Defaults) -> Result<Setup> {
             signer: signer.clone(),
             grace: Duration::from_secs(3600),
         }),
+        dispatch_concurrency: match var("ORK_DISPATCH_CONCURRENCY") {
+            Some(n) => n
+                .parse()
+                .context("ORK_DISPATCH_CONCURRENCY must be a positive number")?,
+            None => EngineConfig::default().dispatch_concurrency,
+        },
         ..EngineConfig::default()
     };
     let engine = Arc::new(Engine::new(store, executors, config));

@@ -289,8 +289,10 @@ impl Handlers {
 
 impl Handlers {
     /// An event from a worker's platform rather than the worker: an ECS
-    /// "Task State Change" (EventBridge) for Fargate workers. The attempt is
-    /// identified by the callback token the task was started with.
+    /// "Task State Change" (EventBridge) for Fargate workers, identified by
+    /// the callback token the task was started with; or a Cloud Run
+    /// `Execution` resource (a CloudEvent's `data`, or a Pub/Sub push whose
+    /// message is the resource), identified by its execution name.
     pub async fn event(&self, event: &Value) -> Reply {
         if event["detail-type"] == "ECS Task State Change" {
             let Some(stopped) = ork_shared::executor::fargate::parse_task_state_change(event)
@@ -311,6 +313,59 @@ impl Handlers {
                 })
                 .await;
         }
+        if let Some(execution) = cloud_run_execution(event) {
+            return self.cloud_run_execution(&execution).await;
+        }
         Reply::error(400, "unrecognized event")
     }
+}
+
+impl Handlers {
+    /// The event is only a hint, since it carries no token: the outcome
+    /// recorded is what the executor itself reports for that execution.
+    async fn cloud_run_execution(&self, execution: &Value) -> Reply {
+        let name = execution["name"].as_str().unwrap_or_default();
+        let attempt = match self.engine.store().in_flight_by_execution(name).await {
+            Ok(Some(attempt)) => attempt,
+            Ok(None) => {
+                return Reply::ok(
+                    json!({ "result": "ignored", "reason": "no attempt in flight has this execution" }),
+                )
+            }
+            Err(e) => return Reply::from_engine(e),
+        };
+        match self.engine.check(&attempt).await {
+            Ok(Some(outcome)) => {
+                self.record(Completion {
+                    attempt: attempt.attempt_ref(),
+                    outcome,
+                })
+                .await
+            }
+            Ok(None) => {
+                Reply::ok(json!({ "result": "ignored", "reason": "execution still running" }))
+            }
+            Err(e) => Reply::error(502, e),
+        }
+    }
+}
+
+/// The Cloud Run `Execution` resource an event carries, if it carries one.
+fn cloud_run_execution(event: &Value) -> Option<Value> {
+    let is_execution = |v: &Value| {
+        v["name"]
+            .as_str()
+            .is_some_and(|n| n.contains("/executions/"))
+    };
+    if let Some(data) = event.get("data").filter(|d| is_execution(d)) {
+        return Some(data.clone());
+    }
+    let pushed = event["message"]["data"].as_str().and_then(|b64| {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+        serde_json::from_slice::<Value>(&bytes).ok()
+    });
+    pushed
+        .filter(is_execution)
+        .or_else(|| is_execution(event).then(|| event.clone()))
 }

@@ -30,6 +30,7 @@ pub fn router(handlers: Arc<Handlers>) -> Router {
         .route("/advance", post(advance))
         .route("/complete", post(complete))
         .route("/heartbeat", post(heartbeat))
+        .route("/events", post(event))
         .route("/health", get(|| async { "ok" }))
         .route("/api/runs", get(runs))
         .route("/api/runs/{id}", get(run))
@@ -57,6 +58,15 @@ async fn advance(State(h): State<Arc<Handlers>>, headers: HeaderMap, body: Bytes
 
 async fn complete(State(h): State<Arc<Handlers>>, body: Bytes) -> Reply {
     h.complete(&body).await
+}
+
+/// Platform events (a Cloud Run execution via Pub/Sub push or Eventarc,
+/// an ECS task-state change): each is checked, never trusted as such.
+async fn event(State(h): State<Arc<Handlers>>, body: Bytes) -> Reply {
+    match serde_json::from_slice(&body) {
+        Ok(event) => h.event(&event).await,
+        Err(e) => Reply::error(400, format!("invalid event: {e}")),
+    }
 }
 
 async fn heartbeat(State(h): State<Arc<Handlers>>, body: Bytes) -> Reply {

@@ -13,7 +13,8 @@ use common::*;
 use ork_api::advancer::Advancer;
 use ork_api::Handlers;
 use ork_shared::engine::{CallbackConfig, Engine, EngineConfig};
-use ork_shared::executor::{Dispatch, DispatchRequest, Executor, Executors};
+use ork_shared::executor::{Dispatch, DispatchRequest, Executor, Executors, Outcome};
+use ork_shared::model::AttemptRef;
 use ork_shared::model::{RunStatus, TaskStatus};
 use ork_shared::spec::ExecutorKind;
 use ork_shared::token::Signer;
@@ -30,9 +31,25 @@ impl Executor for Holding {
     async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
         self.0.lock().unwrap().push(req.clone());
         Ok(Dispatch::Started {
-            execution_id: format!("held-{}", req.attempt.task_id),
+            execution_id: execution_name(req.attempt.task_id),
         })
     }
+
+    /// Every attempt it started has ended well, when asked.
+    async fn poll(
+        &self,
+        _attempt: &AttemptRef,
+        _execution_id: &str,
+    ) -> Result<Option<Outcome>, String> {
+        Ok(Some(Outcome::success(Some(json!({"polled": true})))))
+    }
+}
+
+fn execution_name(task: uuid::Uuid) -> String {
+    format!(
+        "projects/p/locations/europe-west1/jobs/j/executions/j-{}",
+        task.simple()
+    )
 }
 
 impl Holding {
@@ -294,7 +311,41 @@ async fn sixty_four_concurrent_webhooks_finalize_once(db: TestDb) {
     assert_eq!(events.iter().filter(|e| e.status == "success").count(), 66);
 }
 
+async fn a_cloud_run_execution_event_is_checked_then_recorded(db: TestDb) {
+    let s = serve(db).await;
+    let run = s
+        .trigger("name: one\ntasks:\n  t: {executor: noop}\n")
+        .await;
+    let task = s.holding.take().pop().unwrap().attempt.task_id;
+    // Unknown executions are ignored.
+    let stray = json!({"data": {"name": execution_name(uuid::Uuid::now_v7())}});
+    let (status, body) = s.post("/events", &stray).await;
+    assert_eq!((status, body["result"].as_str()), (200, Some("ignored")));
+    // A CloudEvent carrying the Execution resource: the executor is asked
+    // (the event itself says nothing trustworthy), and its answer recorded.
+    let event = json!({
+        "specversion": "1.0",
+        "type": "google.cloud.run.execution.v1.completed",
+        "data": {"name": execution_name(task), "succeededCount": 1, "completionTime": "2026-11-23T10:00:00Z"},
+    });
+    let (status, body) = s.post("/events", &event).await;
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("recorded")),
+        "{body}"
+    );
+    let t = s.db.store.run_tasks(run).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (t.status, t.output),
+        (TaskStatus::Success, Some(json!({"polled": true})))
+    );
+    // Delivered again: nothing left in flight for it.
+    assert_eq!(s.post("/events", &event).await.1["result"], "ignored");
+    assert_eq!(s.post("/events", &json!({"hello": 1})).await.0, 400);
+}
+
 on_both_backends!(
+    a_cloud_run_execution_event_is_checked_then_recorded,
     callbacks_are_authenticated_idempotent_and_never_stale,
     bad_bodies_get_clear_errors,
     sixty_four_concurrent_webhooks_finalize_once,

@@ -69,6 +69,8 @@ CREATE TABLE tasks (
 );
 -- The claim: ready tasks of one run.
 CREATE INDEX tasks_claim ON tasks (run_id, deps_remaining) WHERE status = 'pending';
+-- Platform events (Cloud Run executions) name the attempt by its execution.
+CREATE INDEX tasks_by_execution ON tasks (execution_id) WHERE execution_id IS NOT NULL;
 -- The sweeper: attempts in flight (leases, deadlines, polls).
 CREATE INDEX tasks_in_flight ON tasks (status, lease_expires_at) WHERE status IN ('dispatched', 'running');
 

@@ -119,6 +119,21 @@ impl Engine {
         Ok(swept)
     }
 
+    /// Asks an attempt's executor how it is doing: `Some` once it ended.
+    pub async fn check(&self, attempt: &InFlight) -> Result<Option<Outcome>, String> {
+        let kind: ExecutorKind = attempt.task.executor.parse()?;
+        let executor = self
+            .executors
+            .get(kind)
+            .ok_or_else(|| format!("no executor configured for `{kind:?}` tasks"))?;
+        let execution_id = attempt
+            .task
+            .execution_id
+            .as_deref()
+            .ok_or("the attempt has no execution id")?;
+        executor.poll(&attempt.attempt_ref(), execution_id).await
+    }
+
     /// Asks executors to stop attempts that are being given up (best effort).
     async fn stop(&self, attempts: &[InFlight]) {
         for f in attempts {

@@ -129,6 +129,24 @@ impl Store {
             .await?)
     }
 
+    /// The attempt an executor knows by `execution_id` (a Cloud Run
+    /// execution name, an ECS task ARN), if it is still in flight.
+    pub async fn in_flight_by_execution(
+        &self,
+        execution_id: &str,
+    ) -> Result<Option<InFlight>, Error> {
+        let mut r = self.reader().await?;
+        Ok(r.conn()
+            .fetch_optional(
+                Sql::new(
+                    "SELECT t.*, r.workflow, r.version FROM tasks t JOIN runs r ON r.id = t.run_id \
+                     WHERE t.execution_id = $1 AND t.status IN ('dispatched', 'running')",
+                )
+                .bind(execution_id),
+            )
+            .await?)
+    }
+
     pub async fn get_task(&self, task_id: Uuid) -> Result<Option<Task>, Error> {
         let mut r = self.reader().await?;
         Ok(r.conn()
