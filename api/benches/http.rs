@@ -4,9 +4,18 @@
 //! - webhook round trip: POST /complete answered, p50/p99;
 //! - completion → child dispatched: from sending a parent's completion to
 //!   its child reaching the executor, p50/p99;
+//! - Cloud Run dispatches/s: 400 task instances sent to a local server
+//!   speaking the Admin API v2 (`jobs.run`, answered after 50 ms, a real
+//!   API's latency), one at a time and 32 at once
+//!   (`dispatch_concurrency`): the API's latency bounds throughput, not Ork;
 //! - cold start: a Lambda binary (`target/release/advance`, built by
 //!   `cargo build --release -p ork-functions`) from exec until it asks the
 //!   Runtime API for its first event, p50/max.
+
+#[path = "../../shared/tests/common/mod.rs"]
+mod common;
+#[path = "../../shared/tests/fake_cloudrun/mod.rs"]
+mod fake_cloudrun;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -51,22 +60,6 @@ fn pct(mut v: Vec<Duration>, p: f64) -> f64 {
     v.sort();
     v.get(((v.len() as f64 - 1.0) * p).round() as usize)
         .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
-}
-
-async fn fresh_database() -> String {
-    use sqlx::Connection;
-    let admin = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("ork_bench_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .expect("PostgreSQL for the benchmark");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let base = admin.split('?').next().unwrap();
-    format!("{}/{name}", base.rsplit_once('/').unwrap().0)
 }
 
 async fn webhooks(url: &str) {
@@ -191,14 +184,69 @@ async fn cold_starts(url: &str, runs: usize) {
     );
 }
 
+/// Dispatches `instances` Cloud Run attempts through the real executor to
+/// the fake API, which answers each `jobs.run` after 50 ms.
+async fn cloud_run_dispatches(url: &str, instances: u32, concurrency: usize) -> f64 {
+    let fake = fake_cloudrun::FakeCloudRun::start().await;
+    fake.add_job("bench", "europe-west1", "trainer");
+    fake.set_latency(Duration::from_millis(50));
+    let dir = tempfile::tempdir().unwrap();
+    let key = fake.write_key_file(dir.path());
+    // Set before any thread of the executor reads them.
+    unsafe {
+        std::env::set_var("GOOGLE_APPLICATION_CREDENTIALS", &key);
+        std::env::set_var("ORK_CLOUDRUN_ENDPOINT", &fake.url);
+    }
+    let executor = ork_shared::executor::CloudRunExecutor::from_env()
+        .await
+        .expect("executor");
+    let config = EngineConfig {
+        dispatch_concurrency: concurrency,
+        claim_batch: 1000,
+        ..EngineConfig::default()
+    };
+    let store = Store::connect(url).await.unwrap();
+    let engine = Engine::new(
+        store,
+        Executors::new().with(ExecutorKind::Cloudrun, Arc::new(executor)),
+        config,
+    );
+    let name = format!("cloud{concurrency}");
+    let yaml = format!(
+        "name: {name}\ntasks:\n  train:\n    executor: cloudrun\n    cloudrun: {{job: trainer, project: bench, region: europe-west1}}\n    task_count: {instances}\n"
+    );
+    engine
+        .apply(&spec::parse_str(&yaml, None).unwrap(), None)
+        .await
+        .unwrap();
+    let run = engine
+        .trigger(&name, json!({}), Default::default())
+        .await
+        .unwrap()
+        .run;
+    let started = Instant::now();
+    let done = engine.advance(run.id).await.unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(done.dispatched, instances as usize);
+    assert_eq!(fake.executions().len(), instances as usize);
+    let rate = f64::from(instances) / secs;
+    println!(
+        "cloud run dispatches     {rate:>8.0} /s   ({instances} jobs.run calls, {concurrency} in flight at most, {:.2} s)",
+        secs
+    );
+    rate
+}
+
 #[tokio::main]
 async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let url = fresh_database().await;
-    // Create the schema once, so cold starts measure a deployed function.
-    Store::connect(&url).await.unwrap().close().await;
+    // A fresh database with the schema in place, so cold starts measure a
+    // deployed function.
+    let url = common::postgres().await.url;
     webhooks(&url).await;
     cold_starts(&url, 20).await;
+    cloud_run_dispatches(&url, 100, 1).await;
+    cloud_run_dispatches(&url, 400, 32).await;
 }

@@ -21,6 +21,7 @@
 mod common;
 #[path = "../../shared/tests/fake_cloudrun/mod.rs"]
 mod fake_cloudrun;
+#[path = "../../shared/tests/moto/mod.rs"]
 mod moto;
 
 use std::collections::HashMap;

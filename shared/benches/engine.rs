@@ -12,6 +12,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ork_shared::engine::{Engine, EngineConfig, TriggerOptions};
@@ -148,22 +151,6 @@ async fn bench(label: &str, url: &str, tasks: usize, callers: usize) {
     store.close().await;
 }
 
-async fn fresh_postgres_url() -> String {
-    use sqlx::Connection;
-    let admin = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("ork_bench_{}", Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .expect("PostgreSQL for the benchmark");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create database");
-    let base = admin.split('?').next().unwrap_or(&admin);
-    format!("{}/{name}", base.rsplit_once('/').map_or(base, |(b, _)| b))
-}
-
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` does not and only checks that it builds.
@@ -179,6 +166,7 @@ async fn main() {
         bench("sqlite", &sqlite, tasks, callers).await;
     }
     if only.is_empty() || only == "postgres" {
-        bench("postgres", &fresh_postgres_url().await, tasks, callers).await;
+        let url = common::postgres().await.url;
+        bench("postgres", &url, tasks, callers).await;
     }
 }

@@ -4,21 +4,19 @@
 //! The suite starts `python3 -m moto.server` on a free port (needs
 //! `pip install 'moto[server]'`), or uses the server at `ORK_MOTO_URL`.
 //! ECS calls go through a small shim that only fixes moto's JSON types
-//! (see [`start_shim`]). Every test works on its own cluster and task
-//! definition, so they share one server.
+//! (see `moto/mod.rs`, the harness shared with `api/tests/mixed_dag.rs`).
+//! Every test works on its own cluster and task definition, so they share
+//! one server.
+
+mod moto;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::types::{
     Compatibility, ContainerDefinition, DesiredStatus, LaunchType, NetworkMode,
 };
 use aws_sdk_ecs::Client;
+use moto::{default_subnet, ec2, harness, set_ecs_task_steps, xml_texts};
 use ork_shared::executor::fargate::{self, STOP_REASON};
 use ork_shared::executor::{
     Callback, Dispatch, DispatchRequest, Executor, FargateExecutor, Outcome,
@@ -33,237 +31,6 @@ const SECURITY_GROUP: &str = "sg-0123456789abcdef0";
 
 // ---------------------------------------------------------------- moto
 
-/// A moto server this test binary started. Dropping it stops the server;
-/// so does the end of the test process, even a killed one (a `static` is
-/// never dropped): a watchdog in the launching shell kills moto when its
-/// stdin, a pipe from this process, closes.
-struct MotoServer {
-    url: String,
-    shell: Child,
-    stdin: Option<ChildStdin>,
-    log: PathBuf,
-}
-
-impl MotoServer {
-    fn start() -> MotoServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let log = std::env::temp_dir().join(format!("ork-moto-{port}.log"));
-        // fd 3 keeps this process's pipe for the watchdog (a background
-        // job's stdin is /dev/null); the shell itself exits with moto, so
-        // an early death shows.
-        let script = format!(
-            "exec 3<&0\n\
-             python3 -m moto.server -H 127.0.0.1 -p {port} >'{log}' 2>&1 & pid=$!\n\
-             (read _ignored <&3; kill $pid 2>/dev/null; rm -f '{log}') &\n\
-             wait $pid",
-            log = log.display()
-        );
-        let mut shell = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cannot run sh to start moto");
-        let stdin = shell.stdin.take();
-        let mut server = MotoServer {
-            url: format!("http://127.0.0.1:{port}"),
-            shell,
-            stdin,
-            log,
-        };
-        server.wait_until_listening(port);
-        server
-    }
-
-    fn wait_until_listening(&mut self, port: u16) {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return;
-            }
-            let exited = self.shell.try_wait().ok().flatten();
-            if exited.is_some() || Instant::now() > deadline {
-                let mut log = String::new();
-                let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut log));
-                panic!(
-                    "moto did not start on port {port} ({}); is `pip install 'moto[server]'` done? \
-                     Or set ORK_MOTO_URL.\n{log}",
-                    match exited {
-                        Some(status) => format!("exited: {status}"),
-                        None => "timed out".into(),
-                    }
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for MotoServer {
-    fn drop(&mut self) {
-        // EOF on the pipe makes the watchdog kill moto; the shell then exits.
-        drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.shell.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.shell.kill();
-        let _ = self.shell.wait();
-    }
-}
-
-/// The moto server of the suite; ECS requests go through a shim in front of it.
-struct Harness {
-    moto: String,
-    _server: Option<MotoServer>,
-}
-
-/// The server the suite uses (`ORK_MOTO_URL`, or one started on first
-/// use) and the shim in front of it. Also points the standard AWS chain at
-/// the shim (endpoint, dummy credentials, us-east-1), once, while every
-/// other test waits here.
-fn harness() -> &'static Harness {
-    static HARNESS: OnceLock<Harness> = OnceLock::new();
-    HARNESS.get_or_init(|| {
-        let (moto, server) = match std::env::var("ORK_MOTO_URL") {
-            Ok(url) if !url.is_empty() => (url.trim_end_matches('/').to_owned(), None),
-            _ => {
-                let server = MotoServer::start();
-                (server.url.clone(), Some(server))
-            }
-        };
-        let ecs_endpoint = start_shim(moto.clone());
-        std::env::set_var("AWS_ENDPOINT_URL", &ecs_endpoint);
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::remove_var("AWS_SESSION_TOKEN");
-        std::env::remove_var("AWS_PROFILE");
-        std::env::set_var("AWS_REGION", "us-east-1");
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-        Harness {
-            moto,
-            _server: server,
-        }
-    })
-}
-
-fn moto_url() -> &'static str {
-    &harness().moto
-}
-
-/// A pass-through proxy to moto that fixes one incompatibility: moto
-/// writes a task's container `cpu` (always) and `memory` as JSON numbers,
-/// where the ECS model (and so the Rust SDK's strict parser) has strings;
-/// boto3 tolerates it, `aws-sdk-ecs` fails every RunTask, DescribeTasks
-/// and StopTask response. Runs on its own thread and runtime, so that it
-/// outlives each test's runtime. Returns its URL.
-fn start_shim(moto: String) -> String {
-    use axum::body::Bytes;
-    use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
-    use axum::response::{IntoResponse, Response};
-
-    async fn forward(
-        moto: String,
-        client: reqwest::Client,
-        method: Method,
-        uri: Uri,
-        mut headers: HeaderMap,
-        body: Bytes,
-    ) -> Response {
-        headers.remove(header::HOST);
-        headers.remove(header::CONTENT_LENGTH);
-        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let resp = match client
-            .request(method, format!("{moto}{path}"))
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-        {
-            Ok(resp) => resp,
-            Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-        };
-        let status = resp.status();
-        let mut headers = resp.headers().clone();
-        for h in [
-            header::CONTENT_LENGTH,
-            header::TRANSFER_ENCODING,
-            header::CONNECTION,
-        ] {
-            headers.remove(h);
-        }
-        let body = resp.bytes().await.unwrap_or_default();
-        let body = match serde_json::from_slice::<serde_json::Value>(&body) {
-            Ok(mut json) => {
-                stringify_container_sizes(&mut json);
-                Bytes::from(json.to_string())
-            }
-            Err(_) => body,
-        };
-        (status, headers, body).into_response()
-    }
-
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a port for the shim");
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("shim runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let client = local_http();
-            let app = axum::Router::new().fallback(
-                move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                    forward(moto.clone(), client.clone(), method, uri, headers, body)
-                },
-            );
-            axum::serve(listener, app).await.expect("shim");
-        });
-    });
-    url
-}
-
-/// `cpu`, `memory` and `memoryReservation` of every `containers[]` entry,
-/// as the strings ECS sends.
-fn stringify_container_sizes(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(map) => {
-            if let Some(serde_json::Value::Array(containers)) = map.get_mut("containers") {
-                for c in containers.iter_mut().filter_map(|c| c.as_object_mut()) {
-                    for key in ["cpu", "memory", "memoryReservation"] {
-                        if let Some(n) = c.get(key).filter(|n| n.is_number()) {
-                            let s = n.to_string();
-                            c.insert(key.to_owned(), serde_json::Value::String(s));
-                        }
-                    }
-                }
-            }
-            map.values_mut().for_each(stringify_container_sizes);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(stringify_container_sizes),
-        _ => {}
-    }
-}
-
-/// A plain HTTP client for 127.0.0.1, whatever `HTTP_PROXY` says.
-fn local_http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("HTTP client")
-}
-
 /// An ECS client configured by the standard chain (so, at the shim).
 async fn ecs() -> Client {
     harness();
@@ -271,71 +38,6 @@ async fn ecs() -> Client {
         .load()
         .await;
     Client::new(&config)
-}
-
-/// An EC2 query API call to moto, by hand: there is no EC2 SDK crate here.
-/// moto does not check signatures; it reads the service from the
-/// credential scope.
-async fn ec2(params: &str) -> String {
-    local_http()
-        .post(format!("{}/", moto_url()))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .header(
-            "Authorization",
-            "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/ec2/aws4_request, \
-             SignedHeaders=host, Signature=0",
-        )
-        .body(format!("Version=2016-11-15&{params}"))
-        .send()
-        .await
-        .expect("EC2 query")
-        .text()
-        .await
-        .expect("EC2 response")
-}
-
-/// The texts of the `<tag>` elements of an XML document.
-fn xml_texts<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
-    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
-    xml.split(open.as_str())
-        .skip(1)
-        .filter_map(|rest| rest.split_once(close.as_str()).map(|(text, _)| text))
-        .collect()
-}
-
-/// A subnet of moto's default VPC: ECS in moto checks that the first
-/// subnet of an awsvpc task exists (security groups may be any id).
-async fn default_subnet() -> String {
-    static SUBNET: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-    SUBNET
-        .get_or_init(|| async {
-            let xml = ec2("Action=DescribeSubnets").await;
-            xml_texts(&xml, "subnetId")
-                .first()
-                .unwrap_or_else(|| panic!("no subnet in moto's default VPC: {xml}"))
-                .to_string()
-        })
-        .await
-        .clone()
-}
-
-/// Sets how moto moves ECS tasks through their lifecycle: one state every
-/// `times` DescribeTasks of a task (moto's default is 1).
-async fn set_ecs_task_steps(times: u32) {
-    let resp = local_http()
-        .post(format!("{}/moto-api/state-manager/set-transition", moto_url()))
-        .body(
-            json!({"model_name": "ecs::task", "transition": {"progression": "manual", "times": times}})
-                .to_string(),
-        )
-        .send()
-        .await
-        .expect("moto state manager");
-    assert!(
-        resp.status().is_success(),
-        "set-transition: {}",
-        resp.status()
-    );
 }
 
 // ---------------------------------------------------------------- fixtures

@@ -79,6 +79,8 @@ struct Inner {
     grants: Vec<TokenGrant>,
     issued: Vec<String>,
     counter: u64,
+    /// How long each API call takes to answer (a real API's latency).
+    latency: std::time::Duration,
 }
 
 /// A running fake; the server stops when this is dropped.
@@ -115,6 +117,11 @@ impl FakeCloudRun {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("poisoned")
+    }
+
+    /// Makes every API call take `latency` to answer.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.lock().latency = latency;
     }
 
     /// The OAuth2 token endpoint, for the key file's `token_uri`.
@@ -356,6 +363,8 @@ async fn handle(
     if path == "/token" && method == Method::POST {
         return token(&shared, &body);
     }
+    let latency = shared.inner.lock().expect("poisoned").latency;
+    tokio::time::sleep(latency).await;
     let authorization = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

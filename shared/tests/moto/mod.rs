@@ -1,15 +1,16 @@
 //! A moto server (AWS in a process) for tests that run ECS tasks, with the
 //! small proxy that makes its ECS answers readable by `aws-sdk-ecs`.
 //!
-//! The same harness as `shared/tests/fargate.rs`, without naming any AWS SDK
-//! type, so that it can be included by crates that depend on the SDK only
-//! through `ork-shared` (`FargateExecutor::from_env`, after [`harness`] has
-//! pointed the standard AWS chain at the proxy). ECS calls of the test
-//! itself go by hand through [`ecs`] (the JSON 1.1 protocol), EC2 ones
-//! through [`ec2`] (the query protocol); moto does not check signatures.
+//! Shared by `shared/tests/fargate.rs` and `api/tests/mixed_dag.rs`, so it
+//! names no AWS SDK type: `ork-api` depends on the SDK only through
+//! `ork-shared` (`FargateExecutor::from_env`, after [`harness`] has pointed
+//! the standard AWS chain at the proxy). ECS calls of the test itself go by
+//! hand through [`ecs`] (the JSON 1.1 protocol), EC2 ones through [`ec2`]
+//! (the query protocol); moto does not check signatures.
 //!
 //! `python3 -m moto.server` is started on a free port on first use (needs
 //! `pip install 'moto[server]'`), unless `ORK_MOTO_URL` names a server.
+// Included by two test crates (ork-shared's and ork-api's), each using a part.
 #![allow(dead_code)]
 
 use std::io::Read;
