@@ -66,4 +66,9 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 log "cargo test"
-cargo test --workspace
+out=$(mktemp)
+cargo test --workspace --all-targets 2>&1 | tee "$out"
+# One closing line for the whole suite, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "\ntests: %d passed, %d failed\n", p, f }' "$out"
+rm -f "$out"
