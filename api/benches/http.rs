@@ -147,6 +147,12 @@ async fn webhooks(url: &str) {
     );
 }
 
+/// `ORK_MIGRATE` for the measured starts: as deployed (`false`, the
+/// schema migrated at deploy) unless the caller's environment says otherwise.
+fn os_migrate() -> String {
+    std::env::var("ORK_MIGRATE").unwrap_or_else(|_| "false".into())
+}
+
 /// Exec → first Runtime API `next` of a Lambda binary, over `runs` starts.
 async fn cold_starts(url: &str, runs: usize) {
     let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/advance");
@@ -165,6 +171,7 @@ async fn cold_starts(url: &str, runs: usize) {
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("ORK_DATABASE_URL", url)
+            .env("ORK_MIGRATE", os_migrate())
             .env("ORK_SIGNING_KEY", "bench-bench-bench-bench-bench-32")
             .env("RUST_LOG", "error")
             .stdout(std::process::Stdio::null())
@@ -178,9 +185,10 @@ async fn cold_starts(url: &str, runs: usize) {
     }
     let max = times.iter().max().copied().unwrap_or_default();
     println!(
-        "cold start (exec→ready)  p50 {:>6.2} ms  max {:>6.2} ms   ({runs} starts, incl. connecting to PostgreSQL)",
+        "cold start (exec→ready)  p50 {:>6.2} ms  max {:>6.2} ms   ({runs} starts, incl. connecting to PostgreSQL; ORK_MIGRATE={})",
         pct(times, 0.5),
-        max.as_secs_f64() * 1000.0
+        max.as_secs_f64() * 1000.0,
+        os_migrate()
     );
 }
 

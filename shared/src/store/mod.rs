@@ -42,6 +42,10 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migration
 pub struct StoreOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// Bring the schema up to date on connect. Deployed handlers may turn
+    /// it off (`ORK_MIGRATE=false`) and migrate once per deploy
+    /// (`ork init`), which spares every cold start the check.
+    pub migrate: bool,
 }
 
 impl Default for StoreOptions {
@@ -49,6 +53,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(30),
+            migrate: std::env::var("ORK_MIGRATE").map_or(true, |v| v != "false"),
         }
     }
 }
@@ -93,7 +98,9 @@ impl Store {
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(options)
                 .await?;
-            PG_MIGRATIONS.run(&pool).await?;
+            if opts.migrate {
+                PG_MIGRATIONS.run(&pool).await?;
+            }
             Backend::Postgres(pool)
         } else if let Some(path) = url.strip_prefix("sqlite:") {
             let path = path.trim_start_matches("//");
@@ -116,7 +123,9 @@ impl Store {
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(options.clone())
                 .await?;
-            SQLITE_MIGRATIONS.run(&writer).await?;
+            if opts.migrate {
+                SQLITE_MIGRATIONS.run(&writer).await?;
+            }
             let reader = SqlitePoolOptions::new()
                 .max_connections(opts.max_connections.clamp(1, 8))
                 .acquire_timeout(opts.acquire_timeout)

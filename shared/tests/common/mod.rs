@@ -67,6 +67,7 @@ pub async fn postgres() -> TestDb {
 fn options() -> StoreOptions {
     StoreOptions {
         max_connections: 40,
+        migrate: true,
         ..StoreOptions::default()
     }
 }
