@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use ork_shared::engine::{self, Engine, EngineConfig, TriggerOptions};
 use ork_shared::executor::{Completion, Executors, MockExecutor, ProcessExecutor};
 use ork_shared::model::{RunStatus, Task};
-use ork_shared::spec::{self, ExecutorKind, TaskSpec, WorkflowSpec};
+use ork_shared::spec::{self, CloudRunTarget, ExecutorKind, TaskSpec, WorkflowSpec};
 use ork_shared::store::{self, Store};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -69,12 +69,25 @@ pub async fn run(cli: Cli) -> Result<i32> {
             description,
         } => {
             let kind: ExecutorKind = executor.parse().map_err(|e: String| anyhow!(e))?;
-            let _ = (project, region); // used by the cloud executors
-            let task = TaskSpec {
-                executor: kind,
-                command: Some(job_name.clone()),
-                task_count,
-                ..TaskSpec::default()
+            // The seeds' one-job workflow: a Cloud Run Job, or a local program.
+            let task = match kind {
+                ExecutorKind::Cloudrun => TaskSpec {
+                    executor: kind,
+                    cloudrun: Some(CloudRunTarget {
+                        job: job_name.clone(),
+                        project: project.ok_or_else(|| anyhow!("--executor cloudrun needs --project"))?,
+                        region,
+                    }),
+                    task_count,
+                    ..TaskSpec::default()
+                },
+                ExecutorKind::Process | ExecutorKind::Noop | ExecutorKind::Mock => TaskSpec {
+                    executor: kind,
+                    command: Some(job_name.clone()),
+                    task_count,
+                    ..TaskSpec::default()
+                },
+                other => bail!("create-workflow makes cloudrun, process, noop or mock workflows, not {}; write a YAML file for {0}", other.as_str()),
             };
             let spec = WorkflowSpec {
                 name,

@@ -162,3 +162,47 @@ fn dry_run_records_what_cloud_tasks_would_run_and_succeeds() {
         .count();
     assert_eq!(scores, 4);
 }
+
+#[test]
+fn create_workflow_makes_the_seeds_cloud_run_job_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = ork(
+        dir.path(),
+        &[
+            "create-workflow",
+            "--name",
+            "nightly",
+            "--job-name",
+            "etl-job",
+            "--project",
+            "my-proj",
+            "--executor",
+            "cloudrun",
+            "--task-count",
+            "5",
+        ],
+    );
+    assert!(made.status.success(), "{}", text(&made));
+    let listed: serde_json::Value =
+        serde_json::from_slice(&ork(dir.path(), &["list-workflows", "--json"]).stdout).unwrap();
+    let task = &listed[0]["spec"]["tasks"]["etl-job"];
+    assert_eq!(
+        task["cloudrun"],
+        serde_json::json!({"job": "etl-job", "project": "my-proj", "region": "us-central1"})
+    );
+    assert_eq!(task["task_count"], 5);
+    let missing = ork(
+        dir.path(),
+        &[
+            "create-workflow",
+            "--name",
+            "x",
+            "--job-name",
+            "j",
+            "--executor",
+            "cloudrun",
+        ],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing).contains("--executor cloudrun needs --project"));
+}
