@@ -55,7 +55,7 @@ async fn a_claim_whose_handler_died_is_dispatched_again_once(db: TestDb) {
             hang: true,
             ..Silent::default()
         }),
-        Duration::from_millis(200),
+        Duration::from_millis(1000),
     );
     dying
         .apply(
@@ -82,7 +82,7 @@ async fn a_claim_whose_handler_died_is_dispatched_again_once(db: TestDb) {
     let silent = Arc::new(Silent::default());
     let sweeper = engine(&db, silent.clone(), Duration::from_secs(60));
     assert_eq!(sweeper.sweep().await.unwrap().requeued, 0);
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     // Two sweeps at once after it: the claim is put back and dispatched once.
     let (a, b) = tokio::join!(sweeper.sweep(), sweeper.sweep());
     assert_eq!(a.unwrap().requeued + b.unwrap().requeued, 1);
@@ -110,7 +110,7 @@ async fn a_claim_whose_handler_died_is_dispatched_again_once(db: TestDb) {
 async fn a_task_past_its_timeout_is_failed_and_retried(db: TestDb) {
     let silent = Arc::new(Silent::default());
     let engine = engine(&db, silent.clone(), Duration::from_secs(60));
-    let spec = "name: slow\ntasks:\n  t: {executor: noop, timeout: 100ms, retries: {count: 1, backoff: 1ms}}\n";
+    let spec = "name: slow\ntasks:\n  t: {executor: noop, timeout: 1s, retries: {count: 1, backoff: 1ms}}\n";
     engine.apply(&parse(spec), None).await.unwrap();
     let run = engine
         .trigger("slow", json!({}), TriggerOptions::default())
@@ -119,7 +119,7 @@ async fn a_task_past_its_timeout_is_failed_and_retried(db: TestDb) {
         .run;
     engine.advance(run.id).await.unwrap();
     assert_eq!(engine.sweep().await.unwrap().overdue, 0, "not overdue yet");
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let swept = engine.sweep().await.unwrap();
     assert_eq!(swept.overdue, 1);
     // Retried at once (1ms backoff) by the same sweep's advance, or the next.
@@ -138,9 +138,9 @@ async fn a_task_past_its_timeout_is_failed_and_retried(db: TestDb) {
         .iter()
         .find(|e| e.status == "pending" && e.task_id.is_some())
         .unwrap();
-    assert_eq!(timed_out.detail.as_deref(), Some("timed out after 100ms"));
+    assert_eq!(timed_out.detail.as_deref(), Some("timed out after 1s"));
     // The second attempt times out too: no retries left, the run fails.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     engine.sweep().await.unwrap();
     let run = db.store.get_run(run.id).await.unwrap();
     assert_eq!(run.status, ork_shared::model::RunStatus::Failed);
