@@ -39,6 +39,11 @@ pub async fn run(function: Function) -> Result<(), lambda_runtime::Error> {
     };
     let setup = crate::config::from_env(defaults).await?;
     let handlers = setup.handlers;
+    if handlers.engine.config().callback.is_none() {
+        tracing::warn!(
+            "ORK_CALLBACK_URL is not set: workers started here have no way to report back"
+        );
+    }
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let handlers = handlers.clone();
         async move {
@@ -91,6 +96,8 @@ fn http_response(reply: Reply) -> Value {
         "statusCode": reply.status,
         "headers": { "content-type": "application/json" },
         "body": reply.body.to_string(),
+        "isBase64Encoded": false,
+        "cookies": [],
     })
 }
 
