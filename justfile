@@ -24,9 +24,14 @@ example-run-sqlite name="etl":
     cargo run -q -p ork-cli -- apply workflows/{{name}}.yaml
     curl -sf -X POST http://127.0.0.1:4000/trigger -H "authorization: Bearer ${ORK_API_KEY:-}" -d '{"workflow": "{{name}}"}'
 
-# The Lambda functions under `cargo lambda watch` (pip install cargo-lambda)
+# The Lambda functions under `cargo lambda watch` on :9000 (pip install cargo-lambda)
 lambda-watch:
-    cd functions && cargo lambda watch
+    cargo build -p ork-cli
+    cd functions && ORK_SIGNING_KEY=${ORK_SIGNING_KEY:-local-dev-signing-key-0123456789abcdef} \
+        ORK_API_KEY=${ORK_API_KEY:-dev} \
+        ORK_CALLBACK_URL=http://127.0.0.1:9000/lambda-url/on-task-complete/ \
+        ORK_WORKER_PROGRAM=$PWD/../target/debug/ork \
+        cargo lambda watch -A 127.0.0.1 -P 9000
 
 # The whole test suite (starts PostgreSQL and moto if needed)
 test:
