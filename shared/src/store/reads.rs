@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::sql::Sql;
+use super::sql::{Row, Sql};
 use super::Store;
 use chrono::{DateTime, Utc};
 
@@ -35,16 +35,29 @@ pub struct TaskOutput {
     pub output: serde_json::Value,
 }
 
+/// The columns of an attempt in flight: the task and its run's workflow version.
+const IN_FLIGHT: &str =
+    "SELECT t.*, r.workflow, r.version FROM tasks t JOIN runs r ON r.id = t.run_id";
+
 impl Store {
-    pub async fn list_workflows(&self) -> Result<Vec<WorkflowSummary>, Error> {
+    /// Runs a query on a reader connection.
+    async fn read_all<T: Row>(&self, sql: Sql) -> Result<Vec<T>, Error> {
         let mut r = self.reader().await?;
-        Ok(r.conn()
-            .fetch_all(Sql::new(
-                "SELECT w.name, w.latest_version, w.updated_at, v.spec FROM workflows w \
+        Ok(r.conn().fetch_all(sql).await?)
+    }
+
+    async fn read_optional<T: Row>(&self, sql: Sql) -> Result<Option<T>, Error> {
+        let mut r = self.reader().await?;
+        Ok(r.conn().fetch_optional(sql).await?)
+    }
+
+    pub async fn list_workflows(&self) -> Result<Vec<WorkflowSummary>, Error> {
+        self.read_all(Sql::new(
+            "SELECT w.name, w.latest_version, w.updated_at, v.spec FROM workflows w \
                  JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.latest_version \
                  ORDER BY w.name",
-            ))
-            .await?)
+        ))
+        .await
     }
 
     /// The stored spec of a workflow version (the latest when `version` is `None`),
@@ -54,10 +67,8 @@ impl Store {
         name: &str,
         version: Option<i64>,
     ) -> Result<(i64, serde_json::Value), Error> {
-        let mut r = self.reader().await?;
-        let row: Option<SpecRow> = r
-            .conn()
-            .fetch_optional(
+        let row: Option<SpecRow> = self
+            .read_optional(
                 Sql::new(
                     "SELECT v.version, v.spec FROM workflow_versions v JOIN workflows w ON w.name = v.workflow \
                      WHERE v.workflow = $1 AND v.version = COALESCE($2, w.latest_version)",
@@ -71,9 +82,7 @@ impl Store {
     }
 
     pub async fn get_run(&self, id: Uuid) -> Result<Run, Error> {
-        let mut r = self.reader().await?;
-        r.conn()
-            .fetch_optional(Sql::new("SELECT * FROM runs WHERE id = $1").bind(id))
+        self.read_optional(Sql::new("SELECT * FROM runs WHERE id = $1").bind(id))
             .await?
             .ok_or(Error::RunNotFound(id))
     }
@@ -84,19 +93,16 @@ impl Store {
         workflow: &str,
         key: &str,
     ) -> Result<Option<Run>, Error> {
-        let mut r = self.reader().await?;
-        Ok(r.conn()
-            .fetch_optional(
-                Sql::new("SELECT * FROM runs WHERE workflow = $1 AND idempotency_key = $2")
-                    .bind(workflow)
-                    .bind(key),
-            )
-            .await?)
+        self.read_optional(
+            Sql::new("SELECT * FROM runs WHERE workflow = $1 AND idempotency_key = $2")
+                .bind(workflow)
+                .bind(key),
+        )
+        .await
     }
 
     /// The most recent runs, newest first, optionally of one workflow.
     pub async fn list_runs(&self, workflow: Option<&str>, limit: i64) -> Result<Vec<Run>, Error> {
-        let mut r = self.reader().await?;
         let sql = match workflow {
             Some(w) => {
                 Sql::new("SELECT * FROM runs WHERE workflow = $1 ORDER BY created_at DESC LIMIT $2")
@@ -105,28 +111,24 @@ impl Store {
             }
             None => Sql::new("SELECT * FROM runs ORDER BY created_at DESC LIMIT $1").bind(limit),
         };
-        Ok(r.conn().fetch_all(sql).await?)
+        self.read_all(sql).await
     }
 
     /// Runs not yet final, oldest first: what the sweeper looks after.
     pub async fn open_runs(&self, limit: i64) -> Result<Vec<Run>, Error> {
-        let mut r = self.reader().await?;
-        Ok(r.conn()
-            .fetch_all(
+        self.read_all(
                 Sql::new(
                     "SELECT * FROM runs WHERE status IN ('pending', 'running') ORDER BY created_at LIMIT $1",
                 )
                 .bind(limit),
             )
-            .await?)
+            .await
     }
 
     /// All task instances of a run, in creation order.
     pub async fn run_tasks(&self, run_id: Uuid) -> Result<Vec<Task>, Error> {
-        let mut r = self.reader().await?;
-        Ok(r.conn()
-            .fetch_all(Sql::new("SELECT * FROM tasks WHERE run_id = $1 ORDER BY id").bind(run_id))
-            .await?)
+        self.read_all(Sql::new("SELECT * FROM tasks WHERE run_id = $1 ORDER BY id").bind(run_id))
+            .await
     }
 
     /// The attempt an executor knows by `execution_id` (a Cloud Run
@@ -135,23 +137,19 @@ impl Store {
         &self,
         execution_id: &str,
     ) -> Result<Option<InFlight>, Error> {
-        let mut r = self.reader().await?;
-        Ok(r.conn()
-            .fetch_optional(
-                Sql::new(
-                    "SELECT t.*, r.workflow, r.version FROM tasks t JOIN runs r ON r.id = t.run_id \
-                     WHERE t.execution_id = $1 AND t.status IN ('dispatched', 'running')",
-                )
-                .bind(execution_id),
-            )
-            .await?)
+        self.read_optional(
+            Sql::new(format!(
+                "{IN_FLIGHT} \
+                     WHERE t.execution_id = $1 AND t.status IN ('dispatched', 'running')"
+            ))
+            .bind(execution_id),
+        )
+        .await
     }
 
     pub async fn get_task(&self, task_id: Uuid) -> Result<Option<Task>, Error> {
-        let mut r = self.reader().await?;
-        Ok(r.conn()
-            .fetch_optional(Sql::new("SELECT * FROM tasks WHERE id = $1").bind(task_id))
-            .await?)
+        self.read_optional(Sql::new("SELECT * FROM tasks WHERE id = $1").bind(task_id))
+            .await
     }
 
     /// Outputs of the succeeded instances of the named tasks of a run that left one.
@@ -169,8 +167,7 @@ impl Store {
         sql.args.push(run_id.into());
         sql.push_list(names.iter().copied());
         sql.push(") ORDER BY name, task_index");
-        let mut r = self.reader().await?;
-        Ok(r.conn().fetch_all(sql).await?)
+        self.read_all(sql).await
     }
 
     /// Running attempts whose deadline or heartbeat lease has passed.
@@ -179,18 +176,16 @@ impl Store {
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<InFlight>, Error> {
-        let mut r = self.reader().await?;
-        Ok(r.conn()
-            .fetch_all(
+        self.read_all(
                 Sql::new(
-                    "SELECT t.*, r.workflow, r.version FROM tasks t JOIN runs r ON r.id = t.run_id \
+                    format!("{IN_FLIGHT} \
                      WHERE t.status = 'running' AND (t.deadline_at < $1 OR t.lease_expires_at < $1) \
-                     ORDER BY t.id LIMIT $2",
+                     ORDER BY t.id LIMIT $2"),
                 )
                 .bind(now)
                 .bind(limit),
             )
-            .await?)
+            .await
     }
 
     /// Running attempts of the given executors, oldest first: the ones the
@@ -203,15 +198,14 @@ impl Store {
         if executors.is_empty() {
             return Ok(Vec::new());
         }
-        let mut sql = Sql::new(
-            "SELECT t.*, r.workflow, r.version FROM tasks t JOIN runs r ON r.id = t.run_id \
-             WHERE t.status = 'running' AND t.execution_id IS NOT NULL AND t.executor IN (",
-        );
+        let mut sql = Sql::new(format!(
+            "{IN_FLIGHT} \
+             WHERE t.status = 'running' AND t.execution_id IS NOT NULL AND t.executor IN ("
+        ));
         sql.push_list(executors.iter().copied());
         let limit = sql.arg(limit);
         sql.push(&format!(") ORDER BY t.started_at LIMIT {limit}"));
-        let mut r = self.reader().await?;
-        Ok(r.conn().fetch_all(sql).await?)
+        self.read_all(sql).await
     }
 
     /// Runs with a task instance ready to claim now (its retry backoff passed).
@@ -220,10 +214,8 @@ impl Store {
         struct Row {
             run_id: Uuid,
         }
-        let mut r = self.reader().await?;
-        let rows: Vec<Row> = r
-            .conn()
-            .fetch_all(
+        let rows: Vec<Row> = self
+            .read_all(
                 Sql::new(
                     "SELECT DISTINCT run_id FROM tasks WHERE status = 'pending' AND deps_remaining = 0 \
                      AND (not_before IS NULL OR not_before <= $1) LIMIT $2",
@@ -242,10 +234,8 @@ impl Store {
             workflow: String,
             last_slot: DateTime<Utc>,
         }
-        let mut r = self.reader().await?;
-        let rows: Vec<Row> = r
-            .conn()
-            .fetch_all(Sql::new("SELECT workflow, last_slot FROM schedules"))
+        let rows: Vec<Row> = self
+            .read_all(Sql::new("SELECT workflow, last_slot FROM schedules"))
             .await?;
         Ok(rows
             .into_iter()
@@ -255,9 +245,7 @@ impl Store {
 
     /// The run's event log, oldest first.
     pub async fn run_events(&self, run_id: Uuid) -> Result<Vec<Event>, Error> {
-        let mut r = self.reader().await?;
-        Ok(r.conn()
-            .fetch_all(Sql::new("SELECT * FROM events WHERE run_id = $1 ORDER BY id").bind(run_id))
-            .await?)
+        self.read_all(Sql::new("SELECT * FROM events WHERE run_id = $1 ORDER BY id").bind(run_id))
+            .await
     }
 }

@@ -169,6 +169,12 @@ impl Dialect {
     }
 }
 
+/// A row type both drivers can decode (`#[derive(sqlx::FromRow)]` gives it).
+pub trait Row: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin {}
+
+impl<T> Row for T where T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin
+{}
+
 /// A connection (or transaction) of either backend.
 pub enum Conn<'a> {
     Postgres(&'a mut PgConnection),
@@ -216,10 +222,7 @@ impl Conn<'_> {
         }
     }
 
-    pub async fn fetch_all<T>(&mut self, sql: Sql) -> sqlx::Result<Vec<T>>
-    where
-        T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
-    {
+    pub async fn fetch_all<T: Row>(&mut self, sql: Sql) -> sqlx::Result<Vec<T>> {
         match self {
             Conn::Postgres(c) => {
                 bind_all!(sqlx::query_as::<_, T>(&sql.text), sql.args)
@@ -235,10 +238,7 @@ impl Conn<'_> {
         }
     }
 
-    pub async fn fetch_optional<T>(&mut self, sql: Sql) -> sqlx::Result<Option<T>>
-    where
-        T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
-    {
+    pub async fn fetch_optional<T: Row>(&mut self, sql: Sql) -> sqlx::Result<Option<T>> {
         Ok(self.fetch_all(sql).await?.into_iter().next())
     }
 }
