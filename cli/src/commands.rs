@@ -203,13 +203,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
             for t in chosen {
                 let n = attempt.unwrap_or(t.attempt);
                 let a = ork_shared::model::AttemptRef {
-                    run_id,
-                    workflow: run.workflow.clone(),
-                    version: run.version,
-                    task_id: t.id,
-                    name: t.name.clone(),
-                    task_index: t.task_index,
                     attempt: n,
+                    ..t.attempt_ref(&run.workflow, run.version)
                 };
                 let path = ProcessExecutor::log_path(&cli.log_dir, &a);
                 if many {

@@ -45,7 +45,7 @@ use crate::dag::Dag;
 use crate::executor::Callback;
 use crate::executor::{Completion, Dispatch, DispatchRequest, Executors, Outcome};
 use crate::model::{AttemptRef, Run, RunStatus, TaskStatus};
-use crate::spec::{ExecutorKind, WorkflowSpec};
+use crate::spec::WorkflowSpec;
 use crate::store::{AttemptResult, ClaimedTask, NewTask, Started, Store};
 use crate::token::Signer;
 use crate::Error;
@@ -604,29 +604,8 @@ impl Engine {
         };
         tx.commit().await?;
         for task in in_flight {
-            let (Some(execution_id), Ok(kind)) = (
-                task.execution_id.as_deref(),
-                serde_json::from_value::<ExecutorKind>(serde_json::Value::String(
-                    task.executor.clone(),
-                )),
-            ) else {
-                continue;
-            };
-            let Some(executor) = self.executors.get(kind) else {
-                continue;
-            };
-            let attempt = AttemptRef {
-                run_id,
-                workflow: run.workflow.clone(),
-                version: run.version,
-                task_id: task.id,
-                name: task.name.clone(),
-                task_index: task.task_index,
-                attempt: task.attempt,
-            };
-            if let Err(e) = executor.cancel(&attempt, execution_id).await {
-                tracing::warn!(task = %task.label(), error = %e, "could not stop attempt");
-            }
+            self.stop(&task, &task.attempt_ref(&run.workflow, run.version))
+                .await;
         }
         Ok(true)
     }

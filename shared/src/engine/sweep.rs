@@ -4,14 +4,15 @@
 //! backoff has passed, and cron schedules that are due.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::Utc;
 use futures::{stream, StreamExt};
 use uuid::Uuid;
 
 use super::Engine;
-use crate::executor::{Completion, Outcome};
-use crate::model::InFlight;
+use crate::executor::{Completion, Executor, Outcome};
+use crate::model::{AttemptRef, InFlight, Task};
 use crate::spec::ExecutorKind;
 use crate::Error;
 
@@ -75,7 +76,9 @@ impl Engine {
                 }
             })
             .collect();
-        self.stop(&overdue).await;
+        for f in &overdue {
+            self.stop(&f.task, &f.attempt_ref()).await;
+        }
         let done = self.complete(&completions).await?;
         swept.overdue = done.applied;
         to_advance.extend(done.to_advance);
@@ -87,9 +90,7 @@ impl Engine {
         let running = self.store.running_attempts(&remote, SWEEP_LIMIT).await?;
         let ended: Vec<Completion> = stream::iter(running)
             .map(|f| async move {
-                let executor = self.executors.get(f.task.executor.parse().ok()?)?;
-                let execution_id = f.task.execution_id.as_deref()?;
-                match executor.poll(&f.attempt_ref(), execution_id).await {
+                match self.check(&f).await {
                     Ok(outcome) => outcome.map(|outcome| Completion {
                         attempt: f.attempt_ref(),
                         outcome,
@@ -121,33 +122,32 @@ impl Engine {
 
     /// Asks an attempt's executor how it is doing: `Some` once it ended.
     pub async fn check(&self, attempt: &InFlight) -> Result<Option<Outcome>, String> {
-        let kind: ExecutorKind = attempt.task.executor.parse()?;
-        let executor = self
-            .executors
-            .get(kind)
-            .ok_or_else(|| format!("no executor configured for `{kind:?}` tasks"))?;
-        let execution_id = attempt
-            .task
-            .execution_id
-            .as_deref()
-            .ok_or("the attempt has no execution id")?;
+        let (executor, execution_id) = self.execution_of(&attempt.task)?;
         executor.poll(&attempt.attempt_ref(), execution_id).await
     }
 
-    /// Asks executors to stop attempts that are being given up (best effort).
-    async fn stop(&self, attempts: &[InFlight]) {
-        for f in attempts {
-            let (Ok(kind), Some(id)) = (
-                f.task.executor.parse::<ExecutorKind>(),
-                f.task.execution_id.as_deref(),
-            ) else {
-                continue;
-            };
-            if let Some(executor) = self.executors.get(kind) {
-                if let Err(e) = executor.cancel(&f.attempt_ref(), id).await {
-                    tracing::warn!(task = %f.task.label(), error = %e, "could not stop overdue attempt");
-                }
-            }
+    /// The executor of a task's current attempt and its execution id.
+    fn execution_of<'t>(&self, task: &'t Task) -> Result<(&Arc<dyn Executor>, &'t str), String> {
+        let kind: ExecutorKind = task.executor.parse()?;
+        let executor = self
+            .executors
+            .get(kind)
+            .ok_or_else(|| format!("no executor configured for `{}` tasks", kind.as_str()))?;
+        let execution_id = task
+            .execution_id
+            .as_deref()
+            .ok_or("the attempt has no execution id")?;
+        Ok((executor, execution_id))
+    }
+
+    /// Asks the executor to stop an attempt being given up or cancelled
+    /// (best effort: a failure is logged, the state change stands).
+    pub(super) async fn stop(&self, task: &Task, attempt: &AttemptRef) {
+        let Ok((executor, execution_id)) = self.execution_of(task) else {
+            return;
+        };
+        if let Err(e) = executor.cancel(attempt, execution_id).await {
+            tracing::warn!(task = %task.label(), error = %e, "could not stop attempt");
         }
     }
 }

@@ -359,10 +359,8 @@ impl Executor for CloudRunExecutor {
 /// that runs `command args…`; with one, the entrypoint gets them all as
 /// arguments. With neither, `args` is left out and the job's own are used.
 ///
-/// The environment is the worker contract (`ORK_*`, see
-/// [`DispatchRequest::worker_env`]) followed by the task's `env`; a task
-/// variable named like a contract one is dropped, as the contract wins (as
-/// with local processes). The timeout, rounded up to whole seconds, becomes
+/// The environment is [`DispatchRequest::container_env`]: the worker
+/// contract (`ORK_*`), then the task's `env` (the contract wins a clash). The timeout, rounded up to whole seconds, becomes
 /// the execution's task timeout.
 pub fn run_job_request(req: &DispatchRequest) -> Value {
     let args: Vec<&str> = req
@@ -372,17 +370,9 @@ pub fn run_job_request(req: &DispatchRequest) -> Value {
         .chain(&req.spec.args)
         .map(String::as_str)
         .collect();
-    let worker = req.worker_env();
-    let env: Vec<Value> = worker
-        .iter()
-        .map(|(name, value)| (*name, value.as_str()))
-        .chain(
-            req.spec
-                .env
-                .iter()
-                .filter(|(name, _)| !worker.iter().any(|(w, _)| w == name))
-                .map(|(name, value)| (name.as_str(), value.as_str())),
-        )
+    let env: Vec<Value> = req
+        .container_env()
+        .into_iter()
         .map(|(name, value)| json!({ "name": name, "value": value }))
         .collect();
 

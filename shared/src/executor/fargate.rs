@@ -110,17 +110,9 @@ pub fn client_token(attempt: &AttemptRef) -> String {
 /// then `args`, or `args` alone), the worker environment followed by the
 /// task's `env` (the worker's variables win a name clash), CPU and memory.
 pub fn task_override(req: &DispatchRequest, target: &FargateTarget) -> TaskOverride {
-    let worker = req.worker_env();
-    let env = worker
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .chain(
-            req.spec
-                .env
-                .iter()
-                .filter(|(k, _)| !worker.iter().any(|(w, _)| w == k))
-                .map(|(k, v)| (k.clone(), v.clone())),
-        )
+    let env = req
+        .container_env()
+        .into_iter()
         .map(|(name, value)| KeyValuePair::builder().name(name).value(value).build())
         .collect::<Vec<_>>();
 

@@ -67,6 +67,25 @@ impl DispatchRequest {
         }
         env
     }
+
+    /// The whole environment of the worker: the contract's variables, then
+    /// the task's `env` without the names the contract already sets (the
+    /// contract wins a clash). One list for every executor.
+    pub fn container_env(&self) -> Vec<(String, String)> {
+        let worker = self.worker_env();
+        let task = self
+            .spec
+            .env
+            .iter()
+            .filter(|(name, _)| !worker.iter().any(|(w, _)| w == name))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect::<Vec<_>>();
+        worker
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .chain(task)
+            .collect()
+    }
 }
 
 /// What an executor did with a request.

@@ -113,8 +113,7 @@ impl Executor for ProcessExecutor {
         };
         let mut child = command
             .current_dir(&base)
-            .envs(&req.spec.env)
-            .envs(req.worker_env())
+            .envs(req.container_env())
             .env("ORK_OUTPUT", &output_path)
             .stdin(Stdio::null())
             .stdout(log)
