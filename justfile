@@ -40,8 +40,8 @@ test:
 # Throughput, latency percentiles and peak memory on both backends
 bench:
     cargo build --release -p ork-functions
-    cargo bench -p ork-shared --bench engine
-    cargo bench -p ork-api --bench http
+    cargo bench -p ork-tests --bench engine
+    cargo bench -p ork-tests --bench http
 
 fmt:
     cargo fmt --all

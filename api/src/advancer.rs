@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ork_shared::engine::Engine;
+use ork_core::engine::Engine;
 use uuid::Uuid;
 
 /// The way to the `advance` handler.

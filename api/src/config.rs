@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use ork_shared::engine::{CallbackConfig, Engine, EngineConfig};
-use ork_shared::executor::{Completion, Executors, ProcessExecutor};
-use ork_shared::store::{self, Store};
-use ork_shared::token::Signer;
+use ork_core::engine::{CallbackConfig, Engine, EngineConfig};
+use ork_core::executor::Completion;
+use ork_core::store::{self, Store};
+use ork_core::token::Signer;
+use ork_executors::ProcessExecutor;
 use tokio::sync::mpsc;
 
 use crate::advancer::Advancer;
@@ -90,7 +91,7 @@ pub async fn from_env(defaults: Defaults) -> Result<Setup> {
         process = process.with_worker_program(worker);
     }
     gcp_credentials_from_env()?;
-    let executors = Executors::standard(Arc::new(process));
+    let executors = ork_executors::standard(Arc::new(process));
     let config = EngineConfig {
         callback: callback_url.map(|url| CallbackConfig {
             url,

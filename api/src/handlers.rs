@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use ork_shared::engine::{Engine, Reported, TriggerOptions};
-use ork_shared::executor::{Completion, Outcome};
-use ork_shared::model::AttemptRef;
-use ork_shared::token::Signer;
-use ork_shared::Error;
+use ork_core::engine::{Engine, Reported, TriggerOptions};
+use ork_core::executor::{Completion, Outcome};
+use ork_core::model::AttemptRef;
+use ork_core::token::Signer;
+use ork_core::Error;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -295,8 +295,7 @@ impl Handlers {
     /// message is the resource), identified by its execution name.
     pub async fn event(&self, event: &Value) -> Reply {
         if event["detail-type"] == "ECS Task State Change" {
-            let Some(stopped) = ork_shared::executor::fargate::parse_task_state_change(event)
-            else {
+            let Some(stopped) = ork_executors::ecs_event::parse_task_state_change(event) else {
                 return Reply::ok(json!({ "result": "ignored", "reason": "task not stopped" }));
             };
             let Some(token) = stopped.token else {

@@ -3,11 +3,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ork_shared::engine::{self, Engine, EngineConfig, TriggerOptions};
-use ork_shared::executor::{Completion, Executors, MockExecutor, ProcessExecutor};
-use ork_shared::model::{RunStatus, Task};
-use ork_shared::spec::{self, CloudRunTarget, ExecutorKind, TaskSpec, WorkflowSpec};
-use ork_shared::store::{self, Store};
+use ork_core::engine::{self, Engine, EngineConfig, TriggerOptions};
+use ork_core::executor::{Completion, Executors, MockExecutor};
+use ork_core::model::{RunStatus, Task};
+use ork_core::spec::{self, CloudRunTarget, ExecutorKind, TaskSpec, WorkflowSpec};
+use ork_core::store::{self, Store};
+use ork_executors::ProcessExecutor;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -18,7 +19,7 @@ use crate::{Cli, Command};
 pub async fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Worker { program, args } => {
-            return ork_shared::worker::run(program, args)
+            return ork_worker::run(program, args)
                 .await
                 .map_err(anyhow::Error::msg);
         }
@@ -202,7 +203,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let many = chosen.len() > 1;
             for t in chosen {
                 let n = attempt.unwrap_or(t.attempt);
-                let a = ork_shared::model::AttemptRef {
+                let a = ork_core::model::AttemptRef {
                     attempt: n,
                     ..t.attempt_ref(&run.workflow, run.version)
                 };
@@ -271,7 +272,7 @@ fn local_engine(
     let executors = if dry_run {
         Executors::all(Arc::new(MockExecutor))
     } else {
-        Executors::standard(Arc::new(ProcessExecutor::new(log_dir, completions)))
+        ork_executors::standard(Arc::new(ProcessExecutor::new(log_dir, completions)))
     };
     Engine::new(store, executors, EngineConfig::default())
 }

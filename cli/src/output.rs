@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ork_shared::model::{Event, Run, Task, TaskStatus};
-use ork_shared::store::{reads::WorkflowSummary, Store};
+use ork_core::model::{Event, Run, Task, TaskStatus};
+use ork_core::store::{reads::WorkflowSummary, Store};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;

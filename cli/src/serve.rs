@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ork_api::advancer::Advancer;
 use ork_api::config::{self, Defaults};
-use ork_shared::token::Signer;
+use ork_core::token::Signer;
 
 pub async fn serve(addr: SocketAddr, tick: Duration) -> Result<i32> {
     let listener = tokio::net::TcpListener::bind(addr)

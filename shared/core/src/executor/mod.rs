@@ -1,0 +1,183 @@
+//! Executors start task attempts somewhere (a local process, a cloud job)
+//! and report how they end. The engine knows them only through [`Executor`].
+
+mod mock;
+mod noop;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use mock::MockExecutor;
+pub use noop::NoopExecutor;
+
+use crate::model::AttemptRef;
+use crate::spec::{ExecutorKind, TaskSpec};
+
+/// Everything an executor needs to start one attempt.
+#[derive(Debug, Clone)]
+pub struct DispatchRequest {
+    pub attempt: AttemptRef,
+    pub task_count: i64,
+    pub spec: TaskSpec,
+    /// Directory of the workflow file, for relative paths.
+    pub base_dir: Option<PathBuf>,
+    /// The task's input: `{"params": {...}, "upstream": {"task": output | [outputs]}}`.
+    pub input: serde_json::Value,
+    pub timeout: Option<Duration>,
+    /// Where and how the worker reports its end, when the engine has a
+    /// callback URL (serverless mode). Local processes report directly.
+    pub callback: Option<Callback>,
+}
+
+/// The worker's way back to `on-task-complete`.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    pub url: String,
+    pub token: String,
+}
+
+impl DispatchRequest {
+    /// The worker contract: the environment every executor gives a worker
+    /// (see docs/worker-contract.md), on top of the task's own `env`.
+    pub fn worker_env(&self) -> Vec<(&'static str, String)> {
+        let a = &self.attempt;
+        let mut env = vec![
+            ("ORK_RUN_ID", a.run_id.to_string()),
+            ("ORK_WORKFLOW", a.workflow.clone()),
+            ("ORK_TASK", a.name.clone()),
+            ("ORK_TASK_INDEX", a.task_index.to_string()),
+            ("ORK_TASK_COUNT", self.task_count.to_string()),
+            ("ORK_ATTEMPT", a.attempt.to_string()),
+            ("ORK_INPUT", self.input.to_string()),
+        ];
+        if let Some(cb) = &self.callback {
+            env.push(("ORK_CALLBACK_URL", cb.url.clone()));
+            env.push(("ORK_CALLBACK_TOKEN", cb.token.clone()));
+        }
+        env
+    }
+
+    /// The whole environment of the worker: the contract's variables, then
+    /// the task's `env` without the names the contract already sets (the
+    /// contract wins a clash). One list for every executor.
+    pub fn container_env(&self) -> Vec<(String, String)> {
+        let worker = self.worker_env();
+        let task = self
+            .spec
+            .env
+            .iter()
+            .filter(|(name, _)| !worker.iter().any(|(w, _)| w == name))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect::<Vec<_>>();
+        worker
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .chain(task)
+            .collect()
+    }
+}
+
+/// What an executor did with a request.
+#[derive(Debug, Clone)]
+pub enum Dispatch {
+    /// The attempt is under way; its end is reported later as a [`Completion`].
+    Started { execution_id: String },
+    /// The attempt already ended (executors with nothing to wait for).
+    Finished(Outcome),
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub success: bool,
+    pub exit_code: Option<i64>,
+    pub error: Option<String>,
+    pub output: Option<serde_json::Value>,
+}
+
+impl Outcome {
+    pub fn success(output: Option<serde_json::Value>) -> Self {
+        Outcome {
+            success: true,
+            exit_code: Some(0),
+            error: None,
+            output,
+        }
+    }
+
+    pub fn failure(exit_code: Option<i64>, error: impl Into<String>) -> Self {
+        Outcome {
+            success: false,
+            exit_code,
+            error: Some(error.into()),
+            output: None,
+        }
+    }
+}
+
+/// An attempt's end, as reported to the engine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Completion {
+    pub attempt: AttemptRef,
+    pub outcome: Outcome,
+}
+
+/// Starts and stops attempts on one kind of compute.
+#[async_trait]
+pub trait Executor: Send + Sync {
+    /// Starts an attempt. An error fails the attempt (and may retry it).
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String>;
+
+    /// Stops an attempt that is under way; stopping a finished one is not an error.
+    async fn cancel(&self, attempt: &AttemptRef, execution_id: &str) -> Result<(), String> {
+        let _ = (attempt, execution_id);
+        Ok(())
+    }
+
+    /// How an attempt under way is doing, for the sweeper when no callback
+    /// came: `Some` once it has ended, `None` while it runs or when this
+    /// executor cannot tell.
+    async fn poll(
+        &self,
+        attempt: &AttemptRef,
+        execution_id: &str,
+    ) -> Result<Option<Outcome>, String> {
+        let _ = (attempt, execution_id);
+        Ok(None)
+    }
+}
+
+/// The executors an engine can use, by kind.
+#[derive(Clone, Default)]
+pub struct Executors {
+    by_kind: HashMap<ExecutorKind, Arc<dyn Executor>>,
+}
+
+impl Executors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with(mut self, kind: ExecutorKind, executor: Arc<dyn Executor>) -> Self {
+        self.by_kind.insert(kind, executor);
+        self
+    }
+
+    pub fn get(&self, kind: ExecutorKind) -> Option<&Arc<dyn Executor>> {
+        self.by_kind.get(&kind)
+    }
+}
+
+impl Executors {
+    /// Every kind of task runs on `executor`: `ork run --dry-run` with [`MockExecutor`].
+    pub fn all(executor: Arc<dyn Executor>) -> Executors {
+        ExecutorKind::ALL
+            .iter()
+            .fold(Executors::new(), |e, kind| e.with(*kind, executor.clone()))
+    }
+}

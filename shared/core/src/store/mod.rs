@@ -1,0 +1,214 @@
+//! The state store: the only module that writes SQL.
+//!
+//! One [`Store`] serves PostgreSQL (production) and SQLite (the embedded
+//! default) with the same statements (see [`sql`]). Reads go through
+//! [`Store`] methods; every change goes through a [`Tx`], whose methods each
+//! append the matching rows to `events`, so a state change and its record
+//! commit or roll back together.
+//!
+//! Concurrency: on PostgreSQL, claims lock rows with `FOR UPDATE SKIP LOCKED`
+//! and every transition is a conditional `UPDATE` on the expected status and
+//! attempt; on SQLite, write transactions are `BEGIN IMMEDIATE` on a single
+//! writer connection, so they are serialized within a process and across
+//! processes by SQLite's lock.
+
+pub mod reads;
+pub mod sql;
+mod writes;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
+
+use sql::Conn;
+pub use sql::Dialect;
+pub use writes::{AttemptResult, ClaimedTask, Finished, NewTask, Started};
+
+use crate::Error;
+
+/// Where the embedded SQLite database lives unless told otherwise.
+pub const DEFAULT_SQLITE_PATH: &str = ".ork/ork.db";
+
+static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+/// Pool sizes and timeouts.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    /// Bring the schema up to date on connect. Deployed handlers may turn
+    /// it off (`ORK_MIGRATE=false`) and migrate once per deploy
+    /// (`ork init`), which spares every cold start the check.
+    pub migrate: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(30),
+            migrate: std::env::var("ORK_MIGRATE").map_or(true, |v| v != "false"),
+        }
+    }
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Postgres(PgPool),
+    /// SQLite allows one writer at a time: writes share one connection (so
+    /// they queue in-process instead of spinning on `SQLITE_BUSY`), reads
+    /// use the others, which WAL lets run alongside the writer.
+    Sqlite {
+        reader: SqlitePool,
+        writer: SqlitePool,
+    },
+}
+
+/// The database URL from the environment: `ORK_DATABASE_URL`, else
+/// `DATABASE_URL`, else the embedded SQLite file.
+pub fn database_url_from_env() -> String {
+    std::env::var("ORK_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| format!("sqlite:{DEFAULT_SQLITE_PATH}"))
+}
+
+impl Store {
+    /// Connects and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Store, Error> {
+        Self::connect_with(url, &StoreOptions::default()).await
+    }
+
+    pub async fn connect_with(url: &str, opts: &StoreOptions) -> Result<Store, Error> {
+        let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(options)
+                .await?;
+            if opts.migrate {
+                PG_MIGRATIONS.run(&pool).await?;
+            }
+            Backend::Postgres(pool)
+        } else if let Some(path) = url.strip_prefix("sqlite:") {
+            let path = path.trim_start_matches("//");
+            if let Some(dir) = Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            let options = SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(opts.acquire_timeout);
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(options.clone())
+                .await?;
+            if opts.migrate {
+                SQLITE_MIGRATIONS.run(&writer).await?;
+            }
+            let reader = SqlitePoolOptions::new()
+                .max_connections(opts.max_connections.clamp(1, 8))
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(options)
+                .await?;
+            Backend::Sqlite { reader, writer }
+        } else {
+            return Err(Error::Invalid(format!(
+                "unsupported database URL {url:?}: expected postgres://… or sqlite:PATH"
+            )));
+        };
+        Ok(Store { backend })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.backend {
+            Backend::Postgres(_) => Dialect::Postgres,
+            Backend::Sqlite { .. } => Dialect::Sqlite,
+        }
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Tx, Error> {
+        Ok(match &self.backend {
+            Backend::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            Backend::Sqlite { writer, .. } => {
+                Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?)
+            }
+        })
+    }
+
+    async fn reader(&self) -> Result<Pooled, Error> {
+        Ok(match &self.backend {
+            Backend::Postgres(pool) => Pooled::Postgres(pool.acquire().await?),
+            Backend::Sqlite { reader, .. } => Pooled::Sqlite(reader.acquire().await?),
+        })
+    }
+
+    /// Closes the pools, waiting for connections in use to come back.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Postgres(pool) => pool.close().await,
+            Backend::Sqlite { reader, writer } => {
+                reader.close().await;
+                writer.close().await;
+            }
+        }
+    }
+}
+
+enum Pooled {
+    Postgres(PoolConnection<Postgres>),
+    Sqlite(PoolConnection<Sqlite>),
+}
+
+impl Pooled {
+    fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Pooled::Postgres(c) => Conn::Postgres(c),
+            Pooled::Sqlite(c) => Conn::Sqlite(c),
+        }
+    }
+}
+
+/// A write transaction. Dropped without [`Tx::commit`], it rolls back.
+pub enum Tx {
+    Postgres(sqlx::Transaction<'static, Postgres>),
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+}
+
+impl Tx {
+    fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Tx::Postgres(t) => Conn::Postgres(t),
+            Tx::Sqlite(t) => Conn::Sqlite(t),
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), Error> {
+        match self {
+            Tx::Postgres(t) => t.commit().await?,
+            Tx::Sqlite(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,111 @@
+//! Where Ork's tasks run. `process` (local programs and python files) is
+//! always here; `cloudrun` (Cloud Run Jobs, Admin API v2) and `fargate`
+//! (ECS RunTask on Fargate) are behind cargo features of the same names, so
+//! that crates which only run local tasks never build a cloud SDK.
+//!
+//! [`standard`] is the registry every entry point uses: it maps each
+//! [`ExecutorKind`] to its executor, building the cloud ones on first use.
+
+#[cfg(feature = "cloudrun")]
+pub mod cloudrun;
+pub mod ecs_event;
+#[cfg(feature = "fargate")]
+pub mod fargate;
+pub mod process;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ork_core::executor::{
+    Dispatch, DispatchRequest, Executor, Executors, MockExecutor, NoopExecutor, Outcome,
+};
+use ork_core::model::AttemptRef;
+use ork_core::spec::ExecutorKind;
+
+#[cfg(feature = "cloudrun")]
+pub use cloudrun::CloudRunExecutor;
+#[cfg(feature = "fargate")]
+pub use fargate::FargateExecutor;
+pub use process::ProcessExecutor;
+
+/// Every executor this build has: local processes (and python files)
+/// through `process`, `noop`, `mock`, and the cloud executors compiled in,
+/// which are built on first use so that commands that never dispatch to
+/// them never look for their credentials.
+pub fn standard(process: Arc<ProcessExecutor>) -> Executors {
+    let executors = Executors::new()
+        .with(ExecutorKind::Process, process.clone())
+        .with(ExecutorKind::Python, process)
+        .with(ExecutorKind::Noop, Arc::new(NoopExecutor))
+        .with(ExecutorKind::Mock, Arc::new(MockExecutor));
+    #[cfg(feature = "cloudrun")]
+    let executors = executors.with(
+        ExecutorKind::Cloudrun,
+        Arc::new(OnFirstUse::new(|| async {
+            CloudRunExecutor::from_env()
+                .await
+                .map(|e| Arc::new(e) as Arc<dyn Executor>)
+        })),
+    );
+    #[cfg(feature = "fargate")]
+    let executors = executors.with(
+        ExecutorKind::Fargate,
+        Arc::new(OnFirstUse::new(|| async {
+            Ok(Arc::new(FargateExecutor::from_env().await) as Arc<dyn Executor>)
+        })),
+    );
+    executors
+}
+
+type Init = Box<
+    dyn Fn() -> futures::future::BoxFuture<'static, Result<Arc<dyn Executor>, String>>
+        + Send
+        + Sync,
+>;
+
+/// An executor built when first needed; if building it fails (missing
+/// credentials), every dispatch fails with that error.
+pub struct OnFirstUse {
+    cell: tokio::sync::OnceCell<Result<Arc<dyn Executor>, String>>,
+    init: Init,
+}
+
+impl OnFirstUse {
+    pub fn new<F, Fut>(init: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Arc<dyn Executor>, String>> + Send + 'static,
+    {
+        OnFirstUse {
+            cell: tokio::sync::OnceCell::new(),
+            init: Box::new(move || Box::pin(init())),
+        }
+    }
+
+    async fn get(&self) -> Result<&Arc<dyn Executor>, String> {
+        self.cell
+            .get_or_init(|| (self.init)())
+            .await
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+#[async_trait]
+impl Executor for OnFirstUse {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+        self.get().await?.dispatch(req).await
+    }
+
+    async fn cancel(&self, attempt: &AttemptRef, execution_id: &str) -> Result<(), String> {
+        self.get().await?.cancel(attempt, execution_id).await
+    }
+
+    async fn poll(
+        &self,
+        attempt: &AttemptRef,
+        execution_id: &str,
+    ) -> Result<Option<Outcome>, String> {
+        self.get().await?.poll(attempt, execution_id).await
+    }
+}

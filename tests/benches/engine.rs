@@ -1,0 +1,171 @@
+//! `cargo bench --bench engine`: the engine's own overhead. Runs 10,000 noop
+//! task instances (four layers, each waiting for the one before) on SQLite
+//! and PostgreSQL with concurrent `advance` callers, and prints throughput,
+//! claim-to-dispatch and ready-to-dispatch latency percentiles, and peak RSS.
+//!
+//! PostgreSQL: `DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres);
+//! a fresh database is created for the run. `ORK_BENCH_TASKS`,
+//! `ORK_BENCH_CALLERS` and `ORK_BENCH_BATCH` change the size;
+//! `ORK_BENCH_ONLY=sqlite|postgres` runs one backend.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ork_tests::db as common;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ork_core::engine::{Engine, EngineConfig, TriggerOptions};
+use ork_core::executor::{Dispatch, DispatchRequest, Executor, Executors, Outcome};
+use ork_core::spec::{self, ExecutorKind};
+use ork_core::store::Store;
+use uuid::Uuid;
+
+/// Succeeds at once, noting when each attempt reached it.
+#[derive(Default)]
+struct Stopwatch {
+    reached: Mutex<HashMap<Uuid, DateTime<Utc>>>,
+}
+
+#[async_trait]
+impl Executor for Stopwatch {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+        self.reached
+            .lock()
+            .unwrap()
+            .insert(req.attempt.task_id, Utc::now());
+        Ok(Dispatch::Finished(Outcome::success(None)))
+    }
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Peak resident memory of this process since the last reset, in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn reset_peak_rss() {
+    // Linux: writing 5 to clear_refs resets VmHWM to the current RSS.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+async fn bench(label: &str, url: &str, tasks: usize, callers: usize) {
+    reset_peak_rss();
+    let store = Store::connect(url).await.expect("connect");
+    let per_layer = (tasks - 1) / 3;
+    let yaml = format!(
+        "name: bench\ntasks:\n  start: {{executor: noop}}\n  a: {{executor: noop, depends_on: [start], task_count: {per_layer}}}\n  b: {{executor: noop, depends_on: [a], task_count: {per_layer}}}\n  c: {{executor: noop, depends_on: [b], task_count: {per_layer}}}\n"
+    );
+    let stopwatch = Arc::new(Stopwatch::default());
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        Executors::new().with(ExecutorKind::Noop, stopwatch.clone()),
+        EngineConfig {
+            claim_batch: env_or("ORK_BENCH_BATCH", 256) as i64,
+            ..EngineConfig::default()
+        },
+    ));
+    engine
+        .apply(&spec::parse_str(&yaml, None).expect("spec"), None)
+        .await
+        .expect("apply");
+
+    let started = Instant::now();
+    let run = engine
+        .trigger("bench", serde_json::json!({}), TriggerOptions::default())
+        .await
+        .expect("trigger")
+        .run;
+    let handles: Vec<_> = (0..callers)
+        .map(|_| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                loop {
+                    engine.advance(run.id).await.expect("advance");
+                    if engine
+                        .store()
+                        .get_run(run.id)
+                        .await
+                        .expect("run")
+                        .status
+                        .is_final()
+                    {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.expect("caller");
+    }
+    let elapsed = started.elapsed();
+    let run = store.get_run(run.id).await.expect("run");
+    assert_eq!(run.tasks_open, 0);
+
+    let rows = store.run_tasks(run.id).await.expect("tasks");
+    let reached = std::mem::take(&mut *stopwatch.reached.lock().unwrap());
+    let mut claim_to_dispatch = Vec::new();
+    let mut ready_to_dispatch = Vec::new();
+    for t in &rows {
+        let at = reached[&t.id];
+        let ms = |from: DateTime<Utc>| (at - from).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+        claim_to_dispatch.push(ms(t.dispatched_at.expect("dispatched")));
+        ready_to_dispatch.push(ms(t.ready_at.expect("ready")));
+    }
+    claim_to_dispatch.sort_by(f64::total_cmp);
+    ready_to_dispatch.sort_by(f64::total_cmp);
+    println!(
+        "{label:<10} {:>6} tasks  {callers:>2} callers  {:>7.2} s  {:>8.0} tasks/s  \
+         claim→dispatch p50 {:>6.2} ms p99 {:>6.2} ms  ready→dispatch p50 {:>7.2} ms p99 {:>7.2} ms  peak RSS {:>6.1} MiB",
+        rows.len(),
+        elapsed.as_secs_f64(),
+        rows.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&claim_to_dispatch, 0.50),
+        percentile(&claim_to_dispatch, 0.99),
+        percentile(&ready_to_dispatch, 0.50),
+        percentile(&ready_to_dispatch, 0.99),
+        peak_rss_mib(),
+    );
+    store.close().await;
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not and only checks that it builds.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let tasks = env_or("ORK_BENCH_TASKS", 10_000);
+    let callers = env_or("ORK_BENCH_CALLERS", 8);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = format!("sqlite:{}", dir.path().join("bench.db").display());
+    let only = std::env::var("ORK_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "sqlite" {
+        bench("sqlite", &sqlite, tasks, callers).await;
+    }
+    if only.is_empty() || only == "postgres" {
+        let url = common::postgres().await.url;
+        bench("postgres", &url, tasks, callers).await;
+    }
+}

@@ -1,0 +1,208 @@
+//! The `ork` binary end to end: real processes, a real SQLite file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Runs `ork` with its database and logs in `dir`.
+fn ork(dir: &Path, args: &[&str]) -> Output {
+    Command::new(ork_tests::bin::ork())
+        .args(args)
+        .current_dir(repo())
+        .env(
+            "ORK_DATABASE_URL",
+            format!("sqlite:{}", dir.join("ork.db").display()),
+        )
+        .env("ORK_LOG_DIR", "target/test-logs")
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run ork")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn the_etl_example_runs_to_success_with_real_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ork(dir.path(), &["run", "workflows/etl.yaml"]);
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains("SUCCESS"), "{printed}");
+    for task in [
+        "extract",
+        "transform[0]",
+        "transform[3]",
+        "validate",
+        "load",
+        "report",
+    ] {
+        assert!(
+            printed.contains(&format!("{task} succeeded")),
+            "no success line for {task}:\n{printed}"
+        );
+    }
+    // The load's output (the shards' totals) reached `report` as input.
+    let run_id = printed.split_whitespace().nth(1).unwrap().to_owned();
+    let log = ork(dir.path(), &["logs", &run_id, "report"]);
+    assert!(text(&log).contains(r#""total":5050"#), "{}", text(&log));
+
+    let json = ork(dir.path(), &["tasks", &run_id, "--json"]);
+    let tasks: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(tasks.as_array().unwrap().len(), 8);
+}
+
+#[test]
+fn the_failing_variant_retries_skips_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ork(dir.path(), &["run", "workflows/etl-failing.yaml"]);
+    let printed = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{printed}");
+    assert!(
+        printed.contains("load attempt 1 failed: exited with code 3; will retry"),
+        "{printed}"
+    );
+    assert!(printed.contains("load failed"), "{printed}");
+    assert!(
+        printed.contains("report skipped: upstream task load failed"),
+        "{printed}"
+    );
+    assert!(printed.contains("FAILED"), "{printed}");
+    let run_id = printed.split_whitespace().nth(1).unwrap().to_owned();
+    let log = ork(dir.path(), &["logs", &run_id, "load"]);
+    assert!(text(&log).contains("the warehouse refused the connection"));
+}
+
+#[test]
+fn apply_reports_an_invalid_file_with_its_line_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cycle.yaml");
+    std::fs::write(&file, "name: c\ntasks:\n  a: {command: 'true', depends_on: [b]}\n  b: {command: 'true', depends_on: [a]}\n").unwrap();
+    let out = ork(dir.path(), &["apply", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let printed = text(&out);
+    assert!(printed.contains("cycle.yaml:"), "{printed}");
+    assert!(
+        printed.contains("cycle: a -> b -> a") || printed.contains("cycle: b -> a -> b"),
+        "{printed}"
+    );
+    let list = ork(dir.path(), &["list-workflows", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "[]");
+}
+
+#[test]
+fn trigger_status_and_cancel_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ork(
+        dir.path(),
+        &[
+            "create-workflow",
+            "--name",
+            "one-job",
+            "--job-name",
+            "true",
+            "--project",
+            "p",
+            "--task-count",
+            "3",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = text(&ork(dir.path(), &["list-workflows"]));
+    assert!(listed.contains("one-job"), "{listed}");
+    let run_id = String::from_utf8(ork(dir.path(), &["trigger", "one-job"]).stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let status = text(&ork(dir.path(), &["status", "--workflow", "one-job"]));
+    assert!(
+        status.contains(&run_id) && status.contains("pending"),
+        "{status}"
+    );
+    assert!(text(&ork(dir.path(), &["cancel", &run_id])).contains("cancelled"));
+    let tasks = text(&ork(dir.path(), &["tasks", &run_id]));
+    assert_eq!(tasks.matches("cancelled").count(), 3, "{tasks}");
+    let waited = ork(dir.path(), &["trigger", "one-job", "--wait"]);
+    assert!(waited.status.success(), "{}", text(&waited));
+}
+
+#[test]
+fn dry_run_records_what_cloud_tasks_would_run_and_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ork(dir.path(), &["run", "--dry-run", "workflows/cloud.yaml"]);
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    let run_id = printed.split_whitespace().nth(1).unwrap().to_owned();
+    let json = ork(dir.path(), &["tasks", &run_id, "--json"]);
+    let tasks: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let train = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "train")
+        .unwrap();
+    assert_eq!(train["output"]["dry_run"], true);
+    assert_eq!(train["output"]["cloudrun"]["job"], "trainer");
+    let scores = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"] == "score")
+        .count();
+    assert_eq!(scores, 4);
+}
+
+#[test]
+fn create_workflow_makes_the_seeds_cloud_run_job_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = ork(
+        dir.path(),
+        &[
+            "create-workflow",
+            "--name",
+            "nightly",
+            "--job-name",
+            "etl-job",
+            "--project",
+            "my-proj",
+            "--executor",
+            "cloudrun",
+            "--task-count",
+            "5",
+        ],
+    );
+    assert!(made.status.success(), "{}", text(&made));
+    let listed: serde_json::Value =
+        serde_json::from_slice(&ork(dir.path(), &["list-workflows", "--json"]).stdout).unwrap();
+    let task = &listed[0]["spec"]["tasks"]["etl-job"];
+    assert_eq!(
+        task["cloudrun"],
+        serde_json::json!({"job": "etl-job", "project": "my-proj", "region": "us-central1"})
+    );
+    assert_eq!(task["task_count"], 5);
+    let missing = ork(
+        dir.path(),
+        &[
+            "create-workflow",
+            "--name",
+            "x",
+            "--job-name",
+            "j",
+            "--executor",
+            "cloudrun",
+        ],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing).contains("--executor cloudrun needs --project"));
+}

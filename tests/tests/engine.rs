@@ -1,0 +1,362 @@
+//! The engine and the store, one body per behaviour, run on SQLite and PostgreSQL.
+
+use ork_tests::db as common;
+use ork_tests::on_both_backends;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use common::*;
+use ork_core::engine::TriggerOptions;
+use ork_core::executor::{Completion, Dispatch, DispatchRequest, Executor, Outcome};
+use ork_core::model::{AttemptRef, RunStatus, TaskStatus};
+use serde_json::json;
+
+const DIAMOND: &str = r#"
+name: diamond
+tasks:
+  extract: {executor: noop}
+  left: {executor: noop, depends_on: [extract], task_count: 4}
+  right: {executor: noop, depends_on: [extract]}
+  join: {executor: noop, depends_on: [left, right]}
+"#;
+
+/// Starts attempts and holds them, so the test decides how they end.
+#[derive(Default)]
+struct Holding {
+    started: Mutex<Vec<DispatchRequest>>,
+}
+
+impl Holding {
+    fn take(&self) -> Vec<DispatchRequest> {
+        std::mem::take(&mut *self.started.lock().unwrap())
+    }
+}
+
+#[async_trait]
+impl Executor for Holding {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+        self.started.lock().unwrap().push(req.clone());
+        Ok(Dispatch::Started {
+            execution_id: format!("held-{}", req.attempt.task_id),
+        })
+    }
+}
+
+/// Fails the named tasks a number of times, then succeeds.
+struct Flaky {
+    failures_left: Mutex<HashMap<String, u32>>,
+}
+
+#[async_trait]
+impl Executor for Flaky {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+        let mut left = self.failures_left.lock().unwrap();
+        match left.get_mut(&req.attempt.name) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                Ok(Dispatch::Finished(Outcome::failure(Some(3), "boom")))
+            }
+            _ => Ok(Dispatch::Finished(Outcome::success(Some(
+                json!({"task": req.attempt.name}),
+            )))),
+        }
+    }
+}
+
+fn ok(attempt: &AttemptRef) -> Completion {
+    Completion {
+        attempt: attempt.clone(),
+        outcome: Outcome::success(None),
+    }
+}
+
+async fn applying_a_changed_spec_creates_a_version(db: TestDb) {
+    let engine = noop_engine(db.store.clone());
+    let v1 = engine.apply(&parse(DIAMOND), None).await.unwrap();
+    assert_eq!((v1.version, v1.created), (1, true));
+    let again = engine.apply(&parse(DIAMOND), None).await.unwrap();
+    assert_eq!((again.version, again.created), (1, false));
+    let run = engine
+        .trigger("diamond", json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+
+    let changed = DIAMOND.replace(
+        "right: {executor: noop,",
+        "right: {executor: noop, retries: 2,",
+    );
+    let v2 = engine.apply(&parse(&changed), None).await.unwrap();
+    assert_eq!((v2.version, v2.created), (2, true));
+    // The run keeps the version it started with.
+    assert_eq!(db.store.get_run(run.id).await.unwrap().version, 1);
+    let listed = db.store.list_workflows().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].latest_version, 2);
+}
+
+async fn a_diamond_with_fan_out_runs_to_success(db: TestDb) {
+    let engine = noop_engine(db.store.clone());
+    engine.apply(&parse(DIAMOND), None).await.unwrap();
+    let run = engine
+        .trigger(
+            "diamond",
+            json!({"day": "2026-11-23"}),
+            TriggerOptions::default(),
+        )
+        .await
+        .unwrap()
+        .run;
+    assert_eq!(run.tasks_total, 7);
+    assert_eq!(run.status, RunStatus::Pending);
+
+    let report = engine.advance(run.id).await.unwrap();
+    assert_eq!(report.dispatched, 7);
+    assert_eq!(report.finalized, Some(RunStatus::Success));
+
+    let run = db.store.get_run(run.id).await.unwrap();
+    assert_eq!(
+        (run.status, run.tasks_open, run.tasks_failed),
+        (RunStatus::Success, 0, 0)
+    );
+    let tasks = db.store.run_tasks(run.id).await.unwrap();
+    assert!(tasks
+        .iter()
+        .all(|t| t.status == TaskStatus::Success && t.attempt == 1));
+    // `join` was dispatched only after all of its five parent instances succeeded.
+    let join = tasks.iter().find(|t| t.name == "join").unwrap();
+    let last_parent = tasks
+        .iter()
+        .filter(|t| t.name != "join" && t.name != "extract")
+        .map(|t| t.finished_at.unwrap())
+        .max()
+        .unwrap();
+    assert!(join.dispatched_at.unwrap() >= last_parent);
+    let finals = db
+        .store
+        .run_events(run.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.task_id.is_none() && e.status == "success")
+        .count();
+    assert_eq!(finals, 1);
+}
+
+async fn a_failing_task_is_retried_then_its_descendants_skipped(db: TestDb) {
+    let flaky = Arc::new(Flaky {
+        failures_left: Mutex::new(HashMap::from([("left".to_owned(), 99)])),
+    });
+    let engine = with_executor(db.store.clone(), flaky);
+    let spec = DIAMOND.replace(
+        "task_count: 4}",
+        "task_count: 4, retries: {count: 2, backoff: 1ms}}",
+    );
+    engine.apply(&parse(&spec), None).await.unwrap();
+    let run = engine
+        .trigger("diamond", json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    let mut finalized = None;
+    for _ in 0..100 {
+        if let Some(s) = engine.advance(run.id).await.unwrap().finalized {
+            finalized = Some(s);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(finalized, Some(RunStatus::Failed));
+    let tasks = db.store.run_tasks(run.id).await.unwrap();
+    let by = |name: &str| tasks.iter().filter(|t| t.name == name).collect::<Vec<_>>();
+    for left in by("left") {
+        assert_eq!(
+            (left.status, left.attempt, left.exit_code),
+            (TaskStatus::Failed, 3, Some(3))
+        );
+        assert_eq!(left.error.as_deref(), Some("boom"));
+    }
+    assert_eq!(by("right")[0].status, TaskStatus::Success);
+    assert_eq!(by("join")[0].status, TaskStatus::Skipped);
+    let run = db.store.get_run(run.id).await.unwrap();
+    assert_eq!(
+        (run.status, run.tasks_open, run.tasks_failed),
+        (RunStatus::Failed, 0, 5)
+    );
+    let events = db.store.run_events(run.id).await.unwrap();
+    // Each of the 4 instances: 3 attempts, 2 of them sent back to pending.
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.status == "pending" && e.task_id.is_some())
+            .count(),
+        8
+    );
+    let skip = events.iter().find(|e| e.status == "skipped").unwrap();
+    assert_eq!(skip.detail.as_deref(), Some("upstream task left failed"));
+}
+
+async fn outputs_flow_to_children_as_input(db: TestDb) {
+    let holding = Arc::new(Holding::default());
+    let engine = with_executor(db.store.clone(), holding.clone());
+    engine.apply(&parse(DIAMOND), None).await.unwrap();
+    let run = engine
+        .trigger("diamond", json!({"n": 1}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    engine.advance(run.id).await.unwrap();
+    let extract = holding.take().pop().unwrap();
+    assert_eq!(extract.input, json!({"params": {"n": 1}, "upstream": {}}));
+    let done = Completion {
+        attempt: extract.attempt,
+        outcome: Outcome::success(Some(json!({"rows": 10}))),
+    };
+    engine.complete(&[done]).await.unwrap();
+    engine.advance(run.id).await.unwrap();
+    let mut next = holding.take();
+    assert_eq!(next.len(), 5);
+    for req in &next {
+        assert_eq!(req.input["upstream"]["extract"], json!({"rows": 10}));
+    }
+    next.sort_by_key(|r| (r.attempt.name.clone(), r.attempt.task_index));
+    let completions: Vec<Completion> = next
+        .iter()
+        .map(|r| Completion {
+            attempt: r.attempt.clone(),
+            outcome: Outcome::success(Some(json!(r.attempt.task_index))),
+        })
+        .collect();
+    engine.complete(&completions).await.unwrap();
+    engine.advance(run.id).await.unwrap();
+    let join = holding.take().pop().unwrap();
+    assert_eq!(join.input["upstream"]["left"], json!([0, 1, 2, 3]));
+    assert_eq!(join.input["upstream"]["right"], json!(0));
+}
+
+async fn replayed_and_stale_completions_change_nothing(db: TestDb) {
+    let holding = Arc::new(Holding::default());
+    let engine = with_executor(db.store.clone(), holding.clone());
+    engine
+        .apply(
+            &parse(
+                "name: one\ntasks:\n  only: {executor: noop, retries: {count: 1, backoff: 1ms}}\n",
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    let run = engine
+        .trigger("one", json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    engine.advance(run.id).await.unwrap();
+    let first = holding.take().pop().unwrap().attempt;
+    // Attempt 1 fails and is retried as attempt 2.
+    let failed = Completion {
+        attempt: first.clone(),
+        outcome: Outcome::failure(Some(1), "x"),
+    };
+    assert_eq!(
+        engine
+            .complete(std::slice::from_ref(&failed))
+            .await
+            .unwrap()
+            .applied,
+        1
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    engine.advance(run.id).await.unwrap();
+    let second = holding.take().pop().unwrap().attempt;
+    assert_eq!(second.attempt, 2);
+    let before = db.store.run_events(run.id).await.unwrap().len();
+    // The superseded attempt reports again, either way: nothing changes.
+    assert_eq!(engine.complete(&[failed]).await.unwrap().applied, 0);
+    assert_eq!(engine.complete(&[ok(&first)]).await.unwrap().applied, 0);
+    assert_eq!(db.store.run_events(run.id).await.unwrap().len(), before);
+    // The current attempt finishes the run; its replay changes nothing.
+    let done = engine.complete(&[ok(&second)]).await.unwrap();
+    assert_eq!(done.finalized, vec![(run.id, RunStatus::Success)]);
+    let after = db.store.run_events(run.id).await.unwrap().len();
+    let replay = engine.complete(&[ok(&second), ok(&second)]).await.unwrap();
+    assert_eq!((replay.applied, replay.finalized.len()), (0, 0));
+    assert_eq!(db.store.run_events(run.id).await.unwrap().len(), after);
+}
+
+async fn an_idempotency_key_returns_the_first_run(db: TestDb) {
+    let engine = noop_engine(db.store.clone());
+    engine.apply(&parse(DIAMOND), None).await.unwrap();
+    let opts = || TriggerOptions {
+        trigger: "http".into(),
+        idempotency_key: Some("2026-11-23".into()),
+    };
+    let first = engine.trigger("diamond", json!({}), opts()).await.unwrap();
+    let second = engine.trigger("diamond", json!({}), opts()).await.unwrap();
+    assert!(first.created && !second.created);
+    assert_eq!(first.run.id, second.run.id);
+    assert_eq!(
+        db.store.list_runs(Some("diamond"), 10).await.unwrap().len(),
+        1
+    );
+}
+
+async fn cancel_closes_the_run_and_ignores_late_completions(db: TestDb) {
+    let holding = Arc::new(Holding::default());
+    let engine = with_executor(db.store.clone(), holding.clone());
+    engine.apply(&parse(DIAMOND), None).await.unwrap();
+    let run = engine
+        .trigger("diamond", json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    engine.advance(run.id).await.unwrap();
+    let extract = holding.take().pop().unwrap().attempt;
+    assert!(engine.cancel(run.id).await.unwrap());
+    assert!(
+        !engine.cancel(run.id).await.unwrap(),
+        "a second cancel finds the run final"
+    );
+    let late = engine.complete(&[ok(&extract)]).await.unwrap();
+    assert_eq!(late.applied, 0);
+    let run = db.store.get_run(run.id).await.unwrap();
+    assert_eq!(run.status, RunStatus::Cancelled);
+    let tasks = db.store.run_tasks(run.id).await.unwrap();
+    assert!(tasks.iter().all(|t| t.status == TaskStatus::Cancelled));
+    assert_eq!(engine.advance(run.id).await.unwrap().dispatched, 0);
+}
+
+async fn a_missing_executor_fails_the_attempt_with_a_clear_error(db: TestDb) {
+    let engine = noop_engine(db.store.clone());
+    engine
+        .apply(&parse("name: p\ntasks:\n  t: {command: 'true'}\n"), None)
+        .await
+        .unwrap();
+    let run = engine
+        .trigger("p", json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    assert_eq!(
+        engine.advance(run.id).await.unwrap().finalized,
+        Some(RunStatus::Failed)
+    );
+    let task = db.store.run_tasks(run.id).await.unwrap().pop().unwrap();
+    assert_eq!(
+        task.error.as_deref(),
+        Some("dispatch failed: no executor configured for `process` tasks")
+    );
+}
+
+on_both_backends!(
+    applying_a_changed_spec_creates_a_version,
+    a_diamond_with_fan_out_runs_to_success,
+    a_failing_task_is_retried_then_its_descendants_skipped,
+    outputs_flow_to_children_as_input,
+    replayed_and_stale_completions_change_nothing,
+    an_idempotency_key_returns_the_first_run,
+    cancel_closes_the_run_and_ignores_late_completions,
+    a_missing_executor_fails_the_attempt_with_a_clear_error,
+);

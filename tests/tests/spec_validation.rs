@@ -1,0 +1,440 @@
+//! Spec parsing and validation: every rejected spec must say what is wrong
+//! and on which line, and every accepted form must mean what it says.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ork_core::spec::{self, ExecutorKind, RetryPolicy, SpecError, WorkflowSpec};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/spec")
+        .join(name)
+}
+
+fn parse(yaml: &str) -> WorkflowSpec {
+    spec::parse_str(yaml, None).unwrap_or_else(|e| panic!("should parse: {e}"))
+}
+
+/// Asserts that `yaml` is rejected on `line` with a message containing `msg`.
+#[track_caller]
+fn rejects(yaml: &str, line: usize, msg: &str) -> SpecError {
+    let err = spec::parse_str(yaml, None).expect_err("should be rejected");
+    assert!(
+        err.message.contains(msg),
+        "message {:?} lacks {msg:?}",
+        err.message
+    );
+    assert_eq!(err.line, Some(line), "wrong line for {err}");
+    err
+}
+
+#[track_caller]
+fn rejects_file(name: &str, line: usize, msg: &str) -> SpecError {
+    let path = fixture(name);
+    let err = spec::load_file(&path).expect_err("should be rejected");
+    assert!(
+        err.message.contains(msg),
+        "message {:?} lacks {msg:?}",
+        err.message
+    );
+    assert_eq!(err.line, Some(line), "wrong line for {err}");
+    assert_eq!(err.file.as_deref(), Some(path.as_path()));
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}:{line}: ", path.display())),
+        "{err}"
+    );
+    err
+}
+
+// ---- rejected specs -------------------------------------------------------
+
+#[test]
+fn empty_workflow_name() {
+    rejects(
+        "name: ''\ntasks:\n  a: {executor: noop}\n",
+        1,
+        "workflow name is empty",
+    );
+}
+
+#[test]
+fn no_tasks() {
+    rejects("name: x\ntasks: {}\n", 2, r#"workflow "x" has no tasks"#);
+    rejects("name: x\n\ntasks:\n", 3, "has no tasks");
+}
+
+#[test]
+fn empty_task_name() {
+    rejects(
+        "name: x\ntasks:\n  a: {executor: noop}\n  \"\": {executor: noop}\n",
+        4,
+        "task name is empty",
+    );
+}
+
+#[test]
+fn task_name_with_bad_characters() {
+    rejects(
+        "name: x\ntasks:\n  ok_1.a-b: {executor: noop}\n  \"load data\":\n    executor: noop\n",
+        4,
+        r#"task name "load data" may only contain letters, digits"#,
+    );
+    rejects("name: x\ntasks:\n  a/b: {executor: noop}\n", 3, r#""a/b""#);
+}
+
+#[test]
+fn duplicate_task_name() {
+    rejects_file(
+        "duplicate_task.yaml",
+        9,
+        r#"task "extract" is defined twice"#,
+    );
+}
+
+#[test]
+fn unknown_dependency() {
+    let err = rejects_file("unknown_dep.yaml", 12, "");
+    assert_eq!(
+        err.message,
+        r#"task "load" depends on unknown task "transfrom""#
+    );
+    // Flow style: the line of the list.
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: noop\n    timeout: 5s\n    depends_on: [b, zz]\n  b: {executor: noop}\n",
+        6,
+        r#"task "a" depends on unknown task "zz""#,
+    );
+}
+
+#[test]
+fn self_dependency() {
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: noop\n  b:\n    executor: noop\n    depends_on:\n      - a\n      - b\n",
+        9,
+        r#"task "b" depends on itself"#,
+    );
+}
+
+#[test]
+fn cycle() {
+    let err = rejects_file("cycle.yaml", 9, "");
+    assert_eq!(err.message, "cycle: a -> b -> c -> a");
+}
+
+#[test]
+fn process_without_command() {
+    rejects(
+        "name: x\ntasks:\n  a: {executor: noop}\n  b:\n    args: [-c, true]\n",
+        4,
+        r#"task "b": executor "process" needs a `command`"#,
+    );
+}
+
+#[test]
+fn python_without_file() {
+    rejects(
+        "name: x\ntasks:\n  train:\n    executor: python\n",
+        3,
+        r#"task "train": executor "python" needs a `file`"#,
+    );
+}
+
+#[test]
+fn python_file_missing() {
+    let err = rejects_file(
+        "missing_script.yaml",
+        8,
+        r#"file "scripts/train.py" not found"#,
+    );
+    assert!(err.message.contains("fixtures/spec"), "{err}");
+    // Without a file there is no base dir to check against.
+    let src = std::fs::read_to_string(fixture("missing_script.yaml")).unwrap();
+    assert!(spec::parse_str(&src, None).is_ok());
+}
+
+#[test]
+fn task_count_zero() {
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: noop\n    task_count: 0\n",
+        5,
+        r#"task "a": task_count must be at least 1"#,
+    );
+}
+
+#[test]
+fn too_many_retries() {
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: noop\n    retries: 101\n",
+        5,
+        r#"task "a": retries.count is 101, the maximum is 100"#,
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: noop\n    retries:\n      backoff: 1s\n      count: 1000\n",
+        5,
+        "retries.count is 1000",
+    );
+}
+
+#[test]
+fn zero_timeout() {
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: noop\n    timeout: 0\n",
+        5,
+        r#"task "a": timeout must be greater than zero"#,
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: noop\n    timeout: 0s\n",
+        5,
+        "timeout must be",
+    );
+}
+
+#[test]
+fn unknown_executor() {
+    let err = rejects_file("unknown_executor.yaml", 4, "unknown variant `docker`");
+    for valid in ["process", "python", "noop"] {
+        assert!(err.message.contains(valid), "{err}");
+    }
+}
+
+#[test]
+fn unknown_field() {
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: process\n    comand: ls\n",
+        5,
+        "unknown field `comand`",
+    );
+    rejects(
+        "name: x\nschedul: daily\ntasks:\n  a: {command: ls}\n",
+        2,
+        "unknown field `schedul`",
+    );
+}
+
+#[test]
+fn bad_schedule_and_time_zone() {
+    rejects(
+        "name: x\nschedule: daily\ntasks:\n  a: {command: ls}\n",
+        2,
+        "invalid cron schedule \"daily\"",
+    );
+    rejects(
+        "name: x\nschedule: \"0 6 * * *\"\ntimezone: Mars/Olympus\ntasks:\n  a: {command: ls}\n",
+        3,
+        "unknown time zone \"Mars/Olympus\"",
+    );
+    rejects(
+        "name: x\ntimezone: UTC\ntasks:\n  a: {command: ls}\n",
+        2,
+        "`timezone` needs a `schedule`",
+    );
+}
+
+#[test]
+fn cloud_executors_need_their_block() {
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: cloudrun\n    args: [x]\n",
+        3,
+        "needs a `cloudrun:` block",
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: fargate\n",
+        3,
+        "needs a `fargate:` block",
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    command: ls\n    cloudrun: {job: j, project: p}\n",
+        5,
+        "a `cloudrun:` block needs `executor: cloudrun`",
+    );
+}
+
+#[test]
+fn bad_duration() {
+    let err = rejects_file(
+        "bad_duration.yaml",
+        6,
+        r#"invalid duration "10 parsecs": unknown time unit"#,
+    );
+    assert!(
+        !err.message.contains("column"),
+        "location left in message: {err}"
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    command: ls\n    timeout: -5\n",
+        5,
+        "negative",
+    );
+}
+
+#[test]
+fn bad_retries() {
+    rejects(
+        "name: x\ntasks:\n  a:\n    command: ls\n    retries:\n      count: 2\n      backof: 1s\n",
+        7,
+        "unknown field `backof`, expected one of `count`, `backoff`, `max_backoff`",
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    command: ls\n    retries: {count: 2, max_backoff: soon}\n",
+        5,
+        r#"invalid duration "soon""#,
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    command: ls\n    retries: {backoff: 1s}\n",
+        5,
+        "missing field `count`",
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    command: ls\n    retries: lots\n",
+        5,
+        "a retry count",
+    );
+}
+
+#[test]
+fn syntax_error() {
+    rejects(
+        "name: x\ntasks:\n  a:\n    command: ls\n   args: []\n",
+        5,
+        "did not find expected key",
+    );
+    rejects("name: x\ntasks:\n\ta: {}\n", 3, "cannot start any token");
+}
+
+// ---- accepted specs -------------------------------------------------------
+
+#[test]
+fn diamond_with_fan_out() {
+    let spec = parse(
+        "name: diamond\ntasks:\n  top: {executor: noop}\n  left:\n    executor: noop\n    depends_on: [top]\n    task_count: 4\n  right: {executor: noop, depends_on: [top]}\n  bottom:\n    executor: noop\n    depends_on: [left, right]\n",
+    );
+    assert_eq!(spec.tasks.len(), 4);
+    assert_eq!(spec.tasks["left"].task_count, 4);
+    assert_eq!(spec.tasks["right"].task_count, 1);
+    assert_eq!(spec.tasks["bottom"].depends_on, ["left", "right"]);
+    assert_eq!(spec.tasks["top"].executor, ExecutorKind::Noop);
+}
+
+#[test]
+fn retries_short_and_long_form() {
+    let spec = parse(
+        "name: r\ntasks:\n  short: {command: ls, retries: 2}\n  long:\n    command: ls\n    retries: {count: 3, backoff: 10s, max_backoff: 1h}\n  partial:\n    command: ls\n    retries:\n      count: 1\n  none: {command: ls}\n",
+    );
+    let r = |t: &str| spec.tasks[t].retries;
+    assert_eq!(
+        r("short"),
+        RetryPolicy {
+            count: 2,
+            ..RetryPolicy::default()
+        }
+    );
+    assert_eq!(
+        r("long"),
+        RetryPolicy {
+            count: 3,
+            backoff: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(3600)
+        }
+    );
+    assert_eq!(r("partial").backoff, Duration::from_secs(1));
+    assert_eq!(r("partial").max_backoff, Duration::from_secs(300));
+    assert_eq!(r("none"), RetryPolicy::default());
+}
+
+#[test]
+fn timeouts_in_seconds_or_humantime() {
+    let spec = parse(
+        "name: t\ntasks:\n  secs: {command: ls, timeout: 600}\n  mins: {command: ls, timeout: 10m}\n  mixed: {command: ls, timeout: 1h 30m}\n  ms: {command: ls, timeout: \"500ms\"}\n  none: {command: ls}\n",
+    );
+    let t = |n: &str| spec.tasks[n].timeout;
+    assert_eq!(t("secs"), Some(Duration::from_secs(600)));
+    assert_eq!(t("mins"), Some(Duration::from_secs(600)));
+    assert_eq!(t("mixed"), Some(Duration::from_secs(5400)));
+    assert_eq!(t("ms"), Some(Duration::from_millis(500)));
+    assert_eq!(t("none"), None);
+}
+
+#[test]
+fn json_round_trip() {
+    let mut spec = parse(
+        "name: full\ndescription: everything set\ntasks:\n  a:\n    command: sh\n    args: [-c, 'echo $X']\n    env: {X: '1'}\n    timeout: 1m 30s 250ms\n    retries: {count: 3, backoff: 1500ms, max_backoff: 2m}\n    task_count: 3\n  b:\n    executor: python\n    file: b.py\n    depends_on: [a]\n    retries: 1\n  c: {executor: noop, depends_on: [a, b]}\n",
+    );
+    spec.base_dir = Some(PathBuf::from("/srv/workflows"));
+    let json = serde_json::to_string(&spec).unwrap();
+    let back: WorkflowSpec = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, spec, "{json}");
+    // Durations are stored readably.
+    assert!(json.contains(r#""timeout":"1m 30s 250ms""#), "{json}");
+}
+
+#[test]
+fn load_file_sets_base_dir_and_finds_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tasks")).unwrap();
+    std::fs::write(dir.path().join("tasks/train.py"), "print('hi')\n").unwrap();
+    let file = dir.path().join("ml.yaml");
+    std::fs::write(
+        &file,
+        "name: ml\ntasks:\n  train: {executor: python, file: tasks/train.py}\n",
+    )
+    .unwrap();
+    let spec = spec::load_file(&file).unwrap();
+    assert_eq!(spec.base_dir.as_deref(), Some(dir.path()));
+}
+
+#[test]
+fn load_dir_reads_yaml_files_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("b.yml"),
+        "name: second\ntasks:\n  a: {executor: noop}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "name: first\ntasks:\n  a: {executor: noop}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not: [a workflow").unwrap();
+    std::fs::create_dir(dir.path().join("sub.yaml")).unwrap();
+    let names: Vec<_> = spec::load_dir(dir.path())
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["first", "second"]);
+}
+
+#[test]
+fn load_dir_rejects_same_workflow_twice() {
+    let err = spec::load_dir(&fixture("same_name")).expect_err("duplicate name");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("a.yaml") && msg.contains("b.yml") && msg.contains(r#""twin""#),
+        "{msg}"
+    );
+}
+
+#[test]
+fn example_workflows_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
+    let specs = spec::load_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+    assert!(specs
+        .iter()
+        .any(|s| s.name == "etl" && s.tasks["transform"].task_count == 4));
+}
+
+#[test]
+fn error_display() {
+    let e = |file: Option<&str>, line| SpecError {
+        file: file.map(PathBuf::from),
+        line,
+        message: "bad".into(),
+    };
+    assert_eq!(e(Some("w/a.yaml"), Some(3)).to_string(), "w/a.yaml:3: bad");
+    assert_eq!(e(Some("w/a.yaml"), None).to_string(), "w/a.yaml: bad");
+    assert_eq!(e(None, Some(3)).to_string(), "line 3: bad");
+    assert_eq!(e(None, None).to_string(), "bad");
+}

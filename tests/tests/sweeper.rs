@@ -1,0 +1,182 @@
+//! The sweeper's repairs, on SQLite and PostgreSQL: claims whose dispatch
+//! never happened, attempts past their timeout, and cron slots fired by
+//! overlapping ticks.
+
+use ork_tests::db as common;
+use ork_tests::on_both_backends;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::*;
+use ork_core::engine::{Engine, EngineConfig, TriggerOptions};
+use ork_core::executor::{Dispatch, DispatchRequest, Executor, Executors};
+use ork_core::model::TaskStatus;
+use ork_core::spec::ExecutorKind;
+use serde_json::json;
+
+/// Starts attempts and never reports them; can be told to hang instead.
+#[derive(Default)]
+struct Silent {
+    hang: bool,
+    started: Mutex<Vec<DispatchRequest>>,
+}
+
+#[async_trait]
+impl Executor for Silent {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
+        self.started.lock().unwrap().push(req.clone());
+        Ok(Dispatch::Started {
+            execution_id: format!("silent-{}", req.attempt.attempt),
+        })
+    }
+}
+
+fn engine(db: &TestDb, executor: Arc<dyn Executor>, lease: Duration) -> Arc<Engine> {
+    let config = EngineConfig {
+        lease,
+        ..EngineConfig::default()
+    };
+    Arc::new(Engine::new(
+        db.store.clone(),
+        Executors::new().with(ExecutorKind::Noop, executor),
+        config,
+    ))
+}
+
+async fn a_claim_whose_handler_died_is_dispatched_again_once(db: TestDb) {
+    // The first handler claims, then hangs in dispatch and is killed.
+    let dying = engine(
+        &db,
+        Arc::new(Silent {
+            hang: true,
+            ..Silent::default()
+        }),
+        Duration::from_millis(1000),
+    );
+    dying
+        .apply(
+            &parse("name: one\ntasks:\n  only: {executor: noop}\n"),
+            None,
+        )
+        .await
+        .unwrap();
+    let run = dying
+        .trigger("one", json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    let handler = tokio::spawn({
+        let dying = dying.clone();
+        async move { dying.advance(run.id).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    handler.abort();
+    let task = db.store.run_tasks(run.id).await.unwrap().pop().unwrap();
+    assert_eq!((task.status, task.attempt), (TaskStatus::Dispatched, 1));
+
+    // Before the lease runs out, a sweep leaves the claim alone.
+    let silent = Arc::new(Silent::default());
+    let sweeper = engine(&db, silent.clone(), Duration::from_secs(60));
+    assert_eq!(sweeper.sweep().await.unwrap().requeued, 0);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Two sweeps at once after it: the claim is put back and dispatched once.
+    let (a, b) = tokio::join!(sweeper.sweep(), sweeper.sweep());
+    assert_eq!(a.unwrap().requeued + b.unwrap().requeued, 1);
+    let started = silent.started.lock().unwrap().clone();
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].attempt.attempt, 2);
+    let task = db.store.run_tasks(run.id).await.unwrap().pop().unwrap();
+    assert_eq!((task.status, task.attempt), (TaskStatus::Running, 2));
+    let events = db.store.run_events(run.id).await.unwrap();
+    let requeues: Vec<_> = events
+        .iter()
+        .filter(|e| e.status == "pending" && e.task_id.is_some())
+        .collect();
+    assert_eq!(requeues.len(), 1);
+    assert_eq!(
+        requeues[0].detail.as_deref(),
+        Some("claim lease expired before dispatch")
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.status == "dispatched").count(),
+        2
+    );
+}
+
+async fn a_task_past_its_timeout_is_failed_and_retried(db: TestDb) {
+    let silent = Arc::new(Silent::default());
+    let engine = engine(&db, silent.clone(), Duration::from_secs(60));
+    let spec = "name: slow\ntasks:\n  t: {executor: noop, timeout: 1s, retries: {count: 1, backoff: 1ms}}\n";
+    engine.apply(&parse(spec), None).await.unwrap();
+    let run = engine
+        .trigger("slow", json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    engine.advance(run.id).await.unwrap();
+    assert_eq!(engine.sweep().await.unwrap().overdue, 0, "not overdue yet");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let swept = engine.sweep().await.unwrap();
+    assert_eq!(swept.overdue, 1);
+    // Retried at once (1ms backoff) by the same sweep's advance, or the next.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    engine.sweep().await.unwrap();
+    let attempts: Vec<i64> = silent
+        .started
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.attempt.attempt)
+        .collect();
+    assert_eq!(attempts, vec![1, 2]);
+    let events = db.store.run_events(run.id).await.unwrap();
+    let timed_out = events
+        .iter()
+        .find(|e| e.status == "pending" && e.task_id.is_some())
+        .unwrap();
+    assert_eq!(timed_out.detail.as_deref(), Some("timed out after 1s"));
+    // The second attempt times out too: no retries left, the run fails.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    engine.sweep().await.unwrap();
+    let run = db.store.get_run(run.id).await.unwrap();
+    assert_eq!(run.status, ork_core::model::RunStatus::Failed);
+}
+
+async fn overlapping_ticks_fire_a_schedule_slot_once(db: TestDb) {
+    let engine = Arc::new(noop_engine(db.store.clone()));
+    let spec = "name: hourly\nschedule: \"0 * * * *\"\ntasks:\n  t: {executor: noop}\n";
+    engine.apply(&parse(spec), None).await.unwrap();
+    let later = chrono::Utc::now() + chrono::Duration::hours(3);
+    let ticks: Vec<_> = (0..4)
+        .map(|_| {
+            let engine = engine.clone();
+            tokio::spawn(async move { engine.fire_schedules(later).await.unwrap() })
+        })
+        .collect();
+    let mut fired = Vec::new();
+    for t in ticks {
+        fired.extend(t.await.unwrap());
+    }
+    // Catch-up is off: only the latest due slot, once.
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert!(engine.fire_schedules(later).await.unwrap().is_empty());
+    let runs = db.store.list_runs(Some("hourly"), 10).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].trigger, "schedule");
+    assert!(runs[0]
+        .idempotency_key
+        .as_deref()
+        .unwrap()
+        .starts_with("schedule:"));
+}
+
+on_both_backends!(
+    a_claim_whose_handler_died_is_dispatched_again_once,
+    a_task_past_its_timeout_is_failed_and_retried,
+    overlapping_ticks_fire_a_schedule_slot_once,
+);

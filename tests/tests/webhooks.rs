@@ -1,0 +1,352 @@
+//! The handlers over real HTTP (axum on 127.0.0.1, reqwest as the worker),
+//! on SQLite and PostgreSQL: authentication of triggers and callbacks,
+//! idempotent and stale reports, body limits, and 64 webhooks at once.
+
+use ork_tests::db as common;
+use ork_tests::on_both_backends;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::*;
+use ork_api::advancer::Advancer;
+use ork_api::Handlers;
+use ork_core::engine::{CallbackConfig, Engine, EngineConfig};
+use ork_core::executor::{Dispatch, DispatchRequest, Executor, Executors, Outcome};
+use ork_core::model::AttemptRef;
+use ork_core::model::{RunStatus, TaskStatus};
+use ork_core::spec::ExecutorKind;
+use ork_core::token::Signer;
+use serde_json::{json, Value};
+
+const KEY: &str = "test-api-key";
+
+/// Starts attempts and keeps their requests (and so their tokens).
+#[derive(Default)]
+struct Holding(Mutex<Vec<DispatchRequest>>);
+
+#[async_trait]
+impl Executor for Holding {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+        self.0.lock().unwrap().push(req.clone());
+        Ok(Dispatch::Started {
+            execution_id: execution_name(req.attempt.task_id),
+        })
+    }
+
+    /// Every attempt it started has ended well, when asked.
+    async fn poll(
+        &self,
+        _attempt: &AttemptRef,
+        _execution_id: &str,
+    ) -> Result<Option<Outcome>, String> {
+        Ok(Some(Outcome::success(Some(json!({"polled": true})))))
+    }
+}
+
+fn execution_name(task: uuid::Uuid) -> String {
+    format!(
+        "projects/p/locations/europe-west1/jobs/j/executions/j-{}",
+        task.simple()
+    )
+}
+
+impl Holding {
+    fn take(&self) -> Vec<DispatchRequest> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+struct Server {
+    url: String,
+    http: reqwest::Client,
+    holding: Arc<Holding>,
+    signer: Signer,
+    db: TestDb,
+}
+
+async fn serve(db: TestDb) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let signer = Signer::new(*b"0123456789abcdef0123456789abcdef").unwrap();
+    let holding = Arc::new(Holding::default());
+    let config = EngineConfig {
+        callback: Some(CallbackConfig {
+            url: format!("{url}/complete"),
+            signer: signer.clone(),
+            grace: Duration::from_secs(60),
+        }),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(
+        db.store.clone(),
+        Executors::new().with(ExecutorKind::Noop, holding.clone()),
+        config,
+    );
+    let handlers = Arc::new(Handlers {
+        engine: Arc::new(engine),
+        api_key: Some(KEY.into()),
+        signer: signer.clone(),
+        advancer: Advancer::Inline,
+    });
+    let app = ork_api::http::router(handlers);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Server {
+        url,
+        http: reqwest::Client::new(),
+        holding,
+        signer,
+        db,
+    }
+}
+
+impl Server {
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(KEY)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn events(&self, run: uuid::Uuid) -> usize {
+        self.db.store.run_events(run).await.unwrap().len()
+    }
+
+    async fn trigger(&self, yaml: &str) -> uuid::Uuid {
+        let spec = parse(yaml);
+        ork_core::engine::Engine::new(
+            self.db.store.clone(),
+            Executors::new(),
+            EngineConfig::default(),
+        )
+        .apply(&spec, None)
+        .await
+        .unwrap();
+        let (status, body) = self.post("/trigger", &json!({"workflow": spec.name})).await;
+        assert_eq!(status, 202, "{body}");
+        body["run_id"].as_str().unwrap().parse().unwrap()
+    }
+}
+
+fn report(token: &str, status: &str) -> Value {
+    json!({"token": token, "status": status, "exit_code": if status == "success" { 0 } else { 1 }})
+}
+
+async fn callbacks_are_authenticated_idempotent_and_never_stale(db: TestDb) {
+    let s = serve(db).await;
+    // Trigger needs the API key.
+    let r = s
+        .http
+        .post(format!("{}/trigger", s.url))
+        .json(&json!({"workflow": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let run = s
+        .trigger("name: one\ntasks:\n  t: {executor: noop, retries: {count: 1, backoff: 1ms}}\n")
+        .await;
+    let first = s
+        .holding
+        .take()
+        .pop()
+        .expect("dispatched by the trigger's advance");
+    let token1 = first.callback.unwrap().token;
+    let before = s.events(run).await;
+
+    // Forged: another key; tampered: claims changed; expired: our key, past expiry.
+    let forger = Signer::new(*b"ffffffffffffffffffffffffffffffff").unwrap();
+    let forged = forger.sign(
+        &first.attempt,
+        chrono::Utc::now() + chrono::Duration::minutes(5),
+    );
+    let expired = s.signer.sign(
+        &first.attempt,
+        chrono::Utc::now() - chrono::Duration::seconds(1),
+    );
+    let tampered = format!("{}x", &token1);
+    for bad in [
+        forged.as_str(),
+        expired.as_str(),
+        tampered.as_str(),
+        "garbage",
+    ] {
+        let (status, body) = s.post("/complete", &report(bad, "success")).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    assert!(
+        s.post("/complete", &report(&expired, "success")).await.1["error"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+    assert_eq!(
+        s.events(run).await,
+        before,
+        "refused callbacks record nothing"
+    );
+    assert_eq!(
+        s.db.store.run_tasks(run).await.unwrap()[0].status,
+        TaskStatus::Running
+    );
+
+    // Attempt 1 fails: recorded, retried as attempt 2.
+    assert_eq!(s.post("/complete", &report(&token1, "failed")).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(s.post("/advance", &json!({"run_id": run})).await.0, 200);
+    let second = s.holding.take().pop().unwrap();
+    assert_eq!(second.attempt.attempt, 2);
+    let token2 = second.callback.unwrap().token;
+
+    // Attempt 1 reports again, either way: 409 or duplicate, nothing changes.
+    let before = s.events(run).await;
+    let (status, body) = s.post("/complete", &report(&token1, "success")).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(s.events(run).await, before);
+
+    // Attempt 2 succeeds once; its replay is a 200 that changes nothing.
+    let (status, body) = s.post("/complete", &report(&token2, "success")).await;
+    assert_eq!((status, body["result"].as_str()), (200, Some("recorded")));
+    assert_eq!(body["finalized"], "success");
+    let after = s.events(run).await;
+    let (status, body) = s.post("/complete", &report(&token2, "failed")).await;
+    assert_eq!((status, body["result"].as_str()), (200, Some("duplicate")));
+    assert_eq!(s.events(run).await, after);
+    assert_eq!(
+        s.db.store.get_run(run).await.unwrap().status,
+        RunStatus::Success
+    );
+
+    // A finished attempt's heartbeat tells the worker to stop.
+    assert_eq!(s.post("/heartbeat", &json!({"token": token2})).await.0, 410);
+}
+
+async fn bad_bodies_get_clear_errors(db: TestDb) {
+    let s = serve(db).await;
+    let huge = "x".repeat(300 * 1024);
+    let (status, _) = s
+        .post("/complete", &json!({"token": huge, "status": "success"}))
+        .await;
+    assert_eq!(status, 413);
+    let (status, body) = s
+        .post("/complete", &json!({"token": "t", "status": "done"}))
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown variant `done`"),
+        "{body}"
+    );
+    let (status, body) = s.post("/trigger", &json!({"workflow": "nope"})).await;
+    assert_eq!(status, 404);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("\"nope\" not found"),
+        "{body}"
+    );
+    let (status, _) = s
+        .post("/trigger", &json!({"workflow": "nope", "extra": 1}))
+        .await;
+    assert_eq!(status, 400);
+}
+
+async fn sixty_four_concurrent_webhooks_finalize_once(db: TestDb) {
+    let s = Arc::new(serve(db).await);
+    let run = s
+        .trigger("name: fan\ntasks:\n  fan: {executor: noop, task_count: 64}\n  join: {executor: noop, depends_on: [fan]}\n")
+        .await;
+    let fan = s.holding.take();
+    assert_eq!(fan.len(), 64);
+    // Every worker reports twice, all at once.
+    let calls: Vec<_> = fan
+        .iter()
+        .flat_map(|r| {
+            [
+                r.callback.clone().unwrap().token,
+                r.callback.clone().unwrap().token,
+            ]
+        })
+        .map(|token| {
+            let s = s.clone();
+            tokio::spawn(async move { s.post("/complete", &report(&token, "success")).await })
+        })
+        .collect();
+    let mut recorded = 0;
+    for c in calls {
+        let (status, body) = c.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        if body["result"] == "recorded" {
+            recorded += 1;
+        }
+    }
+    assert_eq!(recorded, 64);
+    let join = s.holding.take();
+    assert_eq!(join.len(), 1, "the child is dispatched exactly once");
+    let (status, body) = s
+        .post(
+            "/complete",
+            &report(&join[0].callback.clone().unwrap().token, "success"),
+        )
+        .await;
+    assert_eq!((status, &body["finalized"]), (200, &json!("success")));
+    let events = s.db.store.run_events(run).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.task_id.is_none() && e.status == "success")
+            .count(),
+        1
+    );
+    assert_eq!(events.iter().filter(|e| e.status == "success").count(), 66);
+}
+
+async fn a_cloud_run_execution_event_is_checked_then_recorded(db: TestDb) {
+    let s = serve(db).await;
+    let run = s
+        .trigger("name: one\ntasks:\n  t: {executor: noop}\n")
+        .await;
+    let task = s.holding.take().pop().unwrap().attempt.task_id;
+    // Unknown executions are ignored.
+    let stray = json!({"data": {"name": execution_name(uuid::Uuid::now_v7())}});
+    let (status, body) = s.post("/events", &stray).await;
+    assert_eq!((status, body["result"].as_str()), (200, Some("ignored")));
+    // A CloudEvent carrying the Execution resource: the executor is asked
+    // (the event itself says nothing trustworthy), and its answer recorded.
+    let event = json!({
+        "specversion": "1.0",
+        "type": "google.cloud.run.execution.v1.completed",
+        "data": {"name": execution_name(task), "succeededCount": 1, "completionTime": "2026-11-23T10:00:00Z"},
+    });
+    let (status, body) = s.post("/events", &event).await;
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("recorded")),
+        "{body}"
+    );
+    let t = s.db.store.run_tasks(run).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (t.status, t.output),
+        (TaskStatus::Success, Some(json!({"polled": true})))
+    );
+    // Delivered again: nothing left in flight for it.
+    assert_eq!(s.post("/events", &event).await.1["result"], "ignored");
+    assert_eq!(s.post("/events", &json!({"hello": 1})).await.0, 400);
+}
+
+on_both_backends!(
+    a_cloud_run_execution_event_is_checked_then_recorded,
+    callbacks_are_authenticated_idempotent_and_never_stale,
+    bad_bodies_get_clear_errors,
+    sixty_four_concurrent_webhooks_finalize_once,
+);
