@@ -208,16 +208,21 @@ impl Conn<'_> {
     /// Runs a statement; returns the number of rows it touched.
     pub async fn execute(&mut self, sql: Sql) -> sqlx::Result<u64> {
         match self {
-            Conn::Postgres(c) => Ok(bind_all!(sqlx::query(&sql.text), sql.args)
-                .execute(&mut **c)
-                .await?
-                .rows_affected()),
+            Conn::Postgres(c) => Ok(bind_all!(
+                sqlx::query(sqlx::AssertSqlSafe(sql.text)),
+                sql.args
+            )
+            .execute(&mut **c)
+            .await?
+            .rows_affected()),
             Conn::Sqlite(c) => {
                 let sql = sql.into_positional();
-                Ok(bind_all!(sqlx::query(&sql.text), sql.args)
-                    .execute(&mut **c)
-                    .await?
-                    .rows_affected())
+                Ok(
+                    bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args)
+                        .execute(&mut **c)
+                        .await?
+                        .rows_affected(),
+                )
             }
         }
     }
@@ -225,15 +230,21 @@ impl Conn<'_> {
     pub async fn fetch_all<T: Row>(&mut self, sql: Sql) -> sqlx::Result<Vec<T>> {
         match self {
             Conn::Postgres(c) => {
-                bind_all!(sqlx::query_as::<_, T>(&sql.text), sql.args)
-                    .fetch_all(&mut **c)
-                    .await
+                bind_all!(
+                    sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql.text)),
+                    sql.args
+                )
+                .fetch_all(&mut **c)
+                .await
             }
             Conn::Sqlite(c) => {
                 let sql = sql.into_positional();
-                bind_all!(sqlx::query_as::<_, T>(&sql.text), sql.args)
-                    .fetch_all(&mut **c)
-                    .await
+                bind_all!(
+                    sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql.text)),
+                    sql.args
+                )
+                .fetch_all(&mut **c)
+                .await
             }
         }
     }
