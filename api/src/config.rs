@@ -1,13 +1,17 @@
-//! Handler configuration, from environment variables (documented in the README).
+//! Ork's configuration, in one typed place: every setting is a flag of the
+//! `ork` command line and an environment variable (the Lambda functions,
+//! which have no command line, read the same struct from the environment
+//! alone). The README's configuration table lists them.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use clap::{ArgAction, Args, Parser};
 use ork_core::engine::{CallbackConfig, Engine, EngineConfig};
 use ork_core::executor::Completion;
-use ork_core::store::{self, Store};
+use ork_core::store::{self, Store, StoreOptions};
 use ork_core::token::Signer;
 use ork_executors::ProcessExecutor;
 use tokio::sync::mpsc;
@@ -15,42 +19,148 @@ use tokio::sync::mpsc;
 use crate::advancer::Advancer;
 use crate::handlers::Handlers;
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
+/// The settings shared by the CLI and the handlers.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Database URL: `sqlite:PATH` or `postgres://…` [default: $DATABASE_URL, else sqlite:.ork/ork.db]
+    #[arg(long, global = true, env = "ORK_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Where local task attempts write their logs.
+    #[arg(long, global = true, env = "ORK_LOG_DIR", default_value = ".ork/logs")]
+    pub log_dir: PathBuf,
+    /// Bring the schema up to date on connect (deployed handlers may set
+    /// false and run `ork init` once per deploy).
+    #[arg(long, global = true, env = "ORK_MIGRATE", default_value_t = true, action = ArgAction::Set)]
+    pub migrate: bool,
+    /// HMAC-SHA256 key (≥ 32 bytes) for callback tokens.
+    #[arg(long, global = true, env = "ORK_SIGNING_KEY", hide_env_values = true)]
+    pub signing_key: Option<String>,
+    /// Bearer key required by `trigger`, `advance` and the read API.
+    #[arg(long, global = true, env = "ORK_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// The `on-task-complete` endpoint workers report to.
+    #[arg(long, global = true, env = "ORK_CALLBACK_URL")]
+    pub callback_url: Option<String>,
+    /// Run local tasks under `<program> worker --`, so that they report over HTTP.
+    #[arg(long, global = true, env = "ORK_WORKER_PROGRAM")]
+    pub worker_program: Option<PathBuf>,
+    /// Invoke this `advance` Lambda function asynchronously after triggers and completions.
+    #[arg(long, global = true, env = "ORK_ADVANCE_FUNCTION")]
+    pub advance_function: Option<String>,
+    /// Or POST to this `advance` endpoint.
+    #[arg(long, global = true, env = "ORK_ADVANCE_URL")]
+    pub advance_url: Option<String>,
+    /// Most executor calls (RunTask, jobs.run, spawns) in flight at once.
+    #[arg(long, global = true, env = "ORK_DISPATCH_CONCURRENCY", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub dispatch_concurrency: u32,
+    /// A GCP service-account key as text (from a secret manager), for Cloud Run.
+    #[arg(
+        long,
+        global = true,
+        env = "ORK_GCP_CREDENTIALS_JSON",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub gcp_credentials_json: Option<String>,
 }
 
-/// `ORK_SIGNING_KEY`; required: without it no callback can be trusted.
-pub fn signer_from_env() -> Result<Signer> {
-    let key = var("ORK_SIGNING_KEY").context("ORK_SIGNING_KEY is not set: the handlers need it to sign and check callback tokens (at least 32 bytes)")?;
-    Signer::new(key.into_bytes()).map_err(|e| anyhow::anyhow!("ORK_SIGNING_KEY: {e}"))
+/// The configuration alone, for hosts without a command line.
+#[derive(Parser)]
+struct EnvOnly {
+    #[command(flatten)]
+    config: Config,
 }
 
-/// `ORK_GCP_CREDENTIALS_JSON` (a service-account key as text, as a secret
-/// manager hands it to a Lambda function) is written to a private file for
-/// `GOOGLE_APPLICATION_CREDENTIALS`, which gcp_auth reads as a path.
-fn gcp_credentials_from_env() -> Result<()> {
-    let Some(json) = var("ORK_GCP_CREDENTIALS_JSON") else {
-        return Ok(());
-    };
-    let path = std::env::temp_dir().join("ork-gcp-credentials.json");
-    std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+impl Config {
+    /// The configuration from the environment alone (Lambda functions).
+    pub fn from_env() -> Result<Config> {
+        EnvOnly::try_parse_from(["ork"])
+            .map(|e| e.config)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
     }
-    // Set once at start-up, before any thread reads the environment.
-    unsafe { std::env::set_var("GOOGLE_APPLICATION_CREDENTIALS", &path) };
-    Ok(())
+
+    /// `--database-url`, else `DATABASE_URL`, else the embedded SQLite file.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(store::database_url_from_env)
+    }
+
+    /// Opens the database, migrating it unless `migrate` is off.
+    pub async fn connect(&self) -> Result<Store> {
+        let url = self.database_url();
+        let options = StoreOptions {
+            migrate: self.migrate,
+            ..StoreOptions::default()
+        };
+        Store::connect_with(&url, &options)
+            .await
+            .with_context(|| format!("cannot open the database at {}", redact(&url)))
+    }
+
+    /// The callback-token signer: `signing_key`, else `fallback`.
+    fn signer(&self, fallback: Option<Signer>) -> Result<Signer> {
+        match (&self.signing_key, fallback) {
+            (Some(key), _) => Signer::new(key.clone().into_bytes())
+                .map_err(|e| anyhow::anyhow!("ORK_SIGNING_KEY: {e}")),
+            (None, Some(signer)) => Ok(signer),
+            (None, None) => bail!("ORK_SIGNING_KEY is not set: the handlers need it to sign and check callback tokens (at least 32 bytes)"),
+        }
+    }
+
+    /// `ORK_GCP_CREDENTIALS_JSON` is written to a private file for
+    /// `GOOGLE_APPLICATION_CREDENTIALS`, which gcp_auth reads as a path.
+    fn install_gcp_credentials(&self) -> Result<()> {
+        let Some(json) = &self.gcp_credentials_json else {
+            return Ok(());
+        };
+        let path = std::env::temp_dir().join("ork-gcp-credentials.json");
+        std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        // Set once at start-up, before any thread reads the environment.
+        unsafe { std::env::set_var("GOOGLE_APPLICATION_CREDENTIALS", &path) };
+        Ok(())
+    }
+}
+
+/// Logs through `tracing` to stderr, filtered by `RUST_LOG` (else `default`).
+pub fn init_tracing(default: &str, with_time: bool) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
+        )
+        .with_writer(std::io::stderr);
+    let _ = if with_time {
+        builder.try_init()
+    } else {
+        builder.without_time().try_init()
+    };
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
 }
 
 /// What a host (`ork serve`, a Lambda function) supplies where the
-/// environment is silent.
+/// configuration is silent.
 pub struct Defaults {
     pub advancer: Advancer,
     pub callback_url: Option<String>,
     pub worker_program: Option<PathBuf>,
-    /// Used when `ORK_SIGNING_KEY` is unset (a local server's own key).
+    /// Used when no signing key is configured (a local server's own key).
     pub signer: Option<Signer>,
 }
 
@@ -62,68 +172,48 @@ pub struct Setup {
     pub completions: mpsc::UnboundedReceiver<Completion>,
 }
 
-/// Builds the handlers from the environment:
-/// `ORK_DATABASE_URL`/`DATABASE_URL`, `ORK_SIGNING_KEY`, `ORK_API_KEY`,
-/// `ORK_CALLBACK_URL` (the on-task-complete endpoint workers report to),
-/// `ORK_WORKER_PROGRAM` (the `ork` binary local workers run under, so that
-/// they report over HTTP), `ORK_LOG_DIR`, and `ORK_ADVANCE_FUNCTION` /
-/// `ORK_ADVANCE_URL` (how to reach `advance`; else `default_advancer`).
-pub async fn from_env(defaults: Defaults) -> Result<Setup> {
-    let url = store::database_url_from_env();
-    let store = Store::connect(&url)
-        .await
-        .context("cannot open the database")?;
-    let signer = match defaults.signer {
-        Some(signer) if var("ORK_SIGNING_KEY").is_none() => signer,
-        _ => signer_from_env()?,
-    };
-    let callback_url = var("ORK_CALLBACK_URL").or(defaults.callback_url);
+/// Builds the handlers of one process from its configuration.
+pub async fn setup(config: &Config, defaults: Defaults) -> Result<Setup> {
+    let store = config.connect().await?;
+    let signer = config.signer(defaults.signer)?;
+    let callback_url = config.callback_url.clone().or(defaults.callback_url);
     let (tx, completions) = mpsc::unbounded_channel();
-    let log_dir = PathBuf::from(var("ORK_LOG_DIR").unwrap_or_else(|| ".ork/logs".into()));
-    let mut process = ProcessExecutor::new(log_dir, tx);
-    if let Some(worker) = var("ORK_WORKER_PROGRAM")
-        .map(PathBuf::from)
-        .or(defaults.worker_program)
-    {
+    let mut process = ProcessExecutor::new(&config.log_dir, tx);
+    if let Some(worker) = config.worker_program.clone().or(defaults.worker_program) {
         if callback_url.is_none() {
             bail!("ORK_WORKER_PROGRAM is set but no ORK_CALLBACK_URL: local workers would have nowhere to report");
         }
         process = process.with_worker_program(worker);
     }
-    gcp_credentials_from_env()?;
+    config.install_gcp_credentials()?;
     let executors = ork_executors::standard(Arc::new(process));
-    let config = EngineConfig {
+    let engine_config = EngineConfig {
         callback: callback_url.map(|url| CallbackConfig {
             url,
             signer: signer.clone(),
             grace: Duration::from_secs(3600),
         }),
-        dispatch_concurrency: match var("ORK_DISPATCH_CONCURRENCY") {
-            Some(n) => n
-                .parse()
-                .context("ORK_DISPATCH_CONCURRENCY must be a positive number")?,
-            None => EngineConfig::default().dispatch_concurrency,
-        },
+        dispatch_concurrency: config.dispatch_concurrency as usize,
         ..EngineConfig::default()
     };
-    let engine = Arc::new(Engine::new(store, executors, config));
-    let advancer = if let Some(function) = var("ORK_ADVANCE_FUNCTION") {
+    let engine = Arc::new(Engine::new(store, executors, engine_config));
+    let advancer = if let Some(function) = &config.advance_function {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         Advancer::Lambda {
             client: aws_sdk_lambda::Client::new(&aws),
-            function,
+            function: function.clone(),
         }
-    } else if let Some(url) = var("ORK_ADVANCE_URL") {
+    } else if let Some(url) = &config.advance_url {
         Advancer::Http {
             client: reqwest::Client::new(),
-            url,
+            url: url.clone(),
         }
     } else {
         defaults.advancer
     };
     let handlers = Arc::new(Handlers {
         engine,
-        api_key: var("ORK_API_KEY"),
+        api_key: config.api_key.clone(),
         signer,
         advancer,
     });

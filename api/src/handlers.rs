@@ -205,17 +205,27 @@ impl Handlers {
             }
         };
         match req.run_id {
-            Some(run_id) => match self.engine.advance(run_id).await {
-                Ok(a) => Reply::ok(json!({ "dispatched": a.dispatched, "finalized": a.finalized })),
-                Err(e) => Reply::from_engine(e),
-            },
-            None => match self.engine.sweep().await {
-                Ok(s) => Reply::ok(json!({
-                    "requeued": s.requeued, "overdue": s.overdue, "polled": s.polled,
-                    "fired": s.fired, "advanced": s.advanced,
-                })),
-                Err(e) => Reply::from_engine(e),
-            },
+            Some(run_id) => self.advance_run(run_id).await,
+            None => self.sweep().await,
+        }
+    }
+
+    /// Advances one run: claims its ready tasks and dispatches them.
+    pub async fn advance_run(&self, run_id: Uuid) -> Reply {
+        match self.engine.advance(run_id).await {
+            Ok(a) => Reply::ok(json!({ "dispatched": a.dispatched, "finalized": a.finalized })),
+            Err(e) => Reply::from_engine(e),
+        }
+    }
+
+    /// One sweeper pass (the cron tick).
+    pub async fn sweep(&self) -> Reply {
+        match self.engine.sweep().await {
+            Ok(s) => Reply::ok(json!({
+                "requeued": s.requeued, "overdue": s.overdue, "polled": s.polled,
+                "fired": s.fired, "advanced": s.advanced,
+            })),
+            Err(e) => Reply::from_engine(e),
         }
     }
 

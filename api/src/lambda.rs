@@ -1,14 +1,20 @@
-//! The handlers as AWS Lambda functions. Each function takes the events it
-//! can receive — an HTTP request through a Function URL or API Gateway
-//! (payload format 1.0 or 2.0), an asynchronous invocation, or an
-//! EventBridge event — and answers through the Lambda Runtime API.
+//! The handlers as AWS Lambda functions. A function receives either an HTTP
+//! request (a Function URL or API Gateway, payload format 1.0 or 2.0), which
+//! `lambda_http` turns into an `http::Request` for the same axum [`Router`]
+//! that `ork serve` runs, or a non-HTTP event, read by the small typed
+//! [`Event`] branch: an asynchronous `{"run_id"}` invocation of `advance`,
+//! an EventBridge schedule (a sweep, or a scheduled trigger), an ECS
+//! task-state change for `on-task-complete`.
 
 use std::sync::Arc;
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
+use axum::Router;
+use lambda_http::request::LambdaRequest;
 use lambda_runtime::{service_fn, LambdaEvent};
+use serde::Deserialize;
 use serde_json::{json, Value};
+use tower::ServiceExt;
+use uuid::Uuid;
 
 use crate::advancer::Advancer;
 use crate::handlers::{Handlers, Reply};
@@ -21,14 +27,23 @@ pub enum Function {
     OnTaskComplete,
 }
 
+impl Function {
+    /// The route a request to the root of this function's URL means: a
+    /// Function URL is one endpoint, so `POST /` to the `trigger` function is
+    /// `POST /trigger`. Other paths are routed as they are, so a function's
+    /// URL also serves `/heartbeat`, `/api/…` and the web UI.
+    fn root_route(self) -> &'static str {
+        match self {
+            Function::Trigger => "/trigger",
+            Function::Advance => "/advance",
+            Function::OnTaskComplete => "/complete",
+        }
+    }
+}
+
 /// Runs one function until the Lambda runtime stops it.
 pub async fn run(function: Function) -> Result<(), lambda_runtime::Error> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .without_time()
-        .init();
+    crate::config::init_tracing("info", false);
     // Background work is frozen once a Lambda function answers, so
     // without an `advance` function to invoke, advance inline.
     let defaults = crate::config::Defaults {
@@ -37,111 +52,139 @@ pub async fn run(function: Function) -> Result<(), lambda_runtime::Error> {
         worker_program: None,
         signer: None,
     };
-    let setup = crate::config::from_env(defaults).await?;
+    let config = crate::config::Config::from_env()?;
+    let setup = crate::config::setup(&config, defaults).await?;
     let handlers = setup.handlers;
     if handlers.engine.config().callback.is_none() {
         tracing::warn!(
             "ORK_CALLBACK_URL is not set: workers started here have no way to report back"
         );
     }
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let handlers = handlers.clone();
-        async move {
-            Ok::<Value, lambda_runtime::Error>(handle(&handlers, function, event.payload).await)
-        }
-    }))
+    let router = crate::http::router(handlers.clone());
+    // Boxed, like the router's future below: inline, the type is too deep
+    // for the compiler's layout recursion limit.
+    Box::pin(lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<Value>| {
+            let (handlers, router) = (handlers.clone(), router.clone());
+            async move {
+                Ok::<Value, lambda_runtime::Error>(
+                    handle(&handlers, &router, function, event).await,
+                )
+            }
+        },
+    )))
     .await
 }
 
-/// An HTTP request as Lambda delivers it.
-struct HttpEvent {
-    path: String,
-    authorization: Option<String>,
-    body: Vec<u8>,
-}
-
-impl HttpEvent {
-    /// Reads payload format 2.0 (`rawPath`) or 1.0 (`httpMethod`, `path`).
-    fn parse(event: &Value) -> Option<HttpEvent> {
-        event.get("requestContext")?;
-        let path = event
-            .get("rawPath")
-            .or_else(|| event.get("path"))?
-            .as_str()?
-            .to_owned();
-        let authorization = event["headers"]
-            .as_object()
-            .and_then(|h| {
-                h.iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-            })
-            .and_then(|(_, v)| v.as_str())
-            .map(str::to_owned);
-        let raw = event["body"].as_str().unwrap_or_default();
-        let body = if event["isBase64Encoded"].as_bool() == Some(true) {
-            B64.decode(raw).unwrap_or_default()
-        } else {
-            raw.as_bytes().to_vec()
+/// Routes one event; public so that tests can call it without a runtime.
+pub async fn handle(
+    handlers: &Arc<Handlers>,
+    router: &Router,
+    function: Function,
+    event: LambdaEvent<Value>,
+) -> Value {
+    let LambdaEvent { payload, context } = event;
+    if payload.get("requestContext").is_some() {
+        return match serde_json::from_value::<LambdaRequest>(payload) {
+            // Boxed: the router's future is deep enough to overflow the
+            // compiler's layout recursion limit inline.
+            Ok(request) => Box::pin(serve_http(router, function, request, context)).await,
+            Err(e) => {
+                json!({ "statusCode": 400, "body": json!({"error": format!("unreadable HTTP event: {e}")}).to_string() })
+            }
         };
-        Some(HttpEvent {
-            path,
-            authorization,
-            body,
-        })
     }
+    handle_event(handlers, function, payload).await
 }
 
-fn http_response(reply: Reply) -> Value {
-    json!({
-        "statusCode": reply.status,
-        "headers": { "content-type": "application/json" },
-        "body": reply.body.to_string(),
-        "isBase64Encoded": false,
-        "cookies": [],
-    })
-}
-
-/// Routes one event to its handler; public so tests can call it directly.
-pub async fn handle(handlers: &Arc<Handlers>, function: Function, event: Value) -> Value {
-    if let Some(http) = HttpEvent::parse(&event) {
-        let reply = match function {
-            Function::Trigger => {
-                handlers
-                    .trigger(http.authorization.as_deref(), &http.body)
-                    .await
-            }
-            Function::Advance => match handlers.authorize(http.authorization.as_deref()) {
-                Ok(()) => handlers.advance(&http.body).await,
-                Err(reply) => reply,
-            },
-            Function::OnTaskComplete if http.path.ends_with("/heartbeat") => {
-                handlers.heartbeat(&http.body).await
-            }
-            Function::OnTaskComplete => handlers.complete(&http.body).await,
-        };
-        return http_response(reply);
-    }
-    let reply = match function {
-        // `{"run_id": …}` from an asynchronous invocation; anything else
-        // (the EventBridge schedule) is a sweep.
-        Function::Advance => {
-            let body = match event.get("run_id") {
-                Some(id) => json!({ "run_id": id }).to_string(),
-                None => String::new(),
-            };
-            handlers.advance(body.as_bytes()).await
-        }
-        Function::Trigger => {
-            match event
-                .get("workflow")
-                .or_else(|| event["detail"].get("workflow"))
-                .and_then(Value::as_str)
-            {
-                Some(workflow) => handlers.trigger_scheduled(workflow).await,
-                None => Reply::error(400, "a scheduled trigger event must name a `workflow`"),
-            }
-        }
-        Function::OnTaskComplete => handlers.event(&event).await,
+/// A non-HTTP event (asynchronous invocation, EventBridge), answered as
+/// `{"status", "body"}`.
+pub async fn handle_event(handlers: &Arc<Handlers>, function: Function, payload: Value) -> Value {
+    let reply = match Event::read(function, payload) {
+        Ok(event) => event.handle(handlers).await,
+        Err(reply) => reply,
     };
     json!({ "status": reply.status, "body": reply.body })
+}
+
+/// An HTTP event through the router, answered in the shape its origin expects.
+async fn serve_http(
+    router: &Router,
+    function: Function,
+    request: LambdaRequest,
+    context: lambda_runtime::Context,
+) -> Value {
+    let adapter = lambda_http::Adapter::from(service_fn(move |mut req: lambda_http::Request| {
+        let router = router.clone();
+        async move {
+            if matches!(req.uri().path(), "" | "/") {
+                let mut parts = req.uri().clone().into_parts();
+                parts.path_and_query = Some(
+                    match req.uri().query() {
+                        Some(q) => format!("{}?{q}", function.root_route()),
+                        None => function.root_route().to_owned(),
+                    }
+                    .parse()
+                    .expect("a static route is a valid path"),
+                );
+                *req.uri_mut() = axum::http::Uri::from_parts(parts).expect("valid uri");
+            }
+            router.oneshot(req.map(axum::body::Body::new)).await
+        }
+    }));
+    let response = adapter
+        .oneshot(LambdaEvent::new(request, context))
+        .await
+        .expect("the router is infallible");
+    serde_json::to_value(response).expect("a Lambda response serializes")
+}
+
+/// The events a function takes other than HTTP requests.
+enum Event {
+    /// `{"run_id": …}`: an asynchronous invocation after a trigger or completion.
+    AdvanceRun(Uuid),
+    /// The EventBridge schedule of `advance` (any other payload): a sweep.
+    Sweep,
+    /// A scheduled trigger: `{"workflow": …}` or an EventBridge event whose
+    /// `detail` names it.
+    TriggerScheduled(String),
+    /// A platform event for `on-task-complete` (ECS task-state change,
+    /// Cloud Run execution), checked before anything is recorded.
+    Platform(Value),
+}
+
+#[derive(Deserialize)]
+struct RunId {
+    run_id: Uuid,
+}
+
+impl Event {
+    fn read(function: Function, payload: Value) -> Result<Event, Reply> {
+        match function {
+            Function::Advance => match payload.get("run_id") {
+                Some(_) => RunId::deserialize(&payload)
+                    .map(|r| Event::AdvanceRun(r.run_id))
+                    .map_err(|e| Reply::error(400, format!("invalid advance event: {e}"))),
+                None => Ok(Event::Sweep),
+            },
+            Function::Trigger => payload
+                .get("workflow")
+                .or_else(|| payload["detail"].get("workflow"))
+                .and_then(Value::as_str)
+                .map(|w| Event::TriggerScheduled(w.to_owned()))
+                .ok_or_else(|| {
+                    Reply::error(400, "a scheduled trigger event must name a `workflow`")
+                }),
+            Function::OnTaskComplete => Ok(Event::Platform(payload)),
+        }
+    }
+
+    async fn handle(self, handlers: &Arc<Handlers>) -> Reply {
+        match self {
+            Event::AdvanceRun(run_id) => handlers.advance_run(run_id).await,
+            Event::Sweep => handlers.sweep().await,
+            Event::TriggerScheduled(workflow) => handlers.trigger_scheduled(&workflow).await,
+            Event::Platform(event) => handlers.event(&event).await,
+        }
+    }
 }

@@ -3,11 +3,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
+use ork_api::config::{redact, Config};
 use ork_core::engine::{self, Engine, EngineConfig, TriggerOptions};
 use ork_core::executor::{Completion, Executors, MockExecutor};
 use ork_core::model::{RunStatus, Task};
 use ork_core::spec::{self, CloudRunTarget, ExecutorKind, TaskSpec, WorkflowSpec};
-use ork_core::store::{self, Store};
+use ork_core::store::Store;
 use ork_executors::ProcessExecutor;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -17,49 +18,25 @@ use crate::{Cli, Command};
 
 /// Runs one command; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
-    match &cli.command {
+    let Cli {
+        config,
+        json,
+        command,
+    } = cli;
+    match command {
         Command::Worker { program, args } => {
-            return ork_worker::run(program, args)
+            return ork_worker::run(&program, &args)
                 .await
                 .map_err(anyhow::Error::msg);
         }
-        Command::Serve { addr, tick } => return crate::serve::serve(*addr, *tick).await,
+        Command::Serve { addr, tick } => return crate::serve::serve(&config, addr, tick).await,
         _ => {}
     }
-    let url = cli
-        .database_url
-        .clone()
-        .unwrap_or_else(store::database_url_from_env);
-    let store = Store::connect(&url)
-        .await
-        .with_context(|| format!("cannot open the database at {}", redact(&url)))?;
-    let (tx, mut completions) = mpsc::unbounded_channel::<Completion>();
-    let dry_run = matches!(cli.command, Command::Run { dry_run: true, .. });
-    let engine = local_engine(store.clone(), &cli.log_dir, tx, dry_run);
-    let json = cli.json;
-    match cli.command {
-        Command::Init => {
-            println!("database ready at {}", redact(&url));
-        }
-        Command::Apply { path } => {
-            let specs = load(&path)?;
-            let mut applied = Vec::new();
-            for spec in &specs {
-                applied.push(engine.apply(spec, Some(path.display().to_string())).await?);
-            }
-            if json {
-                output::json(&applied);
-            } else {
-                for a in applied {
-                    let what = if a.created {
-                        "stored as"
-                    } else {
-                        "unchanged at"
-                    };
-                    println!("{} {what} version {}", a.name, a.version);
-                }
-            }
-        }
+    let dry_run = matches!(command, Command::Run { dry_run: true, .. });
+    let ctx = Ctx::open(&config, json, dry_run).await?;
+    match command {
+        Command::Init => init(&config),
+        Command::Apply { path } => apply(&ctx, &path).await,
         Command::CreateWorkflow {
             name,
             job_name,
@@ -69,196 +46,300 @@ pub async fn run(cli: Cli) -> Result<i32> {
             executor,
             description,
         } => {
-            let kind: ExecutorKind = executor.parse().map_err(|e: String| anyhow!(e))?;
-            // The seeds' one-job workflow: a Cloud Run Job, or a local program.
-            let task = match kind {
-                ExecutorKind::Cloudrun => TaskSpec {
-                    executor: kind,
-                    cloudrun: Some(CloudRunTarget {
-                        job: job_name.clone(),
-                        project: project.ok_or_else(|| anyhow!("--executor cloudrun needs --project"))?,
-                        region,
-                    }),
-                    task_count,
-                    ..TaskSpec::default()
-                },
-                ExecutorKind::Process | ExecutorKind::Noop | ExecutorKind::Mock => TaskSpec {
-                    executor: kind,
-                    command: Some(job_name.clone()),
-                    task_count,
-                    ..TaskSpec::default()
-                },
-                other => bail!("create-workflow makes cloudrun, process, noop or mock workflows, not {}; write a YAML file for {0}", other.as_str()),
-            };
-            let spec = WorkflowSpec {
+            let job = OneJob {
                 name,
+                job_name,
+                project,
+                region,
+                task_count,
+                executor,
                 description,
-                tasks: BTreeMap::from([(job_name, task)]),
-                base_dir: None,
-                schedule: None,
-                timezone: None,
-                catchup: false,
             };
-            let a = engine.apply(&spec, None).await?;
-            if json {
-                output::json(&a);
-            } else {
-                println!("{} stored as version {}", a.name, a.version);
-            }
+            create_workflow(&ctx, job).await
         }
-        Command::ListWorkflows => {
-            let workflows = store.list_workflows().await?;
-            if json {
-                output::json(&workflows);
-            } else {
-                output::workflows(&workflows);
-            }
-        }
+        Command::ListWorkflows => list_workflows(&ctx).await,
         Command::Trigger {
             workflow,
             params,
             idempotency_key,
             wait,
-        } => {
-            let params = parse_params(&params)?;
-            let t = engine
-                .trigger(
-                    &workflow,
-                    params,
-                    TriggerOptions {
-                        trigger: "manual".into(),
-                        idempotency_key,
-                    },
-                )
-                .await?;
-            if !wait {
-                if json {
-                    output::json(&t.run);
-                } else {
-                    let note = if t.created {
-                        ""
-                    } else {
-                        " (existing run for this idempotency key)"
-                    };
-                    println!("{}{note}", t.run.id);
-                }
-                return Ok(0);
-            }
-            return execute(&engine, t.run.id, &mut completions, json).await;
-        }
+        } => trigger(ctx, &workflow, &params, idempotency_key, wait).await,
         Command::Status {
-            run_id: Some(id), ..
-        } => {
-            let run = store.get_run(id).await?;
-            if json {
-                output::json(&run);
-            } else {
-                output::runs(std::slice::from_ref(&run));
-                output::tasks(&store.run_tasks(id).await?);
-            }
-        }
-        Command::Status {
-            run_id: None,
+            run_id,
             workflow,
             limit,
-        } => {
-            let runs = store.list_runs(workflow.as_deref(), limit).await?;
-            if json {
-                output::json(&runs);
-            } else {
-                output::runs(&runs);
-            }
-        }
-        Command::Tasks { run_id } => {
-            store.get_run(run_id).await?;
-            let tasks = store.run_tasks(run_id).await?;
-            if json {
-                output::json(&tasks);
-            } else {
-                output::tasks(&tasks);
-            }
-        }
-        Command::Events { run_id } => {
-            let events = store.run_events(run_id).await?;
-            if json {
-                output::json(&events);
-            } else {
-                output::events(&events, &store.run_tasks(run_id).await?);
-            }
-        }
+        } => status(&ctx, run_id, workflow.as_deref(), limit).await,
+        Command::Tasks { run_id } => tasks(&ctx, run_id).await,
+        Command::Events { run_id } => events(&ctx, run_id).await,
         Command::Logs {
             run_id,
             task,
             attempt,
-        } => {
-            let run = store.get_run(run_id).await?;
-            let tasks = store.run_tasks(run_id).await?;
-            let chosen: Vec<&Task> = tasks
-                .iter()
-                .filter(|t| t.label() == task || t.name == task)
-                .collect();
-            if chosen.is_empty() {
-                bail!("run {run_id} has no task {task:?}");
-            }
-            let many = chosen.len() > 1;
-            for t in chosen {
-                let n = attempt.unwrap_or(t.attempt);
-                let a = ork_core::model::AttemptRef {
-                    attempt: n,
-                    ..t.attempt_ref(&run.workflow, run.version)
-                };
-                let path = ProcessExecutor::log_path(&cli.log_dir, &a);
-                if many {
-                    println!("==> {} (attempt {n}) <==", t.label());
-                }
-                match std::fs::read_to_string(&path) {
-                    Ok(text) => print!("{text}"),
-                    Err(_) => {
-                        eprintln!("no log for {} attempt {n} at {}", t.label(), path.display())
-                    }
-                }
-            }
-        }
-        Command::Cancel { run_id } => {
-            if engine.cancel(run_id).await? {
-                println!("run {run_id} cancelled");
-            } else {
-                let run = store.get_run(run_id).await?;
-                println!("run {run_id} is already {}", run.status);
-            }
-        }
+        } => logs(&ctx, &config.log_dir, run_id, &task, attempt).await,
+        Command::Cancel { run_id } => cancel(&ctx, run_id).await,
+        Command::Run { file, params, .. } => run_file(ctx, &file, &params).await,
         Command::Worker { .. } | Command::Serve { .. } => unreachable!("handled above"),
-        Command::Run { file, params, .. } => {
-            let specs = load(&file)?;
-            let [spec] = specs.as_slice() else {
-                bail!(
-                    "{} holds {} workflows; `ork run` takes a file with one",
-                    file.display(),
-                    specs.len()
-                );
+    }
+}
+
+/// What every command but `serve` and `worker` works with: the store, an
+/// engine over it with local executors, and where local completions arrive.
+struct Ctx {
+    store: Store,
+    engine: Engine,
+    completions: mpsc::UnboundedReceiver<Completion>,
+    json: bool,
+}
+
+impl Ctx {
+    async fn open(config: &Config, json: bool, dry_run: bool) -> Result<Ctx> {
+        let store = config.connect().await?;
+        let (tx, completions) = mpsc::unbounded_channel::<Completion>();
+        let engine = local_engine(store.clone(), &config.log_dir, tx, dry_run);
+        Ok(Ctx {
+            store,
+            engine,
+            completions,
+            json,
+        })
+    }
+
+    /// Prints `value` as JSON with `--json`, else as `human` prints it.
+    fn print<T: serde::Serialize>(&self, value: &T, human: impl FnOnce(&T)) {
+        if self.json {
+            output::json(value);
+        } else {
+            human(value);
+        }
+    }
+}
+
+/// Opening the store (before this) made or migrated the schema.
+fn init(config: &Config) -> Result<i32> {
+    println!("database ready at {}", redact(&config.database_url()));
+    Ok(0)
+}
+
+async fn apply(ctx: &Ctx, path: &Path) -> Result<i32> {
+    let specs = load(path)?;
+    let mut applied = Vec::new();
+    for spec in &specs {
+        applied.push(
+            ctx.engine
+                .apply(spec, Some(path.display().to_string()))
+                .await?,
+        );
+    }
+    ctx.print(&applied, |applied| {
+        for a in applied {
+            let what = if a.created {
+                "stored as"
+            } else {
+                "unchanged at"
             };
-            let applied = engine.apply(spec, Some(file.display().to_string())).await?;
-            let params = parse_params(&params)?;
-            let t = engine
-                .trigger(
-                    &applied.name,
-                    params,
-                    TriggerOptions {
-                        trigger: "manual".into(),
-                        idempotency_key: None,
-                    },
-                )
-                .await?;
-            if !json {
-                println!(
-                    "run {} of {} v{} ({} tasks)",
-                    t.run.id, applied.name, applied.version, t.run.tasks_total
-                );
-            }
-            return execute(&engine, t.run.id, &mut completions, json).await;
+            println!("{} {what} version {}", a.name, a.version);
+        }
+    });
+    Ok(0)
+}
+
+/// The seeds' one-job workflow, from `ork create-workflow`'s flags.
+struct OneJob {
+    name: String,
+    job_name: String,
+    project: Option<String>,
+    region: String,
+    task_count: u32,
+    executor: String,
+    description: Option<String>,
+}
+
+async fn create_workflow(ctx: &Ctx, job: OneJob) -> Result<i32> {
+    let kind: ExecutorKind = job.executor.parse().map_err(|e: String| anyhow!(e))?;
+    // A Cloud Run Job, or a local program.
+    let task = match kind {
+        ExecutorKind::Cloudrun => TaskSpec {
+            executor: kind,
+            cloudrun: Some(CloudRunTarget {
+                job: job.job_name.clone(),
+                project: job
+                    .project
+                    .ok_or_else(|| anyhow!("--executor cloudrun needs --project"))?,
+                region: job.region,
+            }),
+            task_count: job.task_count,
+            ..TaskSpec::default()
+        },
+        ExecutorKind::Process | ExecutorKind::Noop | ExecutorKind::Mock => TaskSpec {
+            executor: kind,
+            command: Some(job.job_name.clone()),
+            task_count: job.task_count,
+            ..TaskSpec::default()
+        },
+        other => bail!("create-workflow makes cloudrun, process, noop or mock workflows, not {}; write a YAML file for {0}", other.as_str()),
+    };
+    let spec = WorkflowSpec {
+        name: job.name,
+        description: job.description,
+        tasks: BTreeMap::from([(job.job_name, task)]),
+        base_dir: None,
+        schedule: None,
+        timezone: None,
+        catchup: false,
+    };
+    let a = ctx.engine.apply(&spec, None).await?;
+    ctx.print(&a, |a| {
+        println!("{} stored as version {}", a.name, a.version)
+    });
+    Ok(0)
+}
+
+async fn list_workflows(ctx: &Ctx) -> Result<i32> {
+    let workflows = ctx.store.list_workflows().await?;
+    ctx.print(&workflows, |w| output::workflows(w));
+    Ok(0)
+}
+
+async fn trigger(
+    mut ctx: Ctx,
+    workflow: &str,
+    params: &[String],
+    idempotency_key: Option<String>,
+    wait: bool,
+) -> Result<i32> {
+    let options = TriggerOptions {
+        trigger: "manual".into(),
+        idempotency_key,
+    };
+    let t = ctx
+        .engine
+        .trigger(workflow, parse_params(params)?, options)
+        .await?;
+    if wait {
+        return execute(&mut ctx, t.run.id).await;
+    }
+    ctx.print(&t.run, |run| {
+        let note = if t.created {
+            ""
+        } else {
+            " (existing run for this idempotency key)"
+        };
+        println!("{}{note}", run.id);
+    });
+    Ok(0)
+}
+
+async fn status(
+    ctx: &Ctx,
+    run_id: Option<Uuid>,
+    workflow: Option<&str>,
+    limit: i64,
+) -> Result<i32> {
+    match run_id {
+        Some(id) => {
+            let run = ctx.store.get_run(id).await?;
+            let tasks = ctx.store.run_tasks(id).await?;
+            ctx.print(&run, |run| {
+                output::runs(std::slice::from_ref(run));
+                output::tasks(&tasks);
+            });
+        }
+        None => {
+            let runs = ctx.store.list_runs(workflow, limit).await?;
+            ctx.print(&runs, |runs| output::runs(runs));
         }
     }
     Ok(0)
+}
+
+async fn tasks(ctx: &Ctx, run_id: Uuid) -> Result<i32> {
+    ctx.store.get_run(run_id).await?;
+    let tasks = ctx.store.run_tasks(run_id).await?;
+    ctx.print(&tasks, |t| output::tasks(t));
+    Ok(0)
+}
+
+async fn events(ctx: &Ctx, run_id: Uuid) -> Result<i32> {
+    let events = ctx.store.run_events(run_id).await?;
+    let tasks = ctx.store.run_tasks(run_id).await?;
+    ctx.print(&events, |e| output::events(e, &tasks));
+    Ok(0)
+}
+
+async fn logs(
+    ctx: &Ctx,
+    log_dir: &Path,
+    run_id: Uuid,
+    task: &str,
+    attempt: Option<i64>,
+) -> Result<i32> {
+    let run = ctx.store.get_run(run_id).await?;
+    let tasks = ctx.store.run_tasks(run_id).await?;
+    let chosen: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| t.label() == task || t.name == task)
+        .collect();
+    if chosen.is_empty() {
+        bail!("run {run_id} has no task {task:?}");
+    }
+    let many = chosen.len() > 1;
+    for t in chosen {
+        let n = attempt.unwrap_or(t.attempt);
+        let a = ork_core::model::AttemptRef {
+            attempt: n,
+            ..t.attempt_ref(&run.workflow, run.version)
+        };
+        let path = ProcessExecutor::log_path(log_dir, &a);
+        if many {
+            println!("==> {} (attempt {n}) <==", t.label());
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(text) => print!("{text}"),
+            Err(_) => eprintln!("no log for {} attempt {n} at {}", t.label(), path.display()),
+        }
+    }
+    Ok(0)
+}
+
+async fn cancel(ctx: &Ctx, run_id: Uuid) -> Result<i32> {
+    if ctx.engine.cancel(run_id).await? {
+        println!("run {run_id} cancelled");
+    } else {
+        let run = ctx.store.get_run(run_id).await?;
+        println!("run {run_id} is already {}", run.status);
+    }
+    Ok(0)
+}
+
+/// `ork run`: apply one workflow file, trigger it, and execute it here.
+async fn run_file(mut ctx: Ctx, file: &Path, params: &[String]) -> Result<i32> {
+    let specs = load(file)?;
+    let [spec] = specs.as_slice() else {
+        bail!(
+            "{} holds {} workflows; `ork run` takes a file with one",
+            file.display(),
+            specs.len()
+        );
+    };
+    let applied = ctx
+        .engine
+        .apply(spec, Some(file.display().to_string()))
+        .await?;
+    let options = TriggerOptions {
+        trigger: "manual".into(),
+        idempotency_key: None,
+    };
+    let t = ctx
+        .engine
+        .trigger(&applied.name, parse_params(params)?, options)
+        .await?;
+    if !ctx.json {
+        println!(
+            "run {} of {} v{} ({} tasks)",
+            t.run.id, applied.name, applied.version, t.run.tasks_total
+        );
+    }
+    execute(&mut ctx, t.run.id).await
 }
 
 /// The engine of a CLI process: local processes and every other executor,
@@ -278,20 +359,15 @@ fn local_engine(
 }
 
 /// Drives a run here with live progress and prints its summary.
-async fn execute(
-    engine: &Engine,
-    run_id: Uuid,
-    completions: &mut mpsc::UnboundedReceiver<Completion>,
-    json: bool,
-) -> Result<i32> {
-    let progress = (!json).then(|| Progress::start(engine.store().clone(), run_id));
-    let status = engine::drive(engine, run_id, completions).await?;
+async fn execute(ctx: &mut Ctx, run_id: Uuid) -> Result<i32> {
+    let progress = (!ctx.json).then(|| Progress::start(ctx.store.clone(), run_id));
+    let status = engine::drive(&ctx.engine, run_id, &mut ctx.completions).await?;
     if let Some(p) = progress {
         p.finish().await;
     }
-    let run = engine.store().get_run(run_id).await?;
-    let tasks = engine.store().run_tasks(run_id).await?;
-    if json {
+    let run = ctx.store.get_run(run_id).await?;
+    let tasks = ctx.store.run_tasks(run_id).await?;
+    if ctx.json {
         output::json(&serde_json::json!({ "run": run, "tasks": tasks }));
     } else {
         output::summary(&run, &tasks);
@@ -335,15 +411,4 @@ fn parse_params(pairs: &[String]) -> Result<serde_json::Value> {
         map.insert(k.to_owned(), value);
     }
     Ok(serde_json::Value::Object(map))
-}
-
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-            None => url.to_owned(),
-        },
-        _ => url.to_owned(),
-    }
 }

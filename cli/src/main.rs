@@ -1,5 +1,5 @@
 //! `ork`: the command line. Parses arguments and calls the engine; all the
-//! work is in `ork-shared`.
+//! work is in `ork-core` and `ork-api`.
 
 mod commands;
 mod output;
@@ -14,12 +14,8 @@ use uuid::Uuid;
 #[derive(Parser)]
 #[command(name = "ork", version, about)]
 struct Cli {
-    /// Database URL: `sqlite:PATH` (default `sqlite:.ork/ork.db`) or `postgres://…`.
-    #[arg(long, global = true, env = "ORK_DATABASE_URL")]
-    database_url: Option<String>,
-    /// Where local task attempts write their logs.
-    #[arg(long, global = true, env = "ORK_LOG_DIR", default_value = ".ork/logs")]
-    log_dir: PathBuf,
+    #[command(flatten)]
+    config: ork_api::config::Config,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -120,12 +116,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    ork_api::config::init_tracing("warn", true);
     let cli = Cli::parse();
     match commands::run(cli).await {
         Ok(code) => std::process::exit(code),

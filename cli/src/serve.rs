@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ork_api::advancer::Advancer;
-use ork_api::config::{self, Defaults};
+use ork_api::config::{self, Config, Defaults};
 use ork_core::token::Signer;
 
-pub async fn serve(addr: SocketAddr, tick: Duration) -> Result<i32> {
+pub async fn serve(config: &Config, addr: SocketAddr, tick: Duration) -> Result<i32> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -28,7 +28,7 @@ pub async fn serve(addr: SocketAddr, tick: Duration) -> Result<i32> {
         worker_program: Some(std::env::current_exe().context("cannot find the ork binary")?),
         signer: Some(Signer::new(own_key.into_bytes()).map_err(anyhow::Error::msg)?),
     };
-    let mut setup = config::from_env(defaults).await?;
+    let mut setup = config::setup(config, defaults).await?;
     let handlers = setup.handlers.clone();
     if handlers.api_key.is_none() {
         tracing::warn!(

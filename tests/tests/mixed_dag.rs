@@ -502,7 +502,7 @@ async fn a_dag_of_process_cloudrun_and_fargate_tasks_runs_through_the_handlers()
     assert_ne!(arn2, arn);
 
     let event = w.stopped_event(&arn2).await;
-    let reply = ork_api::lambda::handle(&w.handlers, Function::OnTaskComplete, event).await;
+    let reply = ork_api::lambda::handle_event(&w.handlers, Function::OnTaskComplete, event).await;
     assert_eq!(reply["status"], 200, "{reply}");
     assert_eq!(reply["body"]["result"], "recorded", "{reply}");
 
