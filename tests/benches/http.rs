@@ -21,12 +21,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ork_api::advancer::Advancer;
-use ork_api::Handlers;
-use ork_core::engine::{CallbackConfig, Engine, EngineConfig};
+use ork_core::engine::{Engine, EngineConfig};
 use ork_core::executor::{Dispatch, DispatchRequest, Executor, Executors};
 use ork_core::spec::{self, ExecutorKind};
 use ork_core::store::Store;
-use ork_core::token::Signer;
+use ork_tests::app::TestApp;
 use serde_json::json;
 
 /// Starts attempts, noting when each reached it, and keeps their tokens.
@@ -62,24 +61,17 @@ fn pct(mut v: Vec<Duration>, p: f64) -> f64 {
 
 async fn webhooks(url: &str) {
     const PAIRS: usize = 300;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let signer = Signer::new(*b"bench-bench-bench-bench-bench-32").unwrap();
     let recorder = Arc::new(Recorder::default());
-    let config = EngineConfig {
-        callback: Some(CallbackConfig {
-            url: format!("http://{addr}/complete"),
-            signer: signer.clone(),
-            grace: Duration::from_secs(600),
-        }),
-        ..EngineConfig::default()
-    };
     let store = Store::connect(url).await.unwrap();
-    let engine = Arc::new(Engine::new(
-        store,
-        Executors::new().with(ExecutorKind::Noop, recorder.clone()),
-        config,
-    ));
+    let app = TestApp::builder(store)
+        .executors(Executors::new().with(ExecutorKind::Noop, recorder.clone()))
+        .advancer(Advancer::Spawn)
+        .spawn()
+        .await;
+    let (engine, addr) = (
+        app.engine.clone(),
+        app.url.trim_start_matches("http://").to_owned(),
+    );
     let mut yaml = String::from("name: pairs\ntasks:\n");
     for i in 0..PAIRS {
         yaml.push_str(&format!(
@@ -90,13 +82,6 @@ async fn webhooks(url: &str) {
         .apply(&spec::parse_str(&yaml, None).unwrap(), None)
         .await
         .unwrap();
-    let handlers = Arc::new(Handlers {
-        engine: engine.clone(),
-        api_key: None,
-        signer,
-        advancer: Advancer::Spawn,
-    });
-    tokio::spawn(async move { axum::serve(listener, ork_api::http::router(handlers)).await });
 
     let http = reqwest::Client::new();
     let started = http

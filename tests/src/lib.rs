@@ -1,9 +1,11 @@
 //! What every Ork integration test stands on: a fresh database per test on
-//! each backend ([`db`], [`on_both_backends!`]), the paths of the workspace's
-//! binaries ([`bin`]), and local stand-ins that speak real APIs: moto for
-//! AWS ([`moto`]) and a Cloud Run Admin API v2 with its OAuth token endpoint
+//! each backend ([`db`], [`on_both_backends!`]), the handlers served on a
+//! random port ([`app::TestApp`]), the paths of the workspace's binaries
+//! ([`bin`]), and local stand-ins that speak real APIs: moto for AWS
+//! ([`moto`]) and a Cloud Run Admin API v2 with its OAuth token endpoint
 //! ([`fake_cloudrun`]).
 
+pub mod app;
 pub mod bin;
 pub mod db;
 pub mod fake_cloudrun;

@@ -27,15 +27,15 @@ use std::time::{Duration, Instant};
 
 use fake_cloudrun::{FakeCloudRun, CLIENT_EMAIL, PROJECT_ID, SCOPE};
 use moto::EcsFixture;
-use ork_api::advancer::Advancer;
 use ork_api::lambda::Function;
 use ork_api::Handlers;
-use ork_core::engine::{CallbackConfig, Engine, EngineConfig};
+use ork_core::engine::Engine;
 use ork_core::executor::{Completion, Executors};
 use ork_core::model::{RunStatus, Task, TaskStatus};
 use ork_core::spec::ExecutorKind;
 use ork_core::token::Signer;
 use ork_executors::{CloudRunExecutor, FargateExecutor, ProcessExecutor};
+use ork_tests::app::TestApp;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::sync::mpsc;
@@ -131,33 +131,24 @@ async fn world() -> World {
     let fargate = FargateExecutor::from_env().await;
 
     let db = common::postgres().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let signer = Signer::new(*b"mixed-dag-signing-key-0123456789").unwrap();
     let (tx, completions) = mpsc::unbounded_channel();
     let process = Arc::new(ProcessExecutor::new(dir.path().join("logs"), tx));
     let executors = Executors::new()
         .with(ExecutorKind::Process, process)
         .with(ExecutorKind::Cloudrun, Arc::new(cloudrun))
         .with(ExecutorKind::Fargate, Arc::new(fargate));
-    let config = EngineConfig {
-        callback: Some(CallbackConfig {
-            url: format!("{url}/complete"),
-            signer: signer.clone(),
-            grace: Duration::from_secs(600),
-        }),
-        ..EngineConfig::default()
-    };
-    let engine = Arc::new(Engine::new(db.store.clone(), executors, config));
-    let handlers = Arc::new(Handlers {
-        engine: engine.clone(),
-        api_key: Some(API_KEY.into()),
-        signer: signer.clone(),
-        advancer: Advancer::Inline,
-    });
+    let app = TestApp::builder(db.store.clone())
+        .executors(executors)
+        .api_key(API_KEY)
+        .spawn()
+        .await;
+    let (engine, handlers, signer, url) = (
+        app.engine.clone(),
+        app.handlers.clone(),
+        app.signer.clone(),
+        app.url.clone(),
+    );
     tokio::spawn(drain(engine.clone(), completions));
-    let app = ork_api::http::router(handlers.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let spec = common::parse(&workflow(&ecs));
     engine.apply(&spec, None).await.expect("apply");

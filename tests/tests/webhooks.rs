@@ -10,14 +10,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::*;
-use ork_api::advancer::Advancer;
-use ork_api::Handlers;
-use ork_core::engine::{CallbackConfig, Engine, EngineConfig};
+use ork_core::engine::EngineConfig;
 use ork_core::executor::{Dispatch, DispatchRequest, Executor, Executors, Outcome};
 use ork_core::model::AttemptRef;
 use ork_core::model::{RunStatus, TaskStatus};
 use ork_core::spec::ExecutorKind;
 use ork_core::token::Signer;
+use ork_tests::app::TestApp;
 use serde_json::{json, Value};
 
 const KEY: &str = "test-api-key";
@@ -59,59 +58,31 @@ impl Holding {
 }
 
 struct Server {
-    url: String,
-    http: reqwest::Client,
+    app: TestApp,
     holding: Arc<Holding>,
     signer: Signer,
     db: TestDb,
 }
 
 async fn serve(db: TestDb) -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let signer = Signer::new(*b"0123456789abcdef0123456789abcdef").unwrap();
     let holding = Arc::new(Holding::default());
-    let config = EngineConfig {
-        callback: Some(CallbackConfig {
-            url: format!("{url}/complete"),
-            signer: signer.clone(),
-            grace: Duration::from_secs(60),
-        }),
-        ..EngineConfig::default()
-    };
-    let engine = Engine::new(
-        db.store.clone(),
-        Executors::new().with(ExecutorKind::Noop, holding.clone()),
-        config,
-    );
-    let handlers = Arc::new(Handlers {
-        engine: Arc::new(engine),
-        api_key: Some(KEY.into()),
-        signer: signer.clone(),
-        advancer: Advancer::Inline,
-    });
-    let app = ork_api::http::router(handlers);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let app = TestApp::builder(db.store.clone())
+        .executors(Executors::new().with(ExecutorKind::Noop, holding.clone()))
+        .api_key(KEY)
+        .grace(Duration::from_secs(60))
+        .spawn()
+        .await;
     Server {
-        url,
-        http: reqwest::Client::new(),
+        signer: app.signer.clone(),
+        app,
         holding,
-        signer,
         db,
     }
 }
 
 impl Server {
     async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(KEY)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        self.app.post(path, body).await
     }
 
     async fn events(&self, run: uuid::Uuid) -> usize {
@@ -142,8 +113,9 @@ async fn callbacks_are_authenticated_idempotent_and_never_stale(db: TestDb) {
     let s = serve(db).await;
     // Trigger needs the API key.
     let r = s
+        .app
         .http
-        .post(format!("{}/trigger", s.url))
+        .post(format!("{}/trigger", s.app.url))
         .json(&json!({"workflow": "x"}))
         .send()
         .await
