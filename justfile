@@ -24,14 +24,24 @@ example-run-sqlite name="etl":
     cargo run -q -p ork-cli -- apply workflows/{{name}}.yaml
     curl -sf -X POST http://127.0.0.1:4000/trigger -H "authorization: Bearer ${ORK_API_KEY:-}" -d '{"workflow": "{{name}}"}'
 
-# The Lambda functions under `cargo lambda watch` on :9000 (pip install cargo-lambda)
+# The Lambda functions under `cargo lambda watch` on :9000 (pip install cargo-lambda), on this
+# checkout's .ork/ state, with a sweep POSTed to `advance` every 5 s (EventBridge's schedule, locally)
 lambda-watch:
+    #!/usr/bin/env bash
+    set -euo pipefail
     cargo build -p ork-cli
-    cd functions && ORK_SIGNING_KEY=${ORK_SIGNING_KEY:-local-dev-signing-key-0123456789abcdef} \
-        ORK_API_KEY=${ORK_API_KEY:-dev} \
-        ORK_CALLBACK_URL=http://127.0.0.1:9000/lambda-url/on-task-complete/ \
-        ORK_WORKER_PROGRAM=$PWD/../target/debug/ork \
-        cargo lambda watch -A 127.0.0.1 -P 9000
+    export ORK_DATABASE_URL="${ORK_DATABASE_URL:-sqlite:{{justfile_directory()}}/.ork/ork.db}"
+    export ORK_LOG_DIR="${ORK_LOG_DIR:-{{justfile_directory()}}/.ork/logs}"
+    export ORK_SIGNING_KEY="${ORK_SIGNING_KEY:-local-dev-signing-key-0123456789abcdef}"
+    export ORK_API_KEY="${ORK_API_KEY:-dev}"
+    export ORK_CALLBACK_URL=http://127.0.0.1:9000/lambda-url/on-task-complete/
+    export ORK_WORKER_PROGRAM="${CARGO_TARGET_DIR:-{{justfile_directory()}}/target}/debug/ork"
+    (while sleep 5; do
+        curl -sS -o /dev/null -X POST http://127.0.0.1:9000/lambda-url/advance/ -H "authorization: Bearer $ORK_API_KEY" || true
+    done) &
+    trap 'kill $! 2>/dev/null' EXIT
+    cd functions
+    cargo lambda watch -A 127.0.0.1 -P 9000
 
 # The whole test suite (starts PostgreSQL and moto if needed)
 test:

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Args, Parser};
 use ork_core::engine::{CallbackConfig, Engine, EngineConfig};
 use ork_core::executor::Completion;
-use ork_core::store::{self, Store, StoreOptions};
+use ork_core::store::{Store, StoreOptions};
 use ork_core::token::Signer;
 use ork_executors::ProcessExecutor;
 use tokio::sync::mpsc;
@@ -22,12 +22,12 @@ use crate::handlers::Handlers;
 /// The settings shared by the CLI and the handlers.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Database URL: `sqlite:PATH` or `postgres://…` [default: $DATABASE_URL, else sqlite:.ork/ork.db]
+    /// Database URL: `sqlite:PATH` or `postgres://…` [default: $DATABASE_URL, else sqlite:<state dir>/ork.db]
     #[arg(long, global = true, env = "ORK_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Where local task attempts write their logs.
-    #[arg(long, global = true, env = "ORK_LOG_DIR", default_value = ".ork/logs")]
-    pub log_dir: PathBuf,
+    /// Where local task attempts write their logs [default: <state dir>/logs]
+    #[arg(long, global = true, env = "ORK_LOG_DIR")]
+    pub log_dir: Option<PathBuf>,
     /// Bring the schema up to date on connect (deployed handlers may set
     /// false and run `ork init` once per deploy).
     #[arg(long, global = true, env = "ORK_MIGRATE", default_value_t = true, action = ArgAction::Set)]
@@ -80,11 +80,20 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
     }
 
-    /// `--database-url`, else `DATABASE_URL`, else the embedded SQLite file.
+    /// `--database-url`, else `DATABASE_URL`, else the embedded SQLite
+    /// file in the [`state_dir`].
     pub fn database_url(&self) -> String {
         self.database_url
             .clone()
-            .unwrap_or_else(store::database_url_from_env)
+            .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| format!("sqlite:{}", state_dir().join("ork.db").display()))
+    }
+
+    /// `--log-dir`, else `logs/` in the [`state_dir`].
+    pub fn log_dir(&self) -> PathBuf {
+        self.log_dir
+            .clone()
+            .unwrap_or_else(|| state_dir().join("logs"))
     }
 
     /// Opens the database, migrating it unless `migrate` is off.
@@ -127,6 +136,22 @@ impl Config {
         Ok(())
     }
 }
+
+/// The directory of a project's local state (the SQLite file, local logs):
+/// the nearest `.ork/` in the working directory or one of its parents, as
+/// git finds `.git`, so that `ork` run from a subdirectory (the Lambda
+/// functions under `cargo lambda watch` run in `functions/`) uses the same
+/// state; else `.ork/` in the working directory, created on first use.
+pub fn state_dir() -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    cwd.ancestors()
+        .map(|dir| dir.join(STATE_DIR))
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(|| cwd.join(STATE_DIR))
+}
+
+/// The name of the state directory.
+pub const STATE_DIR: &str = ".ork";
 
 /// Logs through `tracing` to stderr, filtered by `RUST_LOG` (else `default`).
 pub fn init_tracing(default: &str, with_time: bool) {
@@ -178,7 +203,7 @@ pub async fn setup(config: &Config, defaults: Defaults) -> Result<Setup> {
     let signer = config.signer(defaults.signer)?;
     let callback_url = config.callback_url.clone().or(defaults.callback_url);
     let (tx, completions) = mpsc::unbounded_channel();
-    let mut process = ProcessExecutor::new(&config.log_dir, tx);
+    let mut process = ProcessExecutor::new(config.log_dir(), tx);
     if let Some(worker) = config.worker_program.clone().or(defaults.worker_program) {
         if callback_url.is_none() {
             bail!("ORK_WORKER_PROGRAM is set but no ORK_CALLBACK_URL: local workers would have nowhere to report");

@@ -75,7 +75,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             run_id,
             task,
             attempt,
-        } => logs(&ctx, &config.log_dir, run_id, &task, attempt).await,
+        } => logs(&ctx, &config.log_dir(), run_id, &task, attempt).await,
         Command::Cancel { run_id } => cancel(&ctx, run_id).await,
         Command::Run { file, params, .. } => run_file(ctx, &file, &params).await,
         Command::Worker { .. } | Command::Serve { .. } => unreachable!("handled above"),
@@ -95,7 +95,7 @@ impl Ctx {
     async fn open(config: &Config, json: bool, dry_run: bool) -> Result<Ctx> {
         let store = config.connect().await?;
         let (tx, completions) = mpsc::unbounded_channel::<Completion>();
-        let engine = local_engine(store.clone(), &config.log_dir, tx, dry_run);
+        let engine = local_engine(store.clone(), &config.log_dir(), tx, dry_run);
         Ok(Ctx {
             store,
             engine,
@@ -283,6 +283,7 @@ async fn logs(
         bail!("run {run_id} has no task {task:?}");
     }
     let many = chosen.len() > 1;
+    let mut missing = 0;
     for t in chosen {
         let n = attempt.unwrap_or(t.attempt);
         let a = ork_core::model::AttemptRef {
@@ -295,10 +296,17 @@ async fn logs(
         }
         match std::fs::read_to_string(&path) {
             Ok(text) => print!("{text}"),
-            Err(_) => eprintln!("no log for {} attempt {n} at {}", t.label(), path.display()),
+            Err(e) => {
+                missing += 1;
+                eprintln!(
+                    "no log for {} attempt {n}: looked for {} ({e}); logs are local to the machine that ran the attempt (--log-dir / ORK_LOG_DIR)",
+                    t.label(),
+                    path.display()
+                );
+            }
         }
     }
-    Ok(0)
+    Ok(if missing > 0 { 1 } else { 0 })
 }
 
 async fn cancel(ctx: &Ctx, run_id: Uuid) -> Result<i32> {
