@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use common::*;
 use ork_core::engine::TriggerOptions;
-use ork_core::executor::{Completion, Dispatch, DispatchRequest, Executor, Outcome};
+use ork_core::executor::{Completion, Dispatch, DispatchRequest, Executor, ExecutorError, Outcome};
 use ork_core::model::{AttemptRef, RunStatus, TaskStatus};
 use serde_json::json;
 
@@ -36,7 +36,7 @@ impl Holding {
 
 #[async_trait]
 impl Executor for Holding {
-    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         self.started.lock().unwrap().push(req.clone());
         Ok(Dispatch::Started {
             execution_id: format!("held-{}", req.attempt.task_id),
@@ -51,7 +51,7 @@ struct Flaky {
 
 #[async_trait]
 impl Executor for Flaky {
-    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         let mut left = self.failures_left.lock().unwrap();
         match left.get_mut(&req.attempt.name) {
             Some(n) if *n > 0 => {

@@ -128,7 +128,7 @@ async fn world() -> World {
         .await
         .expect("Cloud Run executor from the key file");
     assert_eq!(cloudrun.endpoint(), fake.url);
-    let fargate = FargateExecutor::from_env().await;
+    let fargate = FargateExecutor::from_env().await.expect("AWS credentials");
 
     let db = common::postgres().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

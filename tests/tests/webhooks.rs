@@ -13,7 +13,7 @@ use common::*;
 use ork_api::advancer::Advancer;
 use ork_api::Handlers;
 use ork_core::engine::{CallbackConfig, Engine, EngineConfig};
-use ork_core::executor::{Dispatch, DispatchRequest, Executor, Executors, Outcome};
+use ork_core::executor::{Dispatch, DispatchRequest, Executor, ExecutorError, Executors, Outcome};
 use ork_core::model::AttemptRef;
 use ork_core::model::{RunStatus, TaskStatus};
 use ork_core::spec::ExecutorKind;
@@ -28,7 +28,7 @@ struct Holding(Mutex<Vec<DispatchRequest>>);
 
 #[async_trait]
 impl Executor for Holding {
-    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         self.0.lock().unwrap().push(req.clone());
         Ok(Dispatch::Started {
             execution_id: execution_name(req.attempt.task_id),
@@ -40,7 +40,7 @@ impl Executor for Holding {
         &self,
         _attempt: &AttemptRef,
         _execution_id: &str,
-    ) -> Result<Option<Outcome>, String> {
+    ) -> Result<Option<Outcome>, ExecutorError> {
         Ok(Some(Outcome::success(Some(json!({"polled": true})))))
     }
 }
