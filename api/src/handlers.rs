@@ -377,3 +377,27 @@ fn cloud_run_execution(event: &Value) -> Option<Value> {
         .filter(is_execution)
         .or_else(|| is_execution(event).then(|| event.clone()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_errors_map_to_statuses_without_leaking_internals() {
+        let reply = Reply::from_engine(Error::RunNotFound(Uuid::nil()));
+        assert_eq!(reply.status, 404);
+        let reply = Reply::from_engine(Error::Invalid("run params must be a JSON object".into()));
+        assert_eq!(reply, Reply::error(400, "run params must be a JSON object"));
+        let reply = Reply::from_engine(Error::Database(sqlx::Error::PoolTimedOut));
+        assert_eq!(reply.status, 503);
+        for internal in [
+            Error::Database(sqlx::Error::Protocol("relation \"runs\" is locked".into())),
+            Error::Internal("stored spec of etl v1 is unreadable".into()),
+        ] {
+            let reply = Reply::from_engine(internal);
+            assert_eq!(reply.status, 500);
+            let body = reply.body.to_string();
+            assert!(!body.contains("runs") && !body.contains("etl"), "{body}");
+        }
+    }
+}
