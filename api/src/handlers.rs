@@ -38,15 +38,22 @@ impl Reply {
         }
     }
 
-    fn from_engine(e: Error) -> Reply {
-        match e {
-            Error::WorkflowNotFound(_) | Error::RunNotFound(_) => Reply::error(404, e),
-            Error::Invalid(_) | Error::Spec(_) => Reply::error(400, e),
-            e if e.is_transient() => Reply::error(503, e),
-            e => {
-                tracing::error!(error = %e, "handler failed");
-                Reply::error(500, e)
-            }
+    /// The one mapping of an engine or store error to an answer: 404 for
+    /// an unknown workflow or run, 400 for the caller's mistakes, 503 for a
+    /// transient database failure, 500 for everything else. Only the
+    /// caller's own errors are shown as they are; the detail of the others
+    /// (raw database errors, internal faults) goes to the log.
+    pub fn from_engine(e: Error) -> Reply {
+        if e.is_not_found() {
+            Reply::error(404, e)
+        } else if e.is_user_error() {
+            Reply::error(400, e)
+        } else if e.is_transient() {
+            tracing::warn!(error = %e, "transient database error");
+            Reply::error(503, "the database is busy or unreachable; try again")
+        } else {
+            tracing::error!(error = %e, "handler failed");
+            Reply::error(500, "internal error (see the server log)")
         }
     }
 }
@@ -252,12 +259,14 @@ impl Handlers {
             exit_code: req.exit_code,
             error: req.error,
             output: req.output,
+            permanent: false,
         };
-        self.record(Completion { attempt, outcome }).await
+        self.report(Completion { attempt, outcome }).await
     }
 
-    /// Records a verified completion and advances what it made ready.
-    pub async fn record(&self, completion: Completion) -> Reply {
+    /// A verified report of an attempt's end: records it and advances what
+    /// it made ready.
+    pub async fn report(&self, completion: Completion) -> Reply {
         let attempt = completion.attempt.attempt;
         match self.engine.report(completion).await {
             Ok(Reported::Applied(done)) => {
@@ -316,7 +325,7 @@ impl Handlers {
                 Err(reply) => return reply,
             };
             return self
-                .record(Completion {
+                .report(Completion {
                     attempt,
                     outcome: stopped.outcome,
                 })
@@ -345,7 +354,7 @@ impl Handlers {
         };
         match self.engine.check(&attempt).await {
             Ok(Some(outcome)) => {
-                self.record(Completion {
+                self.report(Completion {
                     attempt: attempt.attempt_ref(),
                     outcome,
                 })
@@ -377,4 +386,28 @@ fn cloud_run_execution(event: &Value) -> Option<Value> {
     pushed
         .filter(is_execution)
         .or_else(|| is_execution(event).then(|| event.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_errors_map_to_statuses_without_leaking_internals() {
+        let reply = Reply::from_engine(Error::RunNotFound(Uuid::nil()));
+        assert_eq!(reply.status, 404);
+        let reply = Reply::from_engine(Error::Invalid("run params must be a JSON object".into()));
+        assert_eq!(reply, Reply::error(400, "run params must be a JSON object"));
+        let reply = Reply::from_engine(Error::Database(sqlx::Error::PoolTimedOut));
+        assert_eq!(reply.status, 503);
+        for internal in [
+            Error::Database(sqlx::Error::Protocol("relation \"runs\" is locked".into())),
+            Error::Internal("stored spec of etl v1 is unreadable".into()),
+        ] {
+            let reply = Reply::from_engine(internal);
+            assert_eq!(reply.status, 500);
+            let body = reply.body.to_string();
+            assert!(!body.contains("runs") && !body.contains("etl"), "{body}");
+        }
+    }
 }

@@ -79,7 +79,7 @@ async fn runs(State(h): State<Arc<Handlers>>, headers: HeaderMap) -> Response {
     }
     match h.engine.store().list_runs(None, 50).await {
         Ok(runs) => Json(runs).into_response(),
-        Err(e) => Reply::error(500, e).into_response(),
+        Err(e) => Reply::from_engine(e).into_response(),
     }
 }
 
@@ -92,7 +92,7 @@ async fn run(State(h): State<Arc<Handlers>>, Path(id): Path<Uuid>, headers: Head
         (Ok(run), Ok(tasks)) => {
             Json(serde_json::json!({ "run": run, "tasks": tasks })).into_response()
         }
-        (Err(e), _) | (_, Err(e)) => Reply::error(404, e).into_response(),
+        (Err(e), _) | (_, Err(e)) => Reply::from_engine(e).into_response(),
     }
 }
 

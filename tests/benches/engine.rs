@@ -17,7 +17,7 @@ use ork_tests::db as common;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ork_core::engine::{Engine, EngineConfig, TriggerOptions};
-use ork_core::executor::{Dispatch, DispatchRequest, Executor, Executors, Outcome};
+use ork_core::executor::{Dispatch, DispatchRequest, Executor, ExecutorError, Executors, Outcome};
 use ork_core::spec::{self, ExecutorKind};
 use ork_core::store::Store;
 use uuid::Uuid;
@@ -30,7 +30,7 @@ struct Stopwatch {
 
 #[async_trait]
 impl Executor for Stopwatch {
-    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         self.reached
             .lock()
             .unwrap()

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ork_api::advancer::Advancer;
 use ork_core::engine::{Engine, EngineConfig};
-use ork_core::executor::{Dispatch, DispatchRequest, Executor, Executors};
+use ork_core::executor::{Dispatch, DispatchRequest, Executor, ExecutorError, Executors};
 use ork_core::spec::{self, ExecutorKind};
 use ork_core::store::Store;
 use ork_tests::app::TestApp;
@@ -36,7 +36,7 @@ struct Recorder {
 
 #[async_trait]
 impl Executor for Recorder {
-    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         let key = format!("{}[{}]", req.attempt.name, req.attempt.task_index);
         let token = req
             .callback

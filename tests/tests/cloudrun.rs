@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fake_cloudrun::{FakeCloudRun, CLIENT_EMAIL, SCOPE};
-use ork_core::executor::{Callback, Dispatch, DispatchRequest, Executor, Outcome};
+use ork_core::executor::{Callback, Dispatch, DispatchRequest, Executor, ExecutorError, Outcome};
 use ork_core::model::AttemptRef;
+use ork_core::retry::Backoff;
 use ork_core::spec::{CloudRunTarget, ExecutorKind, TaskSpec};
-use ork_executors::cloudrun::RetryConfig;
 use ork_executors::CloudRunExecutor;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -31,14 +31,15 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    setup_with(RetryConfig {
-        max_retries: 4,
-        base_delay: Duration::from_millis(1),
-    })
+    setup_with(Backoff::new(
+        4,
+        Duration::from_millis(1),
+        Duration::from_millis(1),
+    ))
     .await
 }
 
-async fn setup_with(retry: RetryConfig) -> Setup {
+async fn setup_with(retry: Backoff) -> Setup {
     let fake = FakeCloudRun::start().await;
     fake.add_job(PROJECT, REGION, "etl");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -281,10 +282,11 @@ async fn throttling_and_unavailability_are_retried() {
 
 #[tokio::test]
 async fn retries_give_up_after_max_retries() {
-    let s = setup_with(RetryConfig {
-        max_retries: 2,
-        base_delay: Duration::from_millis(1),
-    })
+    let s = setup_with(Backoff::new(
+        2,
+        Duration::from_millis(1),
+        Duration::from_millis(1),
+    ))
     .await;
     s.fake.fail_next_runs(&[503, 500, 503, 503]);
 
@@ -294,8 +296,9 @@ async fn retries_give_up_after_max_retries() {
         .await
         .expect_err("still unavailable");
 
+    assert!(err.is_transient(), "{err:?}");
     assert_eq!(
-        err,
+        err.to_string(),
         "Cloud Run jobs.run failed after 3 tries: 503 UNAVAILABLE: \
          The service is currently unavailable."
     );
@@ -313,8 +316,12 @@ async fn permission_denied_fails_at_once_with_googles_message() {
         .await
         .expect_err("forbidden");
 
+    assert!(
+        matches!(err, ExecutorError::Permanent(_)),
+        "a 403 is permanent: {err:?}"
+    );
     assert_eq!(
-        err,
+        err.to_string(),
         format!(
             "Cloud Run jobs.run failed: 403 PERMISSION_DENIED: Permission 'run.jobs.run' \
              denied on resource 'projects/{PROJECT}/locations/{REGION}/jobs/forbidden' \
@@ -334,8 +341,9 @@ async fn unknown_job_fails_with_not_found() {
         .await
         .expect_err("unknown job");
 
+    assert!(matches!(err, ExecutorError::Permanent(_)), "{err:?}");
     assert_eq!(
-        err,
+        err.to_string(),
         format!(
             "Cloud Run jobs.run failed: 404 NOT_FOUND: Resource 'no-such-job' of kind 'JOB' \
              in region '{REGION}' in project '{PROJECT}' does not exist."
@@ -350,7 +358,8 @@ async fn a_task_without_cloudrun_block_is_refused() {
     let mut req = request("etl", 0);
     req.spec.cloudrun = None;
     let err = s.executor.dispatch(&req).await.expect_err("no target");
-    assert!(err.contains("`cloudrun:`"), "{err}");
+    assert!(matches!(err, ExecutorError::Permanent(_)), "{err:?}");
+    assert!(err.message().contains("`cloudrun:`"), "{err}");
     assert!(s.fake.requests().is_empty());
 }
 
@@ -366,7 +375,8 @@ async fn token_endpoint_refusal_is_reported() {
         .expect_err("no token");
 
     assert!(
-        err.starts_with("Cloud Run jobs.run failed: cannot get a Google access token"),
+        err.message()
+            .starts_with("Cloud Run jobs.run failed: cannot get a Google access token"),
         "{err}"
     );
     assert!(s.fake.requests().is_empty(), "no API call without a token");
@@ -382,10 +392,7 @@ async fn connection_errors_are_retried_then_reported() {
     let executor = CloudRunExecutor::new(
         "http://127.0.0.1:1/".into(),
         Arc::new(account),
-        RetryConfig {
-            max_retries: 2,
-            base_delay: Duration::from_millis(1),
-        },
+        Backoff::new(2, Duration::from_millis(1), Duration::from_millis(1)),
     );
     assert_eq!(executor.endpoint(), "http://127.0.0.1:1");
 
@@ -395,8 +402,10 @@ async fn connection_errors_are_retried_then_reported() {
         .expect_err("refused");
     println!("{err}");
 
+    assert!(err.is_transient(), "{err:?}");
     assert!(
-        err.starts_with("Cloud Run jobs.run failed after 3 tries: "),
+        err.message()
+            .starts_with("Cloud Run jobs.run failed after 3 tries: "),
         "{err}"
     );
 }
@@ -458,7 +467,7 @@ async fn poll_of_an_unknown_execution_is_an_error() {
     let missing = format!("projects/{PROJECT}/locations/{REGION}/jobs/etl/executions/etl-gone");
     let err = s.executor.poll(&a, &missing).await.expect_err("404");
     assert_eq!(
-        err,
+        err.to_string(),
         "Cloud Run executions.get failed: 404 NOT_FOUND: \
          Resource 'etl-gone' of kind 'EXECUTION' does not exist."
     );
@@ -466,7 +475,10 @@ async fn poll_of_an_unknown_execution_is_an_error() {
     // Ids that are not execution names never reach the API.
     for bad in ["pid:1234", "projects/p/../../x", ""] {
         let err = s.executor.poll(&a, bad).await.expect_err("refused");
-        assert!(err.contains("is not a Cloud Run execution name"), "{err}");
+        assert!(
+            err.message().contains("is not a Cloud Run execution name"),
+            "{err}"
+        );
     }
     assert_eq!(s.fake.requests().len(), 1);
 }
@@ -577,6 +589,8 @@ async fn from_env_child() {
         .await
         .expect_err("there are no credentials");
     println!("from_env error: {err}");
+    assert!(matches!(err, ExecutorError::NotConfigured(_)), "{err:?}");
+    let err = err.to_string();
     assert!(err.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{err}");
     assert!(err.contains(&missing), "{err}");
     assert!(err.contains("service-account key file"), "{err}");

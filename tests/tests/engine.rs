@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use common::*;
 use ork_core::engine::TriggerOptions;
-use ork_core::executor::{Completion, Dispatch, DispatchRequest, Executor, Outcome};
+use ork_core::executor::{Completion, Dispatch, DispatchRequest, Executor, ExecutorError, Outcome};
 use ork_core::model::{AttemptRef, RunStatus, TaskStatus};
 use serde_json::json;
 
@@ -36,7 +36,7 @@ impl Holding {
 
 #[async_trait]
 impl Executor for Holding {
-    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         self.started.lock().unwrap().push(req.clone());
         Ok(Dispatch::Started {
             execution_id: format!("held-{}", req.attempt.task_id),
@@ -51,7 +51,7 @@ struct Flaky {
 
 #[async_trait]
 impl Executor for Flaky {
-    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         let mut left = self.failures_left.lock().unwrap();
         match left.get_mut(&req.attempt.name) {
             Some(n) if *n > 0 => {
@@ -63,6 +63,99 @@ impl Executor for Flaky {
             )))),
         }
     }
+}
+
+/// Refuses to start the named task: with a permanent error always, or
+/// with a transient one the given number of times.
+struct Refusing {
+    permanent: bool,
+    transient_left: Mutex<u32>,
+    dispatches: Mutex<u32>,
+}
+
+impl Refusing {
+    fn permanent() -> Self {
+        Refusing {
+            permanent: true,
+            transient_left: Mutex::new(0),
+            dispatches: Mutex::new(0),
+        }
+    }
+
+    fn transient(times: u32) -> Self {
+        Refusing {
+            permanent: false,
+            transient_left: Mutex::new(times),
+            dispatches: Mutex::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl Executor for Refusing {
+    async fn dispatch(&self, _req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
+        *self.dispatches.lock().unwrap() += 1;
+        if self.permanent {
+            return Err(ExecutorError::permanent("403 PERMISSION_DENIED: denied"));
+        }
+        let mut left = self.transient_left.lock().unwrap();
+        if *left > 0 {
+            *left -= 1;
+            return Err(ExecutorError::transient("503 UNAVAILABLE: try later"));
+        }
+        Ok(Dispatch::Finished(Outcome::success(None)))
+    }
+}
+
+const RETRIED: &str = "name: r\ntasks:\n  t: {executor: noop, retries: {count: 3, backoff: 1ms}}\n";
+
+/// Advances the run until it is final.
+async fn advance_to_end(engine: &ork_core::engine::Engine, run: uuid::Uuid) -> RunStatus {
+    for _ in 0..200 {
+        if let Some(s) = engine.advance(run).await.unwrap().finalized {
+            return s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("run {run} did not finish");
+}
+
+async fn a_permanent_dispatch_error_is_not_retried(db: TestDb) {
+    let refusing = Arc::new(Refusing::permanent());
+    let engine = with_executor(db.store.clone(), refusing.clone());
+    engine.apply(&parse(RETRIED), None).await.unwrap();
+    let run = engine
+        .trigger("r", json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    assert_eq!(advance_to_end(&engine, run.id).await, RunStatus::Failed);
+    let task = db.store.run_tasks(run.id).await.unwrap().pop().unwrap();
+    assert_eq!((task.status, task.attempt), (TaskStatus::Failed, 1));
+    assert_eq!(
+        task.error.as_deref(),
+        Some("dispatch failed: 403 PERMISSION_DENIED: denied")
+    );
+    assert_eq!(
+        *refusing.dispatches.lock().unwrap(),
+        1,
+        "retries: 3 not spent"
+    );
+}
+
+async fn a_transient_dispatch_error_is_retried(db: TestDb) {
+    let refusing = Arc::new(Refusing::transient(2));
+    let engine = with_executor(db.store.clone(), refusing.clone());
+    engine.apply(&parse(RETRIED), None).await.unwrap();
+    let run = engine
+        .trigger("r", json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    assert_eq!(advance_to_end(&engine, run.id).await, RunStatus::Success);
+    let task = db.store.run_tasks(run.id).await.unwrap().pop().unwrap();
+    assert_eq!((task.status, task.attempt), (TaskStatus::Success, 3));
+    assert_eq!(*refusing.dispatches.lock().unwrap(), 3);
 }
 
 fn ok(attempt: &AttemptRef) -> Completion {
@@ -359,4 +452,6 @@ on_both_backends!(
     an_idempotency_key_returns_the_first_run,
     cancel_closes_the_run_and_ignores_late_completions,
     a_missing_executor_fails_the_attempt_with_a_clear_error,
+    a_permanent_dispatch_error_is_not_retried,
+    a_transient_dispatch_error_is_retried,
 );

@@ -17,7 +17,7 @@ use aws_sdk_ecs::types::{
 };
 use aws_sdk_ecs::Client;
 use moto::{default_subnet, ec2, harness, set_ecs_task_steps, xml_texts};
-use ork_core::executor::{Callback, Dispatch, DispatchRequest, Executor, Outcome};
+use ork_core::executor::{Callback, Dispatch, DispatchRequest, Executor, ExecutorError, Outcome};
 use ork_core::model::AttemptRef;
 use ork_core::spec::{ExecutorKind, FargateTarget, TaskSpec};
 use ork_executors::ecs_event::STOP_REASON;
@@ -182,7 +182,7 @@ fn started(d: Dispatch) -> String {
 #[tokio::test]
 async fn dispatch_runs_the_task_with_the_attempts_overrides() {
     let fx = fixture().await;
-    let exec = FargateExecutor::from_env().await;
+    let exec = FargateExecutor::from_env().await.expect("AWS credentials");
     let a = attempt(2, 1);
     let arn = started(
         exec.dispatch(&fx.request(a.clone(), fx.spec()))
@@ -384,7 +384,7 @@ async fn poll_is_none_until_the_task_stops() {
     // A task ECS does not know is an error, not an end.
     let unknown = arn.rsplit_once('/').unwrap().0.to_owned() + "/0123456789abcdef0123456789abcdef";
     let err = exec.poll(&a, &unknown).await.unwrap_err();
-    assert!(err.contains("does not know task"), "{err}");
+    assert!(err.message().contains("does not know task"), "{err}");
 }
 
 #[tokio::test]
@@ -399,8 +399,9 @@ async fn run_task_failures_are_clear_errors() {
         .await
         .unwrap_err();
     // The look-up for an earlier start of the attempt is the first call to fail.
+    assert!(matches!(err, ExecutorError::Permanent(_)), "{err:?}");
     assert_eq!(
-        err,
+        err.to_string(),
         "ECS ListTasks on cluster \"no-such-cluster\" failed: \
          ClusterNotFoundException: Cluster not found."
     );
@@ -415,7 +416,8 @@ async fn run_task_failures_are_clear_errors() {
         "ECS RunTask of \"no-such-family\" on cluster {:?} failed: ClientException: ",
         fx.cluster
     );
-    assert!(err.starts_with(&prefix), "{err}");
+    assert!(matches!(err, ExecutorError::Permanent(_)), "{err:?}");
+    assert!(err.message().starts_with(&prefix), "{err}");
 
     let mut spec = fx.spec();
     spec.fargate.as_mut().unwrap().subnets = vec!["subnet-00000000000000000".into()];
@@ -424,7 +426,7 @@ async fn run_task_failures_are_clear_errors() {
         .await
         .unwrap_err();
     assert!(
-        err.ends_with(
+        err.message().ends_with(
             "failed: InvalidSubnetID.NotFound: The subnet ID 'subnet-00000000000000000' does not exist"
         ),
         "{err}"
@@ -436,7 +438,8 @@ async fn run_task_failures_are_clear_errors() {
         .dispatch(&fx.request(attempt(0, 1), spec))
         .await
         .unwrap_err();
-    assert!(err.contains("`fargate:`"), "{err}");
+    assert!(matches!(err, ExecutorError::Permanent(_)), "{err:?}");
+    assert!(err.message().contains("`fargate:`"), "{err}");
 
     assert!(fx.list(None, DesiredStatus::Running).await.is_empty());
 }

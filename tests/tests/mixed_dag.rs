@@ -128,7 +128,7 @@ async fn world() -> World {
         .await
         .expect("Cloud Run executor from the key file");
     assert_eq!(cloudrun.endpoint(), fake.url);
-    let fargate = FargateExecutor::from_env().await;
+    let fargate = FargateExecutor::from_env().await.expect("AWS credentials");
 
     let db = common::postgres().await;
     let (tx, completions) = mpsc::unbounded_channel();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use common::*;
 use ork_core::engine::TriggerOptions;
-use ork_core::executor::{Completion, Dispatch, DispatchRequest, Executor, Outcome};
+use ork_core::executor::{Completion, Dispatch, DispatchRequest, Executor, ExecutorError, Outcome};
 use ork_core::model::RunStatus;
 use tokio::sync::{mpsc, Mutex};
 use uuid::Uuid;
@@ -33,13 +33,17 @@ struct Queueing(mpsc::UnboundedSender<Completion>);
 
 #[async_trait]
 impl Executor for Queueing {
-    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         let done = Completion {
             attempt: req.attempt.clone(),
             outcome: Outcome::success(None),
         };
-        self.0.send(done.clone()).map_err(|e| e.to_string())?;
-        self.0.send(done).map_err(|e| e.to_string())?;
+        self.0
+            .send(done.clone())
+            .map_err(|e| ExecutorError::permanent(e.to_string()))?;
+        self.0
+            .send(done)
+            .map_err(|e| ExecutorError::permanent(e.to_string()))?;
         Ok(Dispatch::Started {
             execution_id: req.attempt.task_id.to_string(),
         })

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::*;
 use ork_core::engine::{Engine, EngineConfig, TriggerOptions};
-use ork_core::executor::{Dispatch, DispatchRequest, Executor, Executors};
+use ork_core::executor::{Dispatch, DispatchRequest, Executor, ExecutorError, Executors};
 use ork_core::model::TaskStatus;
 use ork_core::spec::ExecutorKind;
 use serde_json::json;
@@ -25,7 +25,7 @@ struct Silent {
 
 #[async_trait]
 impl Executor for Silent {
-    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         if self.hang {
             std::future::pending::<()>().await;
         }

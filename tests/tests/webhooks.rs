@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::*;
 use ork_core::engine::EngineConfig;
-use ork_core::executor::{Dispatch, DispatchRequest, Executor, Executors, Outcome};
+use ork_core::executor::{Dispatch, DispatchRequest, Executor, ExecutorError, Executors, Outcome};
 use ork_core::model::AttemptRef;
 use ork_core::model::{RunStatus, TaskStatus};
 use ork_core::spec::ExecutorKind;
@@ -27,7 +27,7 @@ struct Holding(Mutex<Vec<DispatchRequest>>);
 
 #[async_trait]
 impl Executor for Holding {
-    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         self.0.lock().unwrap().push(req.clone());
         Ok(Dispatch::Started {
             execution_id: execution_name(req.attempt.task_id),
@@ -39,7 +39,7 @@ impl Executor for Holding {
         &self,
         _attempt: &AttemptRef,
         _execution_id: &str,
-    ) -> Result<Option<Outcome>, String> {
+    ) -> Result<Option<Outcome>, ExecutorError> {
         Ok(Some(Outcome::success(Some(json!({"polled": true})))))
     }
 }

@@ -12,6 +12,7 @@ pub mod engine;
 mod error;
 pub mod executor;
 pub mod model;
+pub mod retry;
 pub mod spec;
 pub mod store;
 pub mod token;

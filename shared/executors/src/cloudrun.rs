@@ -18,6 +18,7 @@
 //! message (`{"error": {"code", "message", "status"}}`).
 
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +26,9 @@ use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use ork_core::executor::{Dispatch, DispatchRequest, Executor, Outcome};
+use ork_core::executor::{Dispatch, DispatchRequest, Executor, ExecutorError, Outcome};
 use ork_core::model::AttemptRef;
+use ork_core::retry::{retry, Backoff};
 
 /// Where the Cloud Run Admin API is, unless `ORK_CLOUDRUN_ENDPOINT` says otherwise.
 pub const DEFAULT_ENDPOINT: &str = "https://run.googleapis.com";
@@ -37,31 +39,10 @@ pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// The `@type` of an operation's metadata when it is an execution.
 const EXECUTION_TYPE: &str = "type.googleapis.com/google.cloud.run.v2.Execution";
 
-/// How transient API errors (429, 5xx, connection errors) are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryConfig {
-    /// Retries after the first try; `0` tries once.
-    pub max_retries: u32,
-    /// The wait before the first retry, doubled before each next one.
-    pub base_delay: Duration,
-}
-
-impl Default for RetryConfig {
-    /// Four retries, waiting 200ms, 400ms, 800ms then 1.6s.
-    fn default() -> Self {
-        RetryConfig {
-            max_retries: 4,
-            base_delay: Duration::from_millis(200),
-        }
-    }
-}
-
-impl RetryConfig {
-    /// The wait before retry `n` (0-based): `base_delay * 2^n`.
-    fn delay(&self, n: u32) -> Duration {
-        self.base_delay.saturating_mul(1 << n.min(16))
-    }
-}
+/// How transient API errors (429, 5xx, connection errors) are retried by
+/// default: four retries, waiting 200ms, 400ms, 800ms then 1.6s.
+pub const DEFAULT_RETRY: Backoff =
+    Backoff::new(4, Duration::from_millis(200), Duration::from_secs(10));
 
 /// Starts each attempt as one execution of an existing Cloud Run Job.
 ///
@@ -87,7 +68,7 @@ pub struct CloudRunExecutor {
     /// No trailing slash.
     endpoint: String,
     auth: Arc<dyn gcp_auth::TokenProvider>,
-    retry: RetryConfig,
+    retry: Backoff,
     http: reqwest::Client,
 }
 
@@ -102,12 +83,9 @@ impl fmt::Debug for CloudRunExecutor {
 
 impl CloudRunExecutor {
     /// An executor calling the Admin API at `endpoint` (such as
-    /// [`DEFAULT_ENDPOINT`]) with tokens from `auth`.
-    pub fn new(
-        endpoint: String,
-        auth: Arc<dyn gcp_auth::TokenProvider>,
-        retry: RetryConfig,
-    ) -> Self {
+    /// [`DEFAULT_ENDPOINT`]) with tokens from `auth`, retrying transient
+    /// errors as `retry` says (such as [`DEFAULT_RETRY`]).
+    pub fn new(endpoint: String, auth: Arc<dyn gcp_auth::TokenProvider>, retry: Backoff) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
@@ -128,20 +106,20 @@ impl CloudRunExecutor {
     /// Cloud Run, GKE, GCE…), then the `gcloud` CLI. The endpoint is
     /// `ORK_CLOUDRUN_ENDPOINT`, by default [`DEFAULT_ENDPOINT`].
     ///
-    /// Without credentials this is an error saying what was looked for;
-    /// there is no fallback.
-    pub async fn from_env() -> Result<Self, String> {
+    /// Without credentials this is an [`ExecutorError::NotConfigured`]
+    /// saying what was looked for; there is no fallback.
+    pub async fn from_env() -> Result<Self, ExecutorError> {
         let endpoint = std::env::var("ORK_CLOUDRUN_ENDPOINT")
             .ok()
             .filter(|e| !e.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
         let auth = gcp_auth::provider().await.map_err(|e| {
-            no_credentials_message(
+            ExecutorError::NotConfigured(no_credentials_message(
                 std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").as_deref(),
                 &e,
-            )
+            ))
         })?;
-        Ok(Self::new(endpoint, auth, RetryConfig::default()))
+        Ok(Self::new(endpoint, auth, DEFAULT_RETRY))
     }
 
     /// The API endpoint calls go to, without a trailing slash.
@@ -158,28 +136,23 @@ impl CloudRunExecutor {
         url: &str,
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
-        let mut retry = 0;
-        loop {
-            let error = match self.try_call(op, method.clone(), url, body).await {
-                Ok(value) => return Ok(value),
-                Err(e) if e.transient && retry < self.retry.max_retries => e,
-                Err(mut e) => {
-                    e.tries = retry + 1;
-                    return Err(e);
-                }
-            };
-            let delay = self.retry.delay(retry);
-            retry += 1;
-            tracing::warn!(
-                op,
-                url,
-                retry,
-                delay_ms = delay.as_millis() as u64,
-                "Cloud Run call failed, retrying: {}",
-                error.detail
-            );
-            tokio::time::sleep(delay).await;
-        }
+        let tries = AtomicU32::new(0);
+        let retryable = |e: &ApiError| e.transient;
+        retry(self.retry, retryable, || async {
+            let n = tries.fetch_add(1, Ordering::Relaxed) + 1;
+            self.try_call(op, method.clone(), url, body)
+                .await
+                .inspect_err(|e| {
+                    if e.transient {
+                        tracing::warn!(op, url, tries = n, "Cloud Run call failed: {}", e.detail);
+                    }
+                })
+        })
+        .await
+        .map_err(|mut e| {
+            e.tries = tries.load(Ordering::Relaxed);
+            e
+        })
     }
 
     async fn try_call(
@@ -246,7 +219,7 @@ impl CloudRunExecutor {
 
     /// The URL of an execution (plus `suffix`), refusing ids that are not
     /// execution names, so that another executor's id never becomes a path.
-    fn execution_url(&self, execution_id: &str, suffix: &str) -> Result<String, String> {
+    fn execution_url(&self, execution_id: &str, suffix: &str) -> Result<String, ExecutorError> {
         let parts: Vec<&str> = execution_id.split('/').collect();
         let well_formed = parts.len() == 8
             && parts[0] == "projects"
@@ -255,10 +228,10 @@ impl CloudRunExecutor {
             && parts[6] == "executions"
             && parts.iter().all(|p| is_name_segment(p));
         if !well_formed {
-            return Err(format!(
+            return Err(ExecutorError::permanent(format!(
                 "{execution_id:?} is not a Cloud Run execution name \
                  (projects/P/locations/R/jobs/J/executions/E)"
-            ));
+            )));
         }
         Ok(format!("{}/v2/{execution_id}{suffix}", self.endpoint))
     }
@@ -266,19 +239,20 @@ impl CloudRunExecutor {
 
 #[async_trait]
 impl Executor for CloudRunExecutor {
-    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
-        let target = req
-            .spec
-            .cloudrun
-            .as_ref()
-            .ok_or("cloudrun task without a `cloudrun:` block")?;
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
+        let target =
+            req.spec.cloudrun.as_ref().ok_or_else(|| {
+                ExecutorError::permanent("cloudrun task without a `cloudrun:` block")
+            })?;
         for (what, value) in [
             ("project", &target.project),
             ("region", &target.region),
             ("job", &target.job),
         ] {
             if !is_name_segment(value) {
-                return Err(format!("invalid Cloud Run {what} {value:?}"));
+                return Err(ExecutorError::permanent(format!(
+                    "invalid Cloud Run {what} {value:?}"
+                )));
             }
         }
         let url = format!(
@@ -287,19 +261,18 @@ impl Executor for CloudRunExecutor {
         );
         let operation = self
             .call("jobs.run", Method::POST, &url, Some(&run_job_request(req)))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if let Some(error) = operation.get("error").filter(|e| !e.is_null()) {
-            return Err(format!(
+            return Err(ExecutorError::permanent(format!(
                 "Cloud Run jobs.run failed: operation ended with {}",
                 rpc_status(error)
-            ));
+            )));
         }
         let execution_id = execution_name(&operation).ok_or_else(|| {
-            format!(
+            ExecutorError::permanent(format!(
                 "Cloud Run jobs.run answered without an execution name: {}",
                 truncate(&operation.to_string())
-            )
+            ))
         })?;
         tracing::debug!(
             attempt = %req.attempt.task_id,
@@ -311,7 +284,7 @@ impl Executor for CloudRunExecutor {
         Ok(Dispatch::Started { execution_id })
     }
 
-    async fn cancel(&self, attempt: &AttemptRef, execution_id: &str) -> Result<(), String> {
+    async fn cancel(&self, attempt: &AttemptRef, execution_id: &str) -> Result<(), ExecutorError> {
         let url = self.execution_url(execution_id, ":cancel")?;
         match self
             .call("executions.cancel", Method::POST, &url, Some(&json!({})))
@@ -333,7 +306,7 @@ impl Executor for CloudRunExecutor {
                 );
                 Ok(())
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -341,12 +314,9 @@ impl Executor for CloudRunExecutor {
         &self,
         _attempt: &AttemptRef,
         execution_id: &str,
-    ) -> Result<Option<Outcome>, String> {
+    ) -> Result<Option<Outcome>, ExecutorError> {
         let url = self.execution_url(execution_id, "")?;
-        let execution = self
-            .call("executions.get", Method::GET, &url, None)
-            .await
-            .map_err(|e| e.to_string())?;
+        let execution = self.call("executions.get", Method::GET, &url, None).await?;
         Ok(execution_outcome(&execution))
     }
 }
@@ -495,6 +465,18 @@ impl fmt::Display for ApiError {
     }
 }
 
+/// Throttling, server and connection errors are transient; any other
+/// answer (403, 404, a bad request) or a refused token is permanent.
+impl From<ApiError> for ExecutorError {
+    fn from(e: ApiError) -> Self {
+        if e.transient {
+            ExecutorError::Transient(e.to_string())
+        } else {
+            ExecutorError::Permanent(e.to_string())
+        }
+    }
+}
+
 /// `403 PERMISSION_DENIED: Permission 'run.jobs.run' denied …` from Google's
 /// error body, or the status and the start of whatever else came back.
 fn google_error(status: StatusCode, body: &str) -> String {
@@ -597,11 +579,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles() {
-        let r = RetryConfig::default();
-        assert_eq!(r.delay(0), Duration::from_millis(200));
-        assert_eq!(r.delay(3), Duration::from_millis(1600));
-        assert!(r.delay(u32::MAX) > Duration::ZERO);
+    fn default_backoff_doubles() {
+        assert_eq!(DEFAULT_RETRY.delay(0), Duration::from_millis(200));
+        assert_eq!(DEFAULT_RETRY.delay(3), Duration::from_millis(1600));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use crate::ecs_event::{cluster_of_task_arn, ContainerEnd, Stopped, MARKER_VAR, STOP_REASON};
 use async_trait::async_trait;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::operation::run_task::RunTaskOutput;
 use aws_sdk_ecs::types::{
@@ -19,8 +20,9 @@ use aws_sdk_ecs::types::{
     LaunchType, NetworkConfiguration, TaskOverride,
 };
 use aws_sdk_ecs::Client;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
-use ork_core::executor::{Dispatch, DispatchRequest, Executor, Outcome};
+use ork_core::executor::{Dispatch, DispatchRequest, Executor, ExecutorError, Outcome};
 use ork_core::model::AttemptRef;
 use ork_core::spec::FargateTarget;
 
@@ -44,12 +46,18 @@ impl FargateExecutor {
 
     /// A client configured by the standard AWS chain: region, credentials
     /// and endpoint (`AWS_ENDPOINT_URL`) from the environment, profile or
-    /// instance role.
-    pub async fn from_env() -> Self {
+    /// instance role. Credentials are looked up at the first call; when the
+    /// chain finds none, that call fails with [`ExecutorError::NotConfigured`].
+    pub async fn from_env() -> Result<Self, ExecutorError> {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .load()
             .await;
-        Self::new(Client::new(&config))
+        if config.credentials_provider().is_none() {
+            return Err(ExecutorError::not_configured(
+                "no AWS credentials provider for the Fargate executor",
+            ));
+        }
+        Ok(Self::new(Client::new(&config)))
     }
 
     pub fn client(&self) -> &Client {
@@ -62,7 +70,7 @@ impl FargateExecutor {
         &self,
         cluster: &str,
         started_by: &str,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, ExecutorError> {
         for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
             let out = self
                 .client
@@ -132,8 +140,10 @@ pub fn task_override(req: &DispatchRequest, target: &FargateTarget) -> TaskOverr
         .build()
 }
 
-/// The task ARN `RunTask` started, or its failures as an error.
-fn started_arn(out: &RunTaskOutput, cluster: &str) -> Result<String, String> {
+/// The task ARN `RunTask` started, or its failures as an error. These are
+/// capacity and placement failures (`RESOURCE:MEMORY`, `AGENT`…), which
+/// may not recur: transient.
+fn started_arn(out: &RunTaskOutput, cluster: &str) -> Result<String, ExecutorError> {
     if let Some(arn) = out.tasks().iter().find_map(|t| t.task_arn()) {
         return Ok(arn.to_owned());
     }
@@ -151,39 +161,83 @@ fn started_arn(out: &RunTaskOutput, cluster: &str) -> Result<String, String> {
             text
         })
         .collect();
-    if failures.is_empty() {
-        Err(format!(
-            "ECS RunTask on cluster {cluster:?} started no task and reported no failure"
-        ))
+    Err(ExecutorError::Transient(if failures.is_empty() {
+        format!("ECS RunTask on cluster {cluster:?} started no task and reported no failure")
     } else {
-        Err(format!(
+        format!(
             "ECS could not start the task on cluster {cluster:?}: {}",
             failures.join("; ")
-        ))
-    }
+        )
+    }))
 }
 
-/// An SDK error as one line: the operation, the service's error code and message.
-fn sdk_error<E, R>(what: &str, err: SdkError<E, R>) -> String
+/// An SDK error as one line (the operation, the service's error code and
+/// message), and of which kind: no credentials found is not configured;
+/// throttling, server errors, timeouts and connection failures are
+/// transient; any other answer of the service (`AccessDeniedException`,
+/// `InvalidParameterException`, `ClientException` for an unknown task
+/// definition, `ClusterNotFoundException`…) is permanent.
+fn sdk_error<E>(what: &str, err: SdkError<E, HttpResponse>) -> ExecutorError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
-    match (err.code(), err.message()) {
+    let message = match (err.code(), err.message()) {
         (Some(code), Some(message)) => format!("{what}: {code}: {message}"),
         (Some(code), None) => format!("{what}: {code}"),
         _ => format!("{what}: {}", DisplayErrorContext(&err)),
+    };
+    if lacks_credentials(&err) {
+        return ExecutorError::NotConfigured(message);
     }
+    let transient = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            status == 429
+                || status >= 500
+                || err.code().is_some_and(|code| {
+                    code.contains("Throttl")
+                        || matches!(
+                            code,
+                            "RequestLimitExceeded"
+                                | "ServerException"
+                                | "ServiceUnavailable"
+                                | "ServiceUnavailableException"
+                        )
+                })
+        }
+        _ => false,
+    };
+    if transient {
+        ExecutorError::Transient(message)
+    } else {
+        ExecutorError::Permanent(message)
+    }
+}
+
+/// Whether the SDK gave up because the credentials chain found nothing.
+fn lacks_credentials(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if e.downcast_ref::<CredentialsError>()
+            .is_some_and(|c| matches!(c, CredentialsError::CredentialsNotLoaded(_)))
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 #[async_trait]
 impl Executor for FargateExecutor {
-    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
-        let target = req
-            .spec
-            .fargate
-            .as_ref()
-            .ok_or("fargate task without a `fargate:` block")?;
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
+        let target =
+            req.spec.fargate.as_ref().ok_or_else(|| {
+                ExecutorError::permanent("fargate task without a `fargate:` block")
+            })?;
         let started_by = started_by(&req.attempt);
         if let Some(arn) = self.find_started(&target.cluster, &started_by).await? {
             return Ok(Dispatch::Started { execution_id: arn });
@@ -201,7 +255,7 @@ impl Executor for FargateExecutor {
                 AssignPublicIp::Disabled
             })
             .build()
-            .map_err(|e| format!("invalid network configuration: {e}"))?;
+            .map_err(|e| ExecutorError::permanent(format!("invalid network configuration: {e}")))?;
         let out = self
             .client
             .run_task()
@@ -232,7 +286,7 @@ impl Executor for FargateExecutor {
         Ok(Dispatch::Started { execution_id })
     }
 
-    async fn cancel(&self, _attempt: &AttemptRef, execution_id: &str) -> Result<(), String> {
+    async fn cancel(&self, _attempt: &AttemptRef, execution_id: &str) -> Result<(), ExecutorError> {
         self.client
             .stop_task()
             .set_cluster(cluster_of_task_arn(execution_id).map(str::to_owned))
@@ -248,7 +302,7 @@ impl Executor for FargateExecutor {
         &self,
         _attempt: &AttemptRef,
         execution_id: &str,
-    ) -> Result<Option<Outcome>, String> {
+    ) -> Result<Option<Outcome>, ExecutorError> {
         let out = self
             .client
             .describe_tasks()
@@ -269,11 +323,11 @@ impl Executor for FargateExecutor {
                 .filter_map(|f| f.reason())
                 .collect::<Vec<_>>()
                 .join("; ");
-            return Err(if reason.is_empty() {
+            return Err(ExecutorError::Permanent(if reason.is_empty() {
                 format!("ECS does not know task {execution_id}")
             } else {
                 format!("ECS does not know task {execution_id}: {reason}")
-            });
+            }));
         };
         if task.last_status() != Some("STOPPED") {
             return Ok(None);
@@ -536,7 +590,7 @@ mod tests {
             )
             .build();
         assert_eq!(
-            started_arn(&out, "etl").unwrap_err(),
+            started_arn(&out, "etl").unwrap_err().to_string(),
             "ECS could not start the task on cluster \"etl\": RESOURCE:MEMORY \
              [arn:aws:ecs:us-east-1:123456789012:container-instance/x]; AGENT (agent disconnected)"
         );
@@ -546,6 +600,7 @@ mod tests {
         assert_eq!(started_arn(&out, "etl").unwrap(), "arn:t");
         assert!(started_arn(&RunTaskOutput::builder().build(), "etl")
             .unwrap_err()
+            .message()
             .contains("no failure"));
     }
 }

@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ork_core::executor::{
-    Dispatch, DispatchRequest, Executor, Executors, MockExecutor, NoopExecutor, Outcome,
+    Dispatch, DispatchRequest, Executor, ExecutorError, Executors, MockExecutor, NoopExecutor,
+    Outcome,
 };
 use ork_core::model::AttemptRef;
 use ork_core::spec::ExecutorKind;
@@ -51,22 +52,25 @@ pub fn standard(process: Arc<ProcessExecutor>) -> Executors {
     let executors = executors.with(
         ExecutorKind::Fargate,
         Arc::new(OnFirstUse::new(|| async {
-            Ok(Arc::new(FargateExecutor::from_env().await) as Arc<dyn Executor>)
+            FargateExecutor::from_env()
+                .await
+                .map(|e| Arc::new(e) as Arc<dyn Executor>)
         })),
     );
     executors
 }
 
 type Init = Box<
-    dyn Fn() -> futures::future::BoxFuture<'static, Result<Arc<dyn Executor>, String>>
+    dyn Fn() -> futures::future::BoxFuture<'static, Result<Arc<dyn Executor>, ExecutorError>>
         + Send
         + Sync,
 >;
 
 /// An executor built when first needed; if building it fails (missing
-/// credentials), every dispatch fails with that error.
+/// credentials: [`ExecutorError::NotConfigured`]), every dispatch fails
+/// with that error.
 pub struct OnFirstUse {
-    cell: tokio::sync::OnceCell<Result<Arc<dyn Executor>, String>>,
+    cell: tokio::sync::OnceCell<Result<Arc<dyn Executor>, ExecutorError>>,
     init: Init,
 }
 
@@ -74,7 +78,8 @@ impl OnFirstUse {
     pub fn new<F, Fut>(init: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = Result<Arc<dyn Executor>, String>> + Send + 'static,
+        Fut:
+            std::future::Future<Output = Result<Arc<dyn Executor>, ExecutorError>> + Send + 'static,
     {
         OnFirstUse {
             cell: tokio::sync::OnceCell::new(),
@@ -82,7 +87,7 @@ impl OnFirstUse {
         }
     }
 
-    async fn get(&self) -> Result<&Arc<dyn Executor>, String> {
+    async fn get(&self) -> Result<&Arc<dyn Executor>, ExecutorError> {
         self.cell
             .get_or_init(|| (self.init)())
             .await
@@ -93,11 +98,11 @@ impl OnFirstUse {
 
 #[async_trait]
 impl Executor for OnFirstUse {
-    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         self.get().await?.dispatch(req).await
     }
 
-    async fn cancel(&self, attempt: &AttemptRef, execution_id: &str) -> Result<(), String> {
+    async fn cancel(&self, attempt: &AttemptRef, execution_id: &str) -> Result<(), ExecutorError> {
         self.get().await?.cancel(attempt, execution_id).await
     }
 
@@ -105,7 +110,7 @@ impl Executor for OnFirstUse {
         &self,
         attempt: &AttemptRef,
         execution_id: &str,
-    ) -> Result<Option<Outcome>, String> {
+    ) -> Result<Option<Outcome>, ExecutorError> {
         self.get().await?.poll(attempt, execution_id).await
     }
 }

@@ -10,7 +10,7 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
 use ork_core::contract::read_output;
-use ork_core::executor::{Completion, Dispatch, DispatchRequest, Executor, Outcome};
+use ork_core::executor::{Completion, Dispatch, DispatchRequest, Executor, ExecutorError, Outcome};
 use ork_core::model::AttemptRef;
 use ork_core::spec::ExecutorKind;
 
@@ -62,34 +62,41 @@ impl ProcessExecutor {
 
 #[async_trait]
 impl Executor for ProcessExecutor {
-    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         let a = &req.attempt;
         let base = req.base_dir.clone().unwrap_or_else(|| PathBuf::from("."));
-        let (program, mut args) = match req.spec.executor {
-            ExecutorKind::Python => {
-                let file = req.spec.file.as_ref().ok_or("python task without `file`")?;
-                (
-                    "python3".to_owned(),
-                    vec![base.join(file).display().to_string()],
-                )
-            }
-            _ => (
-                req.spec
-                    .command
-                    .clone()
-                    .ok_or("process task without `command`")?,
-                Vec::new(),
-            ),
-        };
+        let (program, mut args) =
+            match req.spec.executor {
+                ExecutorKind::Python => {
+                    let file =
+                        req.spec.file.as_ref().ok_or_else(|| {
+                            ExecutorError::permanent("python task without `file`")
+                        })?;
+                    (
+                        "python3".to_owned(),
+                        vec![base.join(file).display().to_string()],
+                    )
+                }
+                _ => (
+                    req.spec.command.clone().ok_or_else(|| {
+                        ExecutorError::permanent("process task without `command`")
+                    })?,
+                    Vec::new(),
+                ),
+            };
         args.extend(req.spec.args.iter().cloned());
 
         let log_path = Self::log_path(&self.log_dir, a);
         let attempt_dir = log_path.parent().expect("log path has a parent");
-        std::fs::create_dir_all(attempt_dir)
-            .map_err(|e| format!("cannot create {}: {e}", attempt_dir.display()))?;
-        let log = std::fs::File::create(&log_path)
-            .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
-        let log_err = log.try_clone().map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(attempt_dir).map_err(|e| {
+            ExecutorError::permanent(format!("cannot create {}: {e}", attempt_dir.display()))
+        })?;
+        let log = std::fs::File::create(&log_path).map_err(|e| {
+            ExecutorError::permanent(format!("cannot create {}: {e}", log_path.display()))
+        })?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| ExecutorError::permanent(e.to_string()))?;
         let output_path = log_path.with_extension("output.json");
         let _ = std::fs::remove_file(&output_path);
 
@@ -118,7 +125,7 @@ impl Executor for ProcessExecutor {
             .stderr(log_err)
             .kill_on_drop(detached.is_none())
             .spawn()
-            .map_err(|e| format!("cannot start {program:?}: {e}"))?;
+            .map_err(|e| ExecutorError::permanent(format!("cannot start {program:?}: {e}")))?;
         let execution_id = format!("pid:{}", child.id().unwrap_or_default());
         if detached.is_some() {
             // The worker reports for itself; tokio reaps the child when it exits.
@@ -166,7 +173,7 @@ impl Executor for ProcessExecutor {
         Ok(Dispatch::Started { execution_id })
     }
 
-    async fn cancel(&self, _attempt: &AttemptRef, execution_id: &str) -> Result<(), String> {
+    async fn cancel(&self, _attempt: &AttemptRef, execution_id: &str) -> Result<(), ExecutorError> {
         if let Some(kill) = self.running.lock().expect("poisoned").remove(execution_id) {
             let _ = kill.send(());
         }

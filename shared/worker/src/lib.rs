@@ -12,6 +12,10 @@ use tokio::process::Command;
 
 use ork_core::contract::read_output;
 use ork_core::executor::Outcome;
+use ork_core::retry::{retry, Backoff};
+
+/// How a report is tried again: seven more times, 200ms to 10s apart.
+const REPORT_RETRY: Backoff = Backoff::new(7, Duration::from_millis(200), Duration::from_secs(10));
 
 /// How often a running task's heartbeat is sent (`ORK_HEARTBEAT_SECS`).
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
@@ -79,18 +83,28 @@ pub async fn run(program: &str, args: &[String]) -> Result<i32, String> {
         "error": outcome.error,
     });
     // Report until the handler has it: 2xx recorded, 409 superseded, 401
-    // expired: nothing more to do in any case.
-    let mut delay = Duration::from_millis(200);
-    for _ in 0..8 {
-        match client.post(&url).json(&report).send().await {
-            Ok(r) if r.status().is_success() || r.status().is_client_error() => return Ok(code),
-            Ok(r) => tracing::warn!(status = %r.status(), "report not accepted; retrying"),
-            Err(e) => tracing::warn!(error = %e, "report failed; retrying"),
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(10));
-    }
-    Err(format!("could not report to {url}"))
+    // expired: nothing more to do in any case. A 5xx or a lost connection
+    // is tried again.
+    retry(
+        REPORT_RETRY,
+        |_: &String| true,
+        || async {
+            match client.post(&url).json(&report).send().await {
+                Ok(r) if r.status().is_success() || r.status().is_client_error() => Ok(()),
+                Ok(r) => {
+                    tracing::warn!(status = %r.status(), "report not accepted; retrying");
+                    Err(format!("report answered {}", r.status()))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "report failed; retrying");
+                    Err(e.to_string())
+                }
+            }
+        },
+    )
+    .await
+    .map_err(|e| format!("could not report to {url}: {e}"))?;
+    Ok(code)
 }
 
 fn tempfile_path() -> std::path::PathBuf {

@@ -31,7 +31,7 @@ pub async fn drive(
         tokio::select! {
             received = completions.recv() => {
                 let Some(first) = received else {
-                    return Err(Error::Invalid("the executors' completion channel closed".into()));
+                    return Err(Error::Internal("the executors' completion channel closed".into()));
                 };
                 let mut batch = vec![first];
                 while let Ok(c) = completions.try_recv() {

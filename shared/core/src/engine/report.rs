@@ -8,7 +8,7 @@ use crate::executor::Completion;
 use crate::model::{AttemptRef, TaskStatus};
 use crate::Error;
 
-/// What became of a worker's report.
+/// What became of a worker's report: [`Engine::report`]'s answer.
 #[derive(Debug, Clone)]
 pub enum Reported {
     /// The attempt was in flight; its end is recorded.

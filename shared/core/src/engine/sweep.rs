@@ -10,9 +10,10 @@ use chrono::Utc;
 use futures::{stream, StreamExt};
 use uuid::Uuid;
 
-use super::Engine;
-use crate::executor::{Completion, Executor, Outcome};
+use super::{Engine, TRANSIENT_DB};
+use crate::executor::{Completion, Executor, ExecutorError, Outcome};
 use crate::model::{AttemptRef, InFlight, Task};
+use crate::retry::retry;
 use crate::spec::ExecutorKind;
 use crate::Error;
 
@@ -43,15 +44,13 @@ impl Engine {
         let mut swept = Swept::default();
         let mut to_advance: BTreeSet<Uuid> = BTreeSet::new();
 
-        let requeued = retry_transient!(
-            async {
-                let mut tx = self.store.begin().await?;
-                let runs = tx.requeue_expired_claims(now).await?;
-                tx.commit().await?;
-                Ok::<_, Error>(runs)
-            }
-            .await
-        )?;
+        let requeued = retry(TRANSIENT_DB, Error::is_transient, || async move {
+            let mut tx = self.store.begin().await?;
+            let runs = tx.requeue_expired_claims(now).await?;
+            tx.commit().await?;
+            Ok(runs)
+        })
+        .await?;
         swept.requeued = requeued.len();
         to_advance.extend(requeued);
 
@@ -121,22 +120,24 @@ impl Engine {
     }
 
     /// Asks an attempt's executor how it is doing: `Some` once it ended.
-    pub async fn check(&self, attempt: &InFlight) -> Result<Option<Outcome>, String> {
+    pub async fn check(&self, attempt: &InFlight) -> Result<Option<Outcome>, ExecutorError> {
         let (executor, execution_id) = self.execution_of(&attempt.task)?;
         executor.poll(&attempt.attempt_ref(), execution_id).await
     }
 
     /// The executor of a task's current attempt and its execution id.
-    fn execution_of<'t>(&self, task: &'t Task) -> Result<(&Arc<dyn Executor>, &'t str), String> {
-        let kind: ExecutorKind = task.executor.parse()?;
-        let executor = self
-            .executors
-            .get(kind)
-            .ok_or_else(|| format!("no executor configured for `{}` tasks", kind.as_str()))?;
+    fn execution_of<'t>(
+        &self,
+        task: &'t Task,
+    ) -> Result<(&Arc<dyn Executor>, &'t str), ExecutorError> {
+        let kind: ExecutorKind = task.executor.parse().map_err(ExecutorError::Permanent)?;
+        let executor = self.executors.get(kind).ok_or_else(|| {
+            ExecutorError::not_configured(Error::NoExecutor(kind.as_str().into()).to_string())
+        })?;
         let execution_id = task
             .execution_id
             .as_deref()
-            .ok_or("the attempt has no execution id")?;
+            .ok_or_else(|| ExecutorError::permanent("the attempt has no execution id"))?;
         Ok((executor, execution_id))
     }
 

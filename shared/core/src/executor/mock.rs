@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use serde_json::json;
 
-use super::{Dispatch, DispatchRequest, Executor, Outcome};
+use super::{Dispatch, DispatchRequest, Executor, ExecutorError, Outcome};
 
 /// Dry run: records what would be dispatched, as the attempt's output,
 /// and succeeds. Used for `executor: mock` and for every task under
@@ -11,7 +11,7 @@ pub struct MockExecutor;
 
 #[async_trait]
 impl Executor for MockExecutor {
-    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String> {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         let s = &req.spec;
         let would = json!({
             "dry_run": true,

@@ -91,13 +91,18 @@ pub enum Dispatch {
     Finished(Outcome),
 }
 
-/// How an attempt ended.
+/// How an attempt ended: what an executor or a worker produces, and what
+/// the engine records (see [`crate::engine`] for the completion path).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     pub success: bool,
     pub exit_code: Option<i64>,
     pub error: Option<String>,
     pub output: Option<serde_json::Value>,
+    /// A failure that trying again cannot fix (the attempt could not be
+    /// started for good): the engine fails it without spending retries.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub permanent: bool,
 }
 
 impl Outcome {
@@ -107,6 +112,7 @@ impl Outcome {
             exit_code: Some(0),
             error: None,
             output,
+            permanent: false,
         }
     }
 
@@ -116,6 +122,59 @@ impl Outcome {
             exit_code,
             error: Some(error.into()),
             output: None,
+            permanent: false,
+        }
+    }
+
+    /// The failure of an attempt that could not be started: permanent
+    /// unless the executor said the error was transient.
+    pub fn dispatch_failed(error: &ExecutorError) -> Self {
+        Outcome {
+            permanent: !error.is_transient(),
+            ..Outcome::failure(None, format!("dispatch failed: {error}"))
+        }
+    }
+}
+
+/// Why an executor could not do what it was asked. The message is written
+/// for the person running Ork; the kind says whether trying again may help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecutorError {
+    /// Throttling, a server error, a lost connection: may succeed later.
+    #[error("{0}")]
+    Transient(String),
+    /// The request itself is wrong or refused (denied, unknown job, bad
+    /// parameter, a program that cannot be started): retrying cannot help.
+    #[error("{0}")]
+    Permanent(String),
+    /// The executor cannot be used here: no credentials, no executor of
+    /// that kind.
+    #[error("{0}")]
+    NotConfigured(String),
+}
+
+impl ExecutorError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        ExecutorError::Transient(message.into())
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        ExecutorError::Permanent(message.into())
+    }
+
+    pub fn not_configured(message: impl Into<String>) -> Self {
+        ExecutorError::NotConfigured(message.into())
+    }
+
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ExecutorError::Transient(_))
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            ExecutorError::Transient(m)
+            | ExecutorError::Permanent(m)
+            | ExecutorError::NotConfigured(m) => m,
         }
     }
 }
@@ -130,11 +189,12 @@ pub struct Completion {
 /// Starts and stops attempts on one kind of compute.
 #[async_trait]
 pub trait Executor: Send + Sync {
-    /// Starts an attempt. An error fails the attempt (and may retry it).
-    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, String>;
+    /// Starts an attempt. An error fails the attempt; only a
+    /// [`ExecutorError::Transient`] one is retried (per the task's policy).
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError>;
 
     /// Stops an attempt that is under way; stopping a finished one is not an error.
-    async fn cancel(&self, attempt: &AttemptRef, execution_id: &str) -> Result<(), String> {
+    async fn cancel(&self, attempt: &AttemptRef, execution_id: &str) -> Result<(), ExecutorError> {
         let _ = (attempt, execution_id);
         Ok(())
     }
@@ -146,7 +206,7 @@ pub trait Executor: Send + Sync {
         &self,
         attempt: &AttemptRef,
         execution_id: &str,
-    ) -> Result<Option<Outcome>, String> {
+    ) -> Result<Option<Outcome>, ExecutorError> {
         let _ = (attempt, execution_id);
         Ok(None)
     }

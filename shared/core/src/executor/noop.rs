@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 
-use super::{Dispatch, DispatchRequest, Executor, Outcome};
+use super::{Dispatch, DispatchRequest, Executor, ExecutorError, Outcome};
 
 /// Succeeds at once without running anything: the engine's overhead alone,
 /// for tests and benchmarks.
@@ -9,7 +9,7 @@ pub struct NoopExecutor;
 
 #[async_trait]
 impl Executor for NoopExecutor {
-    async fn dispatch(&self, _req: &DispatchRequest) -> Result<Dispatch, String> {
+    async fn dispatch(&self, _req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         Ok(Dispatch::Finished(Outcome::success(None)))
     }
 }

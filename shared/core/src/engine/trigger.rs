@@ -1,0 +1,117 @@
+//! `trigger`: a new run of a workflow's latest version.
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::{Engine, TRANSIENT_DB};
+use crate::model::{Run, RunStatus};
+use crate::retry::retry;
+use crate::store::NewTask;
+use crate::Error;
+
+#[derive(Debug, Clone, Default)]
+pub struct TriggerOptions {
+    /// What started the run: `manual`, `http`, `schedule`…
+    pub trigger: String,
+    /// A second trigger with the same key returns the first run.
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Triggered {
+    pub run: Run,
+    /// `false` when the idempotency key named an existing run.
+    pub created: bool,
+}
+
+impl Engine {
+    /// Creates a run of the workflow's latest version with all its task
+    /// instances, `pending`. Nothing is dispatched until [`Engine::advance`].
+    pub async fn trigger(
+        &self,
+        workflow: &str,
+        params: serde_json::Value,
+        opts: TriggerOptions,
+    ) -> Result<Triggered, Error> {
+        if !params.is_object() {
+            return Err(Error::Invalid("run params must be a JSON object".into()));
+        }
+        if let Some(key) = &opts.idempotency_key {
+            if let Some(run) = self.store.run_by_idempotency_key(workflow, key).await? {
+                return Ok(Triggered {
+                    run,
+                    created: false,
+                });
+            }
+        }
+        let wf = self.workflow(workflow, None).await?;
+        let tasks: Vec<NewTask> = wf
+            .dag
+            .topo_order()
+            .iter()
+            .flat_map(|name| {
+                let spec = &wf.spec.tasks[name];
+                let deps: i64 = wf
+                    .dag
+                    .parents(name)
+                    .iter()
+                    .map(|p| i64::from(wf.spec.tasks[p].task_count))
+                    .sum();
+                (0..spec.task_count).map(move |i| NewTask {
+                    name: name.clone(),
+                    task_index: i64::from(i),
+                    task_count: i64::from(spec.task_count),
+                    executor: spec.executor.as_str().to_owned(),
+                    max_attempts: i64::from(spec.retries.count) + 1,
+                    deps_remaining: deps,
+                })
+            })
+            .collect();
+        let now = Utc::now();
+        let run = Run {
+            id: Uuid::now_v7(),
+            workflow: workflow.to_owned(),
+            version: wf.version,
+            status: RunStatus::Pending,
+            params,
+            trigger: if opts.trigger.is_empty() {
+                "manual".into()
+            } else {
+                opts.trigger
+            },
+            idempotency_key: opts.idempotency_key.clone(),
+            tasks_total: tasks.len() as i64,
+            tasks_open: tasks.len() as i64,
+            tasks_failed: 0,
+            error: None,
+            created_at: now,
+            finished_at: None,
+        };
+        let (run_ref, tasks) = (&run, &tasks);
+        let created = retry(TRANSIENT_DB, Error::is_transient, || async move {
+            let mut tx = self.store.begin().await?;
+            let created = tx.create_run(run_ref, tasks).await?;
+            tx.commit().await?;
+            Ok(created)
+        })
+        .await?;
+        if created {
+            return Ok(Triggered { run, created });
+        }
+        // Lost a race with another trigger of the same idempotency key.
+        let key = opts.idempotency_key.as_deref().unwrap_or_default();
+        let run = self
+            .store
+            .run_by_idempotency_key(workflow, key)
+            .await?
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "idempotency key {key:?} conflicted but no run has it"
+                ))
+            })?;
+        Ok(Triggered {
+            run,
+            created: false,
+        })
+    }
+}
