@@ -14,6 +14,8 @@ pub mod executor;
 pub mod model;
 pub mod spec;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod token;
 
 pub use error::Error;
