@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::store::{Store, StoreOptions, PG_MIGRATIONS};
 
 /// How old a test database must be for a later run to take it for a leftover.
-pub const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
+pub const STALE_AFTER: Duration = Duration::from_secs(10 * 60);
 
 /// The prefix of every test database (templates included).
 pub const PREFIX: &str = "ork_test_";
