@@ -101,7 +101,7 @@ pub(super) const FINISH_ATTEMPTS_HEAD: &str =
 pub(super) const FINISH_ATTEMPTS_TAIL: &str =
     ") AS v WHERE tasks.id = v.column1 AND tasks.attempt = v.column2 \
      AND tasks.status IN ('dispatched', 'running') \
-     RETURNING tasks.id, tasks.run_id, tasks.name, tasks.status";
+     RETURNING tasks.id, tasks.run_id, tasks.name, tasks.attempt, tasks.status";
 
 pub(super) const HEARTBEAT_START: &str =
     "UPDATE tasks SET status = 'running', started_at = $4, lease_expires_at = $3 \

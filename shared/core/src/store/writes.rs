@@ -65,6 +65,7 @@ pub(crate) struct Finished {
     pub id: Uuid,
     pub run_id: Uuid,
     pub name: String,
+    pub attempt: i64,
     #[sqlx(try_from = "String")]
     pub status: TaskStatus,
 }
@@ -310,8 +311,10 @@ impl Tx {
         results.sort_by_key(|r| r.task_id);
         results.dedup_by_key(|r| (r.task_id, r.attempt));
         for chunk in results.chunks(CHUNK) {
-            let sent: HashMap<Uuid, &AttemptResult> =
-                chunk.iter().map(|r| (r.task_id, *r)).collect();
+            let sent: HashMap<(Uuid, i64), &AttemptResult> = chunk
+                .iter()
+                .map(|r| ((r.task_id, r.attempt), *r))
+                .collect();
             // A retry goes back to pending (see the statement).
             let mut sql = Sql::new(FINISH_ATTEMPTS_HEAD).bind(now);
             sql.push_values(chunk, |s, r| {
@@ -330,7 +333,7 @@ impl Tx {
             let events = rows
                 .iter()
                 .map(|f| {
-                    let r = sent[&f.id];
+                    let r = sent[&(f.id, f.attempt)];
                     NewEvent {
                         run_id: f.run_id,
                         task_id: Some(f.id),
