@@ -222,5 +222,9 @@ fn create_workflow_validates_like_apply_and_stores_nothing_invalid() {
     }
     let listed: serde_json::Value =
         serde_json::from_slice(&ork(dir.path(), &["list-workflows", "--json"]).stdout).unwrap();
-    assert_eq!(listed, serde_json::json!([]), "an invalid workflow was stored");
+    assert_eq!(
+        listed,
+        serde_json::json!([]),
+        "an invalid workflow was stored"
+    );
 }

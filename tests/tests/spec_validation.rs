@@ -465,7 +465,10 @@ async fn apply_refuses_an_unvalidated_spec_and_stores_nothing() {
     };
     let invalid = [
         WorkflowSpec {
-            tasks: BTreeMap::from([("a".to_owned(), noop(&["b"])), ("b".to_owned(), noop(&["a"]))]),
+            tasks: BTreeMap::from([
+                ("a".to_owned(), noop(&["b"])),
+                ("b".to_owned(), noop(&["a"])),
+            ]),
             ..valid.clone()
         },
         WorkflowSpec {
@@ -498,13 +501,19 @@ async fn apply_refuses_an_unvalidated_spec_and_stores_nothing() {
         },
     ];
     for spec in &invalid {
-        let err = engine.apply(spec, None).await.expect_err("should be refused");
+        let err = engine
+            .apply(spec, None)
+            .await
+            .expect_err("should be refused");
         assert!(
             matches!(err, ork_core::Error::Spec(_)),
             "not a spec error: {err}"
         );
     }
     assert!(db.store.list_workflows().await.unwrap().is_empty());
-    engine.apply(&valid, None).await.expect("a valid spec applies");
+    engine
+        .apply(&valid, None)
+        .await
+        .expect("a valid spec applies");
     assert_eq!(db.store.list_workflows().await.unwrap().len(), 1);
 }

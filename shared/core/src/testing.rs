@@ -38,8 +38,12 @@ pub struct TestDb {
 
 enum Cleanup {
     /// The SQLite file's directory, deleted on drop.
-    Sqlite { _dir: TempDir },
-    Postgres { _db: DropDatabase },
+    Sqlite {
+        _dir: TempDir,
+    },
+    Postgres {
+        _db: DropDatabase,
+    },
 }
 
 /// The PostgreSQL server to create test databases on.
@@ -132,7 +136,12 @@ impl Drop for DropDatabase {
                 .expect("runtime");
             rt.block_on(async {
                 let mut conn = admin_connection(&admin).await;
-                let r = ddl(&mut conn, "DROP DATABASE IF EXISTS {} WITH (FORCE)", &[&name]).await;
+                let r = ddl(
+                    &mut conn,
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    &[&name],
+                )
+                .await;
                 let _ = conn.close().await;
                 r
             })
@@ -170,13 +179,23 @@ async fn template(admin: &str) -> DbName {
                 // a run killed halfway leaves no template that looks ready.
                 let wip = DbName::new(format!("{}_wip", template.0));
                 let create = async {
-                    ddl(&mut conn, "DROP DATABASE IF EXISTS {} WITH (FORCE)", &[&wip]).await?;
+                    ddl(
+                        &mut conn,
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        &[&wip],
+                    )
+                    .await?;
                     ddl(&mut conn, "CREATE DATABASE {}", &[&wip]).await?;
                     let store = Store::connect_with(&database_url(admin, &wip), &options())
                         .await
                         .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
                     store.close().await;
-                    ddl(&mut conn, "ALTER DATABASE {} RENAME TO {}", &[&wip, &template]).await
+                    ddl(
+                        &mut conn,
+                        "ALTER DATABASE {} RENAME TO {}",
+                        &[&wip, &template],
+                    )
+                    .await
                 };
                 create.await.expect("create the template database");
             }
@@ -269,7 +288,11 @@ impl DbName {
 /// `statement` is replaced by the next name. This is the one place test
 /// support hands sqlx a built string, and it is safe: the text is a
 /// `&'static str` and the names are [`DbName`]s, checked to be plain.
-async fn ddl(conn: &mut PgConnection, statement: &'static str, names: &[&DbName]) -> sqlx::Result<()> {
+async fn ddl(
+    conn: &mut PgConnection,
+    statement: &'static str,
+    names: &[&DbName],
+) -> sqlx::Result<()> {
     let mut names = names.iter();
     let mut text = String::new();
     let mut parts = statement.split("{}");

@@ -141,7 +141,9 @@ async fn create_run_inserts_run_tasks_and_one_event(db: TestDb) {
     );
     let t = tasks(&db.store, run.id).await;
     assert_eq!(t.len(), 3);
-    assert!(t.iter().all(|t| t.status == TaskStatus::Pending && t.attempt == 0));
+    assert!(t
+        .iter()
+        .all(|t| t.status == TaskStatus::Pending && t.attempt == 0));
     let ready: Vec<bool> = t.iter().map(|t| t.ready_at.is_some()).collect();
     assert_eq!(ready, [true, true, false]);
     assert_eq!(
@@ -180,7 +182,10 @@ async fn claim_takes_ready_tasks_once_and_starts_the_run(db: TestDb) {
         ]
     );
     assert!(t[0].lease_expires_at.is_some());
-    assert_eq!(db.store.get_run(run.id).await.unwrap().status, RunStatus::Running);
+    assert_eq!(
+        db.store.get_run(run.id).await.unwrap().status,
+        RunStatus::Running
+    );
     let ev = events(&db.store, run.id).await;
     assert_eq!(ev.len(), 1 + 2 + 1, "created, two dispatched, running");
     assert_eq!(ev.iter().filter(|e| e.2 == "dispatched").count(), 2);
@@ -228,13 +233,21 @@ async fn finish_attempts_applies_only_attempts_in_flight(db: TestDb) {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(finished.len(), 2, "attempt 2 of the second `a` does not exist");
+    assert_eq!(
+        finished.len(),
+        2,
+        "attempt 2 of the second `a` does not exist"
+    );
     let a0 = db.store.get_task(claimed[0].id).await.unwrap().unwrap();
     assert_eq!(a0.status, TaskStatus::Success);
     assert!(a0.finished_at.is_some());
     assert_eq!(a0.output, Some(serde_json::json!({"n": 1})));
     let a1 = db.store.get_task(claimed[1].id).await.unwrap().unwrap();
-    assert_eq!(a1.status, TaskStatus::Pending, "a retry goes back to pending");
+    assert_eq!(
+        a1.status,
+        TaskStatus::Pending,
+        "a retry goes back to pending"
+    );
     assert!(a1.finished_at.is_none());
     let ev = events(&db.store, run.id).await;
     let mut new_events = ev[before..].to_vec();
@@ -244,7 +257,10 @@ async fn finish_attempts_applies_only_attempts_in_flight(db: TestDb) {
         (Some(a1.id), Some(1), "pending".to_owned()),
     ];
     expected.sort();
-    assert_eq!(new_events, expected, "each event names the attempt that applied");
+    assert_eq!(
+        new_events, expected,
+        "each event names the attempt that applied"
+    );
     // Stale: a replay of a finished attempt.
     let mut tx = db.store.begin().await.unwrap();
     let replay = tx
@@ -335,12 +351,18 @@ async fn close_tasks_finalizes_the_run_exactly_once(db: TestDb) {
     };
     assert_eq!(close(2, 0).await, None);
     let r = db.store.get_run(run.id).await.unwrap();
-    assert_eq!((r.tasks_open, r.tasks_failed, r.status), (1, 0, RunStatus::Pending));
+    assert_eq!(
+        (r.tasks_open, r.tasks_failed, r.status),
+        (1, 0, RunStatus::Pending)
+    );
     let before = events(&db.store, run.id).await.len();
     assert_eq!(before, 1, "closing tasks is not a run transition");
     assert_eq!(close(1, 1).await, Some(RunStatus::Failed));
     let r = db.store.get_run(run.id).await.unwrap();
-    assert_eq!((r.tasks_open, r.tasks_failed, r.status), (0, 1, RunStatus::Failed));
+    assert_eq!(
+        (r.tasks_open, r.tasks_failed, r.status),
+        (0, 1, RunStatus::Failed)
+    );
     assert!(r.finished_at.is_some());
     let ev = events(&db.store, run.id).await;
     assert_eq!(ev.last().unwrap(), &(None, None, "failed".to_owned()));
@@ -371,7 +393,10 @@ async fn heartbeat_starts_a_dispatched_attempt_and_extends_a_running_one(db: Tes
     assert_eq!(t.status, TaskStatus::Running);
     let ev = events(&db.store, run.id).await;
     assert_eq!(ev.len(), before + 1);
-    assert_eq!(ev.last().unwrap(), &(Some(id), Some(1), "running".to_owned()));
+    assert_eq!(
+        ev.last().unwrap(),
+        &(Some(id), Some(1), "running".to_owned())
+    );
     let later = now() + Duration::seconds(90);
     assert!(beat(1, later).await);
     let t = db.store.get_task(id).await.unwrap().unwrap();

@@ -40,7 +40,8 @@ pub const DEFAULT_SQLITE_PATH: &str = ".ork/ork.db";
 
 pub(crate) static PG_MIGRATIONS: sqlx::migrate::Migrator =
     sqlx::migrate!("../../migrations/postgres");
-pub(crate) static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+pub(crate) static SQLITE_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("../../migrations/sqlite");
 
 /// Pool sizes and timeouts.
 #[derive(Debug, Clone)]

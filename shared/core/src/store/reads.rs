@@ -60,11 +60,7 @@ impl Store {
         version: Option<i64>,
     ) -> Result<(i64, serde_json::Value), Error> {
         let row: Option<SpecRow> = self
-            .read_optional(
-                Sql::new(WORKFLOW_SPEC)
-                .bind(name)
-                .bind(version),
-            )
+            .read_optional(Sql::new(WORKFLOW_SPEC).bind(name).bind(version))
             .await?;
         let row = row.ok_or_else(|| Error::WorkflowNotFound(name.to_owned()))?;
         Ok((row.version, row.spec))
@@ -82,12 +78,8 @@ impl Store {
         workflow: &str,
         key: &str,
     ) -> Result<Option<Run>, Error> {
-        self.read_optional(
-            Sql::new(RUN_BY_IDEMPOTENCY_KEY)
-                .bind(workflow)
-                .bind(key),
-        )
-        .await
+        self.read_optional(Sql::new(RUN_BY_IDEMPOTENCY_KEY).bind(workflow).bind(key))
+            .await
     }
 
     /// The most recent runs, newest first, optionally of one workflow.
@@ -106,8 +98,7 @@ impl Store {
 
     /// All task instances of a run, in creation order.
     pub async fn run_tasks(&self, run_id: Uuid) -> Result<Vec<Task>, Error> {
-        self.read_all(Sql::new(RUN_TASKS).bind(run_id))
-            .await
+        self.read_all(Sql::new(RUN_TASKS).bind(run_id)).await
     }
 
     /// The attempt an executor knows by `execution_id` (a Cloud Run
@@ -116,15 +107,12 @@ impl Store {
         &self,
         execution_id: &str,
     ) -> Result<Option<InFlight>, Error> {
-        self.read_optional(
-            Sql::new(IN_FLIGHT_BY_EXECUTION).bind(execution_id),
-        )
-        .await
+        self.read_optional(Sql::new(IN_FLIGHT_BY_EXECUTION).bind(execution_id))
+            .await
     }
 
     pub async fn get_task(&self, task_id: Uuid) -> Result<Option<Task>, Error> {
-        self.read_optional(Sql::new(GET_TASK).bind(task_id))
-            .await
+        self.read_optional(Sql::new(GET_TASK).bind(task_id)).await
     }
 
     /// Outputs of the succeeded instances of the named tasks of a run that left one.
@@ -175,11 +163,7 @@ impl Store {
             run_id: Uuid,
         }
         let rows: Vec<Row> = self
-            .read_all(
-                Sql::new(READY_RUNS)
-                .bind(now)
-                .bind(limit),
-            )
+            .read_all(Sql::new(READY_RUNS).bind(now).bind(limit))
             .await?;
         Ok(rows.into_iter().map(|r| r.run_id).collect())
     }
@@ -191,9 +175,7 @@ impl Store {
             workflow: String,
             last_slot: DateTime<Utc>,
         }
-        let rows: Vec<Row> = self
-            .read_all(Sql::new(SCHEDULE_SLOTS))
-            .await?;
+        let rows: Vec<Row> = self.read_all(Sql::new(SCHEDULE_SLOTS)).await?;
         Ok(rows
             .into_iter()
             .map(|r| (r.workflow, r.last_slot))
@@ -202,7 +184,6 @@ impl Store {
 
     /// The run's event log, oldest first.
     pub async fn run_events(&self, run_id: Uuid) -> Result<Vec<Event>, Error> {
-        self.read_all(Sql::new(RUN_EVENTS).bind(run_id))
-            .await
+        self.read_all(Sql::new(RUN_EVENTS).bind(run_id)).await
     }
 }

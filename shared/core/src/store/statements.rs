@@ -8,12 +8,14 @@
 
 // ---- workflows (writes.rs: `Tx::save_workflow`) ----
 
-pub(super) const INSERT_WORKFLOW: &str = "INSERT INTO workflows (name, latest_version, created_at, updated_at) \
+pub(super) const INSERT_WORKFLOW: &str =
+    "INSERT INTO workflows (name, latest_version, created_at, updated_at) \
      VALUES ($1, 0, $2, $2) ON CONFLICT (name) DO NOTHING";
 
 /// Followed by [`super::Dialect::lock_rows_of`] `w`, so that concurrent
 /// applies number versions in turn.
-pub(super) const LATEST_WORKFLOW_VERSION: &str = "SELECT w.latest_version, v.hash FROM workflows w \
+pub(super) const LATEST_WORKFLOW_VERSION: &str =
+    "SELECT w.latest_version, v.hash FROM workflows w \
      LEFT JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.latest_version \
      WHERE w.name = $1";
 
@@ -75,8 +77,7 @@ pub(super) const CLAIM_HEAD: &str =
      AND deps_remaining = 0 AND (not_before IS NULL OR not_before <= $2) \
      LIMIT $4";
 
-pub(super) const CLAIM_TAIL: &str =
-    ") RETURNING id, run_id, name, task_index, task_count, attempt";
+pub(super) const CLAIM_TAIL: &str = ") RETURNING id, run_id, name, task_index, task_count, attempt";
 
 /// `$1` is the time; followed by one `(task, attempt, execution, deadline)`
 /// tuple per attempt, then [`MARK_STARTED_TAIL`].

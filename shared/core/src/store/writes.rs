@@ -131,11 +131,11 @@ impl Tx {
         c.execute(
             Sql::new(INSERT_WORKFLOW_VERSION)
                 .bind(name)
-            .bind(version)
-            .bind(Some(spec))
-            .bind(hash)
-            .bind(source)
-            .bind(now),
+                .bind(version)
+                .bind(Some(spec))
+                .bind(hash)
+                .bind(source)
+                .bind(now),
         )
         .await?;
         c.execute(
@@ -156,15 +156,15 @@ impl Tx {
         let inserted = c
             .execute(
                 Sql::new(INSERT_RUN)
-                .bind(run.id)
-                .bind(run.workflow.as_str())
-                .bind(run.version)
-                .bind(run.status.as_str())
-                .bind(Some(run.params.clone()))
-                .bind(run.trigger.as_str())
-                .bind(run.idempotency_key.clone())
-                .bind(tasks.len() as i64)
-                .bind(run.created_at),
+                    .bind(run.id)
+                    .bind(run.workflow.as_str())
+                    .bind(run.version)
+                    .bind(run.status.as_str())
+                    .bind(Some(run.params.clone()))
+                    .bind(run.trigger.as_str())
+                    .bind(run.idempotency_key.clone())
+                    .bind(tasks.len() as i64)
+                    .bind(run.created_at),
             )
             .await?;
         if inserted == 0 {
@@ -253,9 +253,7 @@ impl Tx {
                 detail: None,
             })
             .collect();
-        let started = c
-            .execute(Sql::new(START_RUN).bind(run_id))
-            .await?;
+        let started = c.execute(Sql::new(START_RUN).bind(run_id)).await?;
         if started == 1 {
             events.push(NewEvent {
                 run_id,
@@ -311,10 +309,8 @@ impl Tx {
         results.sort_by_key(|r| r.task_id);
         results.dedup_by_key(|r| (r.task_id, r.attempt));
         for chunk in results.chunks(CHUNK) {
-            let sent: HashMap<(Uuid, i64), &AttemptResult> = chunk
-                .iter()
-                .map(|r| ((r.task_id, r.attempt), *r))
-                .collect();
+            let sent: HashMap<(Uuid, i64), &AttemptResult> =
+                chunk.iter().map(|r| ((r.task_id, r.attempt), *r)).collect();
             // A retry goes back to pending (see the statement).
             let mut sql = Sql::new(FINISH_ATTEMPTS_HEAD).bind(now);
             sql.push_values(chunk, |s, r| {
@@ -367,19 +363,14 @@ impl Tx {
             let left: Option<Count> = c
                 .fetch_optional(
                     Sql::new(RELEASE_GROUP)
-                    .bind(run_id)
-                    .bind(name.as_str())
-                    .bind(n),
+                        .bind(run_id)
+                        .bind(name.as_str())
+                        .bind(n),
                 )
                 .await?;
             if left.is_some_and(|l| l.n == 0) {
-                c.execute(
-                    Sql::new(MARK_GROUP_READY)
-                    .bind(run_id)
-                    .bind(name)
-                    .bind(now),
-                )
-                .await?;
+                c.execute(Sql::new(MARK_GROUP_READY).bind(run_id).bind(name).bind(now))
+                    .await?;
             }
         }
         Ok(())
@@ -427,10 +418,10 @@ impl Tx {
         let row: Option<StatusRow> = c
             .fetch_optional(
                 Sql::new(CLOSE_TASKS)
-                .bind(run_id)
-                .bind(closed)
-                .bind(failed)
-                .bind(now),
+                    .bind(run_id)
+                    .bind(closed)
+                    .bind(failed)
+                    .bind(now),
             )
             .await?;
         let Some(status) = row.and_then(|r| r.status.parse::<RunStatus>().ok()) else {
@@ -468,10 +459,10 @@ impl Tx {
         let started: Vec<TaskEventRow> = c
             .fetch_all(
                 Sql::new(HEARTBEAT_START)
-                .bind(task_id)
-                .bind(attempt)
-                .bind(lease_until)
-                .bind(now),
+                    .bind(task_id)
+                    .bind(attempt)
+                    .bind(lease_until)
+                    .bind(now),
             )
             .await?;
         if !started.is_empty() {
@@ -482,9 +473,9 @@ impl Tx {
         let extended = c
             .execute(
                 Sql::new(HEARTBEAT_EXTEND)
-                .bind(task_id)
-                .bind(attempt)
-                .bind(lease_until),
+                    .bind(task_id)
+                    .bind(attempt)
+                    .bind(lease_until),
             )
             .await?;
         Ok(extended == 1)
@@ -493,7 +484,10 @@ impl Tx {
     /// Puts back claims whose lease ran out before their dispatch was
     /// recorded (the claimer died or lost the database), so the next
     /// advance dispatches them again as a new attempt. Returns their runs.
-    pub(crate) async fn requeue_expired_claims(&mut self, now: DateTime<Utc>) -> Result<Vec<Uuid>, Error> {
+    pub(crate) async fn requeue_expired_claims(
+        &mut self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, Error> {
         let mut c = self.conn();
         let mut sql = Sql::new(REQUEUE_EXPIRED_CLAIMS_HEAD).bind(now);
         c.dialect().skip_locked(&mut sql);
@@ -517,11 +511,7 @@ impl Tx {
         slot: DateTime<Utc>,
     ) -> Result<(), Error> {
         self.conn()
-            .execute(
-                Sql::new(RECORD_SCHEDULE_SLOT)
-                .bind(workflow)
-                .bind(slot),
-            )
+            .execute(Sql::new(RECORD_SCHEDULE_SLOT).bind(workflow).bind(slot))
             .await?;
         Ok(())
     }
@@ -536,26 +526,16 @@ impl Tx {
     ) -> Result<Option<Vec<crate::model::Task>>, Error> {
         let mut c = self.conn();
         let n = c
-            .execute(
-                Sql::new(CANCEL_RUN)
-                .bind(run_id)
-                .bind(now),
-            )
+            .execute(Sql::new(CANCEL_RUN).bind(run_id).bind(now))
             .await?;
         if n == 0 {
             return Ok(None);
         }
         let in_flight: Vec<crate::model::Task> = c
-            .fetch_all(
-                Sql::new(IN_FLIGHT_TASKS_OF_RUN).bind(run_id),
-            )
+            .fetch_all(Sql::new(IN_FLIGHT_TASKS_OF_RUN).bind(run_id))
             .await?;
         let rows: Vec<TaskEventRow> = c
-            .fetch_all(
-                Sql::new(CANCEL_TASKS_OF_RUN)
-                .bind(run_id)
-                .bind(now),
-            )
+            .fetch_all(Sql::new(CANCEL_TASKS_OF_RUN).bind(run_id).bind(now))
             .await?;
         let mut events = task_events(&rows);
         events.push(NewEvent {
