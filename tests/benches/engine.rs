@@ -165,7 +165,8 @@ async fn main() {
         bench("sqlite", &sqlite, tasks, callers).await;
     }
     if only.is_empty() || only == "postgres" {
-        let url = common::postgres().await.url;
-        bench("postgres", &url, tasks, callers).await;
+        // Kept until the end: dropping it drops the database.
+        let db = common::postgres().await;
+        bench("postgres", &db.url, tasks, callers).await;
     }
 }

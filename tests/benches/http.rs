@@ -235,7 +235,9 @@ async fn main() {
     }
     // A fresh database with the schema in place, so cold starts measure a
     // deployed function.
-    let url = common::postgres().await.url;
+    // Kept until the end: dropping it drops the database.
+    let db = common::postgres().await;
+    let url = db.url.clone();
     webhooks(&url).await;
     cold_starts(&url, 20).await;
     cloud_run_dispatches(&url, 100, 1).await;

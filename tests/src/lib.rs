@@ -10,3 +10,6 @@ pub mod bin;
 pub mod db;
 pub mod fake_cloudrun;
 pub mod moto;
+
+/// Runs each named test body (an `async fn(TestDb)`) on both backends.
+pub use ork_core::on_both_backends;

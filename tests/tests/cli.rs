@@ -206,3 +206,25 @@ fn create_workflow_makes_the_seeds_cloud_run_job_workflow() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(text(&missing).contains("--executor cloudrun needs --project"));
 }
+
+#[test]
+fn create_workflow_validates_like_apply_and_stores_nothing_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        &["--job-name", "no spaces allowed"][..],
+        &["--job-name", "j", "--task-count", "0"][..],
+        &["--job-name", "", "--executor", "noop"][..],
+    ] {
+        let mut args = vec!["create-workflow", "--name", "bad"];
+        args.extend_from_slice(bad);
+        let out = ork(dir.path(), &args);
+        assert!(!out.status.success(), "accepted {bad:?}: {}", text(&out));
+    }
+    let listed: serde_json::Value =
+        serde_json::from_slice(&ork(dir.path(), &["list-workflows", "--json"]).stdout).unwrap();
+    assert_eq!(
+        listed,
+        serde_json::json!([]),
+        "an invalid workflow was stored"
+    );
+}

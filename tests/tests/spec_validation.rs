@@ -438,3 +438,82 @@ fn error_display() {
     assert_eq!(e(None, Some(3)).to_string(), "line 3: bad");
     assert_eq!(e(None, None).to_string(), "bad");
 }
+
+/// A spec built in code (as `ork create-workflow` builds one) goes through
+/// the same rules when applied: an invalid one is refused and stores nothing.
+#[tokio::test]
+async fn apply_refuses_an_unvalidated_spec_and_stores_nothing() {
+    use std::collections::BTreeMap;
+
+    use ork_core::spec::TaskSpec;
+
+    let db = ork_tests::db::sqlite().await;
+    let engine = ork_tests::db::noop_engine(db.store.clone());
+    let noop = |deps: &[&str]| TaskSpec {
+        executor: ExecutorKind::Noop,
+        depends_on: deps.iter().map(|d| d.to_string()).collect(),
+        ..TaskSpec::default()
+    };
+    let valid = WorkflowSpec {
+        name: "built".into(),
+        description: None,
+        tasks: BTreeMap::from([("a".to_owned(), noop(&[]))]),
+        base_dir: None,
+        schedule: None,
+        timezone: None,
+        catchup: false,
+    };
+    let invalid = [
+        WorkflowSpec {
+            tasks: BTreeMap::from([
+                ("a".to_owned(), noop(&["b"])),
+                ("b".to_owned(), noop(&["a"])),
+            ]),
+            ..valid.clone()
+        },
+        WorkflowSpec {
+            tasks: BTreeMap::from([("bad name".to_owned(), noop(&[]))]),
+            ..valid.clone()
+        },
+        WorkflowSpec {
+            tasks: BTreeMap::from([(
+                "a".to_owned(),
+                TaskSpec {
+                    task_count: 0,
+                    ..noop(&[])
+                },
+            )]),
+            ..valid.clone()
+        },
+        WorkflowSpec {
+            tasks: BTreeMap::from([(
+                "a".to_owned(),
+                TaskSpec {
+                    executor: ExecutorKind::Process,
+                    ..TaskSpec::default()
+                },
+            )]),
+            ..valid.clone()
+        },
+        WorkflowSpec {
+            schedule: Some("not a cron".into()),
+            ..valid.clone()
+        },
+    ];
+    for spec in &invalid {
+        let err = engine
+            .apply(spec, None)
+            .await
+            .expect_err("should be refused");
+        assert!(
+            matches!(err, ork_core::Error::Spec(_)),
+            "not a spec error: {err}"
+        );
+    }
+    assert!(db.store.list_workflows().await.unwrap().is_empty());
+    engine
+        .apply(&valid, None)
+        .await
+        .expect("a valid spec applies");
+    assert_eq!(db.store.list_workflows().await.unwrap().len(), 1);
+}

@@ -15,6 +15,8 @@ pub mod model;
 pub mod retry;
 pub mod spec;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod token;
 
 pub use error::Error;

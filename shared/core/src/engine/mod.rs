@@ -128,13 +128,14 @@ impl Engine {
         &self.config
     }
 
-    /// Stores a validated spec as the workflow's next version, unless it is
-    /// identical to the latest one.
+    /// Validates a spec and stores it as the workflow's next version, unless
+    /// it is identical to the latest one. An invalid spec stores nothing.
     pub async fn apply(
         &self,
         spec: &WorkflowSpec,
         source: Option<String>,
     ) -> Result<Applied, Error> {
+        spec.validate()?;
         let json = serde_json::to_value(spec).expect("a spec serializes");
         let hash = hex::encode(Sha256::digest(json.to_string().as_bytes()));
         let mut tx = self.store.begin().await?;

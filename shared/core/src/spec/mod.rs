@@ -1,8 +1,10 @@
 //! The workflow spec: what a YAML file in `workflows/` says, parsed and validated.
 //!
 //! Validation happens here, before anything is written to the store: a
-//! [`WorkflowSpec`] that exists has no cycle, no unknown dependency and no
-//! task an executor cannot run. Errors name the file and, where the parser
+//! [`WorkflowSpec`] read by [`parse_str`] has no cycle, no unknown dependency
+//! and no task an executor cannot run; one built in code is checked by
+//! [`WorkflowSpec::validate`], which `Engine::apply` runs on every spec it
+//! stores. Errors name the file and, where the parser
 //! knows it, the line.
 
 mod load;
@@ -91,6 +93,13 @@ pub struct WorkflowSpec {
 }
 
 impl WorkflowSpec {
+    /// Checks the rules [`parse_str`] checks, for a spec built in code (errors
+    /// carry no line: there is no source). [`crate::engine::Engine::apply`]
+    /// runs it, so no path stores a workflow that was not validated.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        validate::validate(self, "")
+    }
+
     /// The parsed schedule, if the workflow has one (validated at load).
     pub fn parsed_schedule(&self) -> Option<Result<Schedule, String>> {
         let expr = self.schedule.as_deref()?;

@@ -1,8 +1,9 @@
 //! The state store: the only module that writes SQL.
 //!
 //! One [`Store`] serves PostgreSQL (production) and SQLite (the embedded
-//! default) with the same statements (see [`sql`]). Reads go through
-//! [`Store`] methods; every change goes through a [`Tx`], whose methods each
+//! default) with the same statements (`statements.rs`, run by `sql.rs`).
+//! Reads are public [`Store`] methods; every change goes through a `Tx`
+//! (crate-private: the engine is the only writer), whose methods each
 //! append the matching rows to `events`, so a state change and its record
 //! commit or roll back together.
 //!
@@ -12,8 +13,11 @@
 //! writer connection, so they are serialized within a process and across
 //! processes by SQLite's lock.
 
+#[cfg(test)]
+mod contract_tests;
 pub mod reads;
-pub mod sql;
+pub(crate) mod sql;
+mod statements;
 mod writes;
 
 use std::path::Path;
@@ -27,15 +31,17 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
 
 use sql::Conn;
 pub use sql::Dialect;
-pub use writes::{AttemptResult, ClaimedTask, Finished, NewTask, Started};
+pub(crate) use writes::{AttemptResult, ClaimedTask, NewTask, Started};
 
 use crate::Error;
 
 /// Where the embedded SQLite database lives unless told otherwise.
 pub const DEFAULT_SQLITE_PATH: &str = ".ork/ork.db";
 
-static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+pub(crate) static PG_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("../../migrations/postgres");
+pub(crate) static SQLITE_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("../../migrations/sqlite");
 
 /// Pool sizes and timeouts.
 #[derive(Debug, Clone)]
@@ -148,7 +154,7 @@ impl Store {
     }
 
     /// Starts a write transaction.
-    pub async fn begin(&self) -> Result<Tx, Error> {
+    pub(crate) async fn begin(&self) -> Result<Tx, Error> {
         Ok(match &self.backend {
             Backend::Postgres(pool) => Tx::Postgres(pool.begin().await?),
             Backend::Sqlite { writer, .. } => {
@@ -191,7 +197,7 @@ impl Pooled {
 }
 
 /// A write transaction. Dropped without [`Tx::commit`], it rolls back.
-pub enum Tx {
+pub(crate) enum Tx {
     Postgres(sqlx::Transaction<'static, Postgres>),
     Sqlite(sqlx::Transaction<'static, Sqlite>),
 }
@@ -204,7 +210,7 @@ impl Tx {
         }
     }
 
-    pub async fn commit(self) -> Result<(), Error> {
+    pub(crate) async fn commit(self) -> Result<(), Error> {
         match self {
             Tx::Postgres(t) => t.commit().await?,
             Tx::Sqlite(t) => t.commit().await?,

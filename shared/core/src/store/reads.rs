@@ -3,6 +3,7 @@
 use uuid::Uuid;
 
 use super::sql::{Row, Sql};
+use super::statements::*;
 use super::Store;
 use chrono::{DateTime, Utc};
 
@@ -35,10 +36,6 @@ pub struct TaskOutput {
     pub output: serde_json::Value,
 }
 
-/// The columns of an attempt in flight: the task and its run's workflow version.
-const IN_FLIGHT: &str =
-    "SELECT t.*, r.workflow, r.version FROM tasks t JOIN runs r ON r.id = t.run_id";
-
 impl Store {
     /// Runs a query on a reader connection.
     async fn read_all<T: Row>(&self, sql: Sql) -> Result<Vec<T>, Error> {
@@ -52,12 +49,7 @@ impl Store {
     }
 
     pub async fn list_workflows(&self) -> Result<Vec<WorkflowSummary>, Error> {
-        self.read_all(Sql::new(
-            "SELECT w.name, w.latest_version, w.updated_at, v.spec FROM workflows w \
-                 JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.latest_version \
-                 ORDER BY w.name",
-        ))
-        .await
+        self.read_all(Sql::new(LIST_WORKFLOWS)).await
     }
 
     /// The stored spec of a workflow version (the latest when `version` is `None`),
@@ -68,21 +60,14 @@ impl Store {
         version: Option<i64>,
     ) -> Result<(i64, serde_json::Value), Error> {
         let row: Option<SpecRow> = self
-            .read_optional(
-                Sql::new(
-                    "SELECT v.version, v.spec FROM workflow_versions v JOIN workflows w ON w.name = v.workflow \
-                     WHERE v.workflow = $1 AND v.version = COALESCE($2, w.latest_version)",
-                )
-                .bind(name)
-                .bind(version),
-            )
+            .read_optional(Sql::new(WORKFLOW_SPEC).bind(name).bind(version))
             .await?;
         let row = row.ok_or_else(|| Error::WorkflowNotFound(name.to_owned()))?;
         Ok((row.version, row.spec))
     }
 
     pub async fn get_run(&self, id: Uuid) -> Result<Run, Error> {
-        self.read_optional(Sql::new("SELECT * FROM runs WHERE id = $1").bind(id))
+        self.read_optional(Sql::new(GET_RUN).bind(id))
             .await?
             .ok_or(Error::RunNotFound(id))
     }
@@ -93,42 +78,27 @@ impl Store {
         workflow: &str,
         key: &str,
     ) -> Result<Option<Run>, Error> {
-        self.read_optional(
-            Sql::new("SELECT * FROM runs WHERE workflow = $1 AND idempotency_key = $2")
-                .bind(workflow)
-                .bind(key),
-        )
-        .await
+        self.read_optional(Sql::new(RUN_BY_IDEMPOTENCY_KEY).bind(workflow).bind(key))
+            .await
     }
 
     /// The most recent runs, newest first, optionally of one workflow.
     pub async fn list_runs(&self, workflow: Option<&str>, limit: i64) -> Result<Vec<Run>, Error> {
         let sql = match workflow {
-            Some(w) => {
-                Sql::new("SELECT * FROM runs WHERE workflow = $1 ORDER BY created_at DESC LIMIT $2")
-                    .bind(w)
-                    .bind(limit)
-            }
-            None => Sql::new("SELECT * FROM runs ORDER BY created_at DESC LIMIT $1").bind(limit),
+            Some(w) => Sql::new(LIST_RUNS_OF_WORKFLOW).bind(w).bind(limit),
+            None => Sql::new(LIST_RUNS).bind(limit),
         };
         self.read_all(sql).await
     }
 
     /// Runs not yet final, oldest first: what the sweeper looks after.
     pub async fn open_runs(&self, limit: i64) -> Result<Vec<Run>, Error> {
-        self.read_all(
-                Sql::new(
-                    "SELECT * FROM runs WHERE status IN ('pending', 'running') ORDER BY created_at LIMIT $1",
-                )
-                .bind(limit),
-            )
-            .await
+        self.read_all(Sql::new(OPEN_RUNS).bind(limit)).await
     }
 
     /// All task instances of a run, in creation order.
     pub async fn run_tasks(&self, run_id: Uuid) -> Result<Vec<Task>, Error> {
-        self.read_all(Sql::new("SELECT * FROM tasks WHERE run_id = $1 ORDER BY id").bind(run_id))
-            .await
+        self.read_all(Sql::new(RUN_TASKS).bind(run_id)).await
     }
 
     /// The attempt an executor knows by `execution_id` (a Cloud Run
@@ -137,19 +107,12 @@ impl Store {
         &self,
         execution_id: &str,
     ) -> Result<Option<InFlight>, Error> {
-        self.read_optional(
-            Sql::new(format!(
-                "{IN_FLIGHT} \
-                     WHERE t.execution_id = $1 AND t.status IN ('dispatched', 'running')"
-            ))
-            .bind(execution_id),
-        )
-        .await
+        self.read_optional(Sql::new(IN_FLIGHT_BY_EXECUTION).bind(execution_id))
+            .await
     }
 
     pub async fn get_task(&self, task_id: Uuid) -> Result<Option<Task>, Error> {
-        self.read_optional(Sql::new("SELECT * FROM tasks WHERE id = $1").bind(task_id))
-            .await
+        self.read_optional(Sql::new(GET_TASK).bind(task_id)).await
     }
 
     /// Outputs of the succeeded instances of the named tasks of a run that left one.
@@ -161,12 +124,9 @@ impl Store {
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        let mut sql = Sql::new(
-            "SELECT name, task_index, output FROM tasks WHERE run_id = $1 AND status = 'success' AND output IS NOT NULL AND name IN (",
-        );
-        sql.args.push(run_id.into());
+        let mut sql = Sql::new(TASK_OUTPUTS_HEAD).bind(run_id);
         sql.push_list(names.iter().copied());
-        sql.push(") ORDER BY name, task_index");
+        sql.push(TASK_OUTPUTS_TAIL);
         self.read_all(sql).await
     }
 
@@ -176,15 +136,7 @@ impl Store {
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<InFlight>, Error> {
-        self.read_all(
-                Sql::new(
-                    format!("{IN_FLIGHT} \
-                     WHERE t.status = 'running' AND (t.deadline_at < $1 OR t.lease_expires_at < $1) \
-                     ORDER BY t.id LIMIT $2"),
-                )
-                .bind(now)
-                .bind(limit),
-            )
+        self.read_all(Sql::new(OVERDUE_ATTEMPTS).bind(now).bind(limit))
             .await
     }
 
@@ -198,13 +150,9 @@ impl Store {
         if executors.is_empty() {
             return Ok(Vec::new());
         }
-        let mut sql = Sql::new(format!(
-            "{IN_FLIGHT} \
-             WHERE t.status = 'running' AND t.execution_id IS NOT NULL AND t.executor IN ("
-        ));
+        let mut sql = Sql::new(RUNNING_ATTEMPTS_HEAD);
         sql.push_list(executors.iter().copied());
-        let limit = sql.arg(limit);
-        sql.push(&format!(") ORDER BY t.started_at LIMIT {limit}"));
+        sql.push(RUNNING_ATTEMPTS_TAIL).push_arg(limit);
         self.read_all(sql).await
     }
 
@@ -215,14 +163,7 @@ impl Store {
             run_id: Uuid,
         }
         let rows: Vec<Row> = self
-            .read_all(
-                Sql::new(
-                    "SELECT DISTINCT run_id FROM tasks WHERE status = 'pending' AND deps_remaining = 0 \
-                     AND (not_before IS NULL OR not_before <= $1) LIMIT $2",
-                )
-                .bind(now)
-                .bind(limit),
-            )
+            .read_all(Sql::new(READY_RUNS).bind(now).bind(limit))
             .await?;
         Ok(rows.into_iter().map(|r| r.run_id).collect())
     }
@@ -234,9 +175,7 @@ impl Store {
             workflow: String,
             last_slot: DateTime<Utc>,
         }
-        let rows: Vec<Row> = self
-            .read_all(Sql::new("SELECT workflow, last_slot FROM schedules"))
-            .await?;
+        let rows: Vec<Row> = self.read_all(Sql::new(SCHEDULE_SLOTS)).await?;
         Ok(rows
             .into_iter()
             .map(|r| (r.workflow, r.last_slot))
@@ -245,7 +184,6 @@ impl Store {
 
     /// The run's event log, oldest first.
     pub async fn run_events(&self, run_id: Uuid) -> Result<Vec<Event>, Error> {
-        self.read_all(Sql::new("SELECT * FROM events WHERE run_id = $1 ORDER BY id").bind(run_id))
-            .await
+        self.read_all(Sql::new(RUN_EVENTS).bind(run_id)).await
     }
 }

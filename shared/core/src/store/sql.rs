@@ -2,8 +2,13 @@
 //! list of [`Arg`]s, run on PostgreSQL or SQLite by the same code.
 //!
 //! Both backends accept `$N` placeholders, `RETURNING`, `ON CONFLICT` and
-//! `UPDATE … FROM (VALUES …)`, so almost every statement is written once.
-//! Where they differ, [`Dialect`] says how.
+//! `UPDATE … FROM (VALUES …)`, so every statement is written once (the
+//! constants of [`super::statements`]). Where they differ, [`Dialect`] says
+//! how.
+//!
+//! A [`Sql`] cannot be made from a runtime string: its text is `&'static str`
+//! fragments (statement constants, [`Dialect`] clauses) and the placeholders
+//! it numbers itself. Values only ever travel as bound arguments.
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
@@ -13,8 +18,8 @@ use uuid::Uuid;
 
 /// A bound value. Integers are always `i64` (`BIGINT` on PostgreSQL).
 #[derive(Debug, Clone)]
-pub enum Arg {
-    Uuid(Uuid),
+pub(crate) enum Arg {
+    Uuid(Option<Uuid>),
     Text(Option<String>),
     Int(Option<i64>),
     Time(Option<DateTime<Utc>>),
@@ -23,6 +28,11 @@ pub enum Arg {
 
 impl From<Uuid> for Arg {
     fn from(v: Uuid) -> Self {
+        Arg::Uuid(Some(v))
+    }
+}
+impl From<Option<Uuid>> for Arg {
+    fn from(v: Option<Uuid>) -> Self {
         Arg::Uuid(v)
     }
 }
@@ -67,58 +77,85 @@ impl From<Option<serde_json::Value>> for Arg {
     }
 }
 
+/// The placeholder (`$N`) of an argument already appended to a [`Sql`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Placeholder(usize);
+
 /// SQL text and its arguments, numbered `$1…` in push order.
-#[derive(Debug, Clone, Default)]
-pub struct Sql {
-    pub text: String,
-    pub args: Vec<Arg>,
+#[derive(Debug, Clone)]
+pub(crate) struct Sql {
+    text: String,
+    args: Vec<Arg>,
 }
 
 impl Sql {
-    pub fn new(text: impl Into<String>) -> Self {
+    pub(crate) fn new(text: &'static str) -> Self {
         Sql {
-            text: text.into(),
+            text: text.to_owned(),
             args: Vec::new(),
         }
     }
 
-    /// Appends an argument and returns its placeholder (`$N`).
-    pub fn arg(&mut self, value: impl Into<Arg>) -> String {
+    /// Appends an argument and returns its placeholder, for [`Sql::push_values`]
+    /// rows or to be written later with [`Sql::push_placeholder`].
+    pub(crate) fn arg(&mut self, value: impl Into<Arg>) -> Placeholder {
         self.args.push(value.into());
-        format!("${}", self.args.len())
+        Placeholder(self.args.len())
     }
 
     /// Appends an argument whose placeholder the text already names.
-    pub fn bind(mut self, value: impl Into<Arg>) -> Self {
+    pub(crate) fn bind(mut self, value: impl Into<Arg>) -> Self {
         self.args.push(value.into());
         self
     }
 
-    pub fn push(&mut self, text: &str) -> &mut Self {
+    /// Appends an argument and writes its placeholder at the end of the text.
+    pub(crate) fn push_arg(&mut self, value: impl Into<Arg>) -> &mut Self {
+        let p = self.arg(value);
+        self.push_placeholder(p)
+    }
+
+    /// Writes the placeholder of an argument appended before.
+    pub(crate) fn push_placeholder(&mut self, p: Placeholder) -> &mut Self {
+        self.text.push('$');
+        self.text.push_str(&p.0.to_string());
+        self
+    }
+
+    pub(crate) fn push(&mut self, text: &'static str) -> &mut Self {
         self.text.push_str(text);
         self
     }
 
     /// Appends `(v, …), (v, …)`: one tuple of placeholders per row.
-    pub fn push_values<R>(
+    pub(crate) fn push_values<R>(
         &mut self,
         rows: impl IntoIterator<Item = R>,
-        row: impl Fn(&mut Sql, R) -> Vec<String>,
+        row: impl Fn(&mut Sql, R) -> Vec<Placeholder>,
     ) {
         let mut first = true;
         for r in rows {
-            let placeholders = row(self, r).join(", ");
+            let placeholders = row(self, r);
             self.text.push_str(if first { "(" } else { ", (" });
-            self.text.push_str(&placeholders);
+            for (i, p) in placeholders.into_iter().enumerate() {
+                if i > 0 {
+                    self.text.push_str(", ");
+                }
+                self.push_placeholder(p);
+            }
             self.text.push(')');
             first = false;
         }
     }
 
     /// Appends `$a, $b, …` for a list, for use inside `IN (…)`.
-    pub fn push_list<T: Into<Arg>>(&mut self, items: impl IntoIterator<Item = T>) {
-        let placeholders: Vec<String> = items.into_iter().map(|i| self.arg(i)).collect();
-        self.text.push_str(&placeholders.join(", "));
+    pub(crate) fn push_list<T: Into<Arg>>(&mut self, items: impl IntoIterator<Item = T>) {
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.push_arg(item);
+        }
     }
 }
 
@@ -151,7 +188,7 @@ impl Sql {
     }
 }
 
-/// What differs between the two SQL dialects.
+/// What differs between the two SQL dialects: row locking, and nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Postgres,
@@ -159,24 +196,36 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// Row locking for claims. SQLite has none and needs none: its write
-    /// transactions are `BEGIN IMMEDIATE`, so they run one at a time.
-    pub fn skip_locked(self) -> &'static str {
-        match self {
-            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-            Dialect::Sqlite => "",
+    /// Row locking for claims: rows other claimers hold are skipped. SQLite
+    /// has none and needs none: its write transactions are `BEGIN
+    /// IMMEDIATE`, so they run one at a time.
+    pub(crate) fn skip_locked(self, sql: &mut Sql) {
+        if self == Dialect::Postgres {
+            sql.push(" FOR UPDATE SKIP LOCKED");
+        }
+    }
+
+    /// Locks the selected rows of one table of a join (`FOR UPDATE OF
+    /// <table>`) until the transaction ends; on SQLite, as above, the write
+    /// transaction already excludes every other writer.
+    pub(crate) fn lock_rows_of(self, sql: &mut Sql, table: &'static str) {
+        if self == Dialect::Postgres {
+            sql.push(" FOR UPDATE OF ").push(table);
         }
     }
 }
 
 /// A row type both drivers can decode (`#[derive(sqlx::FromRow)]` gives it).
-pub trait Row: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin {}
+pub(crate) trait Row:
+    for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin
+{
+}
 
 impl<T> Row for T where T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin
 {}
 
 /// A connection (or transaction) of either backend.
-pub enum Conn<'a> {
+pub(crate) enum Conn<'a> {
     Postgres(&'a mut PgConnection),
     Sqlite(&'a mut SqliteConnection),
 }
@@ -197,8 +246,22 @@ macro_rules! bind_all {
     }};
 }
 
+/// The statement's text as sqlx takes it, in the backend's placeholder style.
+///
+/// This is the one place the store hands sqlx a non-literal string, and it
+/// is safe: a [`Sql`]'s text is only ever `&'static str` fragments
+/// ([`Sql::new`], [`Sql::push`], [`Dialect`]) and the `$N` / `?`
+/// placeholders it writes itself; every value is a bound argument.
+fn statement(sql: Sql, dialect: Dialect) -> (sqlx::AssertSqlSafe<String>, Vec<Arg>) {
+    let sql = match dialect {
+        Dialect::Postgres => sql,
+        Dialect::Sqlite => sql.into_positional(),
+    };
+    (sqlx::AssertSqlSafe(sql.text), sql.args)
+}
+
 impl Conn<'_> {
-    pub fn dialect(&self) -> Dialect {
+    pub(crate) fn dialect(&self) -> Dialect {
         match self {
             Conn::Postgres(_) => Dialect::Postgres,
             Conn::Sqlite(_) => Dialect::Sqlite,
@@ -206,50 +269,37 @@ impl Conn<'_> {
     }
 
     /// Runs a statement; returns the number of rows it touched.
-    pub async fn execute(&mut self, sql: Sql) -> sqlx::Result<u64> {
-        match self {
-            Conn::Postgres(c) => Ok(bind_all!(
-                sqlx::query(sqlx::AssertSqlSafe(sql.text)),
-                sql.args
-            )
-            .execute(&mut **c)
-            .await?
-            .rows_affected()),
-            Conn::Sqlite(c) => {
-                let sql = sql.into_positional();
-                Ok(
-                    bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args)
-                        .execute(&mut **c)
-                        .await?
-                        .rows_affected(),
-                )
-            }
-        }
+    pub(crate) async fn execute(&mut self, sql: Sql) -> sqlx::Result<u64> {
+        let (text, args) = statement(sql, self.dialect());
+        Ok(match self {
+            Conn::Postgres(c) => bind_all!(sqlx::query(text), args)
+                .execute(&mut **c)
+                .await?
+                .rows_affected(),
+            Conn::Sqlite(c) => bind_all!(sqlx::query(text), args)
+                .execute(&mut **c)
+                .await?
+                .rows_affected(),
+        })
     }
 
-    pub async fn fetch_all<T: Row>(&mut self, sql: Sql) -> sqlx::Result<Vec<T>> {
+    pub(crate) async fn fetch_all<T: Row>(&mut self, sql: Sql) -> sqlx::Result<Vec<T>> {
+        let (text, args) = statement(sql, self.dialect());
         match self {
             Conn::Postgres(c) => {
-                bind_all!(
-                    sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql.text)),
-                    sql.args
-                )
-                .fetch_all(&mut **c)
-                .await
+                bind_all!(sqlx::query_as::<_, T>(text), args)
+                    .fetch_all(&mut **c)
+                    .await
             }
             Conn::Sqlite(c) => {
-                let sql = sql.into_positional();
-                bind_all!(
-                    sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql.text)),
-                    sql.args
-                )
-                .fetch_all(&mut **c)
-                .await
+                bind_all!(sqlx::query_as::<_, T>(text), args)
+                    .fetch_all(&mut **c)
+                    .await
             }
         }
     }
 
-    pub async fn fetch_optional<T: Row>(&mut self, sql: Sql) -> sqlx::Result<Option<T>> {
+    pub(crate) async fn fetch_optional<T: Row>(&mut self, sql: Sql) -> sqlx::Result<Option<T>> {
         Ok(self.fetch_all(sql).await?.into_iter().next())
     }
 }
@@ -274,5 +324,32 @@ mod tests {
                 r#"Text(Some("two"))"#
             ]
         );
+    }
+
+    #[test]
+    fn generated_placeholders_number_arguments_in_push_order() {
+        let mut sql = Sql::new("INSERT INTO t (a, b) VALUES ");
+        let shared = sql.arg(7i64);
+        sql.push_values(["x", "y"], |s, v| vec![shared, s.arg(v)]);
+        sql.push(" WHERE c IN (");
+        sql.push_list([1i64, 2]);
+        sql.push(") AND d = ").push_arg(3i64);
+        assert_eq!(
+            sql.text,
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($1, $3) WHERE c IN ($4, $5) AND d = $6"
+        );
+        assert_eq!(sql.args.len(), 6);
+    }
+
+    #[test]
+    fn only_postgres_locks_rows() {
+        let mut pg = Sql::new("SELECT 1");
+        Dialect::Postgres.lock_rows_of(&mut pg, "w");
+        Dialect::Postgres.skip_locked(&mut pg);
+        assert_eq!(pg.text, "SELECT 1 FOR UPDATE OF w FOR UPDATE SKIP LOCKED");
+        let mut lite = Sql::new("SELECT 1");
+        Dialect::Sqlite.lock_rows_of(&mut lite, "w");
+        Dialect::Sqlite.skip_locked(&mut lite);
+        assert_eq!(lite.text, "SELECT 1");
     }
 }

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::sql::{Conn, Dialect, Sql};
+use super::sql::{Conn, Placeholder, Sql};
+use super::statements::*;
 use super::Tx;
 use crate::model::{Run, RunStatus, TaskStatus};
 use crate::Error;
@@ -16,7 +17,7 @@ const CHUNK: usize = 1000;
 
 /// A task instance to create with its run.
 #[derive(Debug, Clone)]
-pub struct NewTask {
+pub(crate) struct NewTask {
     pub name: String,
     pub task_index: i64,
     pub task_count: i64,
@@ -27,19 +28,18 @@ pub struct NewTask {
 
 /// A task instance this caller now owns until `lease_expires_at`.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ClaimedTask {
+pub(crate) struct ClaimedTask {
     pub id: Uuid,
     pub run_id: Uuid,
     pub name: String,
     pub task_index: i64,
     pub task_count: i64,
     pub attempt: i64,
-    pub ready_at: Option<DateTime<Utc>>,
 }
 
 /// An executor accepted an attempt.
 #[derive(Debug, Clone)]
-pub struct Started {
+pub(crate) struct Started {
     pub task_id: Uuid,
     pub attempt: i64,
     pub execution_id: String,
@@ -49,7 +49,7 @@ pub struct Started {
 
 /// What becomes of an attempt: `Success`, `Failed`, or `Pending` again for a retry.
 #[derive(Debug, Clone)]
-pub struct AttemptResult {
+pub(crate) struct AttemptResult {
     pub task_id: Uuid,
     pub attempt: i64,
     pub status: TaskStatus,
@@ -61,10 +61,11 @@ pub struct AttemptResult {
 
 /// An attempt result that applied (the attempt was still in flight).
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Finished {
+pub(crate) struct Finished {
     pub id: Uuid,
     pub run_id: Uuid,
     pub name: String,
+    pub attempt: i64,
     #[sqlx(try_from = "String")]
     pub status: TaskStatus,
 }
@@ -105,7 +106,7 @@ struct NewEvent<'a> {
 impl Tx {
     /// Stores `spec` as the workflow's next version unless the latest version
     /// has the same hash. Returns the version in force and whether it is new.
-    pub async fn save_workflow(
+    pub(crate) async fn save_workflow(
         &mut self,
         name: &str,
         spec: serde_json::Value,
@@ -114,29 +115,13 @@ impl Tx {
         now: DateTime<Utc>,
     ) -> Result<(i64, bool), Error> {
         let mut c = self.conn();
-        c.execute(
-            Sql::new(
-                "INSERT INTO workflows (name, latest_version, created_at, updated_at) \
-                 VALUES ($1, 0, $2, $2) ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(name)
-            .bind(now),
-        )
-        .await?;
+        c.execute(Sql::new(INSERT_WORKFLOW).bind(name).bind(now))
+            .await?;
         // Lock the workflow row so concurrent applies number versions in turn.
-        let lock = match c.dialect() {
-            Dialect::Postgres => " FOR UPDATE OF w",
-            Dialect::Sqlite => "",
-        };
+        let mut latest = Sql::new(LATEST_WORKFLOW_VERSION).bind(name);
+        c.dialect().lock_rows_of(&mut latest, "w");
         let current: Version = c
-            .fetch_optional(
-                Sql::new(format!(
-                    "SELECT w.latest_version, v.hash FROM workflows w \
-                     LEFT JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.latest_version \
-                     WHERE w.name = $1{lock}"
-                ))
-                .bind(name),
-            )
+            .fetch_optional(latest)
             .await?
             .ok_or_else(|| Error::WorkflowNotFound(name.to_owned()))?;
         if current.hash.as_deref() == Some(hash) {
@@ -144,20 +129,17 @@ impl Tx {
         }
         let version = current.latest_version + 1;
         c.execute(
-            Sql::new(
-                "INSERT INTO workflow_versions (workflow, version, spec, hash, source, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(name)
-            .bind(version)
-            .bind(Some(spec))
-            .bind(hash)
-            .bind(source)
-            .bind(now),
+            Sql::new(INSERT_WORKFLOW_VERSION)
+                .bind(name)
+                .bind(version)
+                .bind(Some(spec))
+                .bind(hash)
+                .bind(source)
+                .bind(now),
         )
         .await?;
         c.execute(
-            Sql::new("UPDATE workflows SET latest_version = $2, updated_at = $3 WHERE name = $1")
+            Sql::new(SET_LATEST_WORKFLOW_VERSION)
                 .bind(name)
                 .bind(version)
                 .bind(now),
@@ -169,25 +151,20 @@ impl Tx {
     /// Creates a `pending` run with its task instances. With an idempotency
     /// key that the workflow already used, creates nothing and returns `false`.
     /// The instances of one task must be consecutive in `tasks`.
-    pub async fn create_run(&mut self, run: &Run, tasks: &[NewTask]) -> Result<bool, Error> {
+    pub(crate) async fn create_run(&mut self, run: &Run, tasks: &[NewTask]) -> Result<bool, Error> {
         let mut c = self.conn();
         let inserted = c
             .execute(
-                Sql::new(
-                    "INSERT INTO runs (id, workflow, version, status, params, trigger, idempotency_key, \
-                     tasks_total, tasks_open, tasks_failed, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 0, $9) \
-                     ON CONFLICT (workflow, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-                )
-                .bind(run.id)
-                .bind(run.workflow.as_str())
-                .bind(run.version)
-                .bind(run.status.as_str())
-                .bind(Some(run.params.clone()))
-                .bind(run.trigger.as_str())
-                .bind(run.idempotency_key.clone())
-                .bind(tasks.len() as i64)
-                .bind(run.created_at),
+                Sql::new(INSERT_RUN)
+                    .bind(run.id)
+                    .bind(run.workflow.as_str())
+                    .bind(run.version)
+                    .bind(run.status.as_str())
+                    .bind(Some(run.params.clone()))
+                    .bind(run.trigger.as_str())
+                    .bind(run.idempotency_key.clone())
+                    .bind(tasks.len() as i64)
+                    .bind(run.created_at),
             )
             .await?;
         if inserted == 0 {
@@ -199,19 +176,15 @@ impl Tx {
             .collect();
         groups.dedup_by_key(|g| g.0);
         for chunk in groups.chunks(CHUNK) {
-            let mut sql =
-                Sql::new("INSERT INTO task_groups (run_id, name, deps_remaining) VALUES ");
+            let mut sql = Sql::new(INSERT_TASK_GROUPS_HEAD);
             let run_id = sql.arg(run.id);
             sql.push_values(chunk, |s, (name, deps)| {
-                vec![run_id.clone(), s.arg(*name), s.arg(*deps)]
+                vec![run_id, s.arg(*name), s.arg(*deps)]
             });
             c.execute(sql).await?;
         }
         for chunk in tasks.chunks(CHUNK) {
-            let mut sql = Sql::new(
-                "INSERT INTO tasks (id, run_id, name, task_index, task_count, executor, status, \
-                 max_attempts, deps_remaining, ready_at) VALUES ",
-            );
+            let mut sql = Sql::new(INSERT_TASKS_HEAD);
             sql.push_values(chunk, |s, t| {
                 let ready = (t.deps_remaining == 0).then_some(run.created_at);
                 vec![
@@ -251,7 +224,7 @@ impl Tx {
     /// parent left to succeed, past their retry backoff. Each claimed row
     /// moves to `dispatched` with a new attempt number and a lease, for this
     /// caller alone. Marks a `pending` run `running`.
-    pub async fn claim(
+    pub(crate) async fn claim(
         &mut self,
         run_id: Uuid,
         now: DateTime<Utc>,
@@ -259,24 +232,14 @@ impl Tx {
         limit: i64,
     ) -> Result<Vec<ClaimedTask>, Error> {
         let mut c = self.conn();
-        let lock = c.dialect().skip_locked();
-        let claimed: Vec<ClaimedTask> = c
-            .fetch_all(
-                Sql::new(format!(
-                    "UPDATE tasks SET status = 'dispatched', attempt = attempt + 1, \
-                     lease_expires_at = $3, dispatched_at = $2, started_at = NULL, execution_id = NULL, \
-                     exit_code = NULL, error = NULL, output = NULL, deadline_at = NULL \
-                     WHERE id IN (SELECT id FROM tasks WHERE run_id = $1 AND status = 'pending' \
-                     AND deps_remaining = 0 AND (not_before IS NULL OR not_before <= $2) \
-                     LIMIT $4{lock}) \
-                     RETURNING id, run_id, name, task_index, task_count, attempt, ready_at"
-                ))
-                .bind(run_id)
-                .bind(now)
-                .bind(lease_until)
-                .bind(limit),
-            )
-            .await?;
+        let mut sql = Sql::new(CLAIM_HEAD)
+            .bind(run_id)
+            .bind(now)
+            .bind(lease_until)
+            .bind(limit);
+        c.dialect().skip_locked(&mut sql);
+        sql.push(CLAIM_TAIL);
+        let claimed: Vec<ClaimedTask> = c.fetch_all(sql).await?;
         if claimed.is_empty() {
             return Ok(claimed);
         }
@@ -290,12 +253,7 @@ impl Tx {
                 detail: None,
             })
             .collect();
-        let started = c
-            .execute(
-                Sql::new("UPDATE runs SET status = 'running' WHERE id = $1 AND status = 'pending'")
-                    .bind(run_id),
-            )
-            .await?;
+        let started = c.execute(Sql::new(START_RUN).bind(run_id)).await?;
         if started == 1 {
             events.push(NewEvent {
                 run_id,
@@ -310,7 +268,7 @@ impl Tx {
     }
 
     /// Records that executors accepted these attempts (`dispatched` → `running`).
-    pub async fn mark_started(
+    pub(crate) async fn mark_started(
         &mut self,
         started: &[Started],
         now: DateTime<Utc>,
@@ -319,12 +277,7 @@ impl Tx {
         let mut started: Vec<&Started> = started.iter().collect();
         started.sort_by_key(|s| s.task_id);
         for chunk in started.chunks(CHUNK) {
-            let mut sql =
-                Sql::new("UPDATE tasks SET status = 'running', lease_expires_at = NULL, ");
-            let at = sql.arg(now);
-            sql.push(&format!(
-                "started_at = {at}, execution_id = v.column3, deadline_at = v.column4 FROM (VALUES "
-            ));
+            let mut sql = Sql::new(MARK_STARTED_HEAD).bind(now);
             sql.push_values(chunk, |s, r| {
                 vec![
                     s.arg(r.task_id),
@@ -333,11 +286,7 @@ impl Tx {
                     s.arg(r.deadline),
                 ]
             });
-            sql.push(
-                ") AS v WHERE tasks.id = v.column1 AND tasks.attempt = v.column2 \
-                 AND tasks.status = 'dispatched' \
-                 RETURNING tasks.id, tasks.run_id, tasks.attempt, tasks.status",
-            );
+            sql.push(MARK_STARTED_TAIL);
             let rows: Vec<TaskEventRow> = c.fetch_all(sql).await?;
             insert_events(&mut c, now, task_events(&rows)).await?;
         }
@@ -347,7 +296,7 @@ impl Tx {
     /// Applies attempt results to attempts still in flight (`dispatched` or
     /// `running` with the same attempt number); results for finished,
     /// cancelled or superseded attempts change nothing. Returns what applied.
-    pub async fn finish_attempts(
+    pub(crate) async fn finish_attempts(
         &mut self,
         results: &[AttemptResult],
         now: DateTime<Utc>,
@@ -360,17 +309,10 @@ impl Tx {
         results.sort_by_key(|r| r.task_id);
         results.dedup_by_key(|r| (r.task_id, r.attempt));
         for chunk in results.chunks(CHUNK) {
-            let sent: HashMap<Uuid, &AttemptResult> =
-                chunk.iter().map(|r| (r.task_id, *r)).collect();
-            let mut sql = Sql::new("UPDATE tasks SET ");
-            let at = sql.arg(now);
-            // A retry goes back to pending: it is not finished, its outcome
-            // stays visible until the next attempt is claimed.
-            sql.push(&format!(
-                "status = v.column3, exit_code = v.column4, error = v.column5, output = v.column6, \
-                 not_before = v.column7, lease_expires_at = NULL, deadline_at = NULL, \
-                 finished_at = CASE WHEN v.column3 = 'pending' THEN NULL ELSE {at} END FROM (VALUES "
-            ));
+            let sent: HashMap<(Uuid, i64), &AttemptResult> =
+                chunk.iter().map(|r| ((r.task_id, r.attempt), *r)).collect();
+            // A retry goes back to pending (see the statement).
+            let mut sql = Sql::new(FINISH_ATTEMPTS_HEAD).bind(now);
             sql.push_values(chunk, |s, r| {
                 vec![
                     s.arg(r.task_id),
@@ -382,16 +324,12 @@ impl Tx {
                     s.arg(r.not_before),
                 ]
             });
-            sql.push(
-                ") AS v WHERE tasks.id = v.column1 AND tasks.attempt = v.column2 \
-                 AND tasks.status IN ('dispatched', 'running') \
-                 RETURNING tasks.id, tasks.run_id, tasks.name, tasks.status",
-            );
+            sql.push(FINISH_ATTEMPTS_TAIL);
             let rows: Vec<Finished> = c.fetch_all(sql).await?;
             let events = rows
                 .iter()
                 .map(|f| {
-                    let r = sent[&f.id];
+                    let r = sent[&(f.id, f.attempt)];
                     NewEvent {
                         run_id: f.run_id,
                         task_id: Some(f.id),
@@ -412,7 +350,7 @@ impl Tx {
     /// child's count reaches zero, all its instances become ready. One
     /// update per child name (in name order, so concurrent releases lock
     /// groups in the same order), not one per instance.
-    pub async fn release_children(
+    pub(crate) async fn release_children(
         &mut self,
         run_id: Uuid,
         releases: &[(String, i64)],
@@ -424,33 +362,22 @@ impl Tx {
         for (name, n) in releases {
             let left: Option<Count> = c
                 .fetch_optional(
-                    Sql::new(
-                        "UPDATE task_groups SET deps_remaining = deps_remaining - $3 \
-                         WHERE run_id = $1 AND name = $2 RETURNING deps_remaining AS n",
-                    )
-                    .bind(run_id)
-                    .bind(name.as_str())
-                    .bind(n),
+                    Sql::new(RELEASE_GROUP)
+                        .bind(run_id)
+                        .bind(name.as_str())
+                        .bind(n),
                 )
                 .await?;
             if left.is_some_and(|l| l.n == 0) {
-                c.execute(
-                    Sql::new(
-                        "UPDATE tasks SET deps_remaining = 0, ready_at = $3 \
-                         WHERE run_id = $1 AND name = $2 AND status = 'pending'",
-                    )
-                    .bind(run_id)
-                    .bind(name)
-                    .bind(now),
-                )
-                .await?;
+                c.execute(Sql::new(MARK_GROUP_READY).bind(run_id).bind(name).bind(now))
+                    .await?;
             }
         }
         Ok(())
     }
 
     /// Marks the pending instances of the named tasks `skipped`; returns how many.
-    pub async fn skip_pending(
+    pub(crate) async fn skip_pending(
         &mut self,
         run_id: Uuid,
         names: &[String],
@@ -461,11 +388,9 @@ impl Tx {
             return Ok(0);
         }
         let mut c = self.conn();
-        let mut sql = Sql::new("UPDATE tasks SET status = 'skipped', finished_at = $1 WHERE run_id = $2 AND status = 'pending' AND name IN (");
-        sql.args.push(now.into());
-        sql.args.push(run_id.into());
+        let mut sql = Sql::new(SKIP_PENDING_HEAD).bind(now).bind(run_id);
         sql.push_list(names.iter().map(String::as_str));
-        sql.push(") RETURNING id, run_id, attempt, status");
+        sql.push(SKIP_PENDING_TAIL);
         let rows: Vec<TaskEventRow> = c.fetch_all(sql).await?;
         let mut events = task_events(&rows);
         for e in &mut events {
@@ -479,7 +404,7 @@ impl Tx {
     /// When none is left open, finalizes the run: this conditional update of
     /// the run row is what makes finalization happen exactly once. Returns
     /// the final status if this call finalized the run.
-    pub async fn close_tasks(
+    pub(crate) async fn close_tasks(
         &mut self,
         run_id: Uuid,
         closed: i64,
@@ -492,17 +417,11 @@ impl Tx {
         let mut c = self.conn();
         let row: Option<StatusRow> = c
             .fetch_optional(
-                Sql::new(
-                    "UPDATE runs SET tasks_open = tasks_open - $2, tasks_failed = tasks_failed + $3, \
-                     status = CASE WHEN tasks_open - $2 > 0 THEN status \
-                                   WHEN tasks_failed + $3 > 0 THEN 'failed' ELSE 'success' END, \
-                     finished_at = CASE WHEN tasks_open - $2 > 0 THEN finished_at ELSE $4 END \
-                     WHERE id = $1 AND status IN ('pending', 'running') RETURNING status",
-                )
-                .bind(run_id)
-                .bind(closed)
-                .bind(failed)
-                .bind(now),
+                Sql::new(CLOSE_TASKS)
+                    .bind(run_id)
+                    .bind(closed)
+                    .bind(failed)
+                    .bind(now),
             )
             .await?;
         let Some(status) = row.and_then(|r| r.status.parse::<RunStatus>().ok()) else {
@@ -529,7 +448,7 @@ impl Tx {
     /// A worker's sign of life: a `dispatched` attempt becomes `running`,
     /// and a running one must beat again before `lease_until`. Returns
     /// whether the attempt is still in flight.
-    pub async fn heartbeat(
+    pub(crate) async fn heartbeat(
         &mut self,
         task_id: Uuid,
         attempt: i64,
@@ -539,15 +458,11 @@ impl Tx {
         let mut c = self.conn();
         let started: Vec<TaskEventRow> = c
             .fetch_all(
-                Sql::new(
-                    "UPDATE tasks SET status = 'running', started_at = $4, lease_expires_at = $3 \
-                     WHERE id = $1 AND attempt = $2 AND status = 'dispatched' \
-                     RETURNING id, run_id, attempt, status",
-                )
-                .bind(task_id)
-                .bind(attempt)
-                .bind(lease_until)
-                .bind(now),
+                Sql::new(HEARTBEAT_START)
+                    .bind(task_id)
+                    .bind(attempt)
+                    .bind(lease_until)
+                    .bind(now),
             )
             .await?;
         if !started.is_empty() {
@@ -557,13 +472,10 @@ impl Tx {
         // Extending the lease of a running attempt is not a transition: no event.
         let extended = c
             .execute(
-                Sql::new(
-                    "UPDATE tasks SET lease_expires_at = $3 \
-                     WHERE id = $1 AND attempt = $2 AND status = 'running'",
-                )
-                .bind(task_id)
-                .bind(attempt)
-                .bind(lease_until),
+                Sql::new(HEARTBEAT_EXTEND)
+                    .bind(task_id)
+                    .bind(attempt)
+                    .bind(lease_until),
             )
             .await?;
         Ok(extended == 1)
@@ -572,20 +484,15 @@ impl Tx {
     /// Puts back claims whose lease ran out before their dispatch was
     /// recorded (the claimer died or lost the database), so the next
     /// advance dispatches them again as a new attempt. Returns their runs.
-    pub async fn requeue_expired_claims(&mut self, now: DateTime<Utc>) -> Result<Vec<Uuid>, Error> {
+    pub(crate) async fn requeue_expired_claims(
+        &mut self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, Error> {
         let mut c = self.conn();
-        let lock = c.dialect().skip_locked();
-        let rows: Vec<TaskEventRow> = c
-            .fetch_all(
-                Sql::new(format!(
-                    "UPDATE tasks SET status = 'pending', lease_expires_at = NULL \
-                     WHERE id IN (SELECT id FROM tasks WHERE status = 'dispatched' \
-                     AND lease_expires_at < $1 LIMIT 1000{lock}) \
-                     RETURNING id, run_id, attempt, status"
-                ))
-                .bind(now),
-            )
-            .await?;
+        let mut sql = Sql::new(REQUEUE_EXPIRED_CLAIMS_HEAD).bind(now);
+        c.dialect().skip_locked(&mut sql);
+        sql.push(REQUEUE_EXPIRED_CLAIMS_TAIL);
+        let rows: Vec<TaskEventRow> = c.fetch_all(sql).await?;
         let mut events = task_events(&rows);
         for e in &mut events {
             e.detail = Some("claim lease expired before dispatch".into());
@@ -598,21 +505,13 @@ impl Tx {
     }
 
     /// Records that a workflow's schedule fired `slot`; never moves back.
-    pub async fn record_schedule_slot(
+    pub(crate) async fn record_schedule_slot(
         &mut self,
         workflow: &str,
         slot: DateTime<Utc>,
     ) -> Result<(), Error> {
         self.conn()
-            .execute(
-                Sql::new(
-                    "INSERT INTO schedules (workflow, last_slot) VALUES ($1, $2) \
-                     ON CONFLICT (workflow) DO UPDATE SET last_slot = excluded.last_slot \
-                     WHERE schedules.last_slot < excluded.last_slot",
-                )
-                .bind(workflow)
-                .bind(slot),
-            )
+            .execute(Sql::new(RECORD_SCHEDULE_SLOT).bind(workflow).bind(slot))
             .await?;
         Ok(())
     }
@@ -620,43 +519,23 @@ impl Tx {
     /// Cancels a run that is not final: its unfinished tasks become
     /// `cancelled`. Returns the attempts that were in flight (for the
     /// executors to stop), or `None` if the run was already final.
-    pub async fn cancel_run(
+    pub(crate) async fn cancel_run(
         &mut self,
         run_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<crate::model::Task>>, Error> {
         let mut c = self.conn();
         let n = c
-            .execute(
-                Sql::new(
-                    "UPDATE runs SET status = 'cancelled', tasks_open = 0, finished_at = $2 \
-                     WHERE id = $1 AND status IN ('pending', 'running')",
-                )
-                .bind(run_id)
-                .bind(now),
-            )
+            .execute(Sql::new(CANCEL_RUN).bind(run_id).bind(now))
             .await?;
         if n == 0 {
             return Ok(None);
         }
         let in_flight: Vec<crate::model::Task> = c
-            .fetch_all(
-                Sql::new(
-                    "SELECT * FROM tasks WHERE run_id = $1 AND status IN ('dispatched', 'running')",
-                )
-                .bind(run_id),
-            )
+            .fetch_all(Sql::new(IN_FLIGHT_TASKS_OF_RUN).bind(run_id))
             .await?;
         let rows: Vec<TaskEventRow> = c
-            .fetch_all(
-                Sql::new(
-                    "UPDATE tasks SET status = 'cancelled', finished_at = $2, lease_expires_at = NULL \
-                     WHERE run_id = $1 AND status IN ('pending', 'dispatched', 'running') \
-                     RETURNING id, run_id, attempt, status",
-                )
-                .bind(run_id)
-                .bind(now),
-            )
+            .fetch_all(Sql::new(CANCEL_TASKS_OF_RUN).bind(run_id).bind(now))
             .await?;
         let mut events = task_events(&rows);
         events.push(NewEvent {
@@ -689,21 +568,16 @@ async fn insert_events(
     events: Vec<NewEvent<'_>>,
 ) -> Result<(), Error> {
     for chunk in events.chunks(CHUNK) {
-        let mut sql =
-            Sql::new("INSERT INTO events (run_id, task_id, attempt, status, detail, at) VALUES ");
-        let at = sql.arg(at);
+        let mut sql = Sql::new(INSERT_EVENTS_HEAD);
+        let at: Placeholder = sql.arg(at);
         sql.push_values(chunk, |s, e| {
-            let task = match e.task_id {
-                Some(id) => s.arg(id),
-                None => "NULL".to_owned(),
-            };
             vec![
                 s.arg(e.run_id),
-                task,
+                s.arg(e.task_id),
                 s.arg(e.attempt),
                 s.arg(e.status),
                 s.arg(e.detail.clone()),
-                at.clone(),
+                at,
             ]
         });
         c.execute(sql).await?;

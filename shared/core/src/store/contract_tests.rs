@@ -1,0 +1,547 @@
+//! The contract of each `Tx` transition, on both backends: which rows it
+//! changes, which events it appends, and that a stale call (a superseded
+//! attempt, a row no longer in the expected state) changes nothing and
+//! records nothing.
+
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use super::{AttemptResult, NewTask, Started, Store};
+use crate::model::{Run, RunStatus, Task, TaskStatus};
+use crate::testing::TestDb;
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+/// Applies workflow `wf` and creates a run of it: `a` (two instances, ready)
+/// and `b` (one instance, waiting for both `a`s).
+async fn run_of(store: &Store) -> Run {
+    let mut tx = store.begin().await.unwrap();
+    tx.save_workflow("wf", serde_json::json!({"name": "wf"}), "h1", None, now())
+        .await
+        .unwrap();
+    let run = Run {
+        id: Uuid::now_v7(),
+        workflow: "wf".into(),
+        version: 1,
+        status: RunStatus::Pending,
+        params: serde_json::json!({}),
+        trigger: "manual".into(),
+        idempotency_key: None,
+        tasks_total: 3,
+        tasks_open: 3,
+        tasks_failed: 0,
+        error: None,
+        created_at: now(),
+        finished_at: None,
+    };
+    let task = |name: &str, task_index, task_count, deps_remaining| NewTask {
+        name: name.into(),
+        task_index,
+        task_count,
+        executor: "noop".into(),
+        max_attempts: 2,
+        deps_remaining,
+    };
+    let tasks = [task("a", 0, 2, 0), task("a", 1, 2, 0), task("b", 0, 1, 2)];
+    assert!(tx.create_run(&run, &tasks).await.unwrap());
+    tx.commit().await.unwrap();
+    run
+}
+
+async fn events(store: &Store, run: Uuid) -> Vec<(Option<Uuid>, Option<i64>, String)> {
+    store
+        .run_events(run)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.task_id, e.attempt, e.status))
+        .collect()
+}
+
+async fn tasks(store: &Store, run: Uuid) -> Vec<Task> {
+    store.run_tasks(run).await.unwrap()
+}
+
+/// Claims every ready instance of the run; returns them.
+async fn claim_all(store: &Store, run: Uuid) -> Vec<super::ClaimedTask> {
+    let mut tx = store.begin().await.unwrap();
+    let claimed = tx
+        .claim(run, now(), now() + Duration::seconds(60), 100)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    claimed
+}
+
+async fn start(store: &Store, task_id: Uuid, attempt: i64) {
+    let mut tx = store.begin().await.unwrap();
+    tx.mark_started(
+        &[Started {
+            task_id,
+            attempt,
+            execution_id: format!("exec-{attempt}"),
+            deadline: None,
+        }],
+        now(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+fn result(task_id: Uuid, attempt: i64, status: TaskStatus) -> AttemptResult {
+    AttemptResult {
+        task_id,
+        attempt,
+        status,
+        exit_code: Some(0),
+        error: None,
+        output: Some(serde_json::json!({"n": attempt})),
+        not_before: None,
+    }
+}
+
+async fn save_workflow_numbers_versions_and_skips_same_hash(db: TestDb) {
+    let mut tx = db.store.begin().await.unwrap();
+    let spec = serde_json::json!({"name": "wf"});
+    assert_eq!(
+        tx.save_workflow("wf", spec.clone(), "h1", None, now())
+            .await
+            .unwrap(),
+        (1, true)
+    );
+    assert_eq!(
+        tx.save_workflow("wf", spec.clone(), "h1", None, now())
+            .await
+            .unwrap(),
+        (1, false),
+        "the same hash stores nothing"
+    );
+    assert_eq!(
+        tx.save_workflow("wf", spec, "h2", Some("wf.yaml".into()), now())
+            .await
+            .unwrap(),
+        (2, true)
+    );
+    tx.commit().await.unwrap();
+    let listed = db.store.list_workflows().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].latest_version, 2);
+    assert_eq!(db.store.workflow_spec("wf", Some(1)).await.unwrap().0, 1);
+}
+
+async fn create_run_inserts_run_tasks_and_one_event(db: TestDb) {
+    let run = run_of(&db.store).await;
+    let stored = db.store.get_run(run.id).await.unwrap();
+    assert_eq!(
+        (stored.status, stored.tasks_total, stored.tasks_open),
+        (RunStatus::Pending, 3, 3)
+    );
+    let t = tasks(&db.store, run.id).await;
+    assert_eq!(t.len(), 3);
+    assert!(t
+        .iter()
+        .all(|t| t.status == TaskStatus::Pending && t.attempt == 0));
+    let ready: Vec<bool> = t.iter().map(|t| t.ready_at.is_some()).collect();
+    assert_eq!(ready, [true, true, false]);
+    assert_eq!(
+        events(&db.store, run.id).await,
+        [(None, None, "pending".to_owned())]
+    );
+    // The same idempotency key twice creates nothing the second time.
+    let keyed = Run {
+        id: Uuid::now_v7(),
+        idempotency_key: Some("k".into()),
+        ..run.clone()
+    };
+    let mut tx = db.store.begin().await.unwrap();
+    assert!(tx.create_run(&keyed, &[]).await.unwrap());
+    let again = Run {
+        id: Uuid::now_v7(),
+        ..keyed.clone()
+    };
+    assert!(!tx.create_run(&again, &[]).await.unwrap());
+    tx.commit().await.unwrap();
+    assert!(events(&db.store, again.id).await.is_empty());
+}
+
+async fn claim_takes_ready_tasks_once_and_starts_the_run(db: TestDb) {
+    let run = run_of(&db.store).await;
+    let claimed = claim_all(&db.store, run.id).await;
+    assert_eq!(claimed.len(), 2, "only the ready `a`s");
+    assert!(claimed.iter().all(|c| c.name == "a" && c.attempt == 1));
+    let t = tasks(&db.store, run.id).await;
+    assert_eq!(
+        t.iter().map(|t| t.status).collect::<Vec<_>>(),
+        [
+            TaskStatus::Dispatched,
+            TaskStatus::Dispatched,
+            TaskStatus::Pending
+        ]
+    );
+    assert!(t[0].lease_expires_at.is_some());
+    assert_eq!(
+        db.store.get_run(run.id).await.unwrap().status,
+        RunStatus::Running
+    );
+    let ev = events(&db.store, run.id).await;
+    assert_eq!(ev.len(), 1 + 2 + 1, "created, two dispatched, running");
+    assert_eq!(ev.iter().filter(|e| e.2 == "dispatched").count(), 2);
+    assert_eq!(ev.last().unwrap().2, "running");
+    // Nothing more is ready: a second claim changes nothing.
+    assert!(claim_all(&db.store, run.id).await.is_empty());
+    assert_eq!(events(&db.store, run.id).await, ev);
+}
+
+async fn mark_started_moves_dispatched_to_running(db: TestDb) {
+    let run = run_of(&db.store).await;
+    let claimed = claim_all(&db.store, run.id).await;
+    let before = events(&db.store, run.id).await.len();
+    start(&db.store, claimed[0].id, 1).await;
+    let t = db.store.get_task(claimed[0].id).await.unwrap().unwrap();
+    assert_eq!(t.status, TaskStatus::Running);
+    assert_eq!(t.execution_id.as_deref(), Some("exec-1"));
+    assert!(t.lease_expires_at.is_none() && t.started_at.is_some());
+    let ev = events(&db.store, run.id).await;
+    assert_eq!(ev.len(), before + 1);
+    assert_eq!(ev.last().unwrap(), &(Some(t.id), Some(1), "running".into()));
+    // Stale: a superseded attempt number, or an attempt already running.
+    start(&db.store, claimed[1].id, 7).await;
+    start(&db.store, claimed[0].id, 1).await;
+    assert_eq!(events(&db.store, run.id).await, ev);
+    let other = db.store.get_task(claimed[1].id).await.unwrap().unwrap();
+    assert_eq!(other.status, TaskStatus::Dispatched);
+}
+
+async fn finish_attempts_applies_only_attempts_in_flight(db: TestDb) {
+    let run = run_of(&db.store).await;
+    let claimed = claim_all(&db.store, run.id).await;
+    start(&db.store, claimed[0].id, 1).await;
+    let before = events(&db.store, run.id).await.len();
+    let mut tx = db.store.begin().await.unwrap();
+    let finished = tx
+        .finish_attempts(
+            &[
+                result(claimed[0].id, 1, TaskStatus::Success),
+                result(claimed[1].id, 1, TaskStatus::Pending),
+                result(claimed[1].id, 2, TaskStatus::Success),
+            ],
+            now(),
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        finished.len(),
+        2,
+        "attempt 2 of the second `a` does not exist"
+    );
+    let a0 = db.store.get_task(claimed[0].id).await.unwrap().unwrap();
+    assert_eq!(a0.status, TaskStatus::Success);
+    assert!(a0.finished_at.is_some());
+    assert_eq!(a0.output, Some(serde_json::json!({"n": 1})));
+    let a1 = db.store.get_task(claimed[1].id).await.unwrap().unwrap();
+    assert_eq!(
+        a1.status,
+        TaskStatus::Pending,
+        "a retry goes back to pending"
+    );
+    assert!(a1.finished_at.is_none());
+    let ev = events(&db.store, run.id).await;
+    let mut new_events = ev[before..].to_vec();
+    new_events.sort();
+    let mut expected = vec![
+        (Some(a0.id), Some(1), "success".to_owned()),
+        (Some(a1.id), Some(1), "pending".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(
+        new_events, expected,
+        "each event names the attempt that applied"
+    );
+    // Stale: a replay of a finished attempt.
+    let mut tx = db.store.begin().await.unwrap();
+    let replay = tx
+        .finish_attempts(&[result(claimed[0].id, 1, TaskStatus::Failed)], now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(replay.is_empty());
+    assert_eq!(events(&db.store, run.id).await, ev);
+    let a0_after = db.store.get_task(claimed[0].id).await.unwrap().unwrap();
+    assert_eq!(a0_after.status, TaskStatus::Success);
+}
+
+async fn release_children_readies_a_group_at_zero(db: TestDb) {
+    let run = run_of(&db.store).await;
+    let before = events(&db.store, run.id).await;
+    let b = |t: &[Task]| t.iter().find(|t| t.name == "b").cloned().unwrap();
+    let release = |n| {
+        let store = db.store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            tx.release_children(run.id, &[("b".into(), n)], now())
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    release(1).await;
+    let t = b(&tasks(&db.store, run.id).await);
+    assert_eq!((t.deps_remaining, t.ready_at.is_some()), (2, false));
+    release(1).await;
+    let t = b(&tasks(&db.store, run.id).await);
+    assert_eq!((t.deps_remaining, t.ready_at.is_some()), (0, true));
+    // Readiness is not a transition: no event.
+    assert_eq!(events(&db.store, run.id).await, before);
+    let claimed = claim_all(&db.store, run.id).await;
+    assert_eq!(claimed.iter().filter(|c| c.name == "b").count(), 1);
+}
+
+async fn skip_pending_skips_only_pending_instances(db: TestDb) {
+    let run = run_of(&db.store).await;
+    let claimed = claim_all(&db.store, run.id).await;
+    let before = events(&db.store, run.id).await.len();
+    let mut tx = db.store.begin().await.unwrap();
+    let skipped = tx
+        .skip_pending(run.id, &["a".into(), "b".into()], "upstream failed", now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(skipped, 1, "the `a`s are dispatched, only `b` is pending");
+    let t = tasks(&db.store, run.id).await;
+    let b = t.iter().find(|t| t.name == "b").unwrap();
+    assert_eq!(b.status, TaskStatus::Skipped);
+    assert!(t
+        .iter()
+        .filter(|t| t.name == "a")
+        .all(|t| t.status == TaskStatus::Dispatched));
+    let ev = db.store.run_events(run.id).await.unwrap();
+    assert_eq!(ev.len(), before + 1);
+    let last = ev.last().unwrap();
+    assert_eq!(
+        (last.task_id, last.status.as_str(), last.detail.as_deref()),
+        (Some(b.id), "skipped", Some("upstream failed"))
+    );
+    // Stale: nothing pending any more.
+    let mut tx = db.store.begin().await.unwrap();
+    assert_eq!(
+        tx.skip_pending(run.id, &["b".into()], "again", now())
+            .await
+            .unwrap(),
+        0
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(db.store.run_events(run.id).await.unwrap().len(), before + 1);
+    assert_eq!(claimed.len(), 2);
+}
+
+async fn close_tasks_finalizes_the_run_exactly_once(db: TestDb) {
+    let run = run_of(&db.store).await;
+    let close = |closed, failed| {
+        let store = db.store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            let status = tx.close_tasks(run.id, closed, failed, now()).await.unwrap();
+            tx.commit().await.unwrap();
+            status
+        }
+    };
+    assert_eq!(close(2, 0).await, None);
+    let r = db.store.get_run(run.id).await.unwrap();
+    assert_eq!(
+        (r.tasks_open, r.tasks_failed, r.status),
+        (1, 0, RunStatus::Pending)
+    );
+    let before = events(&db.store, run.id).await.len();
+    assert_eq!(before, 1, "closing tasks is not a run transition");
+    assert_eq!(close(1, 1).await, Some(RunStatus::Failed));
+    let r = db.store.get_run(run.id).await.unwrap();
+    assert_eq!(
+        (r.tasks_open, r.tasks_failed, r.status),
+        (0, 1, RunStatus::Failed)
+    );
+    assert!(r.finished_at.is_some());
+    let ev = events(&db.store, run.id).await;
+    assert_eq!(ev.last().unwrap(), &(None, None, "failed".to_owned()));
+    // Stale: the run is final; nothing changes, nothing is recorded.
+    assert_eq!(close(1, 0).await, None);
+    let again = db.store.get_run(run.id).await.unwrap();
+    assert_eq!((again.tasks_open, again.status), (0, RunStatus::Failed));
+    assert_eq!(events(&db.store, run.id).await, ev);
+}
+
+async fn heartbeat_starts_a_dispatched_attempt_and_extends_a_running_one(db: TestDb) {
+    let run = run_of(&db.store).await;
+    let claimed = claim_all(&db.store, run.id).await;
+    let id = claimed[0].id;
+    let beat = |attempt, until| {
+        let store = db.store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            let alive = tx.heartbeat(id, attempt, until, now()).await.unwrap();
+            tx.commit().await.unwrap();
+            alive
+        }
+    };
+    let before = events(&db.store, run.id).await.len();
+    let first = now() + Duration::seconds(30);
+    assert!(beat(1, first).await);
+    let t = db.store.get_task(id).await.unwrap().unwrap();
+    assert_eq!(t.status, TaskStatus::Running);
+    let ev = events(&db.store, run.id).await;
+    assert_eq!(ev.len(), before + 1);
+    assert_eq!(
+        ev.last().unwrap(),
+        &(Some(id), Some(1), "running".to_owned())
+    );
+    let later = now() + Duration::seconds(90);
+    assert!(beat(1, later).await);
+    let t = db.store.get_task(id).await.unwrap().unwrap();
+    assert!(t.lease_expires_at.unwrap() > first, "the lease moved on");
+    assert_eq!(events(&db.store, run.id).await, ev, "extending is no event");
+    // Stale: another attempt number.
+    assert!(!beat(2, now() + Duration::seconds(900)).await);
+    let t2 = db.store.get_task(id).await.unwrap().unwrap();
+    assert_eq!(t2.lease_expires_at, t.lease_expires_at);
+    assert_eq!(events(&db.store, run.id).await, ev);
+}
+
+async fn requeue_expired_claims_puts_back_only_expired_leases(db: TestDb) {
+    let run = run_of(&db.store).await;
+    let claimed = claim_all(&db.store, run.id).await;
+    start(&db.store, claimed[1].id, 1).await;
+    let requeue = |at| {
+        let store = db.store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            let runs = tx.requeue_expired_claims(at).await.unwrap();
+            tx.commit().await.unwrap();
+            runs
+        }
+    };
+    // Stale: the lease has not run out yet.
+    let before = events(&db.store, run.id).await;
+    assert!(requeue(now()).await.is_empty());
+    assert_eq!(events(&db.store, run.id).await, before);
+    assert_eq!(requeue(now() + Duration::seconds(120)).await, [run.id]);
+    let t = db.store.get_task(claimed[0].id).await.unwrap().unwrap();
+    assert_eq!((t.status, t.lease_expires_at), (TaskStatus::Pending, None));
+    let running = db.store.get_task(claimed[1].id).await.unwrap().unwrap();
+    assert_eq!(running.status, TaskStatus::Running, "started attempts stay");
+    let ev = db.store.run_events(run.id).await.unwrap();
+    assert_eq!(ev.len(), before.len() + 1);
+    let last = ev.last().unwrap();
+    assert_eq!(
+        (last.task_id, last.status.as_str()),
+        (Some(t.id), "pending")
+    );
+    // The next claim is a new attempt.
+    let again = claim_all(&db.store, run.id).await;
+    assert_eq!((again.len(), again[0].attempt), (1, 2));
+}
+
+async fn record_schedule_slot_never_moves_back(db: TestDb) {
+    run_of(&db.store).await;
+    let record = |slot| {
+        let store = db.store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            tx.record_schedule_slot("wf", slot).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    let slot = |s| DateTime::from_timestamp(s, 0).unwrap();
+    record(slot(2_000)).await;
+    assert_eq!(
+        db.store.schedule_slots().await.unwrap(),
+        [("wf".to_owned(), slot(2_000))]
+    );
+    record(slot(1_000)).await;
+    assert_eq!(
+        db.store.schedule_slots().await.unwrap(),
+        [("wf".to_owned(), slot(2_000))],
+        "an older slot changes nothing"
+    );
+    record(slot(3_000)).await;
+    assert_eq!(
+        db.store.schedule_slots().await.unwrap(),
+        [("wf".to_owned(), slot(3_000))]
+    );
+}
+
+async fn cancel_run_closes_unfinished_tasks_once(db: TestDb) {
+    let run = run_of(&db.store).await;
+    let claimed = claim_all(&db.store, run.id).await;
+    start(&db.store, claimed[0].id, 1).await;
+    let before = events(&db.store, run.id).await.len();
+    let cancel = || {
+        let store = db.store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            let in_flight = tx.cancel_run(run.id, now()).await.unwrap();
+            tx.commit().await.unwrap();
+            in_flight
+        }
+    };
+    let in_flight = cancel().await.expect("the run was open");
+    assert_eq!(in_flight.len(), 2, "one running, one dispatched");
+    let r = db.store.get_run(run.id).await.unwrap();
+    assert_eq!((r.status, r.tasks_open), (RunStatus::Cancelled, 0));
+    assert!(tasks(&db.store, run.id)
+        .await
+        .iter()
+        .all(|t| t.status == TaskStatus::Cancelled));
+    let ev = events(&db.store, run.id).await;
+    assert_eq!(ev.len(), before + 3 + 1, "three tasks and the run");
+    assert_eq!(ev.last().unwrap(), &(None, None, "cancelled".to_owned()));
+    // Stale: already final.
+    assert!(cancel().await.is_none());
+    assert_eq!(events(&db.store, run.id).await, ev);
+    // A completion of a cancelled attempt changes nothing.
+    let mut tx = db.store.begin().await.unwrap();
+    let late = tx
+        .finish_attempts(&[result(claimed[0].id, 1, TaskStatus::Success)], now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(late.is_empty());
+    assert_eq!(events(&db.store, run.id).await, ev);
+}
+
+/// A transaction dropped without commit leaves nothing behind.
+async fn a_dropped_transaction_rolls_back(db: TestDb) {
+    let run = run_of(&db.store).await;
+    let before = events(&db.store, run.id).await;
+    {
+        let mut tx = db.store.begin().await.unwrap();
+        let claimed = tx
+            .claim(run.id, now(), now() + Duration::seconds(60), 100)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 2);
+    }
+    assert!(tasks(&db.store, run.id)
+        .await
+        .iter()
+        .all(|t| t.status == TaskStatus::Pending));
+    assert_eq!(events(&db.store, run.id).await, before);
+}
+
+crate::on_both_backends!(
+    save_workflow_numbers_versions_and_skips_same_hash,
+    create_run_inserts_run_tasks_and_one_event,
+    claim_takes_ready_tasks_once_and_starts_the_run,
+    mark_started_moves_dispatched_to_running,
+    finish_attempts_applies_only_attempts_in_flight,
+    release_children_readies_a_group_at_zero,
+    skip_pending_skips_only_pending_instances,
+    close_tasks_finalizes_the_run_exactly_once,
+    heartbeat_starts_a_dispatched_attempt_and_extends_a_running_one,
+    requeue_expired_claims_puts_back_only_expired_leases,
+    record_schedule_slot_never_moves_back,
+    cancel_run_closes_unfinished_tasks_once,
+    a_dropped_transaction_rolls_back,
+);

@@ -1,0 +1,217 @@
+//! Every SQL statement of the store, by name, written once for both
+//! backends (`$N` placeholders, `RETURNING`, `UPDATE … FROM (VALUES …)`).
+//!
+//! A statement with a generated part (a `VALUES` list, an `IN (…)` list, a
+//! [`super::Dialect`] lock clause) is split where that part goes:
+//! `NAME_HEAD`, the generated part, then `NAME_TAIL`. Only [`super::sql::Sql`]
+//! writes the generated parts, and only as placeholders.
+
+// ---- workflows (writes.rs: `Tx::save_workflow`) ----
+
+pub(super) const INSERT_WORKFLOW: &str =
+    "INSERT INTO workflows (name, latest_version, created_at, updated_at) \
+     VALUES ($1, 0, $2, $2) ON CONFLICT (name) DO NOTHING";
+
+/// Followed by [`super::Dialect::lock_rows_of`] `w`, so that concurrent
+/// applies number versions in turn.
+pub(super) const LATEST_WORKFLOW_VERSION: &str =
+    "SELECT w.latest_version, v.hash FROM workflows w \
+     LEFT JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.latest_version \
+     WHERE w.name = $1";
+
+pub(super) const INSERT_WORKFLOW_VERSION: &str =
+    "INSERT INTO workflow_versions (workflow, version, spec, hash, source, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub(super) const SET_LATEST_WORKFLOW_VERSION: &str =
+    "UPDATE workflows SET latest_version = $2, updated_at = $3 WHERE name = $1";
+
+// ---- runs (`Tx::create_run`, `Tx::close_tasks`, `Tx::cancel_run`) ----
+
+pub(super) const INSERT_RUN: &str =
+    "INSERT INTO runs (id, workflow, version, status, params, trigger, idempotency_key, \
+     tasks_total, tasks_open, tasks_failed, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 0, $9) \
+     ON CONFLICT (workflow, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING";
+
+/// Followed by one `($run, name, deps)` tuple per task name.
+pub(super) const INSERT_TASK_GROUPS_HEAD: &str =
+    "INSERT INTO task_groups (run_id, name, deps_remaining) VALUES ";
+
+/// Followed by one tuple per task instance.
+pub(super) const INSERT_TASKS_HEAD: &str =
+    "INSERT INTO tasks (id, run_id, name, task_index, task_count, executor, status, \
+     max_attempts, deps_remaining, ready_at) VALUES ";
+
+pub(super) const START_RUN: &str =
+    "UPDATE runs SET status = 'running' WHERE id = $1 AND status = 'pending'";
+
+/// The conditional update that finalizes a run exactly once.
+pub(super) const CLOSE_TASKS: &str =
+    "UPDATE runs SET tasks_open = tasks_open - $2, tasks_failed = tasks_failed + $3, \
+     status = CASE WHEN tasks_open - $2 > 0 THEN status \
+                   WHEN tasks_failed + $3 > 0 THEN 'failed' ELSE 'success' END, \
+     finished_at = CASE WHEN tasks_open - $2 > 0 THEN finished_at ELSE $4 END \
+     WHERE id = $1 AND status IN ('pending', 'running') RETURNING status";
+
+pub(super) const CANCEL_RUN: &str =
+    "UPDATE runs SET status = 'cancelled', tasks_open = 0, finished_at = $2 \
+     WHERE id = $1 AND status IN ('pending', 'running')";
+
+pub(super) const IN_FLIGHT_TASKS_OF_RUN: &str =
+    "SELECT * FROM tasks WHERE run_id = $1 AND status IN ('dispatched', 'running')";
+
+pub(super) const CANCEL_TASKS_OF_RUN: &str =
+    "UPDATE tasks SET status = 'cancelled', finished_at = $2, lease_expires_at = NULL \
+     WHERE run_id = $1 AND status IN ('pending', 'dispatched', 'running') \
+     RETURNING id, run_id, attempt, status";
+
+// ---- attempts (`Tx::claim`, `mark_started`, `finish_attempts`, `heartbeat`, `requeue_expired_claims`) ----
+
+/// Followed by [`super::Dialect::skip_locked`], then [`CLAIM_TAIL`].
+pub(super) const CLAIM_HEAD: &str =
+    "UPDATE tasks SET status = 'dispatched', attempt = attempt + 1, \
+     lease_expires_at = $3, dispatched_at = $2, started_at = NULL, execution_id = NULL, \
+     exit_code = NULL, error = NULL, output = NULL, deadline_at = NULL \
+     WHERE id IN (SELECT id FROM tasks WHERE run_id = $1 AND status = 'pending' \
+     AND deps_remaining = 0 AND (not_before IS NULL OR not_before <= $2) \
+     LIMIT $4";
+
+pub(super) const CLAIM_TAIL: &str = ") RETURNING id, run_id, name, task_index, task_count, attempt";
+
+/// `$1` is the time; followed by one `(task, attempt, execution, deadline)`
+/// tuple per attempt, then [`MARK_STARTED_TAIL`].
+pub(super) const MARK_STARTED_HEAD: &str =
+    "UPDATE tasks SET status = 'running', lease_expires_at = NULL, \
+     started_at = $1, execution_id = v.column3, deadline_at = v.column4 FROM (VALUES ";
+
+pub(super) const MARK_STARTED_TAIL: &str =
+    ") AS v WHERE tasks.id = v.column1 AND tasks.attempt = v.column2 \
+     AND tasks.status = 'dispatched' \
+     RETURNING tasks.id, tasks.run_id, tasks.attempt, tasks.status";
+
+/// `$1` is the time; followed by one `(task, attempt, status, exit code,
+/// error, output, not before)` tuple per result, then
+/// [`FINISH_ATTEMPTS_TAIL`]. A retry goes back to pending: it is not
+/// finished, its outcome stays visible until the next attempt is claimed.
+pub(super) const FINISH_ATTEMPTS_HEAD: &str =
+    "UPDATE tasks SET status = v.column3, exit_code = v.column4, error = v.column5, \
+     output = v.column6, not_before = v.column7, lease_expires_at = NULL, deadline_at = NULL, \
+     finished_at = CASE WHEN v.column3 = 'pending' THEN NULL ELSE $1 END FROM (VALUES ";
+
+pub(super) const FINISH_ATTEMPTS_TAIL: &str =
+    ") AS v WHERE tasks.id = v.column1 AND tasks.attempt = v.column2 \
+     AND tasks.status IN ('dispatched', 'running') \
+     RETURNING tasks.id, tasks.run_id, tasks.name, tasks.attempt, tasks.status";
+
+pub(super) const HEARTBEAT_START: &str =
+    "UPDATE tasks SET status = 'running', started_at = $4, lease_expires_at = $3 \
+     WHERE id = $1 AND attempt = $2 AND status = 'dispatched' \
+     RETURNING id, run_id, attempt, status";
+
+pub(super) const HEARTBEAT_EXTEND: &str = "UPDATE tasks SET lease_expires_at = $3 \
+     WHERE id = $1 AND attempt = $2 AND status = 'running'";
+
+/// Followed by [`super::Dialect::skip_locked`], then [`REQUEUE_EXPIRED_CLAIMS_TAIL`].
+pub(super) const REQUEUE_EXPIRED_CLAIMS_HEAD: &str =
+    "UPDATE tasks SET status = 'pending', lease_expires_at = NULL \
+     WHERE id IN (SELECT id FROM tasks WHERE status = 'dispatched' \
+     AND lease_expires_at < $1 LIMIT 1000";
+
+pub(super) const REQUEUE_EXPIRED_CLAIMS_TAIL: &str = ") RETURNING id, run_id, attempt, status";
+
+// ---- readiness (`Tx::release_children`, `Tx::skip_pending`) ----
+
+pub(super) const RELEASE_GROUP: &str =
+    "UPDATE task_groups SET deps_remaining = deps_remaining - $3 \
+     WHERE run_id = $1 AND name = $2 RETURNING deps_remaining AS n";
+
+pub(super) const MARK_GROUP_READY: &str = "UPDATE tasks SET deps_remaining = 0, ready_at = $3 \
+     WHERE run_id = $1 AND name = $2 AND status = 'pending'";
+
+/// Followed by the task names, then [`SKIP_PENDING_TAIL`].
+pub(super) const SKIP_PENDING_HEAD: &str = "UPDATE tasks SET status = 'skipped', finished_at = $1 \
+     WHERE run_id = $2 AND status = 'pending' AND name IN (";
+
+pub(super) const SKIP_PENDING_TAIL: &str = ") RETURNING id, run_id, attempt, status";
+
+// ---- schedules and events ----
+
+pub(super) const RECORD_SCHEDULE_SLOT: &str =
+    "INSERT INTO schedules (workflow, last_slot) VALUES ($1, $2) \
+     ON CONFLICT (workflow) DO UPDATE SET last_slot = excluded.last_slot \
+     WHERE schedules.last_slot < excluded.last_slot";
+
+/// `$1` is the time; followed by one `(run, task, attempt, status, detail, $1)`
+/// tuple per event.
+pub(super) const INSERT_EVENTS_HEAD: &str =
+    "INSERT INTO events (run_id, task_id, attempt, status, detail, at) VALUES ";
+
+// ---- reads (reads.rs) ----
+
+pub(super) const LIST_WORKFLOWS: &str =
+    "SELECT w.name, w.latest_version, w.updated_at, v.spec FROM workflows w \
+     JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.latest_version \
+     ORDER BY w.name";
+
+pub(super) const WORKFLOW_SPEC: &str =
+    "SELECT v.version, v.spec FROM workflow_versions v JOIN workflows w ON w.name = v.workflow \
+     WHERE v.workflow = $1 AND v.version = COALESCE($2, w.latest_version)";
+
+pub(super) const GET_RUN: &str = "SELECT * FROM runs WHERE id = $1";
+
+pub(super) const RUN_BY_IDEMPOTENCY_KEY: &str =
+    "SELECT * FROM runs WHERE workflow = $1 AND idempotency_key = $2";
+
+pub(super) const LIST_RUNS_OF_WORKFLOW: &str =
+    "SELECT * FROM runs WHERE workflow = $1 ORDER BY created_at DESC LIMIT $2";
+
+pub(super) const LIST_RUNS: &str = "SELECT * FROM runs ORDER BY created_at DESC LIMIT $1";
+
+pub(super) const OPEN_RUNS: &str =
+    "SELECT * FROM runs WHERE status IN ('pending', 'running') ORDER BY created_at LIMIT $1";
+
+pub(super) const RUN_TASKS: &str = "SELECT * FROM tasks WHERE run_id = $1 ORDER BY id";
+
+pub(super) const GET_TASK: &str = "SELECT * FROM tasks WHERE id = $1";
+
+/// The columns of an attempt in flight: the task and its run's workflow
+/// version. A macro so that the statements below are whole literals.
+macro_rules! in_flight {
+    () => {
+        "SELECT t.*, r.workflow, r.version FROM tasks t JOIN runs r ON r.id = t.run_id"
+    };
+}
+
+pub(super) const IN_FLIGHT_BY_EXECUTION: &str = concat!(
+    in_flight!(),
+    " WHERE t.execution_id = $1 AND t.status IN ('dispatched', 'running')"
+);
+
+pub(super) const OVERDUE_ATTEMPTS: &str = concat!(
+    in_flight!(),
+    " WHERE t.status = 'running' AND (t.deadline_at < $1 OR t.lease_expires_at < $1) \
+     ORDER BY t.id LIMIT $2"
+);
+
+/// Followed by the executor names, then [`RUNNING_ATTEMPTS_TAIL`] and the limit.
+pub(super) const RUNNING_ATTEMPTS_HEAD: &str = concat!(
+    in_flight!(),
+    " WHERE t.status = 'running' AND t.execution_id IS NOT NULL AND t.executor IN ("
+);
+
+pub(super) const RUNNING_ATTEMPTS_TAIL: &str = ") ORDER BY t.started_at LIMIT ";
+
+/// `$1` is the run; followed by the task names, then [`TASK_OUTPUTS_TAIL`].
+pub(super) const TASK_OUTPUTS_HEAD: &str = "SELECT name, task_index, output FROM tasks \
+     WHERE run_id = $1 AND status = 'success' AND output IS NOT NULL AND name IN (";
+
+pub(super) const TASK_OUTPUTS_TAIL: &str = ") ORDER BY name, task_index";
+
+pub(super) const READY_RUNS: &str =
+    "SELECT DISTINCT run_id FROM tasks WHERE status = 'pending' AND deps_remaining = 0 \
+     AND (not_before IS NULL OR not_before <= $1) LIMIT $2";
+
+pub(super) const SCHEDULE_SLOTS: &str = "SELECT workflow, last_slot FROM schedules";
+
+pub(super) const RUN_EVENTS: &str = "SELECT * FROM events WHERE run_id = $1 ORDER BY id";
