@@ -46,10 +46,12 @@ PY
 }
 
 ensure_python_tools() {
-  # moto (AWS API emulator, for the Fargate tests) and cfn-lint (the SAM template).
-  if ! python3 -c 'import moto.server, flask' 2>/dev/null || ! command -v cfn-lint >/dev/null 2>&1; then
-    log "installing moto[server] and cfn-lint from PyPI"
-    python3 -m pip install -q 'moto[server]' cfn-lint
+  # moto (AWS API emulator, for the Fargate tests), cfn-lint (the SAM
+  # template), and cargo-lambda and just, which the README's recipes use.
+  if ! python3 -c 'import moto.server, flask' 2>/dev/null || ! command -v cfn-lint >/dev/null 2>&1 \
+     || ! command -v cargo-lambda >/dev/null 2>&1 || ! command -v just >/dev/null 2>&1; then
+    log "installing moto[server], cfn-lint, cargo-lambda and rust-just from PyPI"
+    python3 -m pip install -q 'moto[server]' cfn-lint cargo-lambda rust-just
   fi
 }
 
@@ -67,8 +69,14 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 log "cargo test"
 out=$(mktemp)
+trap 'rm -f "$out"' EXIT
 cargo test --workspace --all-targets 2>&1 | tee "$out"
-# One closing line for the whole suite, summed over every test binary.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "\ntests: %d passed, %d failed\n", p, f }' "$out"
-rm -f "$out"
+
+# Every command the README and docs show, literally as written.
+log "the docs' commands (scripts/run_docs.py)"
+python3 scripts/run_docs.py 2>&1 | tee -a "$out"
+
+# One closing line for the whole suite, summed over every test binary and the docs.
+awk '/^test result:/ || /^docs: [0-9]+ passed/ {
+       for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "\ntests: %d passed, %d failed\n", p, f; exit (f > 0) }' "$out"
