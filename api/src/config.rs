@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::advancer::Advancer;
 use crate::handlers::Handlers;
+use crate::oidc::OidcVerifier;
 
 /// The settings shared by the CLI and the handlers.
 #[derive(Debug, Clone, Args)]
@@ -54,6 +55,26 @@ pub struct Config {
     #[arg(long, global = true, env = "ORK_DISPATCH_CONCURRENCY", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub dispatch_concurrency: u32,
+    /// Also accept on `advance` Google-signed ID tokens for this audience
+    /// (the service URL: what Cloud Scheduler's OIDC token names).
+    #[arg(
+        long,
+        global = true,
+        env = "ORK_OIDC_AUDIENCE",
+        requires = "oidc_service_account"
+    )]
+    pub oidc_audience: Option<String>,
+    /// The service account whose ID tokens `advance` accepts (the scheduler's).
+    #[arg(
+        long,
+        global = true,
+        env = "ORK_OIDC_SERVICE_ACCOUNT",
+        requires = "oidc_audience"
+    )]
+    pub oidc_service_account: Option<String>,
+    /// Where the ID tokens' public keys are published.
+    #[arg(long, global = true, env = "ORK_OIDC_JWKS_URL", default_value = crate::oidc::GOOGLE_JWKS_URL)]
+    pub oidc_jwks_url: String,
     /// A GCP service-account key as text (from a secret manager), for Cloud Run.
     #[arg(
         long,
@@ -241,6 +262,14 @@ pub async fn setup(config: &Config, defaults: Defaults) -> Result<Setup> {
         api_key: config.api_key.clone(),
         signer,
         advancer,
+        oidc: match (&config.oidc_audience, &config.oidc_service_account) {
+            (Some(audience), Some(account)) => Some(Arc::new(OidcVerifier::new(
+                audience.clone(),
+                account.clone(),
+                config.oidc_jwks_url.clone(),
+            ))),
+            _ => None,
+        },
     });
     Ok(Setup {
         handlers,

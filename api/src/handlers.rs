@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::advancer::Advancer;
+use crate::oidc::OidcVerifier;
 
 /// Largest request body accepted; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -67,6 +68,9 @@ pub struct Handlers {
     /// Checks the tokens of worker reports.
     pub signer: Signer,
     pub advancer: Advancer,
+    /// Also accepted on `advance`: Google-signed ID tokens of one service
+    /// account (Cloud Scheduler's OIDC token), when configured.
+    pub oidc: Option<Arc<OidcVerifier>>,
 }
 
 #[derive(Deserialize)]
@@ -153,6 +157,26 @@ impl Handlers {
                 401,
                 "missing or wrong API key (Authorization: Bearer <ORK_API_KEY>)",
             ))
+        }
+    }
+
+    /// What callers of `advance` must present: the API key, or, when
+    /// configured, a Google-signed ID token of the scheduler's service account.
+    pub async fn authorize_advance(&self, authorization: Option<&str>) -> Result<(), Reply> {
+        let by_key = self.authorize(authorization);
+        let (Err(reply), Some(oidc)) = (&by_key, &self.oidc) else {
+            return by_key;
+        };
+        let token = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        match oidc.verify(token).await {
+            Ok(()) => Ok(()),
+            Err(why) if self.api_key.is_none() => Err(Reply::error(401, why)),
+            Err(why) => {
+                tracing::debug!(%why, "advance: neither the API key nor an ID token");
+                Err(reply.clone())
+            }
         }
     }
 

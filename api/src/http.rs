@@ -50,7 +50,7 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
 }
 
 async fn advance(State(h): State<Arc<Handlers>>, headers: HeaderMap, body: Bytes) -> Reply {
-    match h.authorize(authorization(&headers)) {
+    match h.authorize_advance(authorization(&headers)).await {
         Ok(()) => h.advance(&body).await,
         Err(reply) => reply,
     }

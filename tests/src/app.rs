@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ork_api::advancer::Advancer;
+use ork_api::oidc::OidcVerifier;
 use ork_api::Handlers;
 use ork_core::engine::{CallbackConfig, Engine, EngineConfig};
 use ork_core::executor::Executors;
@@ -32,6 +33,7 @@ pub struct TestAppBuilder {
     api_key: Option<String>,
     advancer: Advancer,
     grace: Duration,
+    oidc: Option<Arc<OidcVerifier>>,
 }
 
 impl TestApp {
@@ -43,6 +45,7 @@ impl TestApp {
             api_key: None,
             advancer: Advancer::Inline,
             grace: Duration::from_secs(600),
+            oidc: None,
         }
     }
 
@@ -82,6 +85,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// Accept Google-signed ID tokens on `advance`, as `ORK_OIDC_*` configure.
+    pub fn oidc(mut self, verifier: OidcVerifier) -> Self {
+        self.oidc = Some(Arc::new(verifier));
+        self
+    }
+
     /// Binds a random port, points the callback URL at it, and serves.
     pub async fn spawn(self) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -103,6 +112,7 @@ impl TestAppBuilder {
             api_key: self.api_key.clone(),
             signer: signer.clone(),
             advancer: self.advancer,
+            oidc: self.oidc,
         });
         let app = ork_api::http::router(handlers.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
