@@ -86,6 +86,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
 /// engine over it with local executors, and where local completions arrive.
 struct Ctx {
     store: Store,
+    log_dir: PathBuf,
     engine: Engine,
     completions: mpsc::UnboundedReceiver<Completion>,
     json: bool,
@@ -98,6 +99,7 @@ impl Ctx {
         let engine = local_engine(store.clone(), &config.log_dir(), tx, dry_run);
         Ok(Ctx {
             store,
+            log_dir: config.log_dir(),
             engine,
             completions,
             json,
@@ -343,8 +345,11 @@ async fn run_file(mut ctx: Ctx, file: &Path, params: &[String]) -> Result<i32> {
         .await?;
     if !ctx.json {
         println!(
-            "run {} of {} v{} ({} tasks)",
-            t.run.id, applied.name, applied.version, t.run.tasks_total
+            "run {} of {} v{} ({})",
+            t.run.id,
+            applied.name,
+            applied.version,
+            output::plural(t.run.tasks_total, "task")
         );
     }
     execute(&mut ctx, t.run.id).await
@@ -368,7 +373,9 @@ fn local_engine(
 
 /// Drives a run here with live progress and prints its summary.
 async fn execute(ctx: &mut Ctx, run_id: Uuid) -> Result<i32> {
-    let progress = (!ctx.json).then(|| Progress::start(ctx.store.clone(), run_id));
+    let log_dir = ctx.log_dir.clone();
+    let run = ctx.store.get_run(run_id).await?;
+    let progress = (!ctx.json).then(|| Progress::start(ctx.store.clone(), run, log_dir.clone()));
     let status = engine::drive(&ctx.engine, run_id, &mut ctx.completions).await?;
     if let Some(p) = progress {
         p.finish().await;
@@ -378,7 +385,7 @@ async fn execute(ctx: &mut Ctx, run_id: Uuid) -> Result<i32> {
     if ctx.json {
         output::json(&serde_json::json!({ "run": run, "tasks": tasks }));
     } else {
-        output::summary(&run, &tasks);
+        output::summary(&run, &tasks, &log_dir);
     }
     Ok(if status == RunStatus::Success { 0 } else { 1 })
 }

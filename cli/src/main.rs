@@ -114,10 +114,30 @@ enum Command {
     },
 }
 
+/// `ork status | head`: a closed stdout ends a listing quietly, as it does
+/// for other Unix tools, instead of panicking in `println!`. (Not for the
+/// commands that drive runs or serve: those must outlive their reader.)
+fn quiet_broken_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of a signal has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 #[tokio::main]
 async fn main() {
     ork_api::config::init_tracing("warn", true);
     let cli = Cli::parse();
+    if !matches!(
+        cli.command,
+        Command::Serve { .. }
+            | Command::Worker { .. }
+            | Command::Run { .. }
+            | Command::Trigger { .. }
+    ) {
+        quiet_broken_pipe();
+    }
     match commands::run(cli).await {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -2,14 +2,25 @@
 //! progress of a run read from its event log.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ork_core::model::{Event, Run, Task, TaskStatus};
+use ork_core::model::{AttemptRef, Event, Run, Task, TaskStatus};
 use ork_core::store::{reads::WorkflowSummary, Store};
+use ork_executors::ProcessExecutor;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
+
+/// `1 task`, `2 tasks`.
+pub fn plural(n: i64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
 
 pub fn json<T: serde::Serialize>(value: &T) {
     println!(
@@ -142,10 +153,43 @@ pub fn events(list: &[Event], tasks: &[Task]) {
     table(&["at", "task", "attempt", "status", "detail"], rows);
 }
 
-/// The closing lines of `ork run`.
-pub fn summary(run: &Run, list: &[Task]) {
+/// How many lines of a failed attempt's log `ork run` shows.
+const LOG_TAIL_LINES: usize = 5;
+
+/// The last lines of an attempt's local log (stdout and stderr), if it has one.
+fn log_tail(log_dir: &Path, run: &Run, task: &Task, attempt: i64) -> Vec<String> {
+    let a = AttemptRef {
+        attempt,
+        ..task.attempt_ref(&run.workflow, run.version)
+    };
+    let Ok(text) = std::fs::read_to_string(ProcessExecutor::log_path(log_dir, &a)) else {
+        return Vec::new();
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..]
+        .iter()
+        .map(|l| format!("    | {l}"))
+        .collect()
+}
+
+/// The closing lines of `ork run`: the tasks, what each failure printed
+/// last, and the counts.
+pub fn summary(run: &Run, list: &[Task], log_dir: &Path) {
     println!();
     tasks(list);
+    for t in list.iter().filter(|t| t.status == TaskStatus::Failed) {
+        println!(
+            "\n{} failed (attempt {}/{}): {}",
+            t.label(),
+            t.attempt,
+            t.max_attempts,
+            t.error.as_deref().unwrap_or("no error recorded")
+        );
+        for line in log_tail(log_dir, run, t, t.attempt) {
+            println!("{line}");
+        }
+        println!("    full log: ork logs {} {}", run.id, t.label());
+    }
     let mut counts: Vec<(TaskStatus, usize)> = TaskStatus::ALL
         .iter()
         .map(|s| (*s, list.iter().filter(|t| t.status == *s).count()))
@@ -170,22 +214,32 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn start(store: Store, run_id: Uuid) -> Progress {
+    /// Follows `run`; failures show the last lines of their log in `log_dir`.
+    pub fn start(store: Store, run: Run, log_dir: PathBuf) -> Progress {
         let (stop, mut stopped) = oneshot::channel();
         let handle = tokio::spawn(async move {
             let mut seen = 0usize;
-            let mut labels: HashMap<Uuid, String> = HashMap::new();
+            let mut tasks: HashMap<Uuid, Task> = HashMap::new();
             loop {
                 let last = stopped.try_recv().is_ok();
-                if let Ok(events) = store.run_events(run_id).await {
-                    if labels.is_empty() {
-                        if let Ok(tasks) = store.run_tasks(run_id).await {
-                            labels = tasks.iter().map(|t| (t.id, t.label())).collect();
+                if let Ok(events) = store.run_events(run.id).await {
+                    if tasks.is_empty() {
+                        if let Ok(list) = store.run_tasks(run.id).await {
+                            tasks = list.into_iter().map(|t| (t.id, t)).collect();
                         }
                     }
                     for e in events.iter().skip(seen) {
-                        if let Some(line) = progress_line(e, &labels) {
+                        let Some(task) = e.task_id.and_then(|id| tasks.get(&id)) else {
+                            continue;
+                        };
+                        if let Some(line) = progress_line(e, &task.label()) {
                             println!("{line}");
+                            if matches!(e.status.as_str(), "failed" | "pending") {
+                                let attempt = e.attempt.unwrap_or(task.attempt);
+                                for line in log_tail(&log_dir, &run, task, attempt) {
+                                    println!("{line}");
+                                }
+                            }
                         }
                     }
                     seen = events.len().max(seen);
@@ -206,8 +260,7 @@ impl Progress {
     }
 }
 
-fn progress_line(e: &Event, labels: &HashMap<Uuid, String>) -> Option<String> {
-    let task = labels.get(&e.task_id?)?;
+fn progress_line(e: &Event, task: &str) -> Option<String> {
     let attempt = e.attempt.unwrap_or(0);
     let detail = e
         .detail

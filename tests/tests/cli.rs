@@ -82,6 +82,67 @@ fn the_failing_variant_retries_skips_and_exits_1() {
     let run_id = printed.split_whitespace().nth(1).unwrap().to_owned();
     let log = ork(dir.path(), &["logs", &run_id, "load"]);
     assert!(text(&log).contains("the warehouse refused the connection"));
+    // The failure shows what the task printed last, and where the rest is.
+    assert!(
+        printed.contains("| the warehouse refused the connection"),
+        "the failed attempt's log tail is shown:\n{printed}"
+    );
+    assert!(
+        printed.contains(&format!("full log: ork logs {run_id} load")),
+        "{printed}"
+    );
+    assert!(printed.contains("(8 tasks)"), "{printed}");
+}
+
+#[test]
+fn one_task_is_singular_and_missing_logs_say_where_they_were_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.yaml");
+    std::fs::write(&file, "name: one\ntasks:\n  only: {command: 'true'}\n").unwrap();
+    let out = ork(dir.path(), &["run", file.to_str().unwrap()]);
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains("(1 task)"), "{printed}");
+    let run_id = printed.split_whitespace().nth(1).unwrap().to_owned();
+    let elsewhere = Command::new(ork_tests::bin::ork())
+        .args(["logs", &run_id, "only"])
+        .current_dir(dir.path())
+        .env(
+            "ORK_DATABASE_URL",
+            format!("sqlite:{}", dir.path().join("ork.db").display()),
+        )
+        .env_remove("ORK_LOG_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(elsewhere.status.code(), Some(1), "{}", text(&elsewhere));
+    let said = text(&elsewhere);
+    assert!(said.contains("looked for"), "{said}");
+    assert!(
+        said.contains(&dir.path().join(".ork").join("logs").display().to_string()),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_listing_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ork(dir.path(), &["run", "workflows/etl.yaml"]);
+    let run_id = text(&out).split_whitespace().nth(1).unwrap().to_owned();
+    let db = format!("sqlite:{}", dir.path().join("ork.db").display());
+    for _ in 0..5 {
+        let piped = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "\"$ORK\" events {run_id} | head -c 0; \"$ORK\" events {run_id} | head -n 1"
+            ))
+            .env("ORK", ork_tests::bin::ork())
+            .env("ORK_DATABASE_URL", &db)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&piped.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    }
 }
 
 #[test]

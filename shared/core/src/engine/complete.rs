@@ -154,8 +154,9 @@ impl Engine {
                         now,
                     )
                     .await?;
+                // Skipped, not failed: `tasks_failed` counts failures only
+                // (the run fails all the same: a skip follows a failure).
                 closed += skipped;
-                failed += skipped;
             }
             if let Some(status) = tx.close_tasks(run_id, closed, failed, now).await? {
                 completed.finalized.push((run_id, status));
