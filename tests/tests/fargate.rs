@@ -443,3 +443,30 @@ async fn run_task_failures_are_clear_errors() {
 
     assert!(fx.list(None, DesiredStatus::Running).await.is_empty());
 }
+
+#[tokio::test]
+async fn errors_without_credentials_or_a_connection_are_one_line() {
+    let fx = fixture().await;
+    let no_credentials = aws_sdk_ecs::Config::builder()
+        .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
+        .region(aws_sdk_ecs::config::Region::new("us-east-1"))
+        .endpoint_url("http://127.0.0.1:9")
+        .build();
+    let refused = aws_sdk_ecs::Config::builder()
+        .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
+        .region(aws_sdk_ecs::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ecs::config::Credentials::for_tests())
+        .endpoint_url("http://127.0.0.1:9")
+        .build();
+    for config in [no_credentials, refused] {
+        let exec = FargateExecutor::new(Client::from_conf(config));
+        let err = exec
+            .dispatch(&fx.request(attempt(0, 1), fx.spec()))
+            .await
+            .unwrap_err();
+        let message = err.message();
+        assert!(!message.contains('\n'), "one line: {message}");
+        assert!(!message.contains("SdkBody"), "no debug dump: {message}");
+        assert!(message.len() < 400, "{} bytes: {message}", message.len());
+    }
+}

@@ -184,7 +184,12 @@ where
     let message = match (err.code(), err.message()) {
         (Some(code), Some(message)) => format!("{what}: {code}: {message}"),
         (Some(code), None) => format!("{what}: {code}"),
-        _ => format!("{what}: {}", DisplayErrorContext(&err)),
+        // Not the service's answer (no credentials, no connection): the
+        // root cause, on one line; the SDK's full chain is for debug logs.
+        _ => {
+            tracing::debug!(error = %DisplayErrorContext(&err), "{what}");
+            format!("{what}: {}", root_cause(&err))
+        }
     };
     if lacks_credentials(&err) {
         return ExecutorError::NotConfigured(message);
@@ -214,6 +219,20 @@ where
         ExecutorError::Transient(message)
     } else {
         ExecutorError::Permanent(message)
+    }
+}
+
+/// The innermost error of a chain, as one line.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let text = cause.to_string();
+    let line = text.lines().next().unwrap_or_default().trim();
+    match line.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_owned(),
     }
 }
 
