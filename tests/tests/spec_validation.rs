@@ -524,7 +524,11 @@ async fn apply_refuses_an_unvalidated_spec_and_stores_nothing() {
 fn durations_and_counts_are_bounded() {
     let task = |field: &str| format!("name: x\ntasks:\n  a:\n    executor: noop\n    {field}\n");
     for timeout in ["1e13", "18446744073709551615", "400d"] {
-        let err = rejects(&task(&format!("timeout: {timeout}")), 5, r#"task "a": timeout is"#);
+        let err = rejects(
+            &task(&format!("timeout: {timeout}")),
+            5,
+            r#"task "a": timeout is"#,
+        );
         assert!(err.message.contains("the maximum is 30days"), "{err}");
     }
     let err = rejects(
@@ -538,7 +542,11 @@ fn durations_and_counts_are_bounded() {
         5,
         "retries.max_backoff is",
     );
-    let err = rejects(&task("task_count: 1000000000"), 5, "task_count is 1000000000");
+    let err = rejects(
+        &task("task_count: 1000000000"),
+        5,
+        "task_count is 1000000000",
+    );
     assert!(err.message.contains("the maximum is 100000"), "{err}");
     // The instances of all tasks of a run count together.
     let yaml = "name: x\ntasks:\n  a: {executor: noop, task_count: 60000}\n  b: {executor: noop, task_count: 60000}\n";
@@ -568,8 +576,15 @@ fn deep_nesting_is_rejected_before_parsing_and_fast() {
         );
         assert!(err.to_string().starts_with("deep.yaml:"), "{err}");
     }
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
-    let big = format!("name: x\n# {}\ntasks:\n  a: {{executor: noop}}\n", "x".repeat(1 << 20));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let big = format!(
+        "name: x\n# {}\ntasks:\n  a: {{executor: noop}}\n",
+        "x".repeat(1 << 20)
+    );
     let err = spec::parse_str(&big, Some(Path::new("big.yaml"))).expect_err("too big");
     assert!(err.message.contains("the limit is 1 MiB"), "{err}");
     assert!(err.to_string().starts_with("big.yaml: "), "{err}");
@@ -579,11 +594,7 @@ fn deep_nesting_is_rejected_before_parsing_and_fast() {
 
 #[test]
 fn nul_characters_are_rejected() {
-    rejects(
-        "name: \"x\\0y\"\ntasks:\n  a: {executor: noop}\n",
-        1,
-        "NUL",
-    );
+    rejects("name: \"x\\0y\"\ntasks:\n  a: {executor: noop}\n", 1, "NUL");
     let err = spec::parse_str(
         "name: x\ntasks:\n  a:\n    executor: noop\n    env: {A: \"\\0\"}\n",
         None,

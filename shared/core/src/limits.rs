@@ -129,9 +129,13 @@ mod tests {
         let ok = serde_json::json!({"a": [1, -1, u64::MAX, i64::MIN, 0.5, 1e299, -1e-299, 0.0], "b": "x"});
         assert_eq!(check_json(&ok, "params"), Ok(()));
         let bad = serde_json::json!({"n": 1.7976931348623157e308});
-        assert!(check_json(&bad, "params").unwrap_err().starts_with("params.n: "));
+        assert!(check_json(&bad, "params")
+            .unwrap_err()
+            .starts_with("params.n: "));
         let bad = serde_json::json!({"l": [1, "a\u{0}"]});
-        assert!(check_json(&bad, "params").unwrap_err().starts_with("params.l[1]: "));
+        assert!(check_json(&bad, "params")
+            .unwrap_err()
+            .starts_with("params.l[1]: "));
         let bad = serde_json::json!({"k\u{0}": 1});
         assert!(check_json(&bad, "params").unwrap_err().contains("NUL"));
     }
