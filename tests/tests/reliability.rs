@@ -216,4 +216,187 @@ on_both_backends!(
     a_large_fan_out_is_created_in_batches,
     unstorable_trigger_input_is_refused,
     one_unreadable_run_does_not_stall_the_others,
+    every_error_is_json_with_a_message,
+    events_need_the_api_key_and_are_rate_limited,
 );
+
+// ---- over HTTP ---------------------------------------------------------------
+
+use async_trait::async_trait;
+use ork_api::advancer::Advancer;
+use ork_core::executor::{Dispatch, DispatchRequest, Executor, ExecutorError};
+use ork_tests::app::TestApp;
+
+/// Panics in dispatch, as a bug would.
+struct Panicking;
+
+#[async_trait]
+impl Executor for Panicking {
+    async fn dispatch(&self, _: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
+        panic!("a bug in an executor");
+    }
+}
+
+async fn raw(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    key: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    let mut req = app
+        .http
+        .request(method, format!("{}{path}", app.url))
+        .body(body);
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    let r = req
+        .send()
+        .await
+        .expect("an answer, not a dropped connection");
+    let status = r.status().as_u16();
+    let json = r.headers()[reqwest::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json");
+    let text = r.text().await.unwrap();
+    assert!(json, "{status} {path}: not JSON: {text:?}");
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    (status, body)
+}
+
+/// Every error answer is JSON with a message, whoever produced it: the
+/// handlers, axum's extractors and body limit, unknown routes and methods,
+/// and a handler that panicked.
+async fn every_error_is_json_with_a_message(db: TestDb) {
+    let executors = Executors::new().with(ExecutorKind::Noop, Arc::new(Panicking));
+    let app = TestApp::builder(db.store.clone())
+        .executors(executors)
+        .api_key("k")
+        .advancer(Advancer::Inline)
+        .spawn()
+        .await;
+    app.engine
+        .apply(&parse("name: w\ntasks:\n  a: {executor: noop}\n"), None)
+        .await
+        .unwrap();
+    use reqwest::Method;
+    let key = Some("k");
+    let cases: Vec<(Method, &str, Option<&str>, Vec<u8>, u16)> = vec![
+        (Method::POST, "/trigger", key, vec![b' '; 300 * 1024], 413),
+        (Method::GET, "/api/runs/not-a-uuid", key, vec![], 400),
+        (Method::GET, "/no/such/route", key, vec![], 404),
+        (Method::GET, "/trigger", key, vec![], 405),
+        (Method::POST, "/trigger", key, b"{".to_vec(), 400),
+        (Method::POST, "/trigger", None, b"{}".to_vec(), 401),
+        (
+            Method::POST,
+            "/trigger",
+            key,
+            br#"{"workflow": "w", "params": {"n": 1.7976931348623157e308}}"#.to_vec(),
+            400,
+        ),
+        (
+            Method::POST,
+            "/trigger",
+            key,
+            br#"{"workflow": "w\u0000"}"#.to_vec(),
+            400,
+        ),
+        // The executor panics: the answer is a 500, the server lives on.
+        (
+            Method::POST,
+            "/trigger",
+            key,
+            br#"{"workflow": "w"}"#.to_vec(),
+            500,
+        ),
+        (Method::GET, "/api/runs", key, vec![], 200),
+    ];
+    for (method, path, key, body, status) in cases {
+        let (got, body) = raw(&app, method.clone(), path, key, body).await;
+        assert_eq!(got, status, "{method} {path}: {body}");
+        if status != 200 {
+            let msg = body["error"].as_str().unwrap_or_default();
+            assert!(!msg.is_empty(), "{method} {path}: {body}");
+            assert!(!msg.contains("a bug in an executor"), "{body}");
+        }
+    }
+    let (_, body) = raw(
+        &app,
+        Method::POST,
+        "/trigger",
+        key,
+        br#"{"workflow": "w", "params": {"n": 1e308}}"#.to_vec(),
+    )
+    .await;
+    assert!(
+        body["error"].as_str().unwrap().contains("params.n"),
+        "{body}"
+    );
+}
+
+/// `POST /events` needs the API key (in the header, or as `?key=` for push
+/// subscriptions that cannot set one), and its lookups are rate-limited.
+async fn events_need_the_api_key_and_are_rate_limited(db: TestDb) {
+    let app = TestApp::builder(db.store.clone())
+        .api_key("k")
+        .spawn()
+        .await;
+    use reqwest::Method;
+    let event = br#"{"data": {"name": "projects/p/locations/l/jobs/j/executions/e"}}"#.to_vec();
+    let (status, body) = raw(&app, Method::POST, "/events", None, event.clone()).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = raw(&app, Method::POST, "/events", Some("k"), event.clone()).await;
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("ignored")),
+        "{body}"
+    );
+    let (status, _) = raw(&app, Method::POST, "/events?key=k", None, event.clone()).await;
+    assert_eq!(status, 200);
+    let mut limited = false;
+    for _ in 0..200 {
+        let (status, body) = raw(&app, Method::POST, "/events", Some("k"), event.clone()).await;
+        if status == 429 {
+            assert!(body["error"].is_string());
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "200 lookups in a row were not rate-limited");
+}
+
+/// `/health` answers 503 (JSON) when the sweeper has not passed for more
+/// than three ticks, and 200 once it does.
+#[tokio::test]
+async fn health_reports_a_stalled_sweeper() {
+    let db = ork_tests::db::sqlite().await;
+    let handlers = TestApp::builder(db.store.clone()).spawn().await.handlers;
+    let health = Arc::new(ork_api::http::Health::new(Duration::from_millis(300)));
+    let app = ork_api::http::router_with_health(handlers, Some(health.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/health", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let get = || async {
+        let r = reqwest::get(&url).await.unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    health.passed();
+    assert_eq!(get().await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (status, body) = get().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("sweeper"),
+        "{body}"
+    );
+    health.passed();
+    assert_eq!(get().await.0, 200);
+    health.died();
+    assert_eq!(get().await.0, 503);
+}
