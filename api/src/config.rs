@@ -54,6 +54,11 @@ pub struct Config {
     #[arg(long, global = true, env = "ORK_DISPATCH_CONCURRENCY", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub dispatch_concurrency: u32,
+    /// Most task instances of one run (the sum of its tasks' `task_count`),
+    /// checked at apply and at trigger.
+    #[arg(long, global = true, env = "ORK_MAX_INSTANCES", default_value_t = ork_core::limits::DEFAULT_MAX_INSTANCES,
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub max_instances: u32,
     /// A GCP service-account key as text (from a secret manager), for Cloud Run.
     #[arg(
         long,
@@ -219,6 +224,7 @@ pub async fn setup(config: &Config, defaults: Defaults) -> Result<Setup> {
             grace: Duration::from_secs(3600),
         }),
         dispatch_concurrency: config.dispatch_concurrency as usize,
+        max_instances: config.max_instances,
         ..EngineConfig::default()
     };
     let engine = Arc::new(Engine::new(store, executors, engine_config));

@@ -283,7 +283,8 @@ async fn every_error_is_json_with_a_message(db: TestDb) {
         .unwrap();
     use reqwest::Method;
     let key = Some("k");
-    let cases: Vec<(Method, &str, Option<&str>, Vec<u8>, u16)> = vec![
+    type Case<'a> = (Method, &'a str, Option<&'a str>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
         (Method::POST, "/trigger", key, vec![b' '; 300 * 1024], 413),
         (Method::GET, "/api/runs/not-a-uuid", key, vec![], 400),
         (Method::GET, "/no/such/route", key, vec![], 404),
