@@ -75,6 +75,11 @@ pub struct Config {
     /// Where the ID tokens' public keys are published.
     #[arg(long, global = true, env = "ORK_OIDC_JWKS_URL", default_value = crate::oidc::GOOGLE_JWKS_URL)]
     pub oidc_jwks_url: String,
+    /// Most task instances of one run (the sum of its tasks' `task_count`),
+    /// checked at apply and at trigger.
+    #[arg(long, global = true, env = "ORK_MAX_INSTANCES", default_value_t = ork_core::limits::DEFAULT_MAX_INSTANCES,
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub max_instances: u32,
     /// A GCP service-account key as text (from a secret manager), for Cloud Run.
     #[arg(
         long,
@@ -240,6 +245,7 @@ pub async fn setup(config: &Config, defaults: Defaults) -> Result<Setup> {
             grace: Duration::from_secs(3600),
         }),
         dispatch_concurrency: config.dispatch_concurrency as usize,
+        max_instances: config.max_instances,
         ..EngineConfig::default()
     };
     let engine = Arc::new(Engine::new(store, executors, engine_config));

@@ -32,6 +32,11 @@ impl Reply {
         Reply { status: 200, body }
     }
 
+    /// A 200 with `body`.
+    pub fn ok_json(body: Value) -> Reply {
+        Reply::ok(body)
+    }
+
     pub fn error(status: u16, message: impl std::fmt::Display) -> Reply {
         Reply {
             status,

@@ -6,6 +6,7 @@
 //! an EventBridge schedule (a sweep, or a scheduled trigger), an ECS
 //! task-state change for `on-task-complete`.
 
+use futures::FutureExt as _;
 use std::sync::Arc;
 
 use axum::Router;
@@ -101,7 +102,14 @@ pub async fn handle(
 /// `{"status", "body"}`.
 pub async fn handle_event(handlers: &Arc<Handlers>, function: Function, payload: Value) -> Value {
     let reply = match Event::read(function, payload) {
-        Ok(event) => event.handle(handlers).await,
+        // A panic answers 500 rather than killing the function's runtime.
+        Ok(event) => std::panic::AssertUnwindSafe(event.handle(handlers))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!("event handler panicked");
+                Reply::error(500, "internal error (see the server log)")
+            }),
         Err(reply) => reply,
     };
     json!({ "status": reply.status, "body": reply.body })

@@ -3,7 +3,12 @@
 //! they report over HTTP exactly as cloud workers do.
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::FutureExt;
+use ork_api::http::Health;
 
 use anyhow::{Context, Result};
 use ork_api::advancer::Advancer;
@@ -44,36 +49,58 @@ pub async fn serve(config: &Config, addr: SocketAddr, tick: Duration) -> Result<
             while let Ok(c) = setup.completions.try_recv() {
                 batch.push(c);
             }
-            match engine.complete(&batch).await {
-                Ok(done) => {
-                    for run in done.to_advance {
-                        let _ = engine.advance(run).await;
+            // A panic is caught here, so the loop (and later reports) go on.
+            let recorded = AssertUnwindSafe(async {
+                match engine.complete(&batch).await {
+                    Ok(done) => {
+                        for run in done.to_advance {
+                            let _ = engine.advance(run).await;
+                        }
                     }
+                    Err(e) => tracing::error!(error = %e, "recording completions failed"),
                 }
-                Err(e) => tracing::error!(error = %e, "recording completions failed"),
+            })
+            .catch_unwind()
+            .await;
+            if recorded.is_err() {
+                tracing::error!("recording completions panicked");
             }
         }
     });
 
-    // The cron tick: the sweeper.
+    // The cron tick: the sweeper. Each pass is caught if it panics, so the
+    // ticker lives on; `/health` reports a ticker that died or stalled.
     let engine = handlers.engine.clone();
-    tokio::spawn(async move {
+    let health = Arc::new(Health::new(tick));
+    let ticker_health = health.clone();
+    let ticker = tokio::spawn(async move {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            match engine.sweep().await {
-                Ok(s) => tracing::debug!(?s, "swept"),
-                Err(e) => tracing::error!(error = %e, "sweep failed"),
+            match AssertUnwindSafe(engine.sweep()).catch_unwind().await {
+                Ok(Ok(s)) => tracing::debug!(?s, "swept"),
+                Ok(Err(e)) => tracing::error!(error = %e, "sweep failed"),
+                Err(_) => tracing::error!("sweep panicked"),
             }
+            ticker_health.passed();
         }
+    });
+    let watch_health = health.clone();
+    tokio::spawn(async move {
+        let ended = ticker.await;
+        tracing::error!(?ended, "the sweeper task ended");
+        watch_health.died();
     });
 
     println!("ork serving on http://{addr} (web UI at /, handlers at /trigger /advance /complete /heartbeat)");
-    axum::serve(listener, ork_api::http::router(handlers))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    axum::serve(
+        listener,
+        ork_api::http::router_with_health(handlers, Some(health)),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(0)
 }

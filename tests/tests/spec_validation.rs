@@ -517,3 +517,88 @@ async fn apply_refuses_an_unvalidated_spec_and_stores_nothing() {
         .expect("a valid spec applies");
     assert_eq!(db.store.list_workflows().await.unwrap().len(), 1);
 }
+
+// ---- limits (Reliability #4, #5, #7) ----------------------------------------
+
+#[test]
+fn durations_and_counts_are_bounded() {
+    let task = |field: &str| format!("name: x\ntasks:\n  a:\n    executor: noop\n    {field}\n");
+    for timeout in ["1e13", "18446744073709551615", "400d"] {
+        let err = rejects(
+            &task(&format!("timeout: {timeout}")),
+            5,
+            r#"task "a": timeout is"#,
+        );
+        assert!(err.message.contains("the maximum is 30days"), "{err}");
+    }
+    let err = rejects(
+        &task("retries: {count: 1, backoff: 1e15, max_backoff: 1e15}"),
+        5,
+        r#"task "a": retries.backoff is"#,
+    );
+    assert!(err.message.contains("the maximum is 1day"), "{err}");
+    rejects(
+        &task("retries: {count: 1, max_backoff: 1e15}"),
+        5,
+        "retries.max_backoff is",
+    );
+    let err = rejects(
+        &task("task_count: 1000000000"),
+        5,
+        "task_count is 1000000000",
+    );
+    assert!(err.message.contains("the maximum is 100000"), "{err}");
+    // The instances of all tasks of a run count together.
+    let yaml = "name: x\ntasks:\n  a: {executor: noop, task_count: 60000}\n  b: {executor: noop, task_count: 60000}\n";
+    let err = spec::parse_str(yaml, None).expect_err("too many instances");
+    assert!(err.message.contains("120000 task instances"), "{err}");
+    // At the limits, accepted.
+    parse(&task("timeout: 30d"));
+    parse(&task("task_count: 100000"));
+    parse(&task("retries: {count: 100, backoff: 1d, max_backoff: 1d}"));
+}
+
+#[test]
+fn deep_nesting_is_rejected_before_parsing_and_fast() {
+    let started = std::time::Instant::now();
+    for yaml in [
+        format!("name: x\ntasks: {}", "[".repeat(100_000)),
+        format!("name: x\ntasks:\n  a:\n    env: {}", "{a: ".repeat(50_000)),
+        // Block style, one level per line.
+        (0..100)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect::<String>(),
+    ] {
+        let err = spec::parse_str(&yaml, Some(Path::new("deep.yaml"))).expect_err("too deep");
+        assert!(
+            err.message.contains("nested more than 64 levels deep"),
+            "{err}"
+        );
+        assert!(err.to_string().starts_with("deep.yaml:"), "{err}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let big = format!(
+        "name: x\n# {}\ntasks:\n  a: {{executor: noop}}\n",
+        "x".repeat(1 << 20)
+    );
+    let err = spec::parse_str(&big, Some(Path::new("big.yaml"))).expect_err("too big");
+    assert!(err.message.contains("the limit is 1 MiB"), "{err}");
+    assert!(err.to_string().starts_with("big.yaml: "), "{err}");
+    // Ordinary nesting is fine.
+    parse("name: x\ntasks:\n  a:\n    executor: noop\n    env: {A: '[[[{{{'}\n    args: [\"]]]\", '}}']\n");
+}
+
+#[test]
+fn nul_characters_are_rejected() {
+    rejects("name: \"x\\0y\"\ntasks:\n  a: {executor: noop}\n", 1, "NUL");
+    let err = spec::parse_str(
+        "name: x\ntasks:\n  a:\n    executor: noop\n    env: {A: \"\\0\"}\n",
+        None,
+    )
+    .expect_err("NUL in env");
+    assert!(err.message.contains("NUL"), "{err}");
+}

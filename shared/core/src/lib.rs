@@ -11,6 +11,7 @@ pub mod dag;
 pub mod engine;
 mod error;
 pub mod executor;
+pub mod limits;
 pub mod model;
 pub mod retry;
 pub mod spec;

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{Engine, Workflow, TRANSIENT_DB};
 use crate::executor::{Callback, Completion, Dispatch, DispatchRequest, ExecutorError, Outcome};
+use crate::limits;
 use crate::model::{AttemptRef, Run, RunStatus};
 use crate::retry::retry;
 use crate::store::{ClaimedTask, Started};
@@ -38,7 +39,7 @@ impl Engine {
             let claimed = retry(TRANSIENT_DB, Error::is_transient, || async move {
                 let mut tx = self.store.begin().await?;
                 let now = Utc::now();
-                let lease_until = now + self.config.lease;
+                let lease_until = limits::after(now, self.config.lease);
                 let claimed = tx
                     .claim(run_id, now, lease_until, self.config.claim_batch)
                     .await?;
@@ -97,10 +98,13 @@ impl Engine {
                 spec,
             };
             if let Some(cb) = &self.config.callback {
-                let valid = req.timeout.unwrap_or(Duration::from_secs(24 * 3600)) + cb.grace;
+                let valid = req
+                    .timeout
+                    .unwrap_or(Duration::from_secs(24 * 3600))
+                    .saturating_add(cb.grace);
                 req.callback = Some(Callback {
                     url: cb.url.clone(),
-                    token: cb.signer.sign(&req.attempt, now + valid),
+                    token: cb.signer.sign(&req.attempt, limits::after(now, valid)),
                 });
             }
             req
@@ -132,7 +136,7 @@ impl Engine {
                     task_id: attempt.task_id,
                     attempt: attempt.attempt,
                     execution_id,
-                    deadline: timeout.map(|t| now + t),
+                    deadline: timeout.map(|t| limits::after(now, t)),
                 }),
                 Ok(Dispatch::Finished(outcome)) => ended.push(Completion { attempt, outcome }),
                 Err(error) => {

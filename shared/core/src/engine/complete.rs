@@ -97,7 +97,7 @@ impl Engine {
                     (true, _) => (TaskStatus::Success, None),
                     (false, true) => {
                         let delay = task.retries.delay_after(a.attempt as u32);
-                        (TaskStatus::Pending, Some(now + delay))
+                        (TaskStatus::Pending, Some(crate::limits::after(now, delay)))
                     }
                     (false, false) => (TaskStatus::Failed, None),
                 };

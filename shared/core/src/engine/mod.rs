@@ -61,6 +61,9 @@ pub struct EngineConfig {
     pub heartbeat_timeout: Duration,
     /// Set in serverless mode: workers report to this URL with signed tokens.
     pub callback: Option<CallbackConfig>,
+    /// Most task instances of one run (the sum of its tasks' `task_count`),
+    /// checked at apply and at trigger.
+    pub max_instances: u32,
 }
 
 /// Where workers report, and the key their tokens are signed with.
@@ -81,6 +84,7 @@ impl Default for EngineConfig {
             dispatch_concurrency: 32,
             heartbeat_timeout: Duration::from_secs(300),
             callback: None,
+            max_instances: crate::limits::DEFAULT_MAX_INSTANCES,
         }
     }
 }
@@ -136,6 +140,14 @@ impl Engine {
         source: Option<String>,
     ) -> Result<Applied, Error> {
         spec.validate()?;
+        let (instances, max) = (spec.instances(), self.config.max_instances);
+        if instances > u64::from(max) {
+            return Err(crate::spec::SpecError::new(format!(
+                "workflow {:?} has {instances} task instances, the maximum is {max} (ORK_MAX_INSTANCES)",
+                spec.name
+            ))
+            .into());
+        }
         let json = serde_json::to_value(spec).expect("a spec serializes");
         let hash = hex::encode(Sha256::digest(json.to_string().as_bytes()));
         let mut tx = self.store.begin().await?;

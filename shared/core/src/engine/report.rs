@@ -61,7 +61,7 @@ impl Engine {
             .heartbeat(
                 attempt.task_id,
                 attempt.attempt,
-                now + self.config.heartbeat_timeout,
+                crate::limits::after(now, self.config.heartbeat_timeout),
                 now,
             )
             .await?;

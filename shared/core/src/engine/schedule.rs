@@ -15,9 +15,17 @@ impl Engine {
         let last = self.store.schedule_slots().await?;
         let mut fired = Vec::new();
         for summary in self.store.list_workflows().await? {
-            let wf = self
+            // One workflow that cannot be loaded does not stop the others.
+            let wf = match self
                 .workflow(&summary.name, Some(summary.latest_version))
-                .await?;
+                .await
+            {
+                Ok(wf) => wf,
+                Err(e) => {
+                    tracing::error!(workflow = %summary.name, error = %e, "schedule: cannot load workflow");
+                    continue;
+                }
+            };
             let Some(Ok(schedule)) = wf.spec.parsed_schedule() else {
                 continue;
             };

@@ -112,9 +112,13 @@ impl Engine {
         to_advance.extend(swept.fired.iter().copied());
         to_advance.extend(self.store.ready_runs(now, SWEEP_LIMIT).await?);
 
+        // Each run on its own: one that fails (an unreadable row, a stored
+        // spec that no longer loads) is logged and the others go on.
         for run in to_advance {
-            self.advance(run).await?;
-            swept.advanced += 1;
+            match self.advance(run).await {
+                Ok(_) => swept.advanced += 1,
+                Err(e) => tracing::error!(%run, error = %e, "sweep: advancing a run failed"),
+            }
         }
         Ok(swept)
     }

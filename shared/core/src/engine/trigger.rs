@@ -4,6 +4,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::{Engine, TRANSIENT_DB};
+use crate::limits;
 use crate::model::{Run, RunStatus};
 use crate::retry::retry;
 use crate::store::NewTask;
@@ -36,6 +37,7 @@ impl Engine {
         if !params.is_object() {
             return Err(Error::Invalid("run params must be a JSON object".into()));
         }
+        check_input(workflow, &params, opts.idempotency_key.as_deref())?;
         if let Some(key) = &opts.idempotency_key {
             if let Some(run) = self.store.run_by_idempotency_key(workflow, key).await? {
                 return Ok(Triggered {
@@ -45,11 +47,18 @@ impl Engine {
             }
         }
         let wf = self.workflow(workflow, None).await?;
+        let instances = wf.spec.instances();
+        let max = self.config.max_instances;
+        if instances > u64::from(max) {
+            return Err(Error::Invalid(format!(
+                "workflow {workflow:?} has {instances} task instances, the maximum is {max} (ORK_MAX_INSTANCES)"
+            )));
+        }
         let tasks: Vec<NewTask> = wf
             .dag
             .topo_order()
             .iter()
-            .flat_map(|name| {
+            .map(|name| {
                 let spec = &wf.spec.tasks[name];
                 let deps: i64 = wf
                     .dag
@@ -57,14 +66,13 @@ impl Engine {
                     .iter()
                     .map(|p| i64::from(wf.spec.tasks[p].task_count))
                     .sum();
-                (0..spec.task_count).map(move |i| NewTask {
+                NewTask {
                     name: name.clone(),
-                    task_index: i64::from(i),
                     task_count: i64::from(spec.task_count),
                     executor: spec.executor.as_str().to_owned(),
                     max_attempts: i64::from(spec.retries.count) + 1,
                     deps_remaining: deps,
-                })
+                }
             })
             .collect();
         let now = Utc::now();
@@ -80,8 +88,8 @@ impl Engine {
                 opts.trigger
             },
             idempotency_key: opts.idempotency_key.clone(),
-            tasks_total: tasks.len() as i64,
-            tasks_open: tasks.len() as i64,
+            tasks_total: instances as i64,
+            tasks_open: instances as i64,
             tasks_failed: 0,
             error: None,
             created_at: now,
@@ -114,4 +122,29 @@ impl Engine {
             created: false,
         })
     }
+}
+
+/// What the database must be able to store and read back, checked before
+/// anything is: no NUL in any text, JSON numbers it round-trips, bounded
+/// sizes (`crate::limits`). Errors name the field.
+fn check_input(workflow: &str, params: &serde_json::Value, key: Option<&str>) -> Result<(), Error> {
+    limits::check_text(workflow, "workflow").map_err(Error::Invalid)?;
+    if let Some(key) = key {
+        if key.len() > limits::MAX_IDEMPOTENCY_KEY_BYTES {
+            return Err(Error::Invalid(format!(
+                "idempotency_key: {} bytes, the maximum is {}",
+                key.len(),
+                limits::MAX_IDEMPOTENCY_KEY_BYTES
+            )));
+        }
+        limits::check_text(key, "idempotency_key").map_err(Error::Invalid)?;
+    }
+    let size = params.to_string().len();
+    if size > limits::MAX_PARAMS_BYTES {
+        return Err(Error::Invalid(format!(
+            "params: {size} bytes as JSON, the maximum is {}",
+            limits::MAX_PARAMS_BYTES
+        )));
+    }
+    limits::check_json(params, "params").map_err(Error::Invalid)
 }

@@ -4,11 +4,25 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{validate, SpecError, WorkflowSpec};
+use crate::limits::{yaml_depth, MAX_SPEC_BYTES, MAX_SPEC_DEPTH};
 
 /// Parses and validates one workflow. `file` only names the source in
 /// errors and, when given, sets `base_dir` to its parent so that `file:`
 /// paths of `python` tasks are resolved (and checked) against it.
 pub fn parse_str(src: &str, file: Option<&Path>) -> Result<WorkflowSpec, SpecError> {
+    // Checked before parsing: the parser's time grows with size and
+    // quadratically with depth.
+    if src.len() > MAX_SPEC_BYTES {
+        let msg = format!(
+            "the file is {} bytes, the limit is 1 MiB ({MAX_SPEC_BYTES} bytes)",
+            src.len()
+        );
+        return Err(SpecError::new(msg).in_file(file));
+    }
+    if yaml_depth(src, MAX_SPEC_DEPTH) > MAX_SPEC_DEPTH {
+        let msg = format!("the YAML is nested more than {MAX_SPEC_DEPTH} levels deep");
+        return Err(SpecError::new(msg).in_file(file));
+    }
     let mut spec: WorkflowSpec =
         serde_norway::from_str(src).map_err(|e| yaml_error(&e).in_file(file))?;
     if let Some(file) = file {
@@ -20,6 +34,11 @@ pub fn parse_str(src: &str, file: Option<&Path>) -> Result<WorkflowSpec, SpecErr
 
 /// Reads, parses and validates one workflow file.
 pub fn load_file(path: &Path) -> Result<WorkflowSpec, SpecError> {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if size > MAX_SPEC_BYTES as u64 {
+        let msg = format!("the file is {size} bytes, the limit is 1 MiB ({MAX_SPEC_BYTES} bytes)");
+        return Err(SpecError::new(msg).in_file(Some(path)));
+    }
     let src = std::fs::read_to_string(path)
         .map_err(|e| SpecError::new(format!("cannot read file: {e}")).in_file(Some(path)))?;
     parse_str(&src, Some(path))

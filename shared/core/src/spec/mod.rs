@@ -100,6 +100,12 @@ impl WorkflowSpec {
         validate::validate(self, "")
     }
 
+    /// How many task instances a run of this workflow has: the sum of its
+    /// tasks' `task_count`.
+    pub fn instances(&self) -> u64 {
+        self.tasks.values().map(|t| u64::from(t.task_count)).sum()
+    }
+
     /// The parsed schedule, if the workflow has one (validated at load).
     pub fn parsed_schedule(&self) -> Option<Result<Schedule, String>> {
         let expr = self.schedule.as_deref()?;

@@ -9,6 +9,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
 use super::{ExecutorKind, SpecError, TaskSpec, WorkflowSpec};
 use crate::dag::Dag;
+use crate::limits::{self, DEFAULT_MAX_INSTANCES, MAX_BACKOFF, MAX_TIMEOUT};
 
 /// Upper bound on `retries.count`: more is almost surely a typo, and each
 /// retry is a row in the store.
@@ -21,6 +22,10 @@ pub(super) fn validate(spec: &WorkflowSpec, src: &str) -> Result<(), SpecError> 
     if spec.name.trim().is_empty() {
         let line = top_level_key(src, "name").map(|i| i + 1);
         return Err(SpecError::new("workflow name is empty").at(line));
+    }
+    if let Err(msg) = limits::check_text(&spec.name, "name") {
+        let line = top_level_key(src, "name").map(|i| i + 1);
+        return Err(SpecError::new(msg).at(line));
     }
     if spec.timezone.is_some() && spec.schedule.is_none() {
         let line = top_level_key(src, "timezone").map(|i| i + 1);
@@ -57,6 +62,13 @@ pub(super) fn validate(spec: &WorkflowSpec, src: &str) -> Result<(), SpecError> 
                 format!("task {name:?}: task_count must be at least 1"),
             );
         }
+        if task.task_count > DEFAULT_MAX_INSTANCES {
+            let msg = format!(
+                "task {name:?}: task_count is {}, the maximum is {DEFAULT_MAX_INSTANCES}",
+                task.task_count
+            );
+            return at(name, &["task_count"], msg);
+        }
         if task.retries.count > MAX_RETRIES {
             let msg = format!(
                 "task {name:?}: retries.count is {}, the maximum is {MAX_RETRIES}",
@@ -70,6 +82,27 @@ pub(super) fn validate(spec: &WorkflowSpec, src: &str) -> Result<(), SpecError> 
                 &["timeout"],
                 format!("task {name:?}: timeout must be greater than zero"),
             );
+        }
+        if let Some(t) = task.timeout.filter(|t| *t > MAX_TIMEOUT) {
+            let msg = format!(
+                "task {name:?}: timeout is {}, the maximum is {}",
+                humantime::format_duration(t),
+                humantime::format_duration(MAX_TIMEOUT)
+            );
+            return at(name, &["timeout"], msg);
+        }
+        for (field, d) in [
+            ("backoff", task.retries.backoff),
+            ("max_backoff", task.retries.max_backoff),
+        ] {
+            if d > MAX_BACKOFF {
+                let msg = format!(
+                    "task {name:?}: retries.{field} is {}, the maximum is {}",
+                    humantime::format_duration(d),
+                    humantime::format_duration(MAX_BACKOFF)
+                );
+                return at(name, &["retries"], msg);
+            }
         }
         for dep in &task.depends_on {
             if dep == name {
@@ -85,6 +118,15 @@ pub(super) fn validate(spec: &WorkflowSpec, src: &str) -> Result<(), SpecError> 
             }
         }
     }
+    let instances = spec.instances();
+    if instances > u64::from(DEFAULT_MAX_INSTANCES) {
+        let line = top_level_key(src, "tasks").map(|i| i + 1);
+        let msg = format!(
+            "workflow {:?} has {instances} task instances (the sum of its tasks' task_count), the maximum is {DEFAULT_MAX_INSTANCES}",
+            spec.name
+        );
+        return Err(SpecError::new(msg).at(line));
+    }
     if let Err(mut cycle) = Dag::new(spec) {
         // Start at the smallest name so the message does not depend on traversal.
         let min = (0..cycle.len()).min_by_key(|&i| &cycle[i]).unwrap_or(0);
@@ -94,6 +136,9 @@ pub(super) fn validate(spec: &WorkflowSpec, src: &str) -> Result<(), SpecError> 
         let msg = format!("cycle: {} -> {first}", cycle.join(" -> "));
         return at(first, &["depends_on", last], msg);
     }
+    // Every other string (commands, env, args, targets) must be storable.
+    let json = serde_json::to_value(spec).map_err(|e| SpecError::new(e.to_string()))?;
+    limits::check_json(&json, "spec").map_err(SpecError::new)?;
     Ok(())
 }
 

@@ -36,15 +36,14 @@ async fn run_of(store: &Store) -> Run {
         created_at: now(),
         finished_at: None,
     };
-    let task = |name: &str, task_index, task_count, deps_remaining| NewTask {
+    let task = |name: &str, task_count, deps_remaining| NewTask {
         name: name.into(),
-        task_index,
         task_count,
         executor: "noop".into(),
         max_attempts: 2,
         deps_remaining,
     };
-    let tasks = [task("a", 0, 2, 0), task("a", 1, 2, 0), task("b", 0, 1, 2)];
+    let tasks = [task("a", 2, 0), task("b", 1, 2)];
     assert!(tx.create_run(&run, &tasks).await.unwrap());
     tx.commit().await.unwrap();
     run

@@ -43,6 +43,12 @@ impl Store {
         Ok(r.conn().fetch_all(sql).await?)
     }
 
+    /// [`Store::read_all`], skipping (and logging) rows that do not decode.
+    async fn read_readable<T: Row>(&self, sql: Sql) -> Result<Vec<T>, Error> {
+        let mut r = self.reader().await?;
+        Ok(r.conn().fetch_readable(sql).await?)
+    }
+
     async fn read_optional<T: Row>(&self, sql: Sql) -> Result<Option<T>, Error> {
         let mut r = self.reader().await?;
         Ok(r.conn().fetch_optional(sql).await?)
@@ -88,12 +94,12 @@ impl Store {
             Some(w) => Sql::new(LIST_RUNS_OF_WORKFLOW).bind(w).bind(limit),
             None => Sql::new(LIST_RUNS).bind(limit),
         };
-        self.read_all(sql).await
+        self.read_readable(sql).await
     }
 
     /// Runs not yet final, oldest first: what the sweeper looks after.
     pub async fn open_runs(&self, limit: i64) -> Result<Vec<Run>, Error> {
-        self.read_all(Sql::new(OPEN_RUNS).bind(limit)).await
+        self.read_readable(Sql::new(OPEN_RUNS).bind(limit)).await
     }
 
     /// All task instances of a run, in creation order.

@@ -299,6 +299,38 @@ impl Conn<'_> {
         }
     }
 
+    /// [`Conn::fetch_all`], except that a row that fails to decode (a value
+    /// stored before it was validated, say) is logged and skipped rather
+    /// than failing the whole list: one bad row must not hide the others.
+    pub(crate) async fn fetch_readable<T: Row>(&mut self, sql: Sql) -> sqlx::Result<Vec<T>> {
+        let (text, args) = statement(sql, self.dialect());
+        let rows: Vec<sqlx::Result<T>> = match self {
+            Conn::Postgres(c) => bind_all!(sqlx::query(text), args)
+                .fetch_all(&mut **c)
+                .await?
+                .iter()
+                .map(T::from_row)
+                .collect(),
+            Conn::Sqlite(c) => bind_all!(sqlx::query(text), args)
+                .fetch_all(&mut **c)
+                .await?
+                .iter()
+                .map(T::from_row)
+                .collect(),
+        };
+        let mut readable = Vec::with_capacity(rows.len());
+        for row in rows {
+            match row {
+                Ok(row) => readable.push(row),
+                Err(e @ (sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_))) => {
+                    tracing::error!(error = %e, "skipped a row that cannot be read back");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(readable)
+    }
+
     pub(crate) async fn fetch_optional<T: Row>(&mut self, sql: Sql) -> sqlx::Result<Option<T>> {
         Ok(self.fetch_all(sql).await?.into_iter().next())
     }

@@ -15,11 +15,11 @@ use crate::Error;
 /// Rows per multi-row statement: under both backends' bound-parameter limits.
 const CHUNK: usize = 1000;
 
-/// A task instance to create with its run.
+/// A task of a new run: its `task_count` instances are created with the
+/// run, generated batch by batch (never one vector of all instances).
 #[derive(Debug, Clone)]
 pub(crate) struct NewTask {
     pub name: String,
-    pub task_index: i64,
     pub task_count: i64,
     pub executor: String,
     pub max_attempts: i64,
@@ -163,18 +163,17 @@ impl Tx {
                     .bind(Some(run.params.clone()))
                     .bind(run.trigger.as_str())
                     .bind(run.idempotency_key.clone())
-                    .bind(tasks.len() as i64)
+                    .bind(tasks.iter().map(|t| t.task_count).sum::<i64>())
                     .bind(run.created_at),
             )
             .await?;
         if inserted == 0 {
             return Ok(false);
         }
-        let mut groups: Vec<(&str, i64)> = tasks
+        let groups: Vec<(&str, i64)> = tasks
             .iter()
             .map(|t| (t.name.as_str(), t.deps_remaining))
             .collect();
-        groups.dedup_by_key(|g| g.0);
         for chunk in groups.chunks(CHUNK) {
             let mut sql = Sql::new(INSERT_TASK_GROUPS_HEAD);
             let run_id = sql.arg(run.id);
@@ -183,15 +182,29 @@ impl Tx {
             });
             c.execute(sql).await?;
         }
-        for chunk in tasks.chunks(CHUNK) {
+        // (task, next index): the cursor of the instances still to insert.
+        let (mut task, mut next) = (0usize, 0i64);
+        loop {
+            let mut chunk: Vec<(&NewTask, i64)> = Vec::with_capacity(CHUNK);
+            while chunk.len() < CHUNK && task < tasks.len() {
+                if next < tasks[task].task_count {
+                    chunk.push((&tasks[task], next));
+                    next += 1;
+                } else {
+                    (task, next) = (task + 1, 0);
+                }
+            }
+            if chunk.is_empty() {
+                break;
+            }
             let mut sql = Sql::new(INSERT_TASKS_HEAD);
-            sql.push_values(chunk, |s, t| {
+            sql.push_values(&chunk, |s, &(t, task_index)| {
                 let ready = (t.deps_remaining == 0).then_some(run.created_at);
                 vec![
                     s.arg(Uuid::now_v7()),
                     s.arg(run.id),
                     s.arg(t.name.as_str()),
-                    s.arg(t.task_index),
+                    s.arg(task_index),
                     s.arg(t.task_count),
                     s.arg(t.executor.as_str()),
                     s.arg(TaskStatus::Pending.as_str()),
