@@ -9,5 +9,6 @@ pub mod config;
 pub mod handlers;
 pub mod http;
 pub mod lambda;
+pub mod sweeper;
 
 pub use handlers::{Handlers, Reply};

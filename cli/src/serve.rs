@@ -1,5 +1,5 @@
-//! `ork serve`: the handlers over HTTP on one machine, with a ticker in
-//! place of the cloud's cron, and local tasks run under `ork worker` so that
+//! `ork serve`: the handlers over HTTP on one machine, with a sweeper loop
+//! in place of the cloud's cron (`ork_api::sweeper`), and local tasks run under `ork worker` so that
 //! they report over HTTP exactly as cloud workers do.
 
 use std::net::SocketAddr;
@@ -55,19 +55,9 @@ pub async fn serve(config: &Config, addr: SocketAddr, tick: Duration) -> Result<
         }
     });
 
-    // The cron tick: the sweeper.
-    let engine = handlers.engine.clone();
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            match engine.sweep().await {
-                Ok(s) => tracing::debug!(?s, "swept"),
-                Err(e) => tracing::error!(error = %e, "sweep failed"),
-            }
-        }
-    });
+    // The sweeper: at the next due time (retry, timeout, lease, cron slot),
+    // when another process writes, and at least every tick.
+    tokio::spawn(ork_api::sweeper::run(handlers.engine.clone(), tick));
 
     println!("ork serving on http://{addr} (web UI at /, handlers at /trigger /advance /complete /heartbeat)");
     axum::serve(listener, ork_api::http::router(handlers))
