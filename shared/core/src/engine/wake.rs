@@ -25,11 +25,15 @@ pub struct NextDue {
     pub polled: bool,
 }
 
+/// What the cron slots depend on: how many workflows, the latest applied,
+/// the latest slot fired.
+type CronKey = (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// The schedules of the workflows, reloaded when a workflow is applied or a
 /// slot fired (the fingerprint [`Due`] carries changes).
 #[derive(Default)]
 pub(super) struct CronCache {
-    key: Option<(i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>)>,
+    key: Option<CronKey>,
     /// Each scheduled workflow's schedule and the time its next slot follows.
     schedules: Vec<(Schedule, DateTime<Utc>)>,
 }
