@@ -10,5 +10,6 @@ pub mod handlers;
 pub mod http;
 pub mod lambda;
 pub mod oidc;
+pub mod sweeper;
 
 pub use handlers::{Handlers, Reply};

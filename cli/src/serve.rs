@@ -1,5 +1,5 @@
-//! `ork serve`: the handlers over HTTP on one machine, with a ticker in
-//! place of the cloud's cron, and local tasks run under `ork worker` so that
+//! `ork serve`: the handlers over HTTP on one machine, with a sweeper loop
+//! in place of the cloud's cron (`ork_api::sweeper`), and local tasks run under `ork worker` so that
 //! they report over HTTP exactly as cloud workers do.
 
 use std::net::SocketAddr;
@@ -68,27 +68,19 @@ pub async fn serve(config: &Config, addr: SocketAddr, tick: Duration) -> Result<
         }
     });
 
-    // The cron tick: the sweeper. Each pass is caught if it panics, so the
-    // ticker lives on; `/health` reports a ticker that died or stalled.
-    let engine = handlers.engine.clone();
+    // The sweeper: at the next due time (retry, timeout, lease, cron slot),
+    // when another process writes, and at least every tick. Each pass is
+    // caught if it panics, so the loop lives on; `/health` reports a loop
+    // that died or stalled.
     let health = Arc::new(Health::new(tick));
-    let ticker_health = health.clone();
-    let ticker = tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            match AssertUnwindSafe(engine.sweep()).catch_unwind().await {
-                Ok(Ok(s)) => tracing::debug!(?s, "swept"),
-                Ok(Err(e)) => tracing::error!(error = %e, "sweep failed"),
-                Err(_) => tracing::error!("sweep panicked"),
-            }
-            ticker_health.passed();
-        }
-    });
+    let sweeper = tokio::spawn(ork_api::sweeper::run(
+        handlers.engine.clone(),
+        tick,
+        health.clone(),
+    ));
     let watch_health = health.clone();
     tokio::spawn(async move {
-        let ended = ticker.await;
+        let ended = sweeper.await;
         tracing::error!(?ended, "the sweeper task ended");
         watch_health.died();
     });

@@ -53,6 +53,8 @@ impl Engine {
             let full_batch = claimed.len() as i64 == self.config.claim_batch;
             advanced.dispatched += claimed.len();
             let ended = self.dispatch(&run, &wf, claimed).await?;
+            // New leases and deadlines.
+            self.poke();
             if !ended.is_empty() {
                 let done = self.complete(&ended).await?;
                 if let Some((_, status)) = done.finalized.first() {

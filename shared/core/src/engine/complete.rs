@@ -164,7 +164,13 @@ impl Engine {
                 completed.to_advance.push(run_id);
             }
         }
+        if completed.applied > 0 {
+            tx.notify_wake().await?;
+        }
         tx.commit().await?;
+        if completed.applied > 0 {
+            self.poke();
+        }
         Ok(completed)
     }
 }

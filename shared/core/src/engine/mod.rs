@@ -19,6 +19,7 @@ mod report;
 mod schedule;
 mod sweep;
 mod trigger;
+mod wake;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,7 @@ pub use drive::drive;
 pub use report::Reported;
 pub use sweep::Swept;
 pub use trigger::{TriggerOptions, Triggered};
+pub use wake::NextDue;
 
 use crate::dag::Dag;
 use crate::executor::Executors;
@@ -112,6 +114,11 @@ pub struct Engine {
     /// Parsed workflow versions. Versions never change once stored, so
     /// caching them is always safe.
     workflows: Mutex<HashMap<(String, i64), Arc<Workflow>>>,
+    /// Poked after every local write that may bring the next due time
+    /// closer (`wake.rs`); a host's sweeper loop waits on it.
+    wake: Arc<tokio::sync::Notify>,
+    /// The cron schedules of the workflows, for [`Engine::next_due`].
+    crons: Mutex<wake::CronCache>,
 }
 
 impl Engine {
@@ -121,6 +128,8 @@ impl Engine {
             executors,
             config,
             workflows: Mutex::default(),
+            wake: Arc::default(),
+            crons: Mutex::default(),
         }
     }
 

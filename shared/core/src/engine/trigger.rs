@@ -99,11 +99,15 @@ impl Engine {
         let created = retry(TRANSIENT_DB, Error::is_transient, || async move {
             let mut tx = self.store.begin().await?;
             let created = tx.create_run(run_ref, tasks).await?;
+            if created {
+                tx.notify_wake().await?;
+            }
             tx.commit().await?;
             Ok(created)
         })
         .await?;
         if created {
+            self.poke();
             return Ok(Triggered { run, created });
         }
         // Lost a race with another trigger of the same idempotency key.

@@ -30,6 +30,14 @@ impl Schedule {
         Ok(Schedule { cron, tz, catchup })
     }
 
+    /// The first slot after `after`.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron
+            .iter_after(after.with_timezone(&self.tz))
+            .next()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
     /// The slots after `after` and up to `now` that should fire: all of
     /// them (at most 100) when catching up, else only the latest.
     pub fn due(&self, after: DateTime<Utc>, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {

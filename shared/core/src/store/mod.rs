@@ -43,6 +43,9 @@ pub(crate) static PG_MIGRATIONS: sqlx::migrate::Migrator =
 pub(crate) static SQLITE_MIGRATIONS: sqlx::migrate::Migrator =
     sqlx::migrate!("../../migrations/sqlite");
 
+/// How often a SQLite host checks whether another process committed.
+pub const SQLITE_WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
 /// Pool sizes and timeouts.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -168,6 +171,68 @@ impl Store {
             Backend::Postgres(pool) => Pooled::Postgres(pool.acquire().await?),
             Backend::Sqlite { reader, .. } => Pooled::Sqlite(reader.acquire().await?),
         })
+    }
+
+    /// Pokes `wake` whenever another process may have changed the
+    /// database (a CLI `ork trigger`, another host's completion), from a
+    /// task of its own, until the returned handle is aborted:
+    ///
+    /// - PostgreSQL: `LISTEN` on [`statements::WAKE_CHANNEL`], which trigger
+    ///   and complete transactions `NOTIFY`; it costs no query while idle.
+    ///   A lost connection also pokes (notifications may have been missed).
+    /// - SQLite has no notifications: a dedicated connection polls
+    ///   `PRAGMA data_version` every [`SQLITE_WATCH_INTERVAL`], which changes
+    ///   when another connection commits. It is not a transaction and reads
+    ///   no table (cheaper and more exact than watching the `-wal` file's
+    ///   mtime, which checkpoints also touch).
+    pub async fn watch(
+        &self,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+    ) -> Result<tokio::task::JoinHandle<()>, Error> {
+        match &self.backend {
+            Backend::Postgres(pool) => {
+                let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+                listener.listen(statements::WAKE_CHANNEL).await?;
+                Ok(tokio::spawn(async move {
+                    loop {
+                        match listener.try_recv().await {
+                            Ok(Some(_)) => wake.notify_one(),
+                            // Reconnecting: what was sent meanwhile is lost.
+                            Ok(None) => wake.notify_one(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "LISTEN connection failed");
+                                tokio::time::sleep(SQLITE_WATCH_INTERVAL).await;
+                            }
+                        }
+                    }
+                }))
+            }
+            Backend::Sqlite { reader, .. } => {
+                #[derive(sqlx::FromRow)]
+                struct Version {
+                    data_version: i64,
+                }
+                let mut conn = reader.acquire().await?.detach();
+                Ok(tokio::spawn(async move {
+                    let mut last = None;
+                    let mut ticker = tokio::time::interval(SQLITE_WATCH_INTERVAL);
+                    loop {
+                        ticker.tick().await;
+                        let sql = sql::Sql::new(statements::SQLITE_DATA_VERSION);
+                        match Conn::Sqlite(&mut conn).fetch_optional::<Version>(sql).await {
+                            Ok(v) => {
+                                let v = v.map(|v| v.data_version);
+                                if last.is_some() && v != last {
+                                    wake.notify_one();
+                                }
+                                last = v;
+                            }
+                            Err(e) => tracing::warn!(error = %e, "PRAGMA data_version failed"),
+                        }
+                    }
+                }))
+            }
+        }
     }
 
     /// Closes the pools, waiting for connections in use to come back.

@@ -36,7 +36,48 @@ pub struct TaskOutput {
     pub output: serde_json::Value,
 }
 
+/// What [`Store::next_due_at`] found: the earliest times after which the
+/// sweeper has something to do, and what the cron slots depend on.
+#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
+pub struct Due {
+    /// The earliest retry whose backoff ends (or ready task not yet advanced).
+    pub retry_at: Option<DateTime<Utc>>,
+    /// The earliest running attempt's timeout.
+    pub deadline_at: Option<DateTime<Utc>>,
+    /// The earliest claim or heartbeat lease to expire.
+    // Seam: a lease/deadline column of in-flight attempts added later joins
+    // the MIN in `NEXT_DUE_AT`, nothing else changes.
+    pub lease_at: Option<DateTime<Utc>>,
+    /// 1 when an attempt of a polled executor (Cloud Run, Fargate) is
+    /// running: the sweeper asks about it every tick.
+    pub polled: i64,
+    /// How many workflows there are, and when the latest was applied, and
+    /// the latest slot fired: the cron cache is stale when these change.
+    pub workflows: i64,
+    pub workflows_at: Option<DateTime<Utc>>,
+    pub slots_at: Option<DateTime<Utc>>,
+}
+
+impl Due {
+    /// The earliest of the row times.
+    pub fn earliest(&self) -> Option<DateTime<Utc>> {
+        [self.retry_at, self.deadline_at, self.lease_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
 impl Store {
+    /// When the sweeper next has work, counting only times after `after`:
+    /// one statement ([`NEXT_DUE_AT`]), the only one an idle host runs.
+    pub async fn next_due_at(&self, after: DateTime<Utc>) -> Result<Due, Error> {
+        let due: Option<Due> = self
+            .read_optional(Sql::new(NEXT_DUE_AT).bind(after))
+            .await?;
+        Ok(due.unwrap_or_default())
+    }
+
     /// Runs a query on a reader connection.
     async fn read_all<T: Row>(&self, sql: Sql) -> Result<Vec<T>, Error> {
         let mut r = self.reader().await?;

@@ -215,3 +215,35 @@ pub(super) const READY_RUNS: &str =
 pub(super) const SCHEDULE_SLOTS: &str = "SELECT workflow, last_slot FROM schedules";
 
 pub(super) const RUN_EVENTS: &str = "SELECT * FROM events WHERE run_id = $1 ORDER BY id";
+
+// ---- waking a host (reads.rs: `Store::next_due_at`; mod.rs: `Store::watch`) ----
+
+/// `$1` is the time after which a due time counts (a host that just swept
+/// passes the sweep's start: what was due before it is left to the next
+/// tick); `$2` the executors the sweeper polls. One row of scalar
+/// subqueries, so that the idle host's check is one statement: the
+/// earliest retry (or ready task nobody advanced), deadline and lease
+/// (claims and heartbeats), whether a polled attempt is running, and what
+/// the cron cache depends on (workflows applied, slots fired).
+pub(super) const NEXT_DUE_AT: &str =
+    "SELECT (SELECT MIN(COALESCE(not_before, ready_at)) FROM tasks \
+       WHERE status = 'pending' AND deps_remaining = 0 AND COALESCE(not_before, ready_at) > $1) AS retry_at, \
+     (SELECT MIN(deadline_at) FROM tasks WHERE status = 'running' AND deadline_at > $1) AS deadline_at, \
+     (SELECT MIN(lease_expires_at) FROM tasks \
+       WHERE status IN ('dispatched', 'running') AND lease_expires_at > $1) AS lease_at, \
+     (SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE status = 'running' \
+       AND execution_id IS NOT NULL AND executor IN ('cloudrun', 'fargate') LIMIT 1) AS p) AS polled, \
+     (SELECT COUNT(*) FROM workflows) AS workflows, \
+     (SELECT MAX(updated_at) FROM workflows) AS workflows_at, \
+     (SELECT MAX(last_slot) FROM schedules) AS slots_at";
+
+/// The PostgreSQL channel hosts `LISTEN` on; trigger and complete
+/// transactions notify it (delivered at commit).
+pub(crate) const WAKE_CHANNEL: &str = "ork_wake";
+
+/// PostgreSQL only: wakes the hosts listening on [`WAKE_CHANNEL`].
+pub(super) const NOTIFY_WAKE: &str = "NOTIFY ork_wake";
+
+/// SQLite only: a counter that changes when another connection commits.
+/// Not a transaction and reads no table: polling it is free.
+pub(super) const SQLITE_DATA_VERSION: &str = "PRAGMA data_version";

@@ -518,6 +518,16 @@ impl Tx {
     }
 
     /// Records that a workflow's schedule fired `slot`; never moves back.
+    /// Wakes the hosts listening for changes when this transaction commits
+    /// (PostgreSQL `NOTIFY`; SQLite hosts see the commit by `data_version`).
+    pub(crate) async fn notify_wake(&mut self) -> Result<(), Error> {
+        let mut c = self.conn();
+        if c.dialect() == super::Dialect::Postgres {
+            c.execute(Sql::new(NOTIFY_WAKE)).await?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn record_schedule_slot(
         &mut self,
         workflow: &str,
