@@ -264,14 +264,14 @@ fn run_and_kill(dir: &Path) -> String {
         .spawn()
         .unwrap();
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut first).unwrap();
     // "run <id> of interrupted v1 (2 tasks)"
     let run_id = first.split_whitespace().nth(1).unwrap().to_owned();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    drop(stdout);
     let status = text(&ork(dir, &["status", &run_id, "--json"]));
     assert!(status.contains("\"running\""), "{status}");
     run_id

@@ -22,8 +22,7 @@ use serde_json::json;
 async fn a_report_over_the_body_limit_fails_the_attempt_with_the_sizes(db: TestDb) {
     let logs = tempfile::tempdir().unwrap();
     let (tx, _completions) = tokio::sync::mpsc::unbounded_channel();
-    let process =
-        ProcessExecutor::new(logs.path(), tx).with_worker_program(ork_tests::bin::ork());
+    let process = ProcessExecutor::new(logs.path(), tx).with_worker_program(ork_tests::bin::ork());
     let app = TestApp::builder(db.store.clone())
         .executors(Executors::new().with(ExecutorKind::Process, Arc::new(process)))
         .spawn()

@@ -37,7 +37,12 @@ impl Executor for Silent {
 }
 
 fn engine(db: &TestDb, executor: Arc<dyn Executor>, lease: Duration) -> Arc<Engine> {
-    engine_with(db, executor, lease, EngineConfig::default().heartbeat_timeout)
+    engine_with(
+        db,
+        executor,
+        lease,
+        EngineConfig::default().heartbeat_timeout,
+    )
 }
 
 fn engine_with(

@@ -115,8 +115,7 @@ pub(super) const HEARTBEAT_EXTEND: &str = "UPDATE tasks SET lease_expires_at = $
 
 /// `$1` is the new lease; followed by one `(task, attempt)` tuple per
 /// attempt, then [`RENEW_LEASES_TAIL`]. Only running attempts are renewed.
-pub(super) const RENEW_LEASES_HEAD: &str =
-    "UPDATE tasks SET lease_expires_at = $1 FROM (VALUES ";
+pub(super) const RENEW_LEASES_HEAD: &str = "UPDATE tasks SET lease_expires_at = $1 FROM (VALUES ";
 
 pub(super) const RENEW_LEASES_TAIL: &str =
     ") AS v WHERE tasks.id = v.column1 AND tasks.attempt = v.column2 \
