@@ -80,6 +80,17 @@ pub struct Config {
     #[arg(long, global = true, env = "ORK_MAX_INSTANCES", default_value_t = ork_core::limits::DEFAULT_MAX_INSTANCES,
           value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub max_instances: u32,
+    /// How long a started attempt lives without a sign of life (a
+    /// heartbeat, or `ork run` renewing its own children's leases) before
+    /// the sweeper fails it and retries it per policy.
+    #[arg(long, global = true, env = "ORK_HEARTBEAT_TIMEOUT", default_value = "300s",
+          value_parser = humantime::parse_duration)]
+    pub heartbeat_timeout: Duration,
+    /// `ork worker`: how long a report is tried (with backoff) while the
+    /// server is unreachable or answers 5xx, before an error-level log.
+    #[arg(long, global = true, env = "ORK_REPORT_TIMEOUT", default_value = "15m",
+          value_parser = humantime::parse_duration)]
+    pub report_timeout: Duration,
     /// A GCP service-account key as text (from a secret manager), for Cloud Run.
     #[arg(
         long,
@@ -176,6 +187,52 @@ pub fn state_dir() -> PathBuf {
         .unwrap_or_else(|| cwd.join(STATE_DIR))
 }
 
+/// The file of a local server's own signing key, in the [`state_dir`].
+pub const SIGNING_KEY_FILE: &str = "signing.key";
+
+/// A local server's signing key when none is configured: read from
+/// `dir/signing.key`, else generated once into it (mode 0600), so that a
+/// restarted `ork serve` still accepts the tokens of workers it started.
+pub fn local_signer(dir: &std::path::Path) -> Result<Signer> {
+    let path = dir.join(SIGNING_KEY_FILE);
+    let key = match std::fs::read_to_string(&path) {
+        Ok(key) => key.trim().to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let key = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            match options.open(&path) {
+                Ok(mut file) => {
+                    use std::io::Write;
+                    file.write_all(key.as_bytes())
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    key
+                }
+                // Another server made it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    std::fs::read_to_string(&path)?.trim().to_owned()
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", path.display()))
+                }
+            }
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    Signer::new(key.into_bytes()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
 /// The name of the state directory.
 pub const STATE_DIR: &str = ".ork";
 
@@ -225,8 +282,11 @@ pub struct Setup {
 
 /// Builds the handlers of one process from its configuration.
 pub async fn setup(config: &Config, defaults: Defaults) -> Result<Setup> {
-    let store = config.connect().await?;
+    // Before anything else: a Lambda function without a key refuses to
+    // start (at cold start, with the reason) rather than sign with a key
+    // that the next instance would not know.
     let signer = config.signer(defaults.signer)?;
+    let store = config.connect().await?;
     let callback_url = config.callback_url.clone().or(defaults.callback_url);
     let (tx, completions) = mpsc::unbounded_channel();
     let mut process = ProcessExecutor::new(config.log_dir(), tx);
@@ -246,6 +306,7 @@ pub async fn setup(config: &Config, defaults: Defaults) -> Result<Setup> {
         }),
         dispatch_concurrency: config.dispatch_concurrency as usize,
         max_instances: config.max_instances,
+        heartbeat_timeout: config.heartbeat_timeout,
         ..EngineConfig::default()
     };
     let engine = Arc::new(Engine::new(store, executors, engine_config));
@@ -281,4 +342,45 @@ pub async fn setup(config: &Config, defaults: Defaults) -> Result<Setup> {
         handlers,
         completions,
     })
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn a_local_key_is_generated_once_private_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".ork");
+        let first = local_signer(&state).unwrap();
+        let path = state.join(SIGNING_KEY_FILE);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // A restart reads the same key: its tokens still verify.
+        let again = local_signer(&state).unwrap();
+        let attempt = ork_core::model::AttemptRef {
+            run_id: uuid::Uuid::now_v7(),
+            workflow: "w".into(),
+            version: 1,
+            task_id: uuid::Uuid::now_v7(),
+            name: "t".into(),
+            task_index: 0,
+            attempt: 1,
+        };
+        let now = chrono::Utc::now();
+        let token = first.sign(&attempt, now + chrono::Duration::minutes(5));
+        assert!(again.verify(&token, now).is_ok());
+    }
+
+    #[test]
+    fn without_a_key_or_a_fallback_the_handlers_refuse_to_start() {
+        let mut config = Config::from_env().unwrap();
+        config.signing_key = None;
+        let e = config.signer(None).unwrap_err().to_string();
+        assert!(e.contains("ORK_SIGNING_KEY is not set"), "{e}");
+    }
 }

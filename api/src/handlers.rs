@@ -419,6 +419,11 @@ fn cloud_run_execution(event: &Value) -> Option<Value> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_worker_knows_the_body_limit() {
+        assert_eq!(super::MAX_BODY_BYTES, ork_core::contract::MAX_REPORT_BYTES);
+    }
+
     use super::*;
 
     #[test]

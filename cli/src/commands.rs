@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use ork_api::config::{redact, Config};
 use ork_core::engine::{self, Engine, EngineConfig, TriggerOptions};
 use ork_core::executor::{Completion, Executors, MockExecutor};
-use ork_core::model::{RunStatus, Task};
+use ork_core::model::{RunStatus, Task, TaskStatus};
 use ork_core::spec::{self, CloudRunTarget, ExecutorKind, TaskSpec, WorkflowSpec};
 use ork_core::store::Store;
 use ork_executors::ProcessExecutor;
@@ -25,7 +25,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
     } = cli;
     match command {
         Command::Worker { program, args } => {
-            return ork_worker::run(&program, &args)
+            let settings = ork_worker::Settings {
+                report_timeout: config.report_timeout,
+            };
+            return ork_worker::run(&program, &args, &settings)
                 .await
                 .map_err(anyhow::Error::msg);
         }
@@ -77,7 +80,16 @@ pub async fn run(cli: Cli) -> Result<i32> {
             attempt,
         } => logs(&ctx, &config.log_dir(), run_id, &task, attempt).await,
         Command::Cancel { run_id } => cancel(&ctx, run_id).await,
-        Command::Run { file, params, .. } => run_file(ctx, &file, &params).await,
+        Command::Run {
+            resume: Some(run_id),
+            ..
+        } => resume(ctx, run_id).await,
+        Command::Run {
+            file: Some(file),
+            params,
+            ..
+        } => run_file(ctx, &file, &params).await,
+        Command::Run { .. } => bail!("`ork run` takes a workflow file or --resume RUN"),
         Command::Worker { .. } | Command::Serve { .. } => unreachable!("handled above"),
     }
 }
@@ -96,7 +108,7 @@ impl Ctx {
     async fn open(config: &Config, json: bool, dry_run: bool) -> Result<Ctx> {
         let store = config.connect().await?;
         let (tx, completions) = mpsc::unbounded_channel::<Completion>();
-        let engine = local_engine(store.clone(), &config.log_dir(), tx, dry_run);
+        let engine = local_engine(store.clone(), config, tx, dry_run);
         Ok(Ctx {
             store,
             log_dir: config.log_dir(),
@@ -359,16 +371,57 @@ async fn run_file(mut ctx: Ctx, file: &Path, params: &[String]) -> Result<i32> {
 /// or the dry-run executor for all tasks.
 fn local_engine(
     store: Store,
-    log_dir: &Path,
+    config: &Config,
     completions: mpsc::UnboundedSender<Completion>,
     dry_run: bool,
 ) -> Engine {
     let executors = if dry_run {
         Executors::all(Arc::new(MockExecutor))
     } else {
-        ork_executors::standard(Arc::new(ProcessExecutor::new(log_dir, completions)))
+        ork_executors::standard(Arc::new(ProcessExecutor::new(
+            config.log_dir(),
+            completions,
+        )))
     };
-    Engine::new(store, executors, EngineConfig::default())
+    let engine_config = EngineConfig {
+        heartbeat_timeout: config.heartbeat_timeout,
+        ..EngineConfig::default()
+    };
+    Engine::new(store, executors, engine_config)
+}
+
+/// `ork run --resume RUN`: re-attach to a run whose `ork run` died. Its
+/// attempts in flight belong to no live process: their leases are not
+/// renewed, so the loop fails them (retrying per policy) when they run
+/// out, then drives the run to its end as `ork run` would have.
+async fn resume(mut ctx: Ctx, run_id: Uuid) -> Result<i32> {
+    let run = ctx.store.get_run(run_id).await?;
+    if run.status.is_final() {
+        println!("run {run_id} is already {}", run.status);
+        return Ok(if run.status == RunStatus::Success {
+            0
+        } else {
+            1
+        });
+    }
+    if !ctx.json {
+        let tasks = ctx.store.run_tasks(run_id).await?;
+        let in_flight: Vec<&Task> = tasks
+            .iter()
+            .filter(|t| matches!(t.status, TaskStatus::Dispatched | TaskStatus::Running))
+            .collect();
+        println!(
+            "resuming run {run_id} of {} v{} ({} tasks)",
+            run.workflow, run.version, run.tasks_total
+        );
+        if let Some(until) = in_flight.iter().filter_map(|t| t.lease_expires_at).max() {
+            println!(
+                "{} attempt(s) in flight from before: failed and retried per policy when their leases run out (by {until})",
+                in_flight.len()
+            );
+        }
+    }
+    execute(&mut ctx, run_id).await
 }
 
 /// Drives a run here with live progress and prints its summary.

@@ -102,15 +102,22 @@ enum Command {
         args: Vec<String>,
     },
     /// Apply a workflow file, trigger it and execute it here, showing progress.
-    /// Exits 1 if the run fails.
+    /// Exits 1 if the run fails. `--resume RUN` instead re-attaches to a run
+    /// left unfinished (its `ork run` was killed): attempts in flight from
+    /// before are failed and retried per policy when their leases run out
+    /// (`ORK_HEARTBEAT_TIMEOUT`), and the run is driven to its end here.
     Run {
-        file: PathBuf,
+        #[arg(required_unless_present = "resume")]
+        file: Option<PathBuf>,
         #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
         params: Vec<String>,
         /// Dispatch nothing: record what each task would run (as its
         /// output) and succeed.
         #[arg(long)]
         dry_run: bool,
+        /// Drive this unfinished run to its end instead of starting one.
+        #[arg(long, value_name = "RUN", conflicts_with_all = ["file", "params", "dry_run"])]
+        resume: Option<Uuid>,
     },
 }
 

@@ -13,25 +13,32 @@ use ork_api::http::Health;
 use anyhow::{Context, Result};
 use ork_api::advancer::Advancer;
 use ork_api::config::{self, Config, Defaults};
-use ork_core::token::Signer;
 
 pub async fn serve(config: &Config, addr: SocketAddr, tick: Duration) -> Result<i32> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr()?;
-    // Without ORK_SIGNING_KEY, a key of this process's own: tokens stay
-    // valid while it runs, which is all a local server needs.
-    let own_key = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    // Without ORK_SIGNING_KEY, the state dir's own key (generated once into
+    // .ork/signing.key, mode 0600): a restarted server still accepts the
+    // reports of the workers it started before.
+    let own_signer = match config.signing_key {
+        Some(_) => None,
+        None => {
+            let dir = config::state_dir();
+            let signer = config::local_signer(&dir)?;
+            tracing::info!(
+                "ORK_SIGNING_KEY is not set: signing callback tokens with {}",
+                dir.join(config::SIGNING_KEY_FILE).display()
+            );
+            Some(signer)
+        }
+    };
     let defaults = Defaults {
         advancer: Advancer::Spawn,
         callback_url: Some(format!("http://{addr}/complete")),
         worker_program: Some(std::env::current_exe().context("cannot find the ork binary")?),
-        signer: Some(Signer::new(own_key.into_bytes()).map_err(anyhow::Error::msg)?),
+        signer: own_signer,
     };
     let mut setup = config::setup(config, defaults).await?;
     let handlers = setup.handlers.clone();

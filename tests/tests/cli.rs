@@ -289,3 +289,109 @@ fn create_workflow_validates_like_apply_and_stores_nothing_invalid() {
         "an invalid workflow was stored"
     );
 }
+
+/// A workflow whose first attempt of `first` hangs (the one a killed `ork
+/// run` leaves behind) and whose retry succeeds.
+const INTERRUPTED: &str = r#"
+name: interrupted
+tasks:
+  first:
+    command: sh
+    args: [-c, 'if [ "$ORK_ATTEMPT" = 1 ]; then sleep 20; fi']
+    retries: {count: 1, backoff: 1ms}
+  after:
+    command: sh
+    args: [-c, 'true']
+    depends_on: [first]
+"#;
+
+/// Starts `ork run` on [`INTERRUPTED`], kills it with -9 while `first`
+/// runs, and returns the run id. Leases last 1s.
+fn run_and_kill(dir: &Path) -> String {
+    use std::io::{BufRead, BufReader};
+    let file = dir.join("interrupted.yaml");
+    std::fs::write(&file, INTERRUPTED).unwrap();
+    let mut child = Command::new(ork_tests::bin::ork())
+        .args(["run", file.to_str().unwrap()])
+        .current_dir(repo())
+        .env(
+            "ORK_DATABASE_URL",
+            format!("sqlite:{}", dir.join("ork.db").display()),
+        )
+        .env("ORK_LOG_DIR", "target/test-logs")
+        .env("ORK_HEARTBEAT_TIMEOUT", "1s")
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut first).unwrap();
+    // "run <id> of interrupted v1 (2 tasks)"
+    let run_id = first.split_whitespace().nth(1).unwrap().to_owned();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    drop(stdout);
+    let status = text(&ork(dir, &["status", &run_id, "--json"]));
+    assert!(status.contains("\"running\""), "{status}");
+    run_id
+}
+
+#[test]
+fn a_run_killed_with_9_is_resumed_by_ork_run_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_id = run_and_kill(dir.path());
+    let out = Command::new(ork_tests::bin::ork())
+        .args(["run", "--resume", &run_id])
+        .current_dir(repo())
+        .env(
+            "ORK_DATABASE_URL",
+            format!("sqlite:{}", dir.path().join("ork.db").display()),
+        )
+        .env("ORK_LOG_DIR", "target/test-logs")
+        .env("ORK_HEARTBEAT_TIMEOUT", "1s")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let printed = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{printed}");
+    let events = text(&ork(dir.path(), &["events", &run_id]));
+    assert!(
+        events.contains("no heartbeat for 1s: the worker is gone"),
+        "{events}"
+    );
+    let status = text(&ork(dir.path(), &["status", &run_id, "--json"]));
+    assert!(status.contains("\"success\""), "{status}");
+}
+
+#[test]
+fn a_run_killed_with_9_is_finished_by_the_sweeper_of_ork_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_id = run_and_kill(dir.path());
+    let mut serve = Command::new(ork_tests::bin::ork())
+        .args(["serve", "--addr", "127.0.0.1:0", "--tick", "300ms"])
+        .current_dir(repo())
+        .env(
+            "ORK_DATABASE_URL",
+            format!("sqlite:{}", dir.path().join("ork.db").display()),
+        )
+        .env("ORK_LOG_DIR", "target/test-logs")
+        .env("ORK_HEARTBEAT_TIMEOUT", "1s")
+        .env("ORK_SIGNING_KEY", "a-test-signing-key-of-32-bytes-or-more")
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        let status = text(&ork(dir.path(), &["status", &run_id, "--json"]));
+        if status.contains("\"success\"") || started.elapsed().as_secs() > 30 {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    assert!(status.contains("\"success\""), "{status}");
+}

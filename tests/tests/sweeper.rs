@@ -37,8 +37,23 @@ impl Executor for Silent {
 }
 
 fn engine(db: &TestDb, executor: Arc<dyn Executor>, lease: Duration) -> Arc<Engine> {
+    engine_with(
+        db,
+        executor,
+        lease,
+        EngineConfig::default().heartbeat_timeout,
+    )
+}
+
+fn engine_with(
+    db: &TestDb,
+    executor: Arc<dyn Executor>,
+    lease: Duration,
+    heartbeat_timeout: Duration,
+) -> Arc<Engine> {
     let config = EngineConfig {
         lease,
+        heartbeat_timeout,
         ..EngineConfig::default()
     };
     Arc::new(Engine::new(
@@ -100,7 +115,7 @@ async fn a_claim_whose_handler_died_is_dispatched_again_once(db: TestDb) {
     assert_eq!(requeues.len(), 1);
     assert_eq!(
         requeues[0].detail.as_deref(),
-        Some("claim lease expired before dispatch")
+        Some("claim lease expired with no start recorded: requeued, no retry spent")
     );
     assert_eq!(
         events.iter().filter(|e| e.status == "dispatched").count(),
@@ -175,7 +190,63 @@ async fn overlapping_ticks_fire_a_schedule_slot_once(db: TestDb) {
         .starts_with("schedule:"));
 }
 
+/// A started attempt whose worker never beats (it died before its first
+/// heartbeat, or cannot reach the server) and has no `timeout`: its start
+/// lease runs out and the sweeper fails it, retries it, then fails the run.
+async fn a_started_attempt_that_never_beats_is_failed_and_retried(db: TestDb) {
+    let silent = Arc::new(Silent::default());
+    let engine = engine_with(
+        &db,
+        silent.clone(),
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+    );
+    let spec = "name: gone\ntasks:\n  t: {executor: noop, retries: {count: 1, backoff: 1ms}}\n";
+    engine.apply(&parse(spec), None).await.unwrap();
+    let run = engine
+        .trigger("gone", json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    engine.advance(run.id).await.unwrap();
+    let task = db.store.run_tasks(run.id).await.unwrap().pop().unwrap();
+    assert_eq!(task.status, TaskStatus::Running);
+    assert!(
+        task.lease_expires_at.is_some(),
+        "a started attempt has a deadline from its start on"
+    );
+    assert_eq!(engine.sweep().await.unwrap().overdue, 0, "not expired yet");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(engine.sweep().await.unwrap().overdue, 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    engine.sweep().await.unwrap();
+    let attempts: Vec<i64> = silent
+        .started
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.attempt.attempt)
+        .collect();
+    assert_eq!(attempts, vec![1, 2]);
+    let events = db.store.run_events(run.id).await.unwrap();
+    let gone = events
+        .iter()
+        .find(|e| e.status == "pending" && e.task_id.is_some())
+        .unwrap();
+    assert_eq!(
+        gone.detail.as_deref(),
+        Some("no heartbeat for 500ms: the worker is gone")
+    );
+    // The second attempt goes the same way: no retries left, the run fails.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    engine.sweep().await.unwrap();
+    let run = db.store.get_run(run.id).await.unwrap();
+    assert_eq!(run.status, ork_core::model::RunStatus::Failed);
+    assert_eq!(run.tasks_open, 0);
+}
+
 on_both_backends!(
+    a_started_attempt_that_never_beats_is_failed_and_retried,
     a_claim_whose_handler_died_is_dispatched_again_once,
     a_task_past_its_timeout_is_failed_and_retried,
     overlapping_ticks_fire_a_schedule_slot_once,

@@ -7,6 +7,11 @@ use std::path::Path;
 
 use crate::executor::Outcome;
 
+/// The largest report body the handlers accept (`ork_api::handlers::
+/// MAX_BODY_BYTES`, which a unit test there keeps equal): what `ork worker`
+/// names when a report is answered 413 without saying its limit.
+pub const MAX_REPORT_BYTES: usize = 256 * 1024;
+
 /// The largest JSON output a task may leave at `$ORK_OUTPUT`.
 pub const MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
 

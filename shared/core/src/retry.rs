@@ -25,6 +25,18 @@ impl Backoff {
         Backoff { retries, base, max }
     }
 
+    /// As many retries as it takes for the waits between them to add up
+    /// to `budget`: a policy stated as "keep trying for 15 minutes".
+    pub fn within(budget: Duration, base: Duration, max: Duration) -> Self {
+        let mut policy = Backoff::new(0, base, max);
+        let mut waited = Duration::ZERO;
+        while waited < budget && policy.retries < 100_000 && !base.is_zero() {
+            waited += policy.delay(policy.retries);
+            policy.retries += 1;
+        }
+        policy
+    }
+
     /// The wait before retry `n` (0-based): `base * 2^n`, at most `max`.
     pub fn delay(&self, n: u32) -> Duration {
         self.base.saturating_mul(1 << n.min(16)).min(self.max)
@@ -58,6 +70,17 @@ where
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn within_a_budget_waits_add_up_to_it() {
+        use super::Backoff;
+        use std::time::Duration;
+        let s = Duration::from_secs;
+        let p = Backoff::within(s(15 * 60), Duration::from_millis(500), s(30));
+        let total: Duration = (0..p.retries).map(|n| p.delay(n)).sum();
+        assert!(total >= s(15 * 60) && total < s(15 * 60 + 30), "{total:?}");
+        assert_eq!(Backoff::within(Duration::ZERO, s(1), s(1)).retries, 0);
+    }
+
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -10,18 +10,106 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::process::Command;
 
-use ork_core::contract::read_output;
+use ork_core::contract::{read_output, MAX_REPORT_BYTES};
 use ork_core::executor::Outcome;
 use ork_core::retry::{retry, Backoff};
 
-/// How a report is tried again: seven more times, 200ms to 10s apart.
-const REPORT_RETRY: Backoff = Backoff::new(7, Duration::from_millis(200), Duration::from_secs(10));
+/// How a report is tried again: 200ms, doubled up to 30s apart, for the
+/// report budget (`ORK_REPORT_TIMEOUT`, 15 minutes by default): long enough
+/// for a server restart or a deploy.
+const REPORT_BASE: Duration = Duration::from_millis(200);
+const REPORT_MAX: Duration = Duration::from_secs(30);
+
+/// The worker's settings (`ork_api::config::Config` reads them).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a report is tried while the server is unreachable or
+    /// answers 5xx, before the worker gives up with an error.
+    pub report_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            report_timeout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// The attempt this worker runs, for its messages: `run R task t[i] attempt n`.
+fn attempt_label() -> String {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| "?".into());
+    format!(
+        "run {} task {}[{}] attempt {}",
+        var("ORK_RUN_ID"),
+        var("ORK_TASK"),
+        var("ORK_TASK_INDEX"),
+        var("ORK_ATTEMPT")
+    )
+}
+
+/// How the handler took a report.
+enum Sent {
+    /// Recorded, a duplicate, or superseded (409): nothing more to do.
+    Done,
+    /// 413: the body is over the handler's limit (`Some` when it said which).
+    TooLarge(Option<u64>),
+    /// Another 4xx (a refused or expired token): trying again cannot help.
+    Refused(reqwest::StatusCode, String),
+}
+
+/// The limit a 413 answer names (`… the limit is M`), if it does.
+fn limit_of(body: &str) -> Option<u64> {
+    let (_, after) = body.split_once("limit is ")?;
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Sends one report, trying again on 5xx and lost connections within the budget.
+async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    report: &serde_json::Value,
+    policy: Backoff,
+) -> Result<Sent, String> {
+    retry(
+        policy,
+        |_: &String| true,
+        || async {
+            match client.post(url).json(report).send().await {
+                Ok(r) if r.status().is_success() || r.status() == reqwest::StatusCode::CONFLICT => {
+                    Ok(Sent::Done)
+                }
+                Ok(r) if r.status() == reqwest::StatusCode::PAYLOAD_TOO_LARGE => {
+                    let body = r.text().await.unwrap_or_default();
+                    Ok(Sent::TooLarge(limit_of(&body)))
+                }
+                Ok(r) if r.status().is_client_error() => {
+                    let status = r.status();
+                    Ok(Sent::Refused(status, r.text().await.unwrap_or_default()))
+                }
+                Ok(r) => {
+                    tracing::warn!(status = %r.status(), %url, "report not accepted; retrying");
+                    Err(format!("report answered {}", r.status()))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, %url, "report failed; retrying");
+                    Err(e.to_string())
+                }
+            }
+        },
+    )
+    .await
+}
 
 /// How often a running task's heartbeat is sent (`ORK_HEARTBEAT_SECS`).
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// Runs `program` and reports its end; returns the program's exit code.
-pub async fn run(program: &str, args: &[String]) -> Result<i32, String> {
+/// A report that cannot be delivered (the budget spent, the token refused)
+/// is logged at error level with the attempt and the URL, and is an error:
+/// the attempt's lease then runs out and the sweeper fails it.
+pub async fn run(program: &str, args: &[String], settings: &Settings) -> Result<i32, String> {
     let url = std::env::var("ORK_CALLBACK_URL").map_err(|_| "ORK_CALLBACK_URL is not set")?;
     let token = std::env::var("ORK_CALLBACK_TOKEN").map_err(|_| "ORK_CALLBACK_TOKEN is not set")?;
     let output_file;
@@ -82,29 +170,45 @@ pub async fn run(program: &str, args: &[String]) -> Result<i32, String> {
         "output": outcome.output,
         "error": outcome.error,
     });
-    // Report until the handler has it: 2xx recorded, 409 superseded, 401
-    // expired: nothing more to do in any case. A 5xx or a lost connection
-    // is tried again.
-    retry(
-        REPORT_RETRY,
-        |_: &String| true,
-        || async {
-            match client.post(&url).json(&report).send().await {
-                Ok(r) if r.status().is_success() || r.status().is_client_error() => Ok(()),
-                Ok(r) => {
-                    tracing::warn!(status = %r.status(), "report not accepted; retrying");
-                    Err(format!("report answered {}", r.status()))
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "report failed; retrying");
-                    Err(e.to_string())
-                }
-            }
-        },
-    )
-    .await
-    .map_err(|e| format!("could not report to {url}: {e}"))?;
+    // Report until the handler has it: 2xx recorded, 409 superseded:
+    // nothing more to do. A 5xx or a lost connection is tried again for the
+    // budget; a 413 becomes a failure without the output, which fits.
+    let policy = Backoff::within(settings.report_timeout, REPORT_BASE, REPORT_MAX);
+    let what = attempt_label();
+    let mut sent = send(&client, &url, &report, policy).await;
+    if let Ok(Sent::TooLarge(limit)) = sent {
+        let size = serde_json::to_vec(&outcome.output).map_or(0, |b| b.len());
+        let limit = limit.unwrap_or(MAX_REPORT_BYTES as u64);
+        let error = format!("output is {size} bytes, over the limit of {limit}");
+        tracing::error!(attempt = %what, %url, "{error}: reporting a failure without it");
+        let failure = json!({
+            "token": token,
+            "status": "failed",
+            "exit_code": outcome.exit_code,
+            "error": error,
+        });
+        sent = send(&client, &url, &failure, policy).await;
+    }
+    match sent {
+        Ok(Sent::Done) => {}
+        Ok(Sent::TooLarge(_)) => {
+            tracing::error!(attempt = %what, %url, "even a report without output was too large");
+            return Err(format!("could not report {what} to {url}: body too large"));
+        }
+        Ok(Sent::Refused(status, body)) => {
+            tracing::error!(attempt = %what, %url, %status, %body, "report refused; the attempt's end is lost (the sweeper will fail it when its lease runs out)");
+            return Err(format!("could not report {what} to {url}: {status} {body}"));
+        }
+        Err(e) => {
+            tracing::error!(attempt = %what, %url, error = %e, budget = %humantime_secs(settings.report_timeout), "could not report within the budget (ORK_REPORT_TIMEOUT); giving up");
+            return Err(format!("could not report {what} to {url}: {e}"));
+        }
+    }
     Ok(code)
+}
+
+fn humantime_secs(d: Duration) -> String {
+    format!("{}s", d.as_secs())
 }
 
 fn tempfile_path() -> std::path::PathBuf {

@@ -22,6 +22,9 @@ pub struct Advanced {
     pub dispatched: usize,
     /// Set when this call's completions finalized the run.
     pub finalized: Option<RunStatus>,
+    /// The attempts this call started, `(task, attempt)`: the ones `ork
+    /// run` renews the leases of while it owns them.
+    pub started: Vec<(Uuid, i64)>,
 }
 
 impl Engine {
@@ -52,7 +55,8 @@ impl Engine {
             }
             let full_batch = claimed.len() as i64 == self.config.claim_batch;
             advanced.dispatched += claimed.len();
-            let ended = self.dispatch(&run, &wf, claimed).await?;
+            let (started, ended) = self.dispatch(&run, &wf, claimed).await?;
+            advanced.started.extend(started);
             // New leases and deadlines.
             self.poke();
             if !ended.is_empty() {
@@ -72,12 +76,14 @@ impl Engine {
     /// `dispatch_concurrency` at once; marks the ones that started and
     /// returns the completions of the ones that already ended (or could not
     /// start: a dispatch error that is not transient is a permanent failure).
+    /// Started attempts get a start lease of `heartbeat_timeout`: from here
+    /// on, every attempt in flight has a deadline.
     async fn dispatch(
         &self,
         run: &Run,
         wf: &Workflow,
         claimed: Vec<ClaimedTask>,
-    ) -> Result<Vec<Completion>, Error> {
+    ) -> Result<(Vec<(Uuid, i64)>, Vec<Completion>), Error> {
         let inputs = self.inputs(run, wf, &claimed).await?;
         let now = Utc::now();
         let requests = claimed.into_iter().map(|t| {
@@ -152,14 +158,16 @@ impl Engine {
         }
         if !started.is_empty() {
             let started = &started;
+            let lease_until = now + self.config.heartbeat_timeout;
             retry(TRANSIENT_DB, Error::is_transient, || async move {
                 let mut tx = self.store.begin().await?;
-                tx.mark_started(started, now).await?;
+                tx.mark_started(started, now, lease_until).await?;
                 tx.commit().await
             })
             .await?;
         }
-        Ok(ended)
+        let started = started.iter().map(|s| (s.task_id, s.attempt)).collect();
+        Ok((started, ended))
     }
 
     /// Each claimed task's input: the run's params and its parents' outputs

@@ -1,3 +1,4 @@
+use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -12,9 +13,19 @@ use crate::Error;
 /// whose backoff has passed.
 const TICK: Duration = Duration::from_millis(200);
 
-/// Drives one run to its end within this process (`ork run`): advance, wait
-/// for the completions that local executors report, record them, advance
-/// again, until the run is final. Returns the final status.
+/// Drives one run to its end within this process (`ork run`, `ork run
+/// --resume`): advance, wait for the completions that local executors
+/// report, record them, advance again, until the run is final. Returns the
+/// final status.
+///
+/// Leases: this process owns the children it started (the in-process
+/// executor reports their ends, no heartbeat comes over HTTP), so it renews
+/// their leases every quarter of `heartbeat_timeout` while it lives. When it
+/// dies (kill -9), the leases run out and whoever sweeps next (`ork serve`'s
+/// ticker, or this loop in a later `ork run --resume`) fails those attempts
+/// and retries them per policy. Attempts of the run this process did not
+/// start (a previous, dead `ork run`'s) are never renewed here: this loop
+/// sweeps the run's expired leases too.
 pub async fn drive(
     engine: &Engine,
     run_id: Uuid,
@@ -22,8 +33,14 @@ pub async fn drive(
 ) -> Result<RunStatus, Error> {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let renew_every = (engine.config().heartbeat_timeout / 4)
+        .clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let mut renew = tokio::time::interval(renew_every);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut owned: HashSet<(Uuid, i64)> = HashSet::new();
     loop {
-        engine.advance(run_id).await?;
+        let advanced = engine.advance(run_id).await?;
+        owned.extend(advanced.started);
         let run = engine.store().get_run(run_id).await?;
         if run.status.is_final() {
             return Ok(run.status);
@@ -38,6 +55,11 @@ pub async fn drive(
                     batch.push(c);
                 }
                 engine.complete(&batch).await?;
+            }
+            _ = renew.tick() => {
+                let mine: Vec<(Uuid, i64)> = owned.iter().copied().collect();
+                owned = engine.renew_leases(&mine).await?.into_iter().collect();
+                engine.expire_leases(Some(run_id)).await?;
             }
             _ = tick.tick() => {}
         }

@@ -33,7 +33,7 @@ pub use advance::Advanced;
 pub use complete::Completed;
 pub use drive::drive;
 pub use report::Reported;
-pub use sweep::Swept;
+pub use sweep::{Expired, Swept};
 pub use trigger::{TriggerOptions, Triggered};
 pub use wake::NextDue;
 
@@ -59,7 +59,9 @@ pub struct EngineConfig {
     pub lease: Duration,
     /// Most dispatches in flight at once (`buffer_unordered`).
     pub dispatch_concurrency: usize,
-    /// How long after its last heartbeat a running attempt is given up.
+    /// How long a started attempt lives without a sign of life: its start
+    /// lease, then the lease each heartbeat (or `ork run`'s renewal of its
+    /// own children, or a poll that found it running) extends.
     pub heartbeat_timeout: Duration,
     /// Set in serverless mode: workers report to this URL with signed tokens.
     pub callback: Option<CallbackConfig>,

@@ -1,6 +1,7 @@
 //! The sweeper: what the cron tick does every minute. It repairs what no
 //! event will: claims whose dispatch never happened, attempts past their
-//! timeout or heartbeat, attempts whose callback never came, retries whose
+//! timeout or lease (every attempt in flight has one: a start lease, then
+//! heartbeats), attempts whose callback never came, retries whose
 //! backoff has passed, and cron schedules that are due.
 
 use std::collections::BTreeSet;
@@ -19,6 +20,17 @@ use crate::Error;
 
 /// Most rows one sweep looks at per kind of repair.
 const SWEEP_LIMIT: i64 = 1000;
+
+/// What [`Engine::expire_leases`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Expired {
+    /// Claims put back for a new attempt after their lease expired.
+    pub requeued: usize,
+    /// Attempts failed for their timeout or an expired lease.
+    pub overdue: usize,
+    /// Runs with something new to dispatch.
+    pub to_advance: Vec<Uuid>,
+}
 
 /// What one sweep did.
 #[derive(Debug, Clone, Default)]
@@ -44,56 +56,25 @@ impl Engine {
         let mut swept = Swept::default();
         let mut to_advance: BTreeSet<Uuid> = BTreeSet::new();
 
-        let requeued = retry(TRANSIENT_DB, Error::is_transient, || async move {
-            let mut tx = self.store.begin().await?;
-            let runs = tx.requeue_expired_claims(now).await?;
-            tx.commit().await?;
-            Ok(runs)
-        })
-        .await?;
-        swept.requeued = requeued.len();
-        to_advance.extend(requeued);
-
-        let overdue = self.store.overdue_attempts(now, SWEEP_LIMIT).await?;
-        let completions: Vec<Completion> = overdue
-            .iter()
-            .map(|f| {
-                let why = match f.task.deadline_at {
-                    Some(d) if d < now => {
-                        let limit = f.task.started_at.and_then(|s| (d - s).to_std().ok());
-                        let limit = humantime::format_duration(limit.unwrap_or_default());
-                        format!("timed out after {limit}")
-                    }
-                    _ => format!(
-                        "no heartbeat for {}s",
-                        self.config.heartbeat_timeout.as_secs()
-                    ),
-                };
-                Completion {
-                    attempt: f.attempt_ref(),
-                    outcome: Outcome::failure(None, why),
-                }
-            })
-            .collect();
-        for f in &overdue {
-            self.stop(&f.task, &f.attempt_ref()).await;
-        }
-        let done = self.complete(&completions).await?;
-        swept.overdue = done.applied;
-        to_advance.extend(done.to_advance);
+        let expired = self.expire_leases(None).await?;
+        swept.requeued = expired.requeued;
+        swept.overdue = expired.overdue;
+        to_advance.extend(expired.to_advance);
 
         let remote = [
             ExecutorKind::Cloudrun.as_str(),
             ExecutorKind::Fargate.as_str(),
         ];
         let running = self.store.running_attempts(&remote, SWEEP_LIMIT).await?;
-        let ended: Vec<Completion> = stream::iter(running)
+        let polled: Vec<Result<Completion, (Uuid, i64)>> = stream::iter(running)
             .map(|f| async move {
                 match self.check(&f).await {
-                    Ok(outcome) => outcome.map(|outcome| Completion {
+                    Ok(Some(outcome)) => Some(Ok(Completion {
                         attempt: f.attempt_ref(),
                         outcome,
-                    }),
+                    })),
+                    // Its platform says it runs: as good as a heartbeat.
+                    Ok(None) => Some(Err((f.task.id, f.task.attempt))),
                     Err(e) => {
                         tracing::warn!(task = %f.task.label(), error = %e, "poll failed");
                         None
@@ -104,6 +85,10 @@ impl Engine {
             .filter_map(|c| async move { c })
             .collect()
             .await;
+        let (ended, alive): (Vec<_>, Vec<_>) = polled.into_iter().partition(Result::is_ok);
+        let ended: Vec<Completion> = ended.into_iter().filter_map(Result::ok).collect();
+        let alive: Vec<(Uuid, i64)> = alive.into_iter().filter_map(Result::err).collect();
+        self.renew_leases(&alive).await?;
         let done = self.complete(&ended).await?;
         swept.polled = done.applied;
         to_advance.extend(done.to_advance);
@@ -121,6 +106,76 @@ impl Engine {
             }
         }
         Ok(swept)
+    }
+
+    /// The lease half of a sweep, of one run (`ork run`) or of all: claims
+    /// whose lease ran out with no start recorded are put back (no retry
+    /// spent); running attempts past their timeout or their lease (start
+    /// lease, heartbeat, `ork run`'s renewal) are stopped and failed,
+    /// then retried per their policy. Returns what changed and the runs to
+    /// advance.
+    pub async fn expire_leases(&self, run: Option<Uuid>) -> Result<Expired, Error> {
+        let now = Utc::now();
+        let requeued = retry(TRANSIENT_DB, Error::is_transient, || async move {
+            let mut tx = self.store.begin().await?;
+            let runs = tx.requeue_expired_claims(now, run).await?;
+            tx.commit().await?;
+            Ok(runs)
+        })
+        .await?;
+        let mut expired = Expired {
+            requeued: requeued.len(),
+            to_advance: requeued,
+            ..Expired::default()
+        };
+
+        let overdue = self.store.overdue_attempts(now, run, SWEEP_LIMIT).await?;
+        let completions: Vec<Completion> = overdue
+            .iter()
+            .map(|f| {
+                let why = match f.task.deadline_at {
+                    Some(d) if d < now => {
+                        let limit = f.task.started_at.and_then(|s| (d - s).to_std().ok());
+                        let limit = humantime::format_duration(limit.unwrap_or_default());
+                        format!("timed out after {limit}")
+                    }
+                    _ => format!(
+                        "no heartbeat for {}: the worker is gone",
+                        humantime::format_duration(self.config.heartbeat_timeout)
+                    ),
+                };
+                Completion {
+                    attempt: f.attempt_ref(),
+                    outcome: Outcome::failure(None, why),
+                }
+            })
+            .collect();
+        for f in &overdue {
+            self.stop(&f.task, &f.attempt_ref()).await;
+        }
+        let done = self.complete(&completions).await?;
+        expired.overdue = done.applied;
+        expired.to_advance.extend(done.to_advance);
+        expired.to_advance.sort();
+        expired.to_advance.dedup();
+        Ok(expired)
+    }
+
+    /// Extends the leases of running attempts known to be alive by
+    /// `heartbeat_timeout`; returns the ones still running.
+    pub async fn renew_leases(&self, attempts: &[(Uuid, i64)]) -> Result<Vec<(Uuid, i64)>, Error> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        retry(TRANSIENT_DB, Error::is_transient, || async move {
+            let mut tx = self.store.begin().await?;
+            let alive = tx
+                .renew_leases(attempts, Utc::now() + self.config.heartbeat_timeout)
+                .await?;
+            tx.commit().await?;
+            Ok(alive)
+        })
+        .await
     }
 
     /// Asks an attempt's executor how it is doing: `Some` once it ended.

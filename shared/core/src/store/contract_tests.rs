@@ -84,6 +84,7 @@ async fn start(store: &Store, task_id: Uuid, attempt: i64) {
             deadline: None,
         }],
         now(),
+        now() + Duration::seconds(300),
     )
     .await
     .unwrap();
@@ -202,7 +203,11 @@ async fn mark_started_moves_dispatched_to_running(db: TestDb) {
     let t = db.store.get_task(claimed[0].id).await.unwrap().unwrap();
     assert_eq!(t.status, TaskStatus::Running);
     assert_eq!(t.execution_id.as_deref(), Some("exec-1"));
-    assert!(t.lease_expires_at.is_none() && t.started_at.is_some());
+    assert!(t.started_at.is_some());
+    assert!(
+        t.lease_expires_at.unwrap() > now() + Duration::seconds(200),
+        "a started attempt has its start lease"
+    );
     let ev = events(&db.store, run.id).await;
     assert_eq!(ev.len(), before + 1);
     assert_eq!(ev.last().unwrap(), &(Some(t.id), Some(1), "running".into()));
@@ -416,7 +421,7 @@ async fn requeue_expired_claims_puts_back_only_expired_leases(db: TestDb) {
         let store = db.store.clone();
         async move {
             let mut tx = store.begin().await.unwrap();
-            let runs = tx.requeue_expired_claims(at).await.unwrap();
+            let runs = tx.requeue_expired_claims(at, None).await.unwrap();
             tx.commit().await.unwrap();
             runs
         }

@@ -177,14 +177,29 @@ impl Store {
         self.read_all(sql).await
     }
 
-    /// Running attempts whose deadline or heartbeat lease has passed.
+    /// Running attempts whose deadline or lease (start lease, heartbeat,
+    /// `ork run`'s renewal) has passed; of one run, or of all.
     pub async fn overdue_attempts(
         &self,
         now: DateTime<Utc>,
+        run: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<InFlight>, Error> {
-        self.read_all(Sql::new(OVERDUE_ATTEMPTS).bind(now).bind(limit))
-            .await
+        match run {
+            None => {
+                self.read_all(Sql::new(OVERDUE_ATTEMPTS).bind(now).bind(limit))
+                    .await
+            }
+            Some(run) => {
+                self.read_all(
+                    Sql::new(OVERDUE_ATTEMPTS_OF_RUN)
+                        .bind(now)
+                        .bind(limit)
+                        .bind(run),
+                )
+                .await
+            }
+        }
     }
 
     /// Running attempts of the given executors, oldest first: the ones the

@@ -79,10 +79,11 @@ pub(super) const CLAIM_HEAD: &str =
 
 pub(super) const CLAIM_TAIL: &str = ") RETURNING id, run_id, name, task_index, task_count, attempt";
 
-/// `$1` is the time; followed by one `(task, attempt, execution, deadline)`
+/// `$1` is the time, `$2` the start lease (the first heartbeat is due
+/// before it); followed by one `(task, attempt, execution, deadline)`
 /// tuple per attempt, then [`MARK_STARTED_TAIL`].
 pub(super) const MARK_STARTED_HEAD: &str =
-    "UPDATE tasks SET status = 'running', lease_expires_at = NULL, \
+    "UPDATE tasks SET status = 'running', lease_expires_at = $2, \
      started_at = $1, execution_id = v.column3, deadline_at = v.column4 FROM (VALUES ";
 
 pub(super) const MARK_STARTED_TAIL: &str =
@@ -112,6 +113,14 @@ pub(super) const HEARTBEAT_START: &str =
 pub(super) const HEARTBEAT_EXTEND: &str = "UPDATE tasks SET lease_expires_at = $3 \
      WHERE id = $1 AND attempt = $2 AND status = 'running'";
 
+/// `$1` is the new lease; followed by one `(task, attempt)` tuple per
+/// attempt, then [`RENEW_LEASES_TAIL`]. Only running attempts are renewed.
+pub(super) const RENEW_LEASES_HEAD: &str = "UPDATE tasks SET lease_expires_at = $1 FROM (VALUES ";
+
+pub(super) const RENEW_LEASES_TAIL: &str =
+    ") AS v WHERE tasks.id = v.column1 AND tasks.attempt = v.column2 \
+     AND tasks.status = 'running' RETURNING tasks.id, tasks.attempt";
+
 /// Followed by [`super::Dialect::skip_locked`], then [`REQUEUE_EXPIRED_CLAIMS_TAIL`].
 pub(super) const REQUEUE_EXPIRED_CLAIMS_HEAD: &str =
     "UPDATE tasks SET status = 'pending', lease_expires_at = NULL \
@@ -119,6 +128,12 @@ pub(super) const REQUEUE_EXPIRED_CLAIMS_HEAD: &str =
      AND lease_expires_at < $1 LIMIT 1000";
 
 pub(super) const REQUEUE_EXPIRED_CLAIMS_TAIL: &str = ") RETURNING id, run_id, attempt, status";
+
+/// [`REQUEUE_EXPIRED_CLAIMS_HEAD`] for one run (`$2`), as `ork run` sweeps its own.
+pub(super) const REQUEUE_EXPIRED_CLAIMS_OF_RUN_HEAD: &str =
+    "UPDATE tasks SET status = 'pending', lease_expires_at = NULL \
+     WHERE id IN (SELECT id FROM tasks WHERE run_id = $2 AND status = 'dispatched' \
+     AND lease_expires_at < $1 LIMIT 1000";
 
 // ---- readiness (`Tx::release_children`, `Tx::skip_pending`) ----
 
@@ -192,6 +207,12 @@ pub(super) const OVERDUE_ATTEMPTS: &str = concat!(
     in_flight!(),
     " WHERE t.status = 'running' AND (t.deadline_at < $1 OR t.lease_expires_at < $1) \
      ORDER BY t.id LIMIT $2"
+);
+
+pub(super) const OVERDUE_ATTEMPTS_OF_RUN: &str = concat!(
+    in_flight!(),
+    " WHERE t.run_id = $3 AND t.status = 'running' \
+     AND (t.deadline_at < $1 OR t.lease_expires_at < $1) ORDER BY t.id LIMIT $2"
 );
 
 /// Followed by the executor names, then [`RUNNING_ATTEMPTS_TAIL`] and the limit.

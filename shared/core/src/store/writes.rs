@@ -12,6 +12,12 @@ use super::Tx;
 use crate::model::{Run, RunStatus, TaskStatus};
 use crate::Error;
 
+/// The event detail of a claim put back by [`Tx::requeue_expired_claims`]:
+/// its dispatch was never recorded (a worker it may have started has a
+/// void token: its reports are answered 409).
+pub const REQUEUED_CLAIM: &str =
+    "claim lease expired with no start recorded: requeued, no retry spent";
+
 /// Rows per multi-row statement: under both backends' bound-parameter limits.
 const CHUNK: usize = 1000;
 
@@ -280,17 +286,21 @@ impl Tx {
         Ok(claimed)
     }
 
-    /// Records that executors accepted these attempts (`dispatched` → `running`).
+    /// Records that executors accepted these attempts (`dispatched` →
+    /// `running`), each with a start lease: unless a heartbeat (or `ork
+    /// run`'s renewal) extends it, the sweeper fails the attempt at
+    /// `lease_until`. No attempt in flight is without a deadline.
     pub(crate) async fn mark_started(
         &mut self,
         started: &[Started],
         now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
     ) -> Result<(), Error> {
         let mut c = self.conn();
         let mut started: Vec<&Started> = started.iter().collect();
         started.sort_by_key(|s| s.task_id);
         for chunk in started.chunks(CHUNK) {
-            let mut sql = Sql::new(MARK_STARTED_HEAD).bind(now);
+            let mut sql = Sql::new(MARK_STARTED_HEAD).bind(now).bind(lease_until);
             sql.push_values(chunk, |s, r| {
                 vec![
                     s.arg(r.task_id),
@@ -494,21 +504,59 @@ impl Tx {
         Ok(extended == 1)
     }
 
-    /// Puts back claims whose lease ran out before their dispatch was
-    /// recorded (the claimer died or lost the database), so the next
-    /// advance dispatches them again as a new attempt. Returns their runs.
+    /// Extends the leases of running attempts whose liveness this caller
+    /// vouches for (`ork run`'s own children, cloud attempts a poll found
+    /// running) to `lease_until`. Not a transition: no event. Returns the
+    /// attempts still running.
+    pub(crate) async fn renew_leases(
+        &mut self,
+        attempts: &[(Uuid, i64)],
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, i64)>, Error> {
+        #[derive(sqlx::FromRow)]
+        struct Renewed {
+            id: Uuid,
+            attempt: i64,
+        }
+        let mut c = self.conn();
+        let mut attempts = attempts.to_vec();
+        attempts.sort();
+        attempts.dedup();
+        let mut alive = Vec::with_capacity(attempts.len());
+        for chunk in attempts.chunks(CHUNK) {
+            let mut sql = Sql::new(RENEW_LEASES_HEAD).bind(lease_until);
+            sql.push_values(chunk, |s, (id, attempt)| vec![s.arg(*id), s.arg(*attempt)]);
+            sql.push(RENEW_LEASES_TAIL);
+            let rows: Vec<Renewed> = c.fetch_all(sql).await?;
+            alive.extend(rows.into_iter().map(|r| (r.id, r.attempt)));
+        }
+        Ok(alive)
+    }
+
+    /// Puts back claims whose lease ran out with no start recorded (the
+    /// claimer died or lost the database between its claim and recording
+    /// the dispatch), so the next advance dispatches them again as a new
+    /// attempt, spending no retry; of one run, or of all. A started attempt
+    /// is never requeued: its expired lease fails it (see the sweeper).
+    /// Returns their runs.
     pub(crate) async fn requeue_expired_claims(
         &mut self,
         now: DateTime<Utc>,
+        run: Option<Uuid>,
     ) -> Result<Vec<Uuid>, Error> {
         let mut c = self.conn();
-        let mut sql = Sql::new(REQUEUE_EXPIRED_CLAIMS_HEAD).bind(now);
+        let mut sql = match run {
+            None => Sql::new(REQUEUE_EXPIRED_CLAIMS_HEAD).bind(now),
+            Some(run) => Sql::new(REQUEUE_EXPIRED_CLAIMS_OF_RUN_HEAD)
+                .bind(now)
+                .bind(run),
+        };
         c.dialect().skip_locked(&mut sql);
         sql.push(REQUEUE_EXPIRED_CLAIMS_TAIL);
         let rows: Vec<TaskEventRow> = c.fetch_all(sql).await?;
         let mut events = task_events(&rows);
         for e in &mut events {
-            e.detail = Some("claim lease expired before dispatch".into());
+            e.detail = Some(REQUEUED_CLAIM.into());
         }
         insert_events(&mut c, now, events).await?;
         let mut runs: Vec<Uuid> = rows.iter().map(|r| r.run_id).collect();

@@ -1,0 +1,135 @@
+//! Worker reports that cannot get through: a report over the handlers'
+//! body limit fails its attempt with the sizes, a server that stays down or
+//! refuses the token gets tried for `ORK_REPORT_TIMEOUT`, then an error-level
+//! log naming the attempt and the URL.
+
+use ork_tests::db as common;
+use ork_tests::on_both_backends;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ork_core::engine::TriggerOptions;
+use ork_core::executor::Executors;
+use ork_core::model::{RunStatus, TaskStatus};
+use ork_core::spec::ExecutorKind;
+use ork_executors::ProcessExecutor;
+use ork_tests::app::TestApp;
+use serde_json::json;
+
+async fn a_report_over_the_body_limit_fails_the_attempt_with_the_sizes(db: TestDb) {
+    let logs = tempfile::tempdir().unwrap();
+    let (tx, _completions) = tokio::sync::mpsc::unbounded_channel();
+    let process = ProcessExecutor::new(logs.path(), tx).with_worker_program(ork_tests::bin::ork());
+    let app = TestApp::builder(db.store.clone())
+        .executors(Executors::new().with(ExecutorKind::Process, Arc::new(process)))
+        .spawn()
+        .await;
+    // 300 000 characters of output: under the output file's limit, over the
+    // report body's.
+    let spec = r#"
+name: big
+tasks:
+  t:
+    command: python3
+    args: [-c, 'import json, os; json.dump("a" * 300000, open(os.environ["ORK_OUTPUT"], "w"))']
+"#;
+    app.engine.apply(&parse(spec), None).await.unwrap();
+    let run = app
+        .engine
+        .trigger("big", json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    app.engine.advance(run.id).await.unwrap();
+    let started = Instant::now();
+    let run = loop {
+        let run = db.store.get_run(run.id).await.unwrap();
+        if run.status.is_final() {
+            break run;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the attempt hangs: {:?}",
+            db.store.run_tasks(run.id).await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(run.status, RunStatus::Failed);
+    let task = db.store.run_tasks(run.id).await.unwrap().pop().unwrap();
+    assert_eq!(task.status, TaskStatus::Failed);
+    let error = task.error.unwrap();
+    assert!(
+        error.starts_with("output is 300002 bytes, over the limit of 262144"),
+        "{error}"
+    );
+    assert!(task.output.is_none());
+}
+
+on_both_backends!(a_report_over_the_body_limit_fails_the_attempt_with_the_sizes);
+
+/// A server that answers every request with `status`.
+async fn answering(status: u16) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let code = axum::http::StatusCode::from_u16(status).unwrap();
+    let app = axum::Router::new().fallback(move || async move { (code, "{}") });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// Runs `ork worker -- true` reporting to `url`: its exit code, stderr and
+/// how long it took.
+async fn worker(url: &str, report_timeout: &str) -> (Option<i32>, String, Duration) {
+    let url = format!("{url}/complete");
+    let report_timeout = report_timeout.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let out = Command::new(ork_tests::bin::ork())
+            .args(["worker", "--", "true"])
+            .env("ORK_CALLBACK_URL", &url)
+            .env("ORK_CALLBACK_TOKEN", "not-checked-here")
+            .env("ORK_RUN_ID", "0190f2a4-0000-7000-8000-000000000001")
+            .env("ORK_TASK", "extract")
+            .env("ORK_TASK_INDEX", "0")
+            .env("ORK_ATTEMPT", "3")
+            .env("ORK_REPORT_TIMEOUT", report_timeout)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            started.elapsed(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_worker_that_cannot_report_tries_for_its_budget_then_logs_an_error() {
+    let url = answering(503).await;
+    let (code, stderr, took) = worker(&url, "2s").await;
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(took >= Duration::from_secs(2), "gave up early: {took:?}");
+    assert!(took < Duration::from_secs(15), "over its budget: {took:?}");
+    assert!(stderr.contains("ERROR"), "{stderr}");
+    assert!(stderr.contains(&url), "names the URL: {stderr}");
+    assert!(
+        stderr.contains("extract[0] attempt 3"),
+        "names the attempt: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_whose_token_is_refused_logs_an_error() {
+    let url = answering(401).await;
+    let (code, stderr, _) = worker(&url, "2s").await;
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("ERROR"), "{stderr}");
+    assert!(stderr.contains("401"), "{stderr}");
+    assert!(stderr.contains("extract[0] attempt 3"), "{stderr}");
+}
