@@ -27,6 +27,7 @@ pub struct ProcessExecutor {
     /// which reports their end over HTTP: the dispatching process need not
     /// outlive them (serverless mode).
     worker_program: Option<PathBuf>,
+    kill_grace: std::time::Duration,
 }
 
 impl ProcessExecutor {
@@ -41,6 +42,7 @@ impl ProcessExecutor {
             completions,
             running: Arc::default(),
             worker_program: None,
+            kill_grace: std::time::Duration::from_secs(10),
         }
     }
 
@@ -48,6 +50,11 @@ impl ProcessExecutor {
     /// (the `ork` binary), detached from this process.
     pub fn with_worker_program(mut self, program: impl Into<PathBuf>) -> Self {
         self.worker_program = Some(program.into());
+        self
+    }
+
+    pub fn with_kill_grace(mut self, grace: std::time::Duration) -> Self {
+        self.kill_grace = grace;
         self
     }
 
