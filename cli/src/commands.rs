@@ -87,6 +87,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
 struct Ctx {
     store: Store,
     engine: Engine,
+    /// The engine's local processes, stopped before `ork run` exits.
+    processes: Arc<ProcessExecutor>,
     completions: mpsc::UnboundedReceiver<Completion>,
     json: bool,
 }
@@ -95,10 +97,12 @@ impl Ctx {
     async fn open(config: &Config, json: bool, dry_run: bool) -> Result<Ctx> {
         let store = config.connect().await?;
         let (tx, completions) = mpsc::unbounded_channel::<Completion>();
-        let engine = local_engine(store.clone(), &config.log_dir, tx, dry_run);
+        let processes = Arc::new(ProcessExecutor::new(&config.log_dir, tx));
+        let engine = local_engine(store.clone(), processes.clone(), dry_run);
         Ok(Ctx {
             store,
             engine,
+            processes,
             completions,
             json,
         })
@@ -344,24 +348,45 @@ async fn run_file(mut ctx: Ctx, file: &Path, params: &[String]) -> Result<i32> {
 
 /// The engine of a CLI process: local processes and every other executor,
 /// or the dry-run executor for all tasks.
-fn local_engine(
-    store: Store,
-    log_dir: &Path,
-    completions: mpsc::UnboundedSender<Completion>,
-    dry_run: bool,
-) -> Engine {
+fn local_engine(store: Store, processes: Arc<ProcessExecutor>, dry_run: bool) -> Engine {
     let executors = if dry_run {
         Executors::all(Arc::new(MockExecutor))
     } else {
-        ork_executors::standard(Arc::new(ProcessExecutor::new(log_dir, completions)))
+        ork_executors::standard(processes)
     };
     Engine::new(store, executors, EngineConfig::default())
 }
 
-/// Drives a run here with live progress and prints its summary.
+/// Drives a run here with live progress and prints its summary. No task
+/// outlives it: on SIGINT (Ctrl-C) or SIGTERM the run is cancelled, and
+/// whatever still runs (a run cancelled by `ork cancel` elsewhere) is
+/// stopped with its process tree before it returns.
 async fn execute(ctx: &mut Ctx, run_id: Uuid) -> Result<i32> {
     let progress = (!ctx.json).then(|| Progress::start(ctx.store.clone(), run_id));
-    let status = engine::drive(&ctx.engine, run_id, &mut ctx.completions).await?;
+    let driven = tokio::select! {
+        status = engine::drive(&ctx.engine, run_id, &mut ctx.completions) => Ok(status),
+        signal = interrupted() => Err(signal?),
+    };
+    let status = match driven {
+        Ok(status) => status,
+        Err((name, code)) => {
+            let cancelled = ctx.engine.cancel(run_id).await;
+            ctx.processes.stop_all().await;
+            if let Some(p) = progress {
+                p.finish().await;
+            }
+            cancelled?;
+            let run = ctx.store.get_run(run_id).await?;
+            if ctx.json {
+                output::json(&serde_json::json!({ "run": run, "signal": name }));
+            } else {
+                println!("\n{name}: run {run_id} {}", run.status);
+            }
+            return Ok(code);
+        }
+    };
+    ctx.processes.stop_all().await;
+    let status = status?;
     if let Some(p) = progress {
         p.finish().await;
     }
@@ -373,6 +398,18 @@ async fn execute(ctx: &mut Ctx, run_id: Uuid) -> Result<i32> {
         output::summary(&run, &tasks);
     }
     Ok(if status == RunStatus::Success { 0 } else { 1 })
+}
+
+/// Resolves on SIGINT or SIGTERM with the signal's name and the exit code
+/// that reports it (128 + its number).
+async fn interrupted() -> Result<(&'static str, i32)> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(tokio::select! {
+        _ = int.recv() => ("interrupted", 130),
+        _ = term.recv() => ("terminated", 143),
+    })
 }
 
 /// Loads workflows from a file or a directory, with absolute base dirs so

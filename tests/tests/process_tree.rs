@@ -22,8 +22,7 @@ use uuid::Uuid;
 /// The task: a background grandchild, then a long foreground sleep.
 const TREE: &str = "sleep 300 & echo $! > child.pid; echo $$ > sh.pid; sleep 300";
 /// Like [`TREE`], but every process of it ignores SIGTERM.
-const STUBBORN: &str =
-    "trap '' TERM; sleep 300 & echo $! > child.pid; echo $$ > sh.pid; sleep 300";
+const STUBBORN: &str = "trap '' TERM; sleep 300 & echo $! > child.pid; echo $$ > sh.pid; sleep 300";
 
 /// How long the tests wait for something that should happen at once.
 const PATIENCE: Duration = Duration::from_secs(4);
@@ -50,13 +49,43 @@ fn task_pids(dir: &Path) -> Vec<u32> {
                 .and_then(|s| s.trim().parse::<u32>().ok())
         };
         if let (Some(sh), Some(child)) = (read("sh.pid"), read("child.pid")) {
-            let pids = vec![sh, child];
+            let mut pids = vec![sh, child];
             assert!(pids.iter().all(|p| alive(*p)), "the task is not running");
+            // The foreground sleep too, unless the shell exec'd it.
+            let shown = Instant::now();
+            while shown.elapsed() < Duration::from_millis(500) {
+                let kids = children(sh);
+                if kids.len() >= 2 {
+                    pids.extend(kids.into_iter().filter(|k| *k != child));
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
             return pids;
         }
         assert!(start.elapsed() < PATIENCE, "the task never started");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The running children of `parent`, from /proc.
+fn children(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let (_, rest) = stat.rsplit_once(')')?;
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .filter(|pid| alive(*pid))
+        .collect()
 }
 
 /// Waits until none of `pids` runs; fails naming the survivors.
@@ -70,7 +99,9 @@ fn assert_all_gone(pids: &[u32], within: Duration) {
         if start.elapsed() > within {
             // Leave nothing behind for the next test run.
             for p in &survivors {
-                let _ = Command::new("kill").args(["-KILL", &p.to_string()]).status();
+                let _ = Command::new("kill")
+                    .args(["-KILL", &p.to_string()])
+                    .status();
             }
             panic!("processes left behind: {survivors:?}");
         }
@@ -112,10 +143,7 @@ fn request(dir: &Path, script: &str, timeout: Option<Duration>) -> DispatchReque
     }
 }
 
-async fn started(
-    executor: &ProcessExecutor,
-    req: &DispatchRequest,
-) -> String {
+async fn started(executor: &ProcessExecutor, req: &DispatchRequest) -> String {
     match executor.dispatch(req).await.unwrap() {
         Dispatch::Started { execution_id } => execution_id,
         Dispatch::Finished(o) => panic!("finished at once: {o:?}"),
@@ -173,7 +201,10 @@ async fn processes_that_ignore_sigterm_are_killed_after_the_grace_period() {
     executor.cancel(&req.attempt, &id).await.unwrap();
     completion(&mut rx).await;
     assert_all_gone(&pids, PATIENCE);
-    assert!(asked.elapsed() >= Duration::from_millis(300), "no grace period");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(300),
+        "no grace period"
+    );
 }
 
 // --- `ork run`, `ork cancel` ---------------------------------------------
@@ -296,10 +327,12 @@ async fn callback_server(
         .route("/heartbeat", post(move || async move { heartbeat }))
         .route(
             "/complete",
-            post(move |axum::Json(v): axum::Json<serde_json::Value>| async move {
-                recorded.lock().unwrap().push(v);
-                axum::Json(serde_json::json!({ "result": "recorded" }))
-            }),
+            post(
+                move |axum::Json(v): axum::Json<serde_json::Value>| async move {
+                    recorded.lock().unwrap().push(v);
+                    axum::Json(serde_json::json!({ "result": "recorded" }))
+                },
+            ),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
