@@ -100,6 +100,8 @@ struct Ctx {
     store: Store,
     log_dir: PathBuf,
     engine: Engine,
+    /// The engine's local processes, stopped before `ork run` exits.
+    processes: Arc<ProcessExecutor>,
     completions: mpsc::UnboundedReceiver<Completion>,
     json: bool,
 }
@@ -108,11 +110,13 @@ impl Ctx {
     async fn open(config: &Config, json: bool, dry_run: bool) -> Result<Ctx> {
         let store = config.connect().await?;
         let (tx, completions) = mpsc::unbounded_channel::<Completion>();
-        let engine = local_engine(store.clone(), config, tx, dry_run);
+        let processes = Arc::new(ProcessExecutor::new(config.log_dir(), tx));
+        let engine = local_engine(store.clone(), config, processes.clone(), dry_run);
         Ok(Ctx {
             store,
             log_dir: config.log_dir(),
             engine,
+            processes,
             completions,
             json,
         })
@@ -372,16 +376,13 @@ async fn run_file(mut ctx: Ctx, file: &Path, params: &[String]) -> Result<i32> {
 fn local_engine(
     store: Store,
     config: &Config,
-    completions: mpsc::UnboundedSender<Completion>,
+    processes: Arc<ProcessExecutor>,
     dry_run: bool,
 ) -> Engine {
     let executors = if dry_run {
         Executors::all(Arc::new(MockExecutor))
     } else {
-        ork_executors::standard(Arc::new(ProcessExecutor::new(
-            config.log_dir(),
-            completions,
-        )))
+        ork_executors::standard(processes)
     };
     let engine_config = EngineConfig {
         heartbeat_timeout: config.heartbeat_timeout,
@@ -424,12 +425,38 @@ async fn resume(mut ctx: Ctx, run_id: Uuid) -> Result<i32> {
     execute(&mut ctx, run_id).await
 }
 
-/// Drives a run here with live progress and prints its summary.
+/// Drives a run here with live progress and prints its summary. No task
+/// outlives it: on SIGINT (Ctrl-C) or SIGTERM the run is cancelled, and
+/// whatever still runs (a run cancelled by `ork cancel` elsewhere) is
+/// stopped with its process tree before it returns.
 async fn execute(ctx: &mut Ctx, run_id: Uuid) -> Result<i32> {
     let log_dir = ctx.log_dir.clone();
     let run = ctx.store.get_run(run_id).await?;
     let progress = (!ctx.json).then(|| Progress::start(ctx.store.clone(), run, log_dir.clone()));
-    let status = engine::drive(&ctx.engine, run_id, &mut ctx.completions).await?;
+    let driven = tokio::select! {
+        status = engine::drive(&ctx.engine, run_id, &mut ctx.completions) => Ok(status),
+        signal = interrupted() => Err(signal?),
+    };
+    let status = match driven {
+        Ok(status) => status,
+        Err((name, code)) => {
+            let cancelled = ctx.engine.cancel(run_id).await;
+            ctx.processes.stop_all().await;
+            if let Some(p) = progress {
+                p.finish().await;
+            }
+            cancelled?;
+            let run = ctx.store.get_run(run_id).await?;
+            if ctx.json {
+                output::json(&serde_json::json!({ "run": run, "signal": name }));
+            } else {
+                println!("\n{name}: run {run_id} {}", run.status);
+            }
+            return Ok(code);
+        }
+    };
+    ctx.processes.stop_all().await;
+    let status = status?;
     if let Some(p) = progress {
         p.finish().await;
     }
@@ -441,6 +468,18 @@ async fn execute(ctx: &mut Ctx, run_id: Uuid) -> Result<i32> {
         output::summary(&run, &tasks, &log_dir);
     }
     Ok(if status == RunStatus::Success { 0 } else { 1 })
+}
+
+/// Resolves on SIGINT or SIGTERM with the signal's name and the exit code
+/// that reports it (128 + its number).
+async fn interrupted() -> Result<(&'static str, i32)> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(tokio::select! {
+        _ = int.recv() => ("interrupted", 130),
+        _ = term.recv() => ("terminated", 143),
+    })
 }
 
 /// Loads workflows from a file or a directory, with absolute base dirs so

@@ -2,11 +2,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::process::Command;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
 use ork_core::contract::read_output;
@@ -14,19 +17,92 @@ use ork_core::executor::{Completion, Dispatch, DispatchRequest, Executor, Execut
 use ork_core::model::AttemptRef;
 use ork_core::spec::ExecutorKind;
 
+/// How long a stopped task's process group has between SIGTERM and SIGKILL,
+/// unless `ORK_KILL_GRACE` says otherwise.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// The grace period between SIGTERM and SIGKILL: `ORK_KILL_GRACE` (a
+/// duration: `10s`, `500ms`) or [`DEFAULT_KILL_GRACE`].
+pub fn kill_grace() -> Duration {
+    std::env::var("ORK_KILL_GRACE")
+        .ok()
+        .and_then(|s| humantime::parse_duration(s.trim()).ok())
+        .unwrap_or(DEFAULT_KILL_GRACE)
+}
+
+/// Stops `child`, which leads its own process group (it was spawned with
+/// `process_group(0)`), and everything in that group: SIGTERM to the
+/// group, then SIGKILL to whatever of it still runs after `grace`. Returns
+/// once the group is gone, with `child` reaped.
+pub async fn stop_group(child: &mut Child, grace: Duration) -> std::io::Result<ExitStatus> {
+    let Some(pid) = child.id() else {
+        // Already reaped.
+        return child.wait().await;
+    };
+    let group = Pid::from_raw(pid as i32);
+    let _ = killpg(group, Signal::SIGTERM);
+    let deadline = tokio::time::Instant::now() + grace;
+    let exited = tokio::select! {
+        status = child.wait() => Some(status?),
+        _ = tokio::time::sleep_until(deadline) => None,
+    };
+    // The leader is gone; its group may not be (children that outlived it).
+    while exited.is_some() && group_running(group) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if exited.is_none() || group_running(group) {
+        let _ = killpg(group, Signal::SIGKILL);
+    }
+    match exited {
+        Some(status) => Ok(status),
+        None => child.wait().await,
+    }
+}
+
+/// Whether a process of `group` still runs. Zombies do not count: orphans
+/// are reaped by init, which in a container may never do it.
+fn group_running(group: Pid) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        // No procfs: ask the kernel whether the group has any member.
+        return killpg(group, None).is_ok();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .any(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // "pid (comm) state ppid pgrp …"
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let mut fields = rest.split_whitespace();
+            let state = fields.next().unwrap_or("Z");
+            let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+            pgrp == Some(group.as_raw()) && state != "Z" && state != "X"
+        })
+}
+
 /// Spawns `command args…` (or `python3 file args…`) with the worker
 /// environment, writes stdout and stderr to one log file per attempt, and
 /// reports the exit status (and the JSON left at `$ORK_OUTPUT`) on a channel.
+///
+/// Every attempt runs in a process group of its own: a cancelled or timed
+/// out attempt is stopped with its whole process tree (SIGTERM to the group,
+/// SIGKILL after the grace period), not just its direct child.
 #[derive(Clone)]
 pub struct ProcessExecutor {
     log_dir: PathBuf,
     completions: mpsc::UnboundedSender<Completion>,
-    /// Kill switches of running children, by execution id.
-    running: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>,
+    /// Kill switches of running children (taken once used), by execution
+    /// id; an entry lasts until its child is gone.
+    running: Arc<Mutex<HashMap<String, Option<oneshot::Sender<()>>>>>,
     /// When set, attempts with a callback run under `<program> worker --`,
     /// which reports their end over HTTP: the dispatching process need not
     /// outlive them (serverless mode).
     worker_program: Option<PathBuf>,
+    /// Between SIGTERM and SIGKILL when an attempt is stopped.
+    kill_grace: Duration,
 }
 
 impl ProcessExecutor {
@@ -41,6 +117,7 @@ impl ProcessExecutor {
             completions,
             running: Arc::default(),
             worker_program: None,
+            kill_grace: kill_grace(),
         }
     }
 
@@ -49,6 +126,26 @@ impl ProcessExecutor {
     pub fn with_worker_program(mut self, program: impl Into<PathBuf>) -> Self {
         self.worker_program = Some(program.into());
         self
+    }
+
+    /// The grace period between SIGTERM and SIGKILL (default: [`kill_grace`]).
+    pub fn with_kill_grace(mut self, grace: Duration) -> Self {
+        self.kill_grace = grace;
+        self
+    }
+
+    /// Stops every attempt this executor still runs (each with its process
+    /// tree) and returns once they are all gone: what `ork run` does before
+    /// it exits. Detached workers are asked to stop and report.
+    pub async fn stop_all(&self) {
+        for kill in self.running.lock().expect("poisoned").values_mut() {
+            if let Some(kill) = kill.take() {
+                let _ = kill.send(());
+            }
+        }
+        while !self.running.lock().expect("poisoned").is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Where the log of an attempt is written.
@@ -116,7 +213,15 @@ impl Executor for ProcessExecutor {
                 c
             }
         };
+        if let (Some(_), Some(timeout)) = (detached, req.timeout) {
+            // The worker stops the program itself once this has passed.
+            command.env(
+                "ORK_TIMEOUT",
+                humantime::format_duration(timeout).to_string(),
+            );
+        }
         let mut child = command
+            .process_group(0)
             .current_dir(&base)
             .envs(req.container_env())
             .env("ORK_OUTPUT", &output_path)
@@ -126,17 +231,31 @@ impl Executor for ProcessExecutor {
             .kill_on_drop(detached.is_none())
             .spawn()
             .map_err(|e| ExecutorError::permanent(format!("cannot start {program:?}: {e}")))?;
-        let execution_id = format!("pid:{}", child.id().unwrap_or_default());
-        if detached.is_some() {
-            // The worker reports for itself; tokio reaps the child when it exits.
-            return Ok(Dispatch::Started { execution_id });
-        }
-
+        let pid = child.id().unwrap_or_default();
+        let execution_id = format!("pid:{pid}");
         let (kill_tx, kill_rx) = oneshot::channel();
         self.running
             .lock()
             .expect("poisoned")
-            .insert(execution_id.clone(), kill_tx);
+            .insert(execution_id.clone(), Some(kill_tx));
+        if detached.is_some() {
+            // The worker reports for itself. Asked to stop, it stops its
+            // program's process group and reports that.
+            let this = self.clone();
+            let id = execution_id.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = child.wait() => {}
+                    Ok(()) = kill_rx => {
+                        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+                        let _ = child.wait().await;
+                    }
+                }
+                this.running.lock().expect("poisoned").remove(&id);
+            });
+            return Ok(Dispatch::Started { execution_id });
+        }
+
         let this = self.clone();
         let attempt = a.clone();
         let timeout = req.timeout;
@@ -158,11 +277,11 @@ impl Executor for ProcessExecutor {
                     Err(e) => Outcome::failure(None, format!("wait failed: {e}")),
                 },
                 _ = deadline => {
-                    let _ = child.kill().await;
+                    let _ = stop_group(&mut child, this.kill_grace).await;
                     Outcome::failure(None, format!("timed out after {}", humantime::format_duration(timeout.unwrap_or_default())))
                 }
                 _ = kill_rx => {
-                    let _ = child.kill().await;
+                    let _ = stop_group(&mut child, this.kill_grace).await;
                     Outcome::failure(None, "cancelled")
                 }
             };
@@ -174,7 +293,13 @@ impl Executor for ProcessExecutor {
     }
 
     async fn cancel(&self, _attempt: &AttemptRef, execution_id: &str) -> Result<(), ExecutorError> {
-        if let Some(kill) = self.running.lock().expect("poisoned").remove(execution_id) {
+        let kill = self
+            .running
+            .lock()
+            .expect("poisoned")
+            .get_mut(execution_id)
+            .and_then(Option::take);
+        if let Some(kill) = kill {
             let _ = kill.send(());
         }
         Ok(())
