@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::process::Command;
 
-use ork_core::contract::read_output;
+use ork_core::contract::{read_failure, read_output};
 use ork_core::executor::Outcome;
 use ork_core::retry::{retry, Backoff};
 
@@ -28,10 +28,14 @@ pub async fn run(program: &str, args: &[String]) -> Result<i32, String> {
     let output = match std::env::var("ORK_OUTPUT") {
         Ok(path) => std::path::PathBuf::from(path),
         Err(_) => {
-            output_file = tempfile_path();
+            output_file = tempfile_path("output");
             output_file.clone()
         }
     };
+    // Where the program may say why it failed (and whether to retry).
+    let error = std::env::var("ORK_ERROR")
+        .map_or_else(|_| tempfile_path("error"), std::path::PathBuf::from);
+    let _ = std::fs::remove_file(&error);
     let heartbeat_every = std::env::var("ORK_HEARTBEAT_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -44,6 +48,7 @@ pub async fn run(program: &str, args: &[String]) -> Result<i32, String> {
     let mut child = Command::new(program)
         .args(args)
         .env("ORK_OUTPUT", &output)
+        .env("ORK_ERROR", &error)
         .spawn()
         .map_err(|e| format!("cannot start {program:?}: {e}"))?;
     let heartbeat_url = format!(
@@ -66,13 +71,13 @@ pub async fn run(program: &str, args: &[String]) -> Result<i32, String> {
     };
     let (code, outcome) = match status {
         Ok(s) if s.success() => (0, read_output(&output).await),
-        Ok(s) => {
-            let code = s.code().unwrap_or(1);
-            (
-                code,
-                Outcome::failure(s.code().map(i64::from), format!("exited with code {code}")),
-            )
-        }
+        Ok(s) => match s.code() {
+            Some(code) => (code, read_failure(&error, code).await),
+            None => (
+                1,
+                Outcome::failure(None, format!("ended by a signal ({s})")),
+            ),
+        },
         Err(e) => (1, Outcome::failure(None, format!("wait failed: {e}"))),
     };
     let report = json!({
@@ -81,6 +86,7 @@ pub async fn run(program: &str, args: &[String]) -> Result<i32, String> {
         "exit_code": outcome.exit_code,
         "output": outcome.output,
         "error": outcome.error,
+        "retryable": !outcome.permanent,
     });
     // Report until the handler has it: 2xx recorded, 409 superseded, 401
     // expired: nothing more to do in any case. A 5xx or a lost connection
@@ -107,6 +113,6 @@ pub async fn run(program: &str, args: &[String]) -> Result<i32, String> {
     Ok(code)
 }
 
-fn tempfile_path() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("ork-output-{}.json", uuid::Uuid::now_v7()))
+fn tempfile_path(what: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("ork-{what}-{}.json", uuid::Uuid::now_v7()))
 }
