@@ -27,7 +27,8 @@ pub fn read_input(env: &Env) -> Result<Value, String> {
     obj.entry("upstream").or_insert_with(|| json!({}));
     if !obj.contains_key("item") {
         if let Some(item) = env.get("ORK_ITEM") {
-            let item = serde_json::from_str(&item).map_err(|e| format!("ORK_ITEM is not JSON: {e}"))?;
+            let item =
+                serde_json::from_str(&item).map_err(|e| format!("ORK_ITEM is not JSON: {e}"))?;
             obj.insert("item".into(), item);
         }
     }
