@@ -53,6 +53,11 @@ ensure_python_tools() {
     log "installing moto[server], cfn-lint, cargo-lambda and rust-just from PyPI"
     python3 -m pip install -q 'moto[server]' cfn-lint cargo-lambda rust-just
   fi
+  # pydantic for the python3 that runs the SDK's example tasks (workflows/my_etl).
+  if ! python3 -c 'import pydantic, sys; sys.exit(int(pydantic.VERSION.split(".")[0]) < 2)' 2>/dev/null; then
+    log "installing pydantic>=2 from PyPI"
+    python3 -m pip install -q 'pydantic>=2'
+  fi
 }
 
 ensure_postgres
@@ -72,11 +77,25 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 cargo test --workspace --all-targets 2>&1 | tee "$out"
 
+# The Python SDK's tests, against the package as pip installs it.
+log "Python SDK tests (sdk/python, in target/sdk-venv)"
+python3 -m venv target/sdk-venv
+target/sdk-venv/bin/pip install -q ./sdk/python pytest
+status=0
+target/sdk-venv/bin/python -m pytest -q sdk/python/tests 2>&1 | tee -a "$out" || status=$?
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests in sdk/python/tests" >&2
+  exit 1
+elif [ "$status" -ne 0 ]; then
+  exit "$status"
+fi
+
 # Every command the README and docs show, literally as written.
 log "the docs' commands (scripts/run_docs.py)"
 python3 scripts/run_docs.py 2>&1 | tee -a "$out"
 
-# One closing line for the whole suite, summed over every test binary and the docs.
-awk '/^test result:/ || /^docs: [0-9]+ passed/ {
+# One closing line for the whole suite, summed over every test binary,
+# pytest's closing line ("N passed[, M failed] in 1.2s") and the docs.
+awk '/^test result:/ || /^docs: [0-9]+ passed/ || /^=* ?[0-9]+ (passed|failed).* in [0-9.]+s/ {
        for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "\ntests: %d passed, %d failed\n", p, f; exit (f > 0) }' "$out"

@@ -111,6 +111,10 @@ struct CompleteRequest {
     output: Option<Value>,
     #[serde(default)]
     error: Option<String>,
+    /// `false`: a failure that retries cannot fix (the task said so at
+    /// `$ORK_ERROR`); it is not retried.
+    #[serde(default)]
+    retryable: Option<bool>,
 }
 
 #[derive(Deserialize, PartialEq)]
@@ -288,7 +292,7 @@ impl Handlers {
             exit_code: req.exit_code,
             error: req.error,
             output: req.output,
-            permanent: false,
+            permanent: req.status == ReportedStatus::Failed && req.retryable == Some(false),
         };
         self.report(Completion { attempt, outcome }).await
     }

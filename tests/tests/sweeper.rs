@@ -71,7 +71,7 @@ async fn a_claim_whose_handler_died_is_dispatched_again_once(db: TestDb) {
             hang: true,
             ..Silent::default()
         }),
-        Duration::from_millis(1000),
+        Duration::from_millis(3000),
     );
     dying
         .apply(
@@ -89,16 +89,23 @@ async fn a_claim_whose_handler_died_is_dispatched_again_once(db: TestDb) {
         let dying = dying.clone();
         async move { dying.advance(run.id).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Wait for the claim (however loaded the machine), then kill the handler.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let task = loop {
+        let task = db.store.run_tasks(run.id).await.unwrap().pop().unwrap();
+        if task.status != TaskStatus::Pending || std::time::Instant::now() > deadline {
+            break task;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     handler.abort();
-    let task = db.store.run_tasks(run.id).await.unwrap().pop().unwrap();
     assert_eq!((task.status, task.attempt), (TaskStatus::Dispatched, 1));
 
     // Before the lease runs out, a sweep leaves the claim alone.
     let silent = Arc::new(Silent::default());
     let sweeper = engine(&db, silent.clone(), Duration::from_secs(60));
     assert_eq!(sweeper.sweep().await.unwrap().requeued, 0);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     // Two sweeps at once after it: the claim is put back and dispatched once.
     let (a, b) = tokio::join!(sweeper.sweep(), sweeper.sweep());
     assert_eq!(a.unwrap().requeued + b.unwrap().requeued, 1);

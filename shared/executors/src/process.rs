@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
-use ork_core::contract::read_output;
+use ork_core::contract::{read_failure, read_output};
 use ork_core::executor::{Completion, Dispatch, DispatchRequest, Executor, ExecutorError, Outcome};
 use ork_core::model::AttemptRef;
 use ork_core::spec::ExecutorKind;
@@ -196,6 +196,8 @@ impl Executor for ProcessExecutor {
             .map_err(|e| ExecutorError::permanent(e.to_string()))?;
         let output_path = log_path.with_extension("output.json");
         let _ = std::fs::remove_file(&output_path);
+        let error_path = log_path.with_extension("error.json");
+        let _ = std::fs::remove_file(&error_path);
 
         let detached = self
             .worker_program
@@ -225,6 +227,7 @@ impl Executor for ProcessExecutor {
             .current_dir(&base)
             .envs(req.container_env())
             .env("ORK_OUTPUT", &output_path)
+            .env("ORK_ERROR", &error_path)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -271,7 +274,7 @@ impl Executor for ProcessExecutor {
                 status = child.wait() => match status {
                     Ok(s) if s.success() => read_output(&output_path).await,
                     Ok(s) => match s.code() {
-                        Some(code) => Outcome::failure(Some(i64::from(code)), format!("exited with code {code}")),
+                        Some(code) => read_failure(&error_path, code).await,
                         None => Outcome::failure(None, format!("ended by a signal ({s})")),
                     },
                     Err(e) => Outcome::failure(None, format!("wait failed: {e}")),

@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::process::Command;
 use tokio::signal::unix::{signal, SignalKind};
 
-use ork_core::contract::{read_output, MAX_REPORT_BYTES};
+use ork_core::contract::{read_failure, read_output, MAX_REPORT_BYTES};
 use ork_core::executor::Outcome;
 use ork_core::retry::{retry, Backoff};
 
@@ -124,10 +124,14 @@ pub async fn run(program: &str, args: &[String], settings: &Settings) -> Result<
     let output = match std::env::var("ORK_OUTPUT") {
         Ok(path) => std::path::PathBuf::from(path),
         Err(_) => {
-            output_file = tempfile_path();
+            output_file = tempfile_path("output");
             output_file.clone()
         }
     };
+    // Where the program may say why it failed (and whether to retry).
+    let error = std::env::var("ORK_ERROR")
+        .map_or_else(|_| tempfile_path("error"), std::path::PathBuf::from);
+    let _ = std::fs::remove_file(&error);
     let heartbeat_every = std::env::var("ORK_HEARTBEAT_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -147,6 +151,7 @@ pub async fn run(program: &str, args: &[String], settings: &Settings) -> Result<
     let mut child = Command::new(program)
         .args(args)
         .env("ORK_OUTPUT", &output)
+        .env("ORK_ERROR", &error)
         .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot start {program:?}: {e}"))?;
@@ -189,13 +194,13 @@ pub async fn run(program: &str, args: &[String], settings: &Settings) -> Result<
     let (code, outcome) = match (status, stopped) {
         (_, Some((why, code))) => (code, Outcome::failure(None, why)),
         (Ok(s), None) if s.success() => (0, read_output(&output).await),
-        (Ok(s), None) => {
-            let code = s.code().unwrap_or(1);
-            (
-                code,
-                Outcome::failure(s.code().map(i64::from), format!("exited with code {code}")),
-            )
-        }
+        (Ok(s), None) => match s.code() {
+            Some(code) => (code, read_failure(&error, code).await),
+            None => (
+                1,
+                Outcome::failure(None, format!("ended by a signal ({s})")),
+            ),
+        },
         (Err(e), None) => (1, Outcome::failure(None, format!("wait failed: {e}"))),
     };
     let report = json!({
@@ -204,6 +209,7 @@ pub async fn run(program: &str, args: &[String], settings: &Settings) -> Result<
         "exit_code": outcome.exit_code,
         "output": outcome.output,
         "error": outcome.error,
+        "retryable": !outcome.permanent,
     });
     // Report until the handler has it: 2xx recorded, 409 superseded:
     // nothing more to do. A 5xx or a lost connection is tried again for the
@@ -246,6 +252,6 @@ fn humantime_secs(d: Duration) -> String {
     format!("{}s", d.as_secs())
 }
 
-fn tempfile_path() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("ork-output-{}.json", uuid::Uuid::now_v7()))
+fn tempfile_path(what: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("ork-{what}-{}.json", uuid::Uuid::now_v7()))
 }
