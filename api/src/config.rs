@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use crate::advancer::Advancer;
 use crate::handlers::Handlers;
 use crate::oidc::OidcVerifier;
+use crate::waker::Waker;
 
 /// The settings shared by the CLI and the handlers.
 #[derive(Debug, Clone, Args)]
@@ -91,6 +92,31 @@ pub struct Config {
     #[arg(long, global = true, env = "ORK_REPORT_TIMEOUT", default_value = "15m",
           value_parser = humantime::parse_duration)]
     pub report_timeout: Duration,
+    /// AWS: the `advance` function's ARN, for EventBridge Scheduler one-time
+    /// schedules that wake it when something is due before the minute sweep.
+    #[arg(
+        long,
+        global = true,
+        env = "ORK_WAKE_FUNCTION_ARN",
+        requires = "wake_role_arn"
+    )]
+    pub wake_function_arn: Option<String>,
+    /// The role EventBridge Scheduler assumes to invoke it.
+    #[arg(
+        long,
+        global = true,
+        env = "ORK_WAKE_ROLE_ARN",
+        requires = "wake_function_arn"
+    )]
+    pub wake_role_arn: Option<String>,
+    /// The schedule group of those one-time schedules.
+    #[arg(
+        long,
+        global = true,
+        env = "ORK_WAKE_SCHEDULE_GROUP",
+        default_value = "default"
+    )]
+    pub wake_schedule_group: String,
     /// A GCP service-account key as text (from a secret manager), for Cloud Run.
     #[arg(
         long,
@@ -329,6 +355,18 @@ pub async fn setup(config: &Config, defaults: Defaults) -> Result<Setup> {
         api_key: config.api_key.clone(),
         signer,
         advancer,
+        waker: match (&config.wake_function_arn, &config.wake_role_arn) {
+            (Some(target), Some(role)) => {
+                let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                Waker::Scheduler {
+                    client: aws_sdk_scheduler::Client::new(&aws),
+                    target_arn: target.clone(),
+                    role_arn: role.clone(),
+                    group: config.wake_schedule_group.clone(),
+                }
+            }
+            _ => Waker::None,
+        },
         oidc: match (&config.oidc_audience, &config.oidc_service_account) {
             (Some(audience), Some(account)) => Some(Arc::new(OidcVerifier::new(
                 audience.clone(),

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use ork_core::engine::{Engine, Reported, TriggerOptions};
+use ork_core::engine::{Engine, NextDue, Reported, TriggerOptions};
 use ork_core::executor::{Completion, Outcome};
 use ork_core::model::AttemptRef;
 use ork_core::token::Signer;
@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::advancer::Advancer;
 use crate::oidc::OidcVerifier;
+use crate::waker::Waker;
 
 /// Largest request body accepted; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -76,6 +77,9 @@ pub struct Handlers {
     /// Also accepted on `advance`: Google-signed ID tokens of one service
     /// account (Cloud Scheduler's OIDC token), when configured.
     pub oidc: Option<Arc<OidcVerifier>>,
+    /// How this host is woken before its next scheduled sweep (AWS:
+    /// EventBridge Scheduler one-time schedules), if it must be.
+    pub waker: Waker,
 }
 
 #[derive(Deserialize)]
@@ -252,20 +256,42 @@ impl Handlers {
 
     /// Advances one run: claims its ready tasks and dispatches them.
     pub async fn advance_run(&self, run_id: Uuid) -> Reply {
-        match self.engine.advance(run_id).await {
+        let reply = match self.engine.advance(run_id).await {
             Ok(a) => Reply::ok(json!({ "dispatched": a.dispatched, "finalized": a.finalized })),
             Err(e) => Reply::from_engine(e),
-        }
+        };
+        self.schedule_wake().await;
+        reply
     }
 
     /// One sweeper pass (the cron tick).
     pub async fn sweep(&self) -> Reply {
-        match self.engine.sweep().await {
+        let reply = match self.engine.sweep().await {
             Ok(s) => Reply::ok(json!({
                 "requeued": s.requeued, "overdue": s.overdue, "polled": s.polled,
                 "fired": s.fired, "advanced": s.advanced,
             })),
             Err(e) => Reply::from_engine(e),
+        };
+        self.schedule_wake().await;
+        reply
+    }
+
+    /// After work that may have set a retry's backoff, a deadline or a
+    /// lease: asks the [`Waker`] to run `advance` when the next one is due,
+    /// if that is sooner than the next scheduled sweep. Only what is due
+    /// after now counts, so something stuck cannot make it spin.
+    async fn schedule_wake(&self) {
+        if matches!(self.waker, Waker::None) {
+            return;
+        }
+        let now = Utc::now();
+        match self.engine.next_due(now).await {
+            Ok(NextDue { at: Some(at), .. }) => {
+                self.waker.wake_at(at, now).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the next due time"),
         }
     }
 
@@ -306,6 +332,7 @@ impl Handlers {
                 for run in &done.to_advance {
                     self.advancer.advance(&self.engine, *run).await;
                 }
+                self.schedule_wake().await;
                 Reply::ok(
                     json!({ "result": "recorded", "finalized": done.finalized.first().map(|(_, s)| s) }),
                 )

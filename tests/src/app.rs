@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ork_api::advancer::Advancer;
 use ork_api::oidc::OidcVerifier;
+use ork_api::waker::Waker;
 use ork_api::Handlers;
 use ork_core::engine::{CallbackConfig, Engine, EngineConfig};
 use ork_core::executor::Executors;
@@ -34,6 +35,7 @@ pub struct TestAppBuilder {
     advancer: Advancer,
     grace: Duration,
     oidc: Option<Arc<OidcVerifier>>,
+    waker: Waker,
 }
 
 impl TestApp {
@@ -46,6 +48,7 @@ impl TestApp {
             advancer: Advancer::Inline,
             grace: Duration::from_secs(600),
             oidc: None,
+            waker: Waker::None,
         }
     }
 
@@ -91,6 +94,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// Wake-ups before the next scheduled sweep, as `ORK_WAKE_*` configure.
+    pub fn waker(mut self, waker: Waker) -> Self {
+        self.waker = waker;
+        self
+    }
+
     /// Binds a random port, points the callback URL at it, and serves.
     pub async fn spawn(self) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -113,6 +122,7 @@ impl TestAppBuilder {
             signer: signer.clone(),
             advancer: self.advancer,
             oidc: self.oidc,
+            waker: self.waker,
         });
         let app = ork_api::http::router(handlers.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
