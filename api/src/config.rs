@@ -117,6 +117,15 @@ pub struct Config {
         default_value = "default"
     )]
     pub wake_schedule_group: String,
+    /// Log lines as `text` or `json` (CloudWatch, Cloud Logging).
+    #[arg(
+        long,
+        global = true,
+        env = "ORK_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     /// A GCP service-account key as text (from a secret manager), for Cloud Run.
     #[arg(
         long,
@@ -263,18 +272,29 @@ pub fn local_signer(dir: &std::path::Path) -> Result<Signer> {
 pub const STATE_DIR: &str = ".ork";
 
 /// Logs through `tracing` to stderr, filtered by `RUST_LOG` (else `default`).
-pub fn init_tracing(default: &str, with_time: bool) {
+/// `format` is `text` (for people) or `json` (one object per line, with the
+/// span fields — run_id, task, attempt —, what CloudWatch and Cloud Logging
+/// parse). Lambda and Cloud Run stamp lines themselves: `with_time` off.
+pub fn init_tracing(default: &str, format: LogFormat, with_time: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default.into()),
         )
         .with_writer(std::io::stderr);
-    let _ = if with_time {
-        builder.try_init()
-    } else {
-        builder.without_time().try_init()
+    let _ = match (format, with_time) {
+        (LogFormat::Json, true) => builder.json().try_init(),
+        (LogFormat::Json, false) => builder.json().without_time().try_init(),
+        (LogFormat::Text, true) => builder.try_init(),
+        (LogFormat::Text, false) => builder.without_time().try_init(),
     };
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The URL without its password, for messages.

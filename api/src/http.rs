@@ -40,6 +40,8 @@ pub fn router(handlers: Arc<Handlers>) -> Router {
 
 /// The router, with `/health` reporting on a sweeper when there is one.
 pub fn router_with_health(handlers: Arc<Handlers>, health: Option<Arc<Health>>) -> Router {
+    // Before anything is recorded: metrics sent to no recorder are lost.
+    crate::metrics::handle();
     let bucket = Arc::new(TokenBucket::new(EVENTS_BURST, EVENTS_PER_SECOND));
     Router::new()
         .route("/trigger", post(trigger))
@@ -51,9 +53,11 @@ pub fn router_with_health(handlers: Arc<Handlers>, health: Option<Arc<Health>>) 
             post(move |state, headers, query, body| event(state, headers, query, body, bucket)),
         )
         .route("/health", get(move || health_reply(health)))
+        .route("/metrics", get(metrics))
         .route("/api/runs", get(runs))
         .route("/api/runs/{id}", get(run))
         .route("/", get(ui))
+        .route_layer(middleware::from_fn(crate::metrics::track))
         .fallback(|| async { Reply::error(404, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(json_errors))
@@ -234,6 +238,27 @@ async fn event(
 
 async fn heartbeat(State(h): State<Arc<Handlers>>, body: Bytes) -> Reply {
     h.heartbeat(&body).await
+}
+
+/// `GET /metrics`: Prometheus text. The runs-by-status gauges come from one
+/// query per scrape; the rest is what the engine and the router recorded.
+async fn metrics(State(h): State<Arc<Handlers>>, headers: HeaderMap) -> Response {
+    if let Err(reply) = h.authorize(authorization(&headers)) {
+        return reply.into_response();
+    }
+    match h.engine.store().run_counts().await {
+        Ok(counts) => {
+            for (status, runs) in counts {
+                metrics::gauge!("ork_runs", "status" => status).set(runs as f64);
+            }
+        }
+        Err(e) => return Reply::from_engine(e).into_response(),
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::handle().render(),
+    )
+        .into_response()
 }
 
 async fn runs(State(h): State<Arc<Handlers>>, headers: HeaderMap) -> Response {

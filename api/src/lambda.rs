@@ -44,7 +44,10 @@ impl Function {
 
 /// Runs one function until the Lambda runtime stops it.
 pub async fn run(function: Function) -> Result<(), lambda_runtime::Error> {
-    crate::config::init_tracing("info", false);
+    let format = crate::config::Config::from_env()
+        .map(|c| c.log_format)
+        .unwrap_or(crate::config::LogFormat::Text);
+    crate::config::init_tracing("info", format, false);
     // Background work is frozen once a Lambda function answers, so
     // without an `advance` function to invoke, advance inline.
     let defaults = crate::config::Defaults {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod handlers;
 pub mod http;
 pub mod lambda;
+pub mod metrics;
 pub mod oidc;
 pub mod sweeper;
 pub mod waker;

@@ -134,8 +134,13 @@ fn quiet_broken_pipe() {
 
 #[tokio::main]
 async fn main() {
-    ork_api::config::init_tracing("warn", true);
     let cli = Cli::parse();
+    // `ork serve` logs each request and run transition; the others only warn.
+    let default = match cli.command {
+        Command::Serve { .. } => "info,sqlx=warn",
+        _ => "warn",
+    };
+    ork_api::config::init_tracing(default, cli.config.log_format, true);
     if !matches!(
         cli.command,
         Command::Serve { .. }

@@ -31,6 +31,7 @@ impl Engine {
     /// Claims the run's ready tasks, batch by batch, and hands them to their
     /// executors. Attempts that end at once (or fail to start) are completed
     /// here, which may make more tasks ready: the loop goes on until none is.
+    #[tracing::instrument(level = "debug", skip(self), fields(%run_id))]
     pub async fn advance(&self, run_id: Uuid) -> Result<Advanced, Error> {
         let run = self.store.get_run(run_id).await?;
         let mut advanced = Advanced::default();
@@ -55,6 +56,7 @@ impl Engine {
             }
             let full_batch = claimed.len() as i64 == self.config.claim_batch;
             advanced.dispatched += claimed.len();
+            metrics::histogram!("ork_claim_batch_size").record(claimed.len() as f64);
             let (started, ended) = self.dispatch(&run, &wf, claimed).await?;
             advanced.started.extend(started);
             // New leases and deadlines.
@@ -123,12 +125,19 @@ impl Engine {
             Result<Dispatch, ExecutorError>,
         )> = stream::iter(requests)
             .map(|req| async move {
+                let started = std::time::Instant::now();
                 let result = match self.executors.get(req.spec.executor) {
                     Some(executor) => executor.dispatch(&req).await,
                     None => Err(ExecutorError::not_configured(
                         Error::NoExecutor(req.spec.executor.as_str().into()).to_string(),
                     )),
                 };
+                let kind = req.spec.executor.as_str();
+                let outcome = if result.is_ok() { "started" } else { "error" };
+                metrics::counter!("ork_tasks_dispatched_total", "executor" => kind, "result" => outcome)
+                    .increment(1);
+                metrics::histogram!("ork_dispatch_seconds", "executor" => kind)
+                    .record(started.elapsed().as_secs_f64());
                 (req.attempt, req.timeout, result)
             })
             .buffer_unordered(self.config.dispatch_concurrency.max(1))

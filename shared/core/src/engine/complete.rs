@@ -57,6 +57,7 @@ impl Engine {
     /// attempts, cancelled runs) change nothing. A failure is retried while
     /// the task has retries left, unless its outcome is
     /// [`permanent`](crate::executor::Outcome::permanent).
+    #[tracing::instrument(level = "debug", skip_all, fields(completions = completions.len()))]
     pub async fn complete(&self, completions: &[Completion]) -> Result<Completed, Error> {
         if completions.is_empty() {
             return Ok(Completed::default());
@@ -71,10 +72,17 @@ impl Engine {
             }
         }
         let workflows = &workflows;
-        retry(TRANSIENT_DB, Error::is_transient, || {
+        let done = retry(TRANSIENT_DB, Error::is_transient, || {
             self.complete_in_transaction(completions, workflows)
         })
-        .await
+        .await?;
+        metrics::counter!("ork_tasks_completed_total").increment(done.applied as u64);
+        for (run_id, status) in &done.finalized {
+            tracing::info!(%run_id, %status, "run finished");
+            metrics::counter!("ork_runs_finished_total", "status" => status.to_string())
+                .increment(1);
+        }
+        Ok(done)
     }
 
     /// One try of [`Engine::complete`]'s transaction.

@@ -27,6 +27,7 @@ impl Engine {
     /// Records a worker's report of its attempt's end, and says which of
     /// the [`Reported`] cases it was. Idempotent: only the first report of an
     /// attempt in flight changes anything.
+    #[tracing::instrument(level = "debug", skip_all, fields(run_id = %completion.attempt.run_id, task = %completion.attempt.name, index = completion.attempt.task_index, attempt = completion.attempt.attempt))]
     pub async fn report(&self, completion: Completion) -> Result<Reported, Error> {
         let done = self.complete(std::slice::from_ref(&completion)).await?;
         if done.applied == 1 {

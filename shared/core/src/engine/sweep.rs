@@ -51,7 +51,15 @@ impl Engine {
     /// One sweep. Safe to run concurrently with itself and with handlers:
     /// every repair is a conditional update, so overlapping sweeps do each
     /// thing once.
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn sweep(&self) -> Result<Swept, Error> {
+        let started = std::time::Instant::now();
+        let swept = self.sweep_once().await;
+        metrics::histogram!("ork_sweep_seconds").record(started.elapsed().as_secs_f64());
+        swept
+    }
+
+    async fn sweep_once(&self) -> Result<Swept, Error> {
         let now = Utc::now();
         let mut swept = Swept::default();
         let mut to_advance: BTreeSet<Uuid> = BTreeSet::new();

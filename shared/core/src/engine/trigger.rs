@@ -28,6 +28,7 @@ pub struct Triggered {
 impl Engine {
     /// Creates a run of the workflow's latest version with all its task
     /// instances, `pending`. Nothing is dispatched until [`Engine::advance`].
+    #[tracing::instrument(level = "debug", skip(self, params, opts), fields(trigger = %opts.trigger))]
     pub async fn trigger(
         &self,
         workflow: &str,
@@ -108,6 +109,7 @@ impl Engine {
         .await?;
         if created {
             self.poke();
+            tracing::info!(run_id = %run.id, workflow = %run.workflow, version = run.version, trigger = %run.trigger, "run triggered");
             return Ok(Triggered { run, created });
         }
         // Lost a race with another trigger of the same idempotency key.

@@ -21,6 +21,12 @@ pub struct WorkflowSummary {
 }
 
 #[derive(sqlx::FromRow)]
+struct RunCount {
+    status: String,
+    runs: i64,
+}
+
+#[derive(sqlx::FromRow)]
 struct SpecRow {
     version: i64,
     #[sqlx(json)]
@@ -93,6 +99,12 @@ impl Store {
     async fn read_optional<T: Row>(&self, sql: Sql) -> Result<Option<T>, Error> {
         let mut r = self.reader().await?;
         Ok(r.conn().fetch_optional(sql).await?)
+    }
+
+    /// How many runs there are in each status (for `/metrics`).
+    pub async fn run_counts(&self) -> Result<Vec<(String, i64)>, Error> {
+        let rows: Vec<RunCount> = self.read_all(Sql::new(RUN_COUNTS)).await?;
+        Ok(rows.into_iter().map(|r| (r.status, r.runs)).collect())
     }
 
     pub async fn list_workflows(&self) -> Result<Vec<WorkflowSummary>, Error> {

@@ -164,6 +164,8 @@ pub(super) const INSERT_EVENTS_HEAD: &str =
 
 // ---- reads (reads.rs) ----
 
+pub(super) const RUN_COUNTS: &str = "SELECT status, COUNT(*) AS runs FROM runs GROUP BY status";
+
 pub(super) const LIST_WORKFLOWS: &str =
     "SELECT w.name, w.latest_version, w.updated_at, v.spec FROM workflows w \
      JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.latest_version \
