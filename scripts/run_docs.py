@@ -16,7 +16,9 @@ it; the comment is invisible when the Markdown is rendered:
       must exit with this code;
   <!-- docs: cloud -->
       needs a cloud account, so it cannot run here: checked with `bash -n`
-      only, and listed as such in the summary.
+      only, and listed as such in the summary;
+  <!-- docs: self -->
+      the test command itself (this script runs inside it): listed, not run.
 
 Usage: run_docs.py [FILE.md ...]   (default: README.md, docs/, infra/, workflows/)
 """
@@ -111,6 +113,9 @@ def run_file(md, env):
         for line, _, directive, text in steps:
             where = f"{md.relative_to(ROOT)}:{line}"
             opts = options(directive)
+            if "self" in opts:
+                results.append((where, "the test command itself: it is what is running", True))
+                continue
             if "cloud" in opts:
                 check = subprocess.run(["bash", "-n"], input=text, text=True, capture_output=True)
                 ok = check.returncode == 0
