@@ -289,6 +289,7 @@ impl Handlers {
             error: req.error,
             output: req.output,
             permanent: false,
+            output_ref: None,
         };
         self.report(Completion { attempt, outcome }).await
     }
