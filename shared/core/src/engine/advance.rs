@@ -198,7 +198,11 @@ impl Engine {
             .iter()
             .map(|p| {
                 let spec = &wf.spec.tasks[*p];
-                let empty = if spec.task_count == 1 && spec.foreach.is_none() {
+                // A `foreach` task's list is as long as its instances (all
+                // succeeded: the rows say how many).
+                let empty = if spec.foreach.is_some() {
+                    Upstream::List(Vec::new())
+                } else if spec.task_count == 1 {
                     Upstream::One(Slot::Null)
                 } else {
                     Upstream::List(vec![Slot::Null; spec.task_count as usize])
