@@ -186,9 +186,14 @@ pub async fn run(program: &str, args: &[String], settings: &Settings) -> Result<
             break stop_group(&mut child, grace).await;
         }
     };
+    let mut uploaded = false;
     let (code, outcome) = match (status, stopped) {
         (_, Some((why, code))) => (code, Outcome::failure(None, why)),
-        (Ok(s), None) if s.success() => (0, read_output(&output).await),
+        (Ok(s), None) if s.success() => {
+            let (outcome, up) = upload_output(&client, &url, &token, &output).await;
+            uploaded = up;
+            (0, outcome)
+        }
         (Ok(s), None) => {
             let code = s.code().unwrap_or(1);
             (
@@ -203,6 +208,7 @@ pub async fn run(program: &str, args: &[String], settings: &Settings) -> Result<
         "status": if outcome.success { "success" } else { "failed" },
         "exit_code": outcome.exit_code,
         "output": outcome.output,
+        "output_uploaded": uploaded,
         "error": outcome.error,
     });
     // Report until the handler has it: 2xx recorded, 409 superseded:
@@ -240,6 +246,72 @@ pub async fn run(program: &str, args: &[String], settings: &Settings) -> Result<
         }
     }
     Ok(code)
+}
+
+/// The program's output: inline when small (`read_output`); a larger one
+/// is sent first with `PUT <callback base>/outputs` (the attempt's token as
+/// bearer), and the report then says `output_uploaded`. A server without
+/// that route (404/405) gets it inline, as before.
+async fn upload_output(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    output: &std::path::Path,
+) -> (Outcome, bool) {
+    let size = match tokio::fs::metadata(output).await {
+        Ok(m) => m.len(),
+        Err(_) => return (Outcome::success(None), false),
+    };
+    if size <= ork_core::payload::DEFAULT_INLINE_LIMIT {
+        return (read_output(output).await, false);
+    }
+    let outputs_url = format!(
+        "{}/outputs",
+        url.trim_end_matches('/').trim_end_matches("/complete")
+    );
+    let body = match tokio::fs::read(output).await {
+        Ok(b) => b,
+        Err(e) => {
+            return (
+                Outcome::failure(Some(0), format!("cannot read output: {e}")),
+                false,
+            )
+        }
+    };
+    let sent = client
+        .put(&outputs_url)
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(600))
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(r) if r.status().is_success() => (Outcome::success(None), true),
+        Ok(r)
+            if r.status() == reqwest::StatusCode::NOT_FOUND
+                || r.status() == reqwest::StatusCode::METHOD_NOT_ALLOWED =>
+        {
+            (read_output(output).await, false)
+        }
+        Ok(r) => {
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            (
+                Outcome::failure(
+                    Some(0),
+                    format!("output of {size} bytes: upload answered {status}: {body}"),
+                ),
+                false,
+            )
+        }
+        Err(e) => (
+            Outcome::failure(
+                Some(0),
+                format!("output of {size} bytes: upload failed: {e}"),
+            ),
+            false,
+        ),
+    }
 }
 
 fn humantime_secs(d: Duration) -> String {
