@@ -160,3 +160,34 @@ async fn a_worker_whose_token_is_refused_logs_an_error() {
     assert!(stderr.contains("401"), "{stderr}");
     assert!(stderr.contains("extract[0] attempt 3"), "{stderr}");
 }
+
+/// `ORK_INPUT_URL` (a presigned GET for cloud workers): `ork worker`
+/// downloads it and gives its program `ORK_INPUT_FILE` instead.
+#[tokio::test]
+async fn a_worker_downloads_its_input_url_into_a_file() {
+    let url = answering(200).await;
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(ork_tests::bin::ork())
+            .args([
+                "worker",
+                "--",
+                "sh",
+                "-c",
+                r#"test -z "$ORK_INPUT_URL" && test "$(cat "$ORK_INPUT_FILE")" = "{}""#,
+            ])
+            .env("ORK_CALLBACK_URL", format!("{url}/complete"))
+            .env("ORK_CALLBACK_TOKEN", "not-checked-here")
+            .env("ORK_INPUT_URL", format!("{url}/input.json"))
+            .env("ORK_REPORT_TIMEOUT", "2s")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -144,7 +144,17 @@ pub async fn run(program: &str, args: &[String], settings: &Settings) -> Result<
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
 
-    let mut child = Command::new(program)
+    // A remote input (`ORK_INPUT_URL`, a presigned GET) becomes a local
+    // file for the program: it sees `ORK_INPUT_FILE`, as local tasks do.
+    let input_file;
+    let mut command = Command::new(program);
+    if let Ok(input_url) = std::env::var("ORK_INPUT_URL") {
+        input_file = download_input(&client, &input_url).await?;
+        command
+            .env("ORK_INPUT_FILE", &input_file)
+            .env_remove("ORK_INPUT_URL");
+    }
+    let mut child = command
         .args(args)
         .env("ORK_OUTPUT", &output)
         .process_group(0)
@@ -246,6 +256,31 @@ pub async fn run(program: &str, args: &[String], settings: &Settings) -> Result<
         }
     }
     Ok(code)
+}
+
+/// Streams `url` into a temporary file; its path.
+async fn download_input(client: &reqwest::Client, url: &str) -> Result<std::path::PathBuf, String> {
+    use tokio::io::AsyncWriteExt;
+    let path = std::env::temp_dir().join(format!("ork-input-{}.json", uuid::Uuid::now_v7()));
+    let mut resp = client
+        .get(url)
+        .timeout(Duration::from_secs(600))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("cannot download the input (ORK_INPUT_URL): {e}"))?;
+    let mut f = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("cannot download the input (ORK_INPUT_URL): {e}"))?
+    {
+        f.write_all(&chunk).await.map_err(|e| e.to_string())?;
+    }
+    f.flush().await.map_err(|e| e.to_string())?;
+    Ok(path)
 }
 
 /// The program's output: inline when small (`read_output`); a larger one
