@@ -126,6 +126,20 @@ pub struct Config {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// Where large task outputs and input files are kept [default: <state dir>/payloads]
+    #[arg(long, global = true, env = "ORK_PAYLOAD_DIR")]
+    pub payload_dir: Option<PathBuf>,
+    /// Outputs (and input documents) up to this many bytes stay inline
+    /// (the database row, `ORK_INPUT`); larger ones go by reference.
+    #[arg(long, global = true, env = "ORK_INLINE_PAYLOAD_BYTES", default_value_t = ork_core::payload::DEFAULT_INLINE_LIMIT,
+          value_parser = clap::value_parser!(u64).range(1..=(1 << 20)))]
+    pub inline_payload_bytes: u64,
+    /// The largest output a task may leave; a larger one fails the attempt.
+    #[arg(long, global = true, env = "ORK_MAX_PAYLOAD_BYTES", default_value_t = ork_core::payload::DEFAULT_MAX_PAYLOAD_BYTES)]
+    pub max_payload_bytes: u64,
+    /// Most items one `foreach` fans out over; more fail the parent.
+    #[arg(long, global = true, env = "ORK_MAX_FOREACH_ITEMS", default_value_t = ork_core::limits::DEFAULT_MAX_FOREACH_ITEMS)]
+    pub max_foreach_items: usize,
     /// A GCP service-account key as text (from a secret manager), for Cloud Run.
     #[arg(
         long,
@@ -159,6 +173,20 @@ impl Config {
             .clone()
             .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()))
             .unwrap_or_else(|| format!("sqlite:{}", state_dir().join("ork.db").display()))
+    }
+
+    /// The payload store and its bounds: `--payload-dir`, else `payloads/`
+    /// in the [`state_dir`].
+    pub fn payloads(&self) -> ork_core::payload::Payloads {
+        let dir = self
+            .payload_dir
+            .clone()
+            .unwrap_or_else(|| state_dir().join("payloads"));
+        ork_core::payload::Payloads {
+            inline_limit: self.inline_payload_bytes,
+            max_bytes: self.max_payload_bytes,
+            ..ork_core::payload::Payloads::new(dir)
+        }
     }
 
     /// `--log-dir`, else `logs/` in the [`state_dir`].
@@ -335,7 +363,9 @@ pub async fn setup(config: &Config, defaults: Defaults) -> Result<Setup> {
     let store = config.connect().await?;
     let callback_url = config.callback_url.clone().or(defaults.callback_url);
     let (tx, completions) = mpsc::unbounded_channel();
-    let mut process = ProcessExecutor::new(config.log_dir(), tx);
+    let payloads = config.payloads();
+    let mut process = ProcessExecutor::new(config.log_dir(), tx)
+        .with_payload_limits(payloads.inline_limit, payloads.max_bytes);
     if let Some(worker) = config.worker_program.clone().or(defaults.worker_program) {
         if callback_url.is_none() {
             bail!("ORK_WORKER_PROGRAM is set but no ORK_CALLBACK_URL: local workers would have nowhere to report");
@@ -353,6 +383,8 @@ pub async fn setup(config: &Config, defaults: Defaults) -> Result<Setup> {
         dispatch_concurrency: config.dispatch_concurrency as usize,
         max_instances: config.max_instances,
         heartbeat_timeout: config.heartbeat_timeout,
+        payloads,
+        max_foreach_items: config.max_foreach_items,
         ..EngineConfig::default()
     };
     let engine = Arc::new(Engine::new(store, executors, engine_config));

@@ -7,6 +7,7 @@ use chrono::Utc;
 use ork_core::engine::{Engine, NextDue, Reported, TriggerOptions};
 use ork_core::executor::{Completion, Outcome};
 use ork_core::model::AttemptRef;
+use ork_core::payload::{check_output_file, OutputFile};
 use ork_core::token::Signer;
 use ork_core::Error;
 use serde::Deserialize;
@@ -103,6 +104,13 @@ struct AdvanceRequest {
     run_id: Option<Uuid>,
 }
 
+/// Where `PUT /outputs` keeps the output of an attempt until its report.
+fn upload_path(p: &ork_core::payload::Payloads, a: &AttemptRef) -> std::path::PathBuf {
+    p.dir
+        .join("uploads")
+        .join(format!("{}.{}.json", a.task_id, a.attempt))
+}
+
 /// A worker's report of its attempt's end (the worker contract).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,6 +121,9 @@ struct CompleteRequest {
     exit_code: Option<i64>,
     #[serde(default)]
     output: Option<Value>,
+    /// The output was sent before with `PUT /outputs` (too large to be inline).
+    #[serde(default)]
+    output_uploaded: bool,
     #[serde(default)]
     error: Option<String>,
     /// `false`: a failure that retries cannot fix (the task said so at
@@ -313,14 +324,86 @@ impl Handlers {
             Ok(a) => a,
             Err(reply) => return reply,
         };
-        let outcome = Outcome {
+        let mut outcome = Outcome {
             success: req.status == ReportedStatus::Success,
             exit_code: req.exit_code,
             error: req.error,
             output: req.output,
             permanent: req.status == ReportedStatus::Failed && req.retryable == Some(false),
+            output_ref: None,
         };
+        if req.output_uploaded && outcome.success {
+            let p = &self.engine.config().payloads;
+            let path = upload_path(p, &attempt);
+            match check_output_file(&path, p.inline_limit, p.max_bytes).await {
+                Ok(OutputFile::Inline(v)) => outcome.output = Some(v),
+                Ok(OutputFile::Ref(r)) => outcome.output_ref = Some(r),
+                Ok(OutputFile::None) => {
+                    outcome =
+                        Outcome::failure(outcome.exit_code, "no output was uploaded (PUT /outputs)")
+                }
+                Err(e) => outcome = Outcome::failure(outcome.exit_code, e),
+            }
+        }
         self.report(Completion { attempt, outcome }).await
+    }
+
+    /// `PUT /outputs` with `Authorization: Bearer <callback token>`: the
+    /// output of the attempt the token names, too large to be inline in a
+    /// report, streamed into the payload directory (never whole in memory);
+    /// the report that follows says `"output_uploaded": true`. 413 over
+    /// `max_bytes`, 401 for a bad token.
+    pub async fn put_output<S, E>(&self, authorization: Option<&str>, mut body: S) -> Reply
+    where
+        S: futures::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let Some(token) = authorization.and_then(|a| a.strip_prefix("Bearer ")) else {
+            return Reply::error(401, "missing Authorization: Bearer <callback token>");
+        };
+        let attempt = match self.verify(token.trim()) {
+            Ok(a) => a,
+            Err(reply) => return reply,
+        };
+        let p = &self.engine.config().payloads;
+        let path = upload_path(p, &attempt);
+        let written: Result<u64, Reply> = async {
+            let internal = |e: std::io::Error| {
+                tracing::error!(error = %e, "cannot store an uploaded output");
+                Reply::error(500, "cannot store the output")
+            };
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir).await.map_err(internal)?;
+            }
+            let mut f = tokio::fs::File::create(&path).await.map_err(internal)?;
+            let mut n = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| Reply::error(400, format!("upload failed: {e}")))?;
+                n += chunk.len() as u64;
+                if n > p.max_bytes {
+                    return Err(Reply::error(
+                        413,
+                        format!(
+                            "output is over {} bytes: the limit is {}",
+                            p.max_bytes, p.max_bytes
+                        ),
+                    ));
+                }
+                f.write_all(&chunk).await.map_err(internal)?;
+            }
+            f.flush().await.map_err(internal)?;
+            Ok(n)
+        }
+        .await;
+        match written {
+            Ok(n) => Reply::ok(json!({ "stored": n })),
+            Err(reply) => {
+                let _ = tokio::fs::remove_file(&path).await;
+                reply
+            }
+        }
     }
 
     /// A verified report of an attempt's end: records it and advances what

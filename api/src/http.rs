@@ -20,7 +20,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use futures::FutureExt;
 use uuid::Uuid;
@@ -48,6 +48,7 @@ pub fn router_with_health(handlers: Arc<Handlers>, health: Option<Arc<Health>>) 
         .route("/advance", post(advance))
         .route("/complete", post(complete))
         .route("/heartbeat", post(heartbeat))
+        .route("/outputs", put(put_output))
         .route(
             "/events",
             post(move |state, headers, query, body| event(state, headers, query, body, bucket)),
@@ -234,6 +235,16 @@ async fn event(
         Ok(event) => h.event(&event).await,
         Err(e) => Reply::error(400, format!("invalid event: {e}")),
     }
+}
+
+/// A large output, streamed (the body limit does not apply to a stream).
+async fn put_output(
+    State(h): State<Arc<Handlers>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Reply {
+    h.put_output(authorization(&headers), body.into_data_stream())
+        .await
 }
 
 async fn heartbeat(State(h): State<Arc<Handlers>>, body: Bytes) -> Reply {

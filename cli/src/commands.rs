@@ -110,7 +110,11 @@ impl Ctx {
     async fn open(config: &Config, json: bool, dry_run: bool) -> Result<Ctx> {
         let store = config.connect().await?;
         let (tx, completions) = mpsc::unbounded_channel::<Completion>();
-        let processes = Arc::new(ProcessExecutor::new(config.log_dir(), tx));
+        let payloads = config.payloads();
+        let processes = Arc::new(
+            ProcessExecutor::new(config.log_dir(), tx)
+                .with_payload_limits(payloads.inline_limit, payloads.max_bytes),
+        );
         let engine = local_engine(store.clone(), config, processes.clone(), dry_run);
         Ok(Ctx {
             store,
@@ -190,7 +194,7 @@ async fn create_workflow(ctx: &Ctx, job: OneJob) -> Result<i32> {
         },
         ExecutorKind::Process | ExecutorKind::Noop | ExecutorKind::Mock => TaskSpec {
             executor: kind,
-            command: Some(job.job_name.clone()),
+            command: Some(job.job_name.clone().into()),
             task_count: job.task_count,
             ..TaskSpec::default()
         },
@@ -386,6 +390,8 @@ fn local_engine(
     };
     let engine_config = EngineConfig {
         heartbeat_timeout: config.heartbeat_timeout,
+        payloads: config.payloads(),
+        max_foreach_items: config.max_foreach_items,
         ..EngineConfig::default()
     };
     Engine::new(store, executors, engine_config)

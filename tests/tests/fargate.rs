@@ -120,6 +120,8 @@ impl Fixture {
             spec,
             base_dir: None,
             input: json!({"params": {"day": "2024-05-01"}, "upstream": {}}),
+            input_file: None,
+            item: None,
             timeout: None,
             callback: Some(Callback {
                 url: "https://ork.example.com/v1/complete".into(),

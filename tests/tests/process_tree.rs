@@ -138,6 +138,8 @@ fn request(dir: &Path, script: &str, timeout: Option<Duration>) -> DispatchReque
         },
         base_dir: Some(dir.to_path_buf()),
         input: serde_json::json!({}),
+        input_file: None,
+        item: None,
         timeout,
         callback: None,
     }

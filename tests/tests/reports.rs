@@ -1,5 +1,5 @@
-//! Worker reports that cannot get through: a report over the handlers'
-//! body limit fails its attempt with the sizes, a server that stays down or
+//! Worker reports: an output over the handlers' body limit is uploaded
+//! first (`PUT /outputs`) and reaches the child by reference; a server that stays down or
 //! refuses the token gets tried for `ORK_REPORT_TIMEOUT`, then an error-level
 //! log naming the attempt and the URL.
 
@@ -19,7 +19,11 @@ use ork_executors::ProcessExecutor;
 use ork_tests::app::TestApp;
 use serde_json::json;
 
-async fn a_report_over_the_body_limit_fails_the_attempt_with_the_sizes(db: TestDb) {
+/// An output over the report body's limit goes by `PUT /outputs` (the
+/// attempt's token as bearer, streamed into the payload directory); the
+/// report says `output_uploaded`, the row keeps a reference, and the child
+/// gets the output in its `ORK_INPUT_FILE`.
+async fn an_output_over_the_body_limit_is_uploaded_and_reaches_the_child(db: TestDb) {
     let logs = tempfile::tempdir().unwrap();
     let (tx, _completions) = tokio::sync::mpsc::unbounded_channel();
     let process = ProcessExecutor::new(logs.path(), tx).with_worker_program(ork_tests::bin::ork());
@@ -27,14 +31,17 @@ async fn a_report_over_the_body_limit_fails_the_attempt_with_the_sizes(db: TestD
         .executors(Executors::new().with(ExecutorKind::Process, Arc::new(process)))
         .spawn()
         .await;
-    // 300 000 characters of output: under the output file's limit, over the
-    // report body's.
+    // 300 000 characters of output: over the report body's limit.
     let spec = r#"
 name: big
 tasks:
   t:
     command: python3
     args: [-c, 'import json, os; json.dump("a" * 300000, open(os.environ["ORK_OUTPUT"], "w"))']
+  c:
+    depends_on: [t]
+    command: python3
+    args: [-c, 'import json, os; d = json.load(open(os.environ["ORK_INPUT_FILE"])); json.dump(len(d["upstream"]["t"]), open(os.environ["ORK_OUTPUT"], "w"))']
 "#;
     app.engine.apply(&parse(spec), None).await.unwrap();
     let run = app
@@ -51,24 +58,44 @@ tasks:
             break run;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(30),
+            started.elapsed() < Duration::from_secs(60),
             "the attempt hangs: {:?}",
             db.store.run_tasks(run.id).await.unwrap()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(run.status, RunStatus::Failed);
-    let task = db.store.run_tasks(run.id).await.unwrap().pop().unwrap();
-    assert_eq!(task.status, TaskStatus::Failed);
-    let error = task.error.unwrap();
-    assert!(
-        error.starts_with("output is 300002 bytes, over the limit of 262144"),
-        "{error}"
-    );
-    assert!(task.output.is_none());
+    let tasks = db.store.run_tasks(run.id).await.unwrap();
+    assert_eq!(run.status, RunStatus::Success, "{tasks:?}");
+    let t = tasks.iter().find(|t| t.name == "t").unwrap();
+    assert_eq!((t.status, t.output.clone()), (TaskStatus::Success, None));
+    let c = tasks.iter().find(|t| t.name == "c").unwrap();
+    assert_eq!(c.output, Some(json!(300000)));
+    let outputs = db.store.task_outputs(run.id, &["t"]).await.unwrap();
+    let r = outputs[0].output_ref.clone().expect("a reference");
+    assert_eq!(r["size"], json!(300002));
 }
 
-on_both_backends!(a_report_over_the_body_limit_fails_the_attempt_with_the_sizes);
+/// `PUT /outputs` needs the attempt's token.
+async fn an_upload_without_a_valid_token_is_refused(db: TestDb) {
+    let app = TestApp::builder(db.store.clone()).spawn().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/outputs", app.url.trim_end_matches('/'));
+    let none = http.put(&url).body("{}").send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    let forged = http
+        .put(&url)
+        .bearer_auth("forged")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+}
+
+on_both_backends!(
+    an_output_over_the_body_limit_is_uploaded_and_reaches_the_child,
+    an_upload_without_a_valid_token_is_refused,
+);
 
 /// A server that answers every request with `status`.
 async fn answering(status: u16) -> String {
@@ -132,4 +159,35 @@ async fn a_worker_whose_token_is_refused_logs_an_error() {
     assert!(stderr.contains("ERROR"), "{stderr}");
     assert!(stderr.contains("401"), "{stderr}");
     assert!(stderr.contains("extract[0] attempt 3"), "{stderr}");
+}
+
+/// `ORK_INPUT_URL` (a presigned GET for cloud workers): `ork worker`
+/// downloads it and gives its program `ORK_INPUT_FILE` instead.
+#[tokio::test]
+async fn a_worker_downloads_its_input_url_into_a_file() {
+    let url = answering(200).await;
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(ork_tests::bin::ork())
+            .args([
+                "worker",
+                "--",
+                "sh",
+                "-c",
+                r#"test -z "$ORK_INPUT_URL" && test "$(cat "$ORK_INPUT_FILE")" = "{}""#,
+            ])
+            .env("ORK_CALLBACK_URL", format!("{url}/complete"))
+            .env("ORK_CALLBACK_TOKEN", "not-checked-here")
+            .env("ORK_INPUT_URL", format!("{url}/input.json"))
+            .env("ORK_REPORT_TIMEOUT", "2s")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

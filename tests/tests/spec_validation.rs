@@ -602,3 +602,45 @@ fn nul_characters_are_rejected() {
     .expect_err("NUL in env");
     assert!(err.message.contains("NUL"), "{err}");
 }
+
+#[test]
+fn command_as_a_list_is_the_argv_and_args_are_appended() {
+    let spec = parse(
+        "name: c\ntasks:\n  a: {command: [sh, -c, 'echo hi']}\n  b: {command: [python3, x.py], args: [--n, '3']}\n  c: {command: ls, args: [-l]}\n",
+    );
+    assert_eq!(spec.tasks["a"].argv(), ["sh", "-c", "echo hi"]);
+    assert_eq!(spec.tasks["b"].argv(), ["python3", "x.py", "--n", "3"]);
+    assert_eq!(spec.tasks["c"].argv(), ["ls", "-l"]);
+    // The stored form round-trips.
+    let json = serde_json::to_string(&spec).unwrap();
+    assert_eq!(serde_json::from_str::<WorkflowSpec>(&json).unwrap(), spec);
+    rejects(
+        "name: c\ntasks:\n  a:\n    command: []\n",
+        3,
+        "needs a `command`",
+    );
+}
+
+#[test]
+fn foreach_names_a_direct_parent_with_one_instance() {
+    let spec = parse(
+        "name: f\ntasks:\n  x.y: {executor: noop}\n  e: {executor: noop, depends_on: [x.y], foreach: x.y.users.list}\n",
+    );
+    let (parent, path) = spec.tasks["e"].foreach_source().unwrap();
+    assert_eq!((parent, path), ("x.y", vec!["users", "list"]));
+    rejects(
+        "name: f\ntasks:\n  a: {executor: noop}\n  e:\n    executor: noop\n    foreach: a\n",
+        6,
+        "must name a direct parent",
+    );
+    rejects(
+        "name: f\ntasks:\n  a: {executor: noop}\n  e:\n    executor: noop\n    depends_on: [a]\n    foreach: a\n    task_count: 2\n",
+        7,
+        "foreach and task_count > 1 cannot be combined",
+    );
+    rejects(
+        "name: f\ntasks:\n  a: {executor: noop, task_count: 3}\n  e:\n    executor: noop\n    depends_on: [a]\n    foreach: a\n",
+        7,
+        "single-instance parent",
+    );
+}

@@ -13,6 +13,7 @@ mod error;
 pub mod executor;
 pub mod limits;
 pub mod model;
+pub mod payload;
 pub mod retry;
 pub mod spec;
 pub mod store;

@@ -20,6 +20,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(24 * 3600);
 /// Most task instances of one run by default (`EngineConfig::max_instances`,
 /// `ORK_MAX_INSTANCES`): the sum of all tasks' `task_count`.
 pub const DEFAULT_MAX_INSTANCES: u32 = 100_000;
+/// Most items one `foreach` fans out over (`EngineConfig::max_foreach_items`,
+/// `ORK_MAX_FOREACH_ITEMS`).
+pub const DEFAULT_MAX_FOREACH_ITEMS: usize = 100_000;
 /// Longest idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 /// Largest run params, serialized as JSON.

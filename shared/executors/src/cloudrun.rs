@@ -333,13 +333,8 @@ impl Executor for CloudRunExecutor {
 /// contract (`ORK_*`), then the task's `env` (the contract wins a clash). The timeout, rounded up to whole seconds, becomes
 /// the execution's task timeout.
 pub fn run_job_request(req: &DispatchRequest) -> Value {
-    let args: Vec<&str> = req
-        .spec
-        .command
-        .iter()
-        .chain(&req.spec.args)
-        .map(String::as_str)
-        .collect();
+    let argv = req.spec.argv();
+    let args: Vec<&str> = argv.iter().map(String::as_str).collect();
     let env: Vec<Value> = req
         .container_env()
         .into_iter()

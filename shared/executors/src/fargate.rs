@@ -118,15 +118,8 @@ pub fn task_override(req: &DispatchRequest, target: &FargateTarget) -> TaskOverr
         .map(|(name, value)| KeyValuePair::builder().name(name).value(value).build())
         .collect::<Vec<_>>();
 
-    let command: Option<Vec<String>> = match &req.spec.command {
-        Some(cmd) => Some(
-            std::iter::once(cmd.clone())
-                .chain(req.spec.args.iter().cloned())
-                .collect(),
-        ),
-        None if !req.spec.args.is_empty() => Some(req.spec.args.clone()),
-        None => None,
-    };
+    let argv = req.spec.argv();
+    let command: Option<Vec<String>> = (!argv.is_empty()).then_some(argv);
 
     let container = ContainerOverride::builder()
         .name(&target.container)

@@ -12,9 +12,10 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
-use ork_core::contract::{read_failure, read_output};
+use ork_core::contract::read_failure;
 use ork_core::executor::{Completion, Dispatch, DispatchRequest, Executor, ExecutorError, Outcome};
 use ork_core::model::AttemptRef;
+use ork_core::payload::{check_output_file, OutputFile};
 use ork_core::spec::ExecutorKind;
 
 /// How long a stopped task's process group has between SIGTERM and SIGKILL,
@@ -103,6 +104,11 @@ pub struct ProcessExecutor {
     worker_program: Option<PathBuf>,
     /// Between SIGTERM and SIGKILL when an attempt is stopped.
     kill_grace: Duration,
+    /// Outputs up to this size are inline; larger ones are reported by
+    /// reference to their file (which the engine moves into its payload store).
+    inline_limit: u64,
+    /// Outputs over this size fail the attempt.
+    max_output_bytes: u64,
 }
 
 impl ProcessExecutor {
@@ -118,6 +124,8 @@ impl ProcessExecutor {
             running: Arc::default(),
             worker_program: None,
             kill_grace: kill_grace(),
+            inline_limit: ork_core::payload::DEFAULT_INLINE_LIMIT,
+            max_output_bytes: ork_core::payload::DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
 
@@ -125,6 +133,14 @@ impl ProcessExecutor {
     /// (the `ork` binary), detached from this process.
     pub fn with_worker_program(mut self, program: impl Into<PathBuf>) -> Self {
         self.worker_program = Some(program.into());
+        self
+    }
+
+    /// The output sizes: inline up to `inline_limit`, by reference up to
+    /// `max_bytes`, a failure above (the engine's `Payloads` bounds).
+    pub fn with_payload_limits(mut self, inline_limit: u64, max_bytes: u64) -> Self {
+        self.inline_limit = inline_limit;
+        self.max_output_bytes = max_bytes;
         self
     }
 
@@ -162,26 +178,29 @@ impl Executor for ProcessExecutor {
     async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         let a = &req.attempt;
         let base = req.base_dir.clone().unwrap_or_else(|| PathBuf::from("."));
-        let (program, mut args) =
-            match req.spec.executor {
-                ExecutorKind::Python => {
-                    let file =
-                        req.spec.file.as_ref().ok_or_else(|| {
-                            ExecutorError::permanent("python task without `file`")
-                        })?;
-                    (
-                        "python3".to_owned(),
-                        vec![base.join(file).display().to_string()],
-                    )
-                }
-                _ => (
-                    req.spec.command.clone().ok_or_else(|| {
-                        ExecutorError::permanent("process task without `command`")
-                    })?,
-                    Vec::new(),
-                ),
-            };
-        args.extend(req.spec.args.iter().cloned());
+        let (program, mut args) = match req.spec.executor {
+            ExecutorKind::Python => {
+                let file = req
+                    .spec
+                    .file
+                    .as_ref()
+                    .ok_or_else(|| ExecutorError::permanent("python task without `file`"))?;
+                (
+                    "python3".to_owned(),
+                    vec![base.join(file).display().to_string()],
+                )
+            }
+            _ => {
+                let mut argv = req.spec.argv().into_iter();
+                let program = argv
+                    .next()
+                    .ok_or_else(|| ExecutorError::permanent("process task without `command`"))?;
+                (program, argv.collect())
+            }
+        };
+        if req.spec.executor == ExecutorKind::Python {
+            args.extend(req.spec.args.iter().cloned());
+        }
 
         let log_path = Self::log_path(&self.log_dir, a);
         let attempt_dir = log_path.parent().expect("log path has a parent");
@@ -272,7 +291,17 @@ impl Executor for ProcessExecutor {
             };
             let outcome = tokio::select! {
                 status = child.wait() => match status {
-                    Ok(s) if s.success() => read_output(&output_path).await,
+                    Ok(s) if s.success() => {
+                        match check_output_file(&output_path, this.inline_limit, this.max_output_bytes).await {
+                            Ok(OutputFile::None) => Outcome::success(None),
+                            Ok(OutputFile::Inline(v)) => Outcome::success(Some(v)),
+                            Ok(OutputFile::Ref(r)) => Outcome {
+                                output_ref: Some(r),
+                                ..Outcome::success(None)
+                            },
+                            Err(e) => Outcome::failure(Some(0), e),
+                        }
+                    }
                     Ok(s) => match s.code() {
                         Some(code) => read_failure(&error_path, code).await,
                         None => Outcome::failure(None, format!("ended by a signal ({s})")),

@@ -148,7 +148,17 @@ pub async fn run(program: &str, args: &[String], settings: &Settings) -> Result<
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
 
-    let mut child = Command::new(program)
+    // A remote input (`ORK_INPUT_URL`, a presigned GET) becomes a local
+    // file for the program: it sees `ORK_INPUT_FILE`, as local tasks do.
+    let input_file;
+    let mut command = Command::new(program);
+    if let Ok(input_url) = std::env::var("ORK_INPUT_URL") {
+        input_file = download_input(&client, &input_url).await?;
+        command
+            .env("ORK_INPUT_FILE", &input_file)
+            .env_remove("ORK_INPUT_URL");
+    }
+    let mut child = command
         .args(args)
         .env("ORK_OUTPUT", &output)
         .env("ORK_ERROR", &error)
@@ -191,9 +201,14 @@ pub async fn run(program: &str, args: &[String], settings: &Settings) -> Result<
             break stop_group(&mut child, grace).await;
         }
     };
+    let mut uploaded = false;
     let (code, outcome) = match (status, stopped) {
         (_, Some((why, code))) => (code, Outcome::failure(None, why)),
-        (Ok(s), None) if s.success() => (0, read_output(&output).await),
+        (Ok(s), None) if s.success() => {
+            let (outcome, up) = upload_output(&client, &url, &token, &output).await;
+            uploaded = up;
+            (0, outcome)
+        }
         (Ok(s), None) => match s.code() {
             Some(code) => (code, read_failure(&error, code).await),
             None => (
@@ -208,6 +223,7 @@ pub async fn run(program: &str, args: &[String], settings: &Settings) -> Result<
         "status": if outcome.success { "success" } else { "failed" },
         "exit_code": outcome.exit_code,
         "output": outcome.output,
+        "output_uploaded": uploaded,
         "error": outcome.error,
         "retryable": !outcome.permanent,
     });
@@ -246,6 +262,97 @@ pub async fn run(program: &str, args: &[String], settings: &Settings) -> Result<
         }
     }
     Ok(code)
+}
+
+/// Streams `url` into a temporary file; its path.
+async fn download_input(client: &reqwest::Client, url: &str) -> Result<std::path::PathBuf, String> {
+    use tokio::io::AsyncWriteExt;
+    let path = std::env::temp_dir().join(format!("ork-input-{}.json", uuid::Uuid::now_v7()));
+    let mut resp = client
+        .get(url)
+        .timeout(Duration::from_secs(600))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("cannot download the input (ORK_INPUT_URL): {e}"))?;
+    let mut f = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("cannot download the input (ORK_INPUT_URL): {e}"))?
+    {
+        f.write_all(&chunk).await.map_err(|e| e.to_string())?;
+    }
+    f.flush().await.map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// The program's output: inline when small (`read_output`); a larger one
+/// is sent first with `PUT <callback base>/outputs` (the attempt's token as
+/// bearer), and the report then says `output_uploaded`. A server without
+/// that route (404/405) gets it inline, as before.
+async fn upload_output(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    output: &std::path::Path,
+) -> (Outcome, bool) {
+    let size = match tokio::fs::metadata(output).await {
+        Ok(m) => m.len(),
+        Err(_) => return (Outcome::success(None), false),
+    };
+    if size <= ork_core::payload::DEFAULT_INLINE_LIMIT {
+        return (read_output(output).await, false);
+    }
+    let outputs_url = format!(
+        "{}/outputs",
+        url.trim_end_matches('/').trim_end_matches("/complete")
+    );
+    let body = match tokio::fs::read(output).await {
+        Ok(b) => b,
+        Err(e) => {
+            return (
+                Outcome::failure(Some(0), format!("cannot read output: {e}")),
+                false,
+            )
+        }
+    };
+    let sent = client
+        .put(&outputs_url)
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(600))
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(r) if r.status().is_success() => (Outcome::success(None), true),
+        Ok(r)
+            if r.status() == reqwest::StatusCode::NOT_FOUND
+                || r.status() == reqwest::StatusCode::METHOD_NOT_ALLOWED =>
+        {
+            (read_output(output).await, false)
+        }
+        Ok(r) => {
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            (
+                Outcome::failure(
+                    Some(0),
+                    format!("output of {size} bytes: upload answered {status}: {body}"),
+                ),
+                false,
+            )
+        }
+        Err(e) => (
+            Outcome::failure(
+                Some(0),
+                format!("output of {size} bytes: upload failed: {e}"),
+            ),
+            false,
+        ),
+    }
 }
 
 fn humantime_secs(d: Duration) -> String {

@@ -2,6 +2,7 @@
 //! handing them to their executors.
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -12,6 +13,7 @@ use super::{Engine, Workflow, TRANSIENT_DB};
 use crate::executor::{Callback, Completion, Dispatch, DispatchRequest, ExecutorError, Outcome};
 use crate::limits;
 use crate::model::{AttemptRef, Run, RunStatus};
+use crate::payload::{self, PayloadRef, Piece};
 use crate::retry::retry;
 use crate::store::{ClaimedTask, Started};
 use crate::Error;
@@ -86,12 +88,17 @@ impl Engine {
         wf: &Workflow,
         claimed: Vec<ClaimedTask>,
     ) -> Result<(Vec<(Uuid, i64)>, Vec<Completion>), Error> {
-        let inputs = self.inputs(run, wf, &claimed).await?;
+        let mut inputs = self.inputs(run, wf, &claimed).await?;
+        let item_limit = self.config.payloads.inline_limit;
         let now = Utc::now();
         let requests = claimed.into_iter().map(|t| {
             let spec = wf.spec.tasks[&t.name].clone();
+            let (input, input_file) = inputs.remove(&t.id).unwrap_or_default();
+            let item = t.item.filter(|i| payload::json_len(i) <= item_limit);
             let mut req = DispatchRequest {
-                input: inputs.get(&t.name).cloned().unwrap_or_default(),
+                input,
+                input_file,
+                item,
                 attempt: AttemptRef {
                     run_id: run.id,
                     workflow: run.workflow.clone(),
@@ -179,57 +186,190 @@ impl Engine {
         Ok((started, ended))
     }
 
-    /// Each claimed task's input: the run's params and its parents' outputs
-    /// (one output per parent, or a list by index for a fanned-out parent;
-    /// `null` where a parent left none). One query per batch, which returns
-    /// only the outputs that exist.
+    /// Each claimed instance's input: the run's params and its parents'
+    /// outputs (one output per parent, or a list by index for a fanned-out
+    /// or `foreach` parent; `null` where a parent left none), and its
+    /// `foreach` item. One query per batch. Inline when small; otherwise
+    /// written (streaming, with large outputs copied in from the payload
+    /// store) to a file: `(inline input, input file)` by task id.
     async fn inputs(
         &self,
         run: &Run,
         wf: &Workflow,
         claimed: &[ClaimedTask],
-    ) -> Result<HashMap<String, serde_json::Value>, Error> {
+    ) -> Result<HashMap<Uuid, (serde_json::Value, Option<PathBuf>)>, Error> {
         let names: BTreeSet<&str> = claimed.iter().map(|t| t.name.as_str()).collect();
         let parents: BTreeSet<&str> = names
             .iter()
             .flat_map(|n| wf.dag.parents(n).iter().map(String::as_str))
             .collect();
-        let mut upstream: HashMap<&str, serde_json::Value> = parents
+        let mut upstream: HashMap<&str, Upstream> = parents
             .iter()
             .map(|p| {
-                let count = wf.spec.tasks[*p].task_count;
-                let empty = if count == 1 {
-                    serde_json::Value::Null
+                let spec = &wf.spec.tasks[*p];
+                // A `foreach` task's list is as long as its instances (all
+                // succeeded: the rows say how many).
+                let empty = if spec.foreach.is_some() {
+                    Upstream::List(Vec::new())
+                } else if spec.task_count == 1 {
+                    Upstream::One(Slot::Null)
                 } else {
-                    serde_json::Value::Array(vec![serde_json::Value::Null; count as usize])
+                    Upstream::List(vec![Slot::Null; spec.task_count as usize])
                 };
                 (*p, empty)
             })
             .collect();
-        let parents: Vec<&str> = parents.into_iter().collect();
-        for o in self.store.task_outputs(run.id, &parents).await? {
+        let parent_list: Vec<&str> = parents.iter().copied().collect();
+        for o in self.store.task_outputs(run.id, &parent_list).await? {
+            let slot = match (o.output_ref, o.output) {
+                (Some(r), _) => serde_json::from_value(r)
+                    .map(Slot::Ref)
+                    .unwrap_or(Slot::Null),
+                (None, Some(v)) => Slot::Value(v),
+                (None, None) => Slot::Null,
+            };
             match upstream.get_mut(o.name.as_str()) {
-                Some(serde_json::Value::Array(slots)) => {
-                    if let Some(slot) = slots.get_mut(o.task_index as usize) {
-                        *slot = o.output;
+                Some(Upstream::List(slots)) => {
+                    let i = o.task_index as usize;
+                    if slots.len() <= i {
+                        slots.resize(i + 1, Slot::Null);
                     }
+                    slots[i] = slot;
                 }
-                Some(single) => *single = o.output,
+                Some(Upstream::One(single)) => *single = slot,
                 None => {}
             }
         }
-        Ok(names
-            .into_iter()
-            .map(|name| {
-                let mine: serde_json::Map<String, serde_json::Value> = wf
-                    .dag
-                    .parents(name)
+        let limit = self.config.payloads.inline_limit;
+        let params_len = payload::json_len(&run.params);
+        let mut out = HashMap::new();
+        for t in claimed {
+            let mine: Vec<(&str, &Upstream)> = wf
+                .dag
+                .parents(&t.name)
+                .iter()
+                .map(|p| (p.as_str(), &upstream[p.as_str()]))
+                .collect();
+            let by_ref = mine.iter().any(|(_, u)| u.has_ref());
+            let size = params_len
+                + mine
                     .iter()
-                    .map(|p| (p.clone(), upstream[p.as_str()].clone()))
-                    .collect();
-                let input = serde_json::json!({ "params": run.params, "upstream": mine });
-                (name.to_owned(), input)
+                    .map(|(n, u)| n.len() as u64 + 4 + u.len())
+                    .sum::<u64>()
+                + t.item.as_ref().map_or(0, payload::json_len)
+                + 40;
+            if !by_ref && size <= limit {
+                let mut doc = serde_json::json!({
+                    "params": run.params,
+                    "upstream": mine
+                        .iter()
+                        .map(|(n, u)| ((*n).to_owned(), u.value()))
+                        .collect::<serde_json::Map<_, _>>(),
+                });
+                if let Some(item) = &t.item {
+                    doc["item"] = item.clone();
+                }
+                out.insert(t.id, (doc, None));
+                continue;
+            }
+            let mut pieces: Vec<Piece> = vec![
+                Piece::Raw("{\"params\":".into()),
+                Piece::Json(&run.params),
+                Piece::Raw(",\"upstream\":{".into()),
+            ];
+            for (i, (name, u)) in mine.iter().enumerate() {
+                let key = serde_json::to_string(name).unwrap_or_default();
+                let sep = if i == 0 { "" } else { "," };
+                pieces.push(Piece::Raw(format!("{sep}{key}:").into()));
+                match u {
+                    Upstream::One(slot) => pieces.push(slot.piece()),
+                    Upstream::List(slots) => {
+                        pieces.push(Piece::Raw("[".into()));
+                        for (j, slot) in slots.iter().enumerate() {
+                            if j > 0 {
+                                pieces.push(Piece::Raw(",".into()));
+                            }
+                            pieces.push(slot.piece());
+                        }
+                        pieces.push(Piece::Raw("]".into()));
+                    }
+                }
+            }
+            pieces.push(Piece::Raw("}".into()));
+            if let Some(item) = &t.item {
+                pieces.push(Piece::Raw(",\"item\":".into()));
+                pieces.push(Piece::Json(item));
+            }
+            pieces.push(Piece::Raw("}".into()));
+            let path = self
+                .config
+                .payloads
+                .input_path(run.id, &t.name, t.task_index, t.attempt);
+            payload::write_pieces(&path, &pieces)
+                .await
+                .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))?;
+            out.insert(t.id, (serde_json::Value::Null, Some(path)));
+        }
+        Ok(out)
+    }
+}
+
+/// A parent's output as it goes into an input document.
+#[derive(Clone)]
+enum Slot {
+    Null,
+    Value(serde_json::Value),
+    Ref(PayloadRef),
+}
+
+impl Slot {
+    fn piece(&self) -> Piece<'_> {
+        match self {
+            Slot::Null => Piece::Raw("null".into()),
+            Slot::Value(v) => Piece::Json(v),
+            Slot::Ref(r) => Piece::Ref(r),
+        }
+    }
+}
+
+enum Upstream {
+    One(Slot),
+    List(Vec<Slot>),
+}
+
+impl Upstream {
+    fn slots(&self) -> &[Slot] {
+        match self {
+            Upstream::One(s) => std::slice::from_ref(s),
+            Upstream::List(v) => v,
+        }
+    }
+
+    fn has_ref(&self) -> bool {
+        self.slots().iter().any(|s| matches!(s, Slot::Ref(_)))
+    }
+
+    /// Serialized length, about (inline values only).
+    fn len(&self) -> u64 {
+        self.slots()
+            .iter()
+            .map(|s| match s {
+                Slot::Null => 5,
+                Slot::Value(v) => payload::json_len(v) + 1,
+                Slot::Ref(r) => r.size + 1,
             })
-            .collect())
+            .sum::<u64>()
+            + 2
+    }
+
+    fn value(&self) -> serde_json::Value {
+        let one = |s: &Slot| match s {
+            Slot::Value(v) => v.clone(),
+            _ => serde_json::Value::Null,
+        };
+        match self {
+            Upstream::One(s) => one(s),
+            Upstream::List(v) => serde_json::Value::Array(v.iter().map(one).collect()),
+        }
     }
 }

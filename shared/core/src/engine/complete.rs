@@ -32,11 +32,54 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::{Engine, Workflow, TRANSIENT_DB};
-use crate::executor::Completion;
+use crate::executor::{Completion, Outcome};
 use crate::model::{RunStatus, TaskStatus};
 use crate::retry::retry;
-use crate::store::AttemptResult;
+use crate::store::{AttemptResult, NewTask};
 use crate::Error;
+
+/// The items of the `foreach` children of a success, by attempt.
+type Expansions = HashMap<(Uuid, i64), Vec<(String, Vec<serde_json::Value>)>>;
+
+/// The array at `path` in a parent's output, or why it is not one.
+fn foreach_items(
+    output: &serde_json::Value,
+    parent: &str,
+    path: &[&str],
+    max: usize,
+) -> Result<Vec<serde_json::Value>, String> {
+    let mut v = output;
+    let shown = std::iter::once(parent)
+        .chain(path.iter().copied())
+        .collect::<Vec<_>>()
+        .join(".");
+    for key in path {
+        v = match v {
+            serde_json::Value::Object(m) => m.get(*key).unwrap_or(&serde_json::Value::Null),
+            serde_json::Value::Array(a) => key
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| a.get(i))
+                .unwrap_or(&serde_json::Value::Null),
+            _ => &serde_json::Value::Null,
+        };
+    }
+    let found = match v {
+        serde_json::Value::Array(items) if items.len() > max => {
+            return Err(format!(
+                "{shown} has {} items, over the limit of {max} (ORK_MAX_FOREACH_ITEMS)",
+                items.len()
+            ))
+        }
+        serde_json::Value::Array(items) => return Ok(items.clone()),
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Object(_) => "an object",
+    };
+    Err(format!("{shown} is {found}, not an array"))
+}
 
 /// What one [`Engine::complete`] changed.
 #[derive(Debug, Clone, Default)]
@@ -71,9 +114,16 @@ impl Engine {
                 );
             }
         }
-        let workflows = &workflows;
+        let mut completions = completions.to_vec();
+        let mut expansions: Expansions = HashMap::new();
+        for c in &mut completions {
+            let wf = &workflows[&c.attempt.run_id];
+            self.prepare(c, wf, &mut expansions).await;
+        }
+        let (workflows, expansions) = (&workflows, &expansions);
+        let completions = &completions;
         let done = retry(TRANSIENT_DB, Error::is_transient, || {
-            self.complete_in_transaction(completions, workflows)
+            self.complete_in_transaction(completions, workflows, expansions)
         })
         .await?;
         metrics::counter!("ork_tasks_completed_total").increment(done.applied as u64);
@@ -85,11 +135,76 @@ impl Engine {
         Ok(done)
     }
 
+    /// Before the transaction: moves a large output into the payload store,
+    /// and reads the items of the `foreach` children of a success. An
+    /// output that is not an array at a child's path, or has more items
+    /// than `max_foreach_items`, fails the attempt (for good) instead.
+    async fn prepare(&self, c: &mut Completion, wf: &Workflow, expansions: &mut Expansions) {
+        let a = &c.attempt;
+        if let Some(r) = c.outcome.output_ref.take() {
+            let name = format!("{}.{}.{}.json", a.name, a.task_index, a.attempt);
+            match self.config.payloads.adopt(&r, a.run_id, &name).await {
+                Ok(r) => c.outcome.output_ref = Some(r),
+                Err(e) => {
+                    c.outcome = Outcome::failure(
+                        c.outcome.exit_code,
+                        format!("cannot store the output: {e}"),
+                    );
+                    return;
+                }
+            }
+        }
+        if !c.outcome.success {
+            return;
+        }
+        let children: Vec<(&String, Vec<&str>)> = wf
+            .dag
+            .children(&a.name)
+            .iter()
+            .filter_map(|child| {
+                let (parent, path) = wf.spec.tasks.get(child)?.foreach_source()?;
+                (parent == a.name).then_some((child, path))
+            })
+            .collect();
+        if children.is_empty() {
+            return;
+        }
+        let output = match (&c.outcome.output_ref, &c.outcome.output) {
+            (Some(r), _) => match self.config.payloads.read_value(r).await {
+                Ok(v) => v,
+                Err(e) => {
+                    c.outcome = Outcome::failure(c.outcome.exit_code, e);
+                    return;
+                }
+            },
+            (None, Some(v)) => v.clone(),
+            (None, None) => serde_json::Value::Null,
+        };
+        let mut found = Vec::new();
+        for (child, path) in children {
+            match foreach_items(&output, &a.name, &path, self.config.max_foreach_items) {
+                Ok(items) => found.push((child.clone(), items)),
+                Err(e) => {
+                    c.outcome = Outcome {
+                        permanent: true,
+                        ..Outcome::failure(
+                            c.outcome.exit_code,
+                            format!("foreach of task {child:?}: {e}"),
+                        )
+                    };
+                    return;
+                }
+            }
+        }
+        expansions.insert((a.task_id, a.attempt), found);
+    }
+
     /// One try of [`Engine::complete`]'s transaction.
     async fn complete_in_transaction(
         &self,
         completions: &[Completion],
         workflows: &HashMap<Uuid, Arc<Workflow>>,
+        expansions: &Expansions,
     ) -> Result<Completed, Error> {
         let mut tx = self.store.begin().await?;
         let now = Utc::now();
@@ -116,6 +231,11 @@ impl Engine {
                     exit_code: c.outcome.exit_code,
                     error: c.outcome.error.clone(),
                     output: c.outcome.output.clone(),
+                    output_ref: c
+                        .outcome
+                        .output_ref
+                        .as_ref()
+                        .and_then(|r| serde_json::to_value(r).ok()),
                     not_before,
                 })
             })
@@ -130,8 +250,29 @@ impl Engine {
             by_run.entry(f.run_id).or_default().push(f);
         }
         for (run_id, rows) in by_run {
-            let dag = &workflows[&run_id].dag;
+            let wf = &workflows[&run_id];
+            let dag = &wf.dag;
             let mut releases: HashMap<String, i64> = HashMap::new();
+            // `foreach` children of the successes: their instances, created
+            // here, in the transaction that records the parent's success
+            // (which applies once). Their own children counted the task as
+            // one parent instance: they wait for `n` now (none: released).
+            for f in rows.iter().filter(|f| f.status == TaskStatus::Success) {
+                for (child, items) in expansions.get(&(f.id, f.attempt)).into_iter().flatten() {
+                    let spec = &wf.spec.tasks[child];
+                    let task = NewTask {
+                        name: child.clone(),
+                        task_count: items.len() as i64,
+                        executor: spec.executor.as_str().to_owned(),
+                        max_attempts: i64::from(spec.retries.count) + 1,
+                        deps_remaining: 1,
+                    };
+                    tx.expand_foreach(run_id, &task, items).await?;
+                    for grandchild in dag.children(child) {
+                        *releases.entry(grandchild.clone()).or_default() += 1 - items.len() as i64;
+                    }
+                }
+            }
             let mut failed_tasks: BTreeSet<&str> = BTreeSet::new();
             let (mut closed, mut failed, mut retrying) = (0i64, 0i64, false);
             for f in rows {

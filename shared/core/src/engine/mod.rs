@@ -68,6 +68,10 @@ pub struct EngineConfig {
     /// Most task instances of one run (the sum of its tasks' `task_count`),
     /// checked at apply and at trigger.
     pub max_instances: u32,
+    /// Where large outputs and input files live, and the size bounds.
+    pub payloads: crate::payload::Payloads,
+    /// Most items a `foreach` may fan out over; more fail the parent.
+    pub max_foreach_items: usize,
 }
 
 /// Where workers report, and the key their tokens are signed with.
@@ -89,6 +93,8 @@ impl Default for EngineConfig {
             heartbeat_timeout: Duration::from_secs(300),
             callback: None,
             max_instances: crate::limits::DEFAULT_MAX_INSTANCES,
+            payloads: crate::payload::Payloads::default(),
+            max_foreach_items: crate::limits::DEFAULT_MAX_FOREACH_ITEMS,
         }
     }
 }

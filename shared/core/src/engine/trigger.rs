@@ -67,9 +67,17 @@ impl Engine {
                     .iter()
                     .map(|p| i64::from(wf.spec.tasks[p].task_count))
                     .sum();
+                // A `foreach` task has no instance until its parent succeeds
+                // (`Tx::expand_foreach`); its children count it as one
+                // parent instance until then.
+                let task_count = if spec.foreach.is_some() {
+                    0
+                } else {
+                    i64::from(spec.task_count)
+                };
                 NewTask {
                     name: name.clone(),
-                    task_count: i64::from(spec.task_count),
+                    task_count,
                     executor: spec.executor.as_str().to_owned(),
                     max_attempts: i64::from(spec.retries.count) + 1,
                     deps_remaining: deps,

@@ -26,8 +26,16 @@ pub struct DispatchRequest {
     pub spec: TaskSpec,
     /// Directory of the workflow file, for relative paths.
     pub base_dir: Option<PathBuf>,
-    /// The task's input: `{"params": {...}, "upstream": {"task": output | [outputs]}}`.
+    /// The task's input: `{"params": {...}, "upstream": {"task": output |
+    /// [outputs]}, "item": …}`, inline when small (`Null` when it is in
+    /// [`DispatchRequest::input_file`]).
     pub input: serde_json::Value,
+    /// The input document written to a file, when it is too large to be
+    /// inline (or includes a parent's large output): `ORK_INPUT_FILE`.
+    pub input_file: Option<PathBuf>,
+    /// The item of a `foreach` instance, when small enough to be
+    /// `ORK_ITEM` (it is in the input document in any case).
+    pub item: Option<serde_json::Value>,
     pub timeout: Option<Duration>,
     /// Where and how the worker reports its end, when the engine has a
     /// callback URL (serverless mode). Local processes report directly.
@@ -53,8 +61,14 @@ impl DispatchRequest {
             ("ORK_TASK_INDEX", a.task_index.to_string()),
             ("ORK_TASK_COUNT", self.task_count.to_string()),
             ("ORK_ATTEMPT", a.attempt.to_string()),
-            ("ORK_INPUT", self.input.to_string()),
         ];
+        match &self.input_file {
+            Some(path) => env.push(("ORK_INPUT_FILE", path.display().to_string())),
+            None => env.push(("ORK_INPUT", self.input.to_string())),
+        }
+        if let Some(item) = &self.item {
+            env.push(("ORK_ITEM", item.to_string()));
+        }
         if let Some(cb) = &self.callback {
             env.push(("ORK_CALLBACK_URL", cb.url.clone()));
             env.push(("ORK_CALLBACK_TOKEN", cb.token.clone()));
@@ -103,6 +117,10 @@ pub struct Outcome {
     /// started for good): the engine fails it without spending retries.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub permanent: bool,
+    /// A large output, stored by reference instead of `output`. Only
+    /// executors of this process set it (never a worker's report).
+    #[serde(skip)]
+    pub output_ref: Option<crate::payload::PayloadRef>,
 }
 
 impl Outcome {
@@ -113,6 +131,7 @@ impl Outcome {
             error: None,
             output,
             permanent: false,
+            output_ref: None,
         }
     }
 
@@ -123,6 +142,7 @@ impl Outcome {
             error: Some(error.into()),
             output: None,
             permanent: false,
+            output_ref: None,
         }
     }
 

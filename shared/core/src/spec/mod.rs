@@ -103,7 +103,11 @@ impl WorkflowSpec {
     /// How many task instances a run of this workflow has: the sum of its
     /// tasks' `task_count`.
     pub fn instances(&self) -> u64 {
-        self.tasks.values().map(|t| u64::from(t.task_count)).sum()
+        self.tasks
+            .values()
+            .filter(|t| t.foreach.is_none())
+            .map(|t| u64::from(t.task_count))
+            .sum()
     }
 
     /// The parsed schedule, if the workflow has one (validated at load).
@@ -123,9 +127,12 @@ impl WorkflowSpec {
 pub struct TaskSpec {
     #[serde(default)]
     pub executor: ExecutorKind,
-    /// Program to run (`process`), resolved on `PATH`.
+    /// Program to run (`process`), resolved on `PATH`: a program name
+    /// (`command: python3`, with `args`) or the whole argv as a list
+    /// (`command: ["sh", "-c", "echo hi"]`; `args`, if also given, are
+    /// appended).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<String>,
+    pub command: Option<Command>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
     /// Script run with `python3` (`python`), relative to the workflow file.
@@ -148,10 +155,74 @@ pub struct TaskSpec {
     /// told its `ORK_TASK_INDEX` and `ORK_TASK_COUNT`.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub task_count: u32,
+    /// Dynamic fan-out: `parent` or `parent.path.in.its.output`, a JSON
+    /// array in the output of a direct parent; one instance per item is
+    /// created when that parent succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub foreach: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloudrun: Option<CloudRunTarget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fargate: Option<FargateTarget>,
+}
+
+/// A task's `command`: a program (its arguments in `args`) or a whole argv.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Command {
+    Program(String),
+    Argv(Vec<String>),
+}
+
+impl Command {
+    /// The words of the command, program first.
+    pub fn words(&self) -> &[String] {
+        match self {
+            Command::Program(p) => std::slice::from_ref(p),
+            Command::Argv(v) => v,
+        }
+    }
+}
+
+impl From<&str> for Command {
+    fn from(s: &str) -> Self {
+        Command::Program(s.to_owned())
+    }
+}
+
+impl From<String> for Command {
+    fn from(s: String) -> Self {
+        Command::Program(s)
+    }
+}
+
+impl TaskSpec {
+    /// The full argv: the command's words, then `args`. Empty without a command.
+    pub fn argv(&self) -> Vec<String> {
+        self.command
+            .iter()
+            .flat_map(Command::words)
+            .chain(&self.args)
+            .cloned()
+            .collect()
+    }
+
+    /// The `foreach` source split into the parent task and the path of
+    /// keys into its output (`extract.users` → `("extract", ["users"])`);
+    /// `None` when it names no `depends_on` entry.
+    pub fn foreach_source(&self) -> Option<(&str, Vec<&str>)> {
+        let f = self.foreach.as_deref()?;
+        // Task names may contain '.': the parent is the longest
+        // `depends_on` entry that `f` is, or starts with followed by '.'.
+        let parent = self
+            .depends_on
+            .iter()
+            .filter(|d| f == d.as_str() || f.starts_with(&format!("{d}.")))
+            .max_by_key(|d| d.len())?;
+        let rest = &f[parent.len()..];
+        let path = rest.split('.').filter(|p| !p.is_empty()).collect();
+        Some((parent.as_str(), path))
+    }
 }
 
 impl Default for TaskSpec {
@@ -167,6 +238,7 @@ impl Default for TaskSpec {
             timeout: None,
             retries: RetryPolicy::default(),
             task_count: 1,
+            foreach: None,
             cloudrun: None,
             fargate: None,
         }

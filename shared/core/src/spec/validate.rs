@@ -69,6 +69,29 @@ pub(super) fn validate(spec: &WorkflowSpec, src: &str) -> Result<(), SpecError> 
             );
             return at(name, &["task_count"], msg);
         }
+        if let Some(f) = &task.foreach {
+            if task.foreach_source().is_none() {
+                let msg = format!(
+                    "task {name:?}: foreach {f:?} must name a direct parent (a `depends_on` entry), optionally followed by a path into its output (`parent.key`)"
+                );
+                return at(name, &["foreach"], msg);
+            }
+            if task.task_count > 1 {
+                let msg = format!(
+                    "task {name:?}: foreach and task_count > 1 cannot be combined (foreach sets the instance count)"
+                );
+                return at(name, &["foreach"], msg);
+            }
+            let (parent, _) = task.foreach_source().expect("checked");
+            if let Some(p) = spec.tasks.get(parent) {
+                if p.task_count > 1 || p.foreach.is_some() {
+                    let msg = format!(
+                        "task {name:?}: foreach over {parent:?}, which has several instances: foreach needs a single-instance parent"
+                    );
+                    return at(name, &["foreach"], msg);
+                }
+            }
+        }
         if task.retries.count > MAX_RETRIES {
             let msg = format!(
                 "task {name:?}: retries.count is {}, the maximum is {MAX_RETRIES}",
@@ -149,10 +172,18 @@ fn check_executor(
     spec: &WorkflowSpec,
 ) -> Result<(), (&'static [&'static str], String)> {
     match task.executor {
-        ExecutorKind::Process if task.command.as_deref().is_none_or(str::is_empty) => Err((
-            &[],
-            format!("task {name:?}: executor \"process\" needs a `command`"),
-        )),
+        ExecutorKind::Process
+            if task
+                .command
+                .as_ref()
+                .and_then(|c| c.words().first())
+                .is_none_or(|p| p.is_empty()) =>
+        {
+            Err((
+                &[],
+                format!("task {name:?}: executor \"process\" needs a `command`"),
+            ))
+        }
         ExecutorKind::Python => {
             let Some(file) = task.file.as_ref().filter(|f| !f.as_os_str().is_empty()) else {
                 let msg = format!(

@@ -99,6 +99,7 @@ fn result(task_id: Uuid, attempt: i64, status: TaskStatus) -> AttemptResult {
         exit_code: Some(0),
         error: None,
         output: Some(serde_json::json!({"n": attempt})),
+        output_ref: None,
         not_before: None,
     }
 }

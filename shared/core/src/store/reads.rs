@@ -38,8 +38,11 @@ struct SpecRow {
 pub struct TaskOutput {
     pub name: String,
     pub task_index: i64,
-    #[sqlx(json)]
-    pub output: serde_json::Value,
+    #[sqlx(json(nullable))]
+    pub output: Option<serde_json::Value>,
+    /// Set instead of `output` for a large one ([`crate::payload::PayloadRef`]).
+    #[sqlx(json(nullable))]
+    pub output_ref: Option<serde_json::Value>,
 }
 
 /// What [`Store::next_due_at`] found: the earliest times after which the
@@ -174,7 +177,8 @@ impl Store {
         self.read_optional(Sql::new(GET_TASK).bind(task_id)).await
     }
 
-    /// Outputs of the succeeded instances of the named tasks of a run that left one.
+    /// Outputs of the succeeded instances of the named tasks of a run
+    /// (both `None` where one left no output).
     pub async fn task_outputs(
         &self,
         run_id: Uuid,

@@ -43,6 +43,16 @@ pub(super) const INSERT_TASKS_HEAD: &str =
     "INSERT INTO tasks (id, run_id, name, task_index, task_count, executor, status, \
      max_attempts, deps_remaining, ready_at) VALUES ";
 
+/// The instances of a `foreach` task, created when its parent succeeds:
+/// like [`INSERT_TASKS_HEAD`], with each instance's item.
+pub(super) const INSERT_FOREACH_TASKS_HEAD: &str =
+    "INSERT INTO tasks (id, run_id, name, task_index, task_count, executor, status, \
+     max_attempts, deps_remaining, item) VALUES ";
+
+/// `$2` instances more in the run (a `foreach` expanded).
+pub(super) const ADD_RUN_TASKS: &str =
+    "UPDATE runs SET tasks_total = tasks_total + $2, tasks_open = tasks_open + $2 WHERE id = $1";
+
 pub(super) const START_RUN: &str =
     "UPDATE runs SET status = 'running' WHERE id = $1 AND status = 'pending'";
 
@@ -72,12 +82,13 @@ pub(super) const CANCEL_TASKS_OF_RUN: &str =
 pub(super) const CLAIM_HEAD: &str =
     "UPDATE tasks SET status = 'dispatched', attempt = attempt + 1, \
      lease_expires_at = $3, dispatched_at = $2, started_at = NULL, execution_id = NULL, \
-     exit_code = NULL, error = NULL, output = NULL, deadline_at = NULL \
+     exit_code = NULL, error = NULL, output = NULL, output_ref = NULL, deadline_at = NULL \
      WHERE id IN (SELECT id FROM tasks WHERE run_id = $1 AND status = 'pending' \
      AND deps_remaining = 0 AND (not_before IS NULL OR not_before <= $2) \
      LIMIT $4";
 
-pub(super) const CLAIM_TAIL: &str = ") RETURNING id, run_id, name, task_index, task_count, attempt";
+pub(super) const CLAIM_TAIL: &str =
+    ") RETURNING id, run_id, name, task_index, task_count, attempt, item";
 
 /// `$1` is the time, `$2` the start lease (the first heartbeat is due
 /// before it); followed by one `(task, attempt, execution, deadline)`
@@ -97,7 +108,7 @@ pub(super) const MARK_STARTED_TAIL: &str =
 /// finished, its outcome stays visible until the next attempt is claimed.
 pub(super) const FINISH_ATTEMPTS_HEAD: &str =
     "UPDATE tasks SET status = v.column3, exit_code = v.column4, error = v.column5, \
-     output = v.column6, not_before = v.column7, lease_expires_at = NULL, deadline_at = NULL, \
+     output = v.column6, not_before = v.column7, output_ref = v.column8, lease_expires_at = NULL, deadline_at = NULL, \
      finished_at = CASE WHEN v.column3 = 'pending' THEN NULL ELSE $1 END FROM (VALUES ";
 
 pub(super) const FINISH_ATTEMPTS_TAIL: &str =
@@ -226,8 +237,9 @@ pub(super) const RUNNING_ATTEMPTS_HEAD: &str = concat!(
 pub(super) const RUNNING_ATTEMPTS_TAIL: &str = ") ORDER BY t.started_at LIMIT ";
 
 /// `$1` is the run; followed by the task names, then [`TASK_OUTPUTS_TAIL`].
-pub(super) const TASK_OUTPUTS_HEAD: &str = "SELECT name, task_index, output FROM tasks \
-     WHERE run_id = $1 AND status = 'success' AND output IS NOT NULL AND name IN (";
+pub(super) const TASK_OUTPUTS_HEAD: &str =
+    "SELECT name, task_index, output, output_ref FROM tasks \
+     WHERE run_id = $1 AND status = 'success' AND name IN (";
 
 pub(super) const TASK_OUTPUTS_TAIL: &str = ") ORDER BY name, task_index";
 

@@ -41,6 +41,9 @@ pub(crate) struct ClaimedTask {
     pub task_index: i64,
     pub task_count: i64,
     pub attempt: i64,
+    /// The item of a `foreach` instance.
+    #[sqlx(json(nullable))]
+    pub item: Option<serde_json::Value>,
 }
 
 /// An executor accepted an attempt.
@@ -62,6 +65,8 @@ pub(crate) struct AttemptResult {
     pub exit_code: Option<i64>,
     pub error: Option<String>,
     pub output: Option<serde_json::Value>,
+    /// A large output's reference ([`crate::payload::PayloadRef`]).
+    pub output_ref: Option<serde_json::Value>,
     pub not_before: Option<DateTime<Utc>>,
 }
 
@@ -345,6 +350,7 @@ impl Tx {
                     s.arg(r.error.clone()),
                     s.arg(r.output.clone()),
                     s.arg(r.not_before),
+                    s.arg(r.output_ref.clone()),
                 ]
             });
             sql.push(FINISH_ATTEMPTS_TAIL);
@@ -396,6 +402,48 @@ impl Tx {
                     .await?;
             }
         }
+        Ok(())
+    }
+
+    /// Creates the instances of a `foreach` task, one per item (index =
+    /// position), `pending` and not ready (the parent's release, in the same
+    /// transaction, makes them ready), and counts them in the run.
+    pub(crate) async fn expand_foreach(
+        &mut self,
+        run_id: Uuid,
+        task: &NewTask,
+        items: &[serde_json::Value],
+    ) -> Result<(), Error> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.conn();
+        let count = items.len() as i64;
+        let indexed: Vec<(i64, &serde_json::Value)> = items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as i64, v))
+            .collect();
+        for chunk in indexed.chunks(CHUNK) {
+            let mut sql = Sql::new(INSERT_FOREACH_TASKS_HEAD);
+            sql.push_values(chunk, |s, &(index, item)| {
+                vec![
+                    s.arg(Uuid::now_v7()),
+                    s.arg(run_id),
+                    s.arg(task.name.as_str()),
+                    s.arg(index),
+                    s.arg(count),
+                    s.arg(task.executor.as_str()),
+                    s.arg(TaskStatus::Pending.as_str()),
+                    s.arg(task.max_attempts),
+                    s.arg(task.deps_remaining.max(1)),
+                    s.arg(Some(item.clone())),
+                ]
+            });
+            c.execute(sql).await?;
+        }
+        c.execute(Sql::new(ADD_RUN_TASKS).bind(run_id).bind(count))
+            .await?;
         Ok(())
     }
 
