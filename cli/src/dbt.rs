@@ -141,8 +141,17 @@ pub fn import(args: &ImportArgs) -> Result<WorkflowSpec> {
             .exists()
             .then(|| project.clone()),
     };
+    // A path (not a name on PATH) is made absolute: the tasks run elsewhere.
+    let program = if args.dbt.contains('/') {
+        std::fs::canonicalize(&args.dbt)
+            .with_context(|| format!("no dbt program {}", args.dbt))?
+            .display()
+            .to_string()
+    } else {
+        args.dbt.clone()
+    };
     let dbt = Dbt {
-        program: &args.dbt,
+        program: &program,
         project: &project,
         profiles_dir: profiles_dir.as_deref(),
         target: args.target.as_deref(),
