@@ -8,6 +8,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// The relationships test of customer_totals.customer to stg_orders.
+const REL: &str = "test.relationships_customer_totals_customer__customer__ref_stg_orders_";
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -157,9 +160,16 @@ fn the_example_imports_and_runs_to_success() {
             "order_stats",
             "paid_orders",
             "raw_orders",
-            "stg_orders"
+            "stg_orders",
+            REL,
         ]
     );
+    // A test on two models is a task of its own, after both.
+    assert_eq!(
+        tasks[REL]["depends_on"],
+        serde_json::json!(["customer_totals", "stg_orders"])
+    );
+    assert_eq!(tasks[REL]["args"][2], "test");
     assert_eq!(wf["name"], "dbt-example");
     assert_eq!(
         tasks["stg_orders"]["depends_on"],
@@ -213,6 +223,7 @@ fn a_failing_model_skips_its_dependants() {
     assert_eq!(status_of(&tasks, "paid_orders"), "failed");
     assert_eq!(status_of(&tasks, "customer_totals"), "skipped");
     assert_eq!(status_of(&tasks, "order_stats"), "skipped");
+    assert_eq!(status_of(&tasks, REL), "skipped");
 }
 
 #[test]
