@@ -277,6 +277,8 @@ fn selection_modes_overlays_and_reimport() {
             overlay.to_str().unwrap(),
             "--task-project-dir",
             "/app",
+            "--name",
+            "dbt-on-fargate",
             "-o",
             file.to_str().unwrap(),
         ],
@@ -299,6 +301,9 @@ fn selection_modes_overlays_and_reimport() {
     }
     assert!(!tasks["customer_totals"]["timeout"].is_null());
     assert!(tasks["order_stats"]["timeout"].is_null());
+    // Valid as it is: a dry run dispatches every task (to the mock executor).
+    let out = ork(dir.path(), &["run", "--dry-run", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
 
     // --apply: stored once, unchanged when imported again, a new version
     // when the project changed.
