@@ -60,8 +60,19 @@ ensure_python_tools() {
   fi
 }
 
+ensure_dbt() {
+  # dbt-core with dbt-duckdb (dbt-core 1.12 does not install with it), for
+  # `ork dbt import`: tests/tests/dbt.rs runs workflows/dbt_example with it.
+  if ! target/dbt-venv/bin/python -c 'import dbt.adapters.duckdb' 2>/dev/null; then
+    log "installing dbt-core 1.10 and dbt-duckdb 1.10 in target/dbt-venv"
+    python3 -m venv target/dbt-venv
+    target/dbt-venv/bin/pip install -q 'dbt-core==1.10.*' 'dbt-duckdb==1.10.*'
+  fi
+}
+
 ensure_postgres
 ensure_python_tools
+ensure_dbt
 
 log "cfn-lint infra/aws/template.yaml"
 cfn-lint infra/aws/template.yaml

@@ -2,6 +2,7 @@
 //! work is in `ork-core` and `ork-api`.
 
 mod commands;
+mod dbt;
 mod output;
 mod serve;
 
@@ -94,6 +95,11 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         tick: std::time::Duration,
     },
+    /// dbt projects as workflows (docs/dbt.md).
+    Dbt {
+        #[command(subcommand)]
+        command: DbtCommand,
+    },
     /// Run a task program under the worker contract: report its end to
     /// $ORK_CALLBACK_URL with $ORK_CALLBACK_TOKEN (a container entrypoint).
     Worker {
@@ -119,6 +125,14 @@ enum Command {
         #[arg(long, value_name = "RUN", conflicts_with_all = ["file", "params", "dry_run"])]
         resume: Option<Uuid>,
     },
+}
+
+#[derive(Subcommand)]
+enum DbtCommand {
+    /// Make a workflow of a dbt project: one task per model, seed and
+    /// snapshot, dependencies from its manifest. Prints the YAML (or writes
+    /// it with -o); --apply stores it.
+    Import(dbt::ImportArgs),
 }
 
 /// `ork status | head`: a closed stdout ends a listing quietly, as it does
