@@ -399,7 +399,7 @@ impl Dbt<'_> {
             None => self.program.to_owned(),
         };
         TaskSpec {
-            command: Some(command),
+            command: Some(command.into()),
             args,
             env: env.clone(),
             depends_on: deps,
