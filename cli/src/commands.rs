@@ -32,7 +32,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 .await
                 .map_err(anyhow::Error::msg);
         }
-        Command::Serve { addr, tick } => return crate::serve::serve(&config, addr, tick).await,
+        Command::Serve { addr } => {
+            return crate::serve::serve(&config, addr, config.poll_interval).await
+        }
         _ => {}
     }
     let dry_run = matches!(command, Command::Run { dry_run: true, .. });

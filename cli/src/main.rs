@@ -90,9 +90,6 @@ enum Command {
     Serve {
         #[arg(long, env = "ORK_ADDR", default_value = "127.0.0.1:4000")]
         addr: std::net::SocketAddr,
-        /// How often the sweeper runs (the cron tick).
-        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-        tick: std::time::Duration,
     },
     /// Run a task program under the worker contract: report its end to
     /// $ORK_CALLBACK_URL with $ORK_CALLBACK_TOKEN (a container entrypoint).

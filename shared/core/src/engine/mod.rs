@@ -68,6 +68,9 @@ pub struct EngineConfig {
     /// Most task instances of one run (the sum of its tasks' `task_count`),
     /// checked at apply and at trigger.
     pub max_instances: u32,
+    /// Claim only tasks of these executor kinds (`ork serve --executors`);
+    /// `None` claims every task.
+    pub executors: Option<Vec<crate::spec::ExecutorKind>>,
 }
 
 /// Where workers report, and the key their tokens are signed with.
@@ -89,6 +92,7 @@ impl Default for EngineConfig {
             heartbeat_timeout: Duration::from_secs(300),
             callback: None,
             max_instances: crate::limits::DEFAULT_MAX_INSTANCES,
+            executors: None,
         }
     }
 }
