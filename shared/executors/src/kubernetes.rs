@@ -259,17 +259,18 @@ impl Executor for KubernetesExecutor {
     ) -> Result<Option<Outcome>, ExecutorError> {
         let (namespace, name) = parse_execution_id(execution_id)?;
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), namespace);
-        let job =
-            match self.call("get job", || jobs.get(name)).await {
-                Ok(job) => job,
-                Err(e) if e.code == Some(404) => return Ok(Some(Outcome::failure(
+        let job = match self.call("get job", || jobs.get(name)).await {
+            Ok(job) => job,
+            Err(e) if e.code == Some(404) => {
+                return Ok(Some(Outcome::failure(
                     None,
                     format!(
                         "Kubernetes Job {execution_id} is gone (deleted before it was seen to end)"
                     ),
-                ))),
-                Err(e) => return Err(e.into()),
-            };
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
         let pods = self.pods(namespace, name).await?;
         let outcome = job_outcome(&job, &pods);
         if let Some(outcome) = &outcome {

@@ -233,7 +233,7 @@ fn validate_kubernetes(
         ));
     }
     let dns_subdomain =
-        |s: &str| !s.is_empty() && s.len() <= 253 && s.split('.').all(|part| dns_label(part));
+        |s: &str| !s.is_empty() && s.len() <= 253 && s.split('.').all(&dns_label);
     if let Some(sa) = k.service_account.as_deref().filter(|sa| !dns_subdomain(sa)) {
         return Err((
             &["kubernetes", "service_account"],
