@@ -232,8 +232,7 @@ fn validate_kubernetes(
             format!("task {name:?}: kubernetes namespace {ns:?} is not a DNS label (lowercase letters, digits, '-', at most 63)"),
         ));
     }
-    let dns_subdomain =
-        |s: &str| !s.is_empty() && s.len() <= 253 && s.split('.').all(&dns_label);
+    let dns_subdomain = |s: &str| !s.is_empty() && s.len() <= 253 && s.split('.').all(&dns_label);
     if let Some(sa) = k.service_account.as_deref().filter(|sa| !dns_subdomain(sa)) {
         return Err((
             &["kubernetes", "service_account"],
