@@ -657,6 +657,60 @@ mod tests {
         assert!(is_dns_label(&job_name(&attempt("__"))));
     }
 
+    fn pod(state: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p"},
+            "status": {"containerStatuses": [{
+                "name": CONTAINER, "image": "i", "imageID": "", "ready": false,
+                "restartCount": 0, "state": state,
+            }]},
+        }))
+        .unwrap()
+    }
+
+    fn job(status: serde_json::Value) -> Job {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "j"}, "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn outcomes_from_the_job_and_its_pod() {
+        let running = pod(serde_json::json!({"running": {}}));
+        assert_eq!(
+            job_outcome(&job(serde_json::json!({"active": 1})), &[running]),
+            None
+        );
+
+        let oom = pod(serde_json::json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}}));
+        let failed = job(serde_json::json!({"failed": 1, "conditions": [
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "m"}]}));
+        let outcome = job_outcome(&failed, &[oom]).unwrap();
+        assert!(!outcome.success && !outcome.permanent);
+        assert_eq!(outcome.exit_code, Some(137));
+        let error = outcome.error.unwrap();
+        assert!(
+            error.starts_with("OOMKilled: the container exited with code 137"),
+            "{error}"
+        );
+        assert!(error.contains("BackoffLimitExceeded"), "{error}");
+
+        let pull =
+            pod(serde_json::json!({"waiting": {"reason": "ErrImagePull", "message": "not found"}}));
+        let outcome = job_outcome(&job(serde_json::json!({"active": 1})), &[pull]).unwrap();
+        assert!(outcome.permanent);
+        assert_eq!(
+            outcome.error.as_deref(),
+            Some("ErrImagePull: the pod cannot start: not found")
+        );
+
+        let done = job(serde_json::json!({"succeeded": 1}));
+        assert_eq!(job_outcome(&done, &[]), Some(Outcome::success(None)));
+    }
+
     #[test]
     fn label_values_are_valid() {
         assert_eq!(label_value("a b/c"), "a_b_c");
