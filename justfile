@@ -1,31 +1,76 @@
 # Everyday commands. `just --list` shows them.
 
-pg := env_var_or_default("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+# The server's address: every recipe that talks to it reads ORK_ADDR.
+addr := env_var_or_default("ORK_ADDR", "127.0.0.1:4000")
+export ORK_ADDR := addr
 
 # Run a workflow end to end in this process (embedded SQLite, local processes)
 run name="etl":
     cargo run -q -p ork-cli -- run workflows/{{name}}.yaml
 
-# Serve the handlers, the web UI (http://127.0.0.1:4000) and the sweeper tick on PostgreSQL
+# Check the toolchain, install cargo-lambda and just (PyPI), and start the database
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    need=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+    have=$(rustc --version | cut -d' ' -f2)
+    if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n 1)" != "$need" ]; then
+        echo "rustc $have is older than the workspace's rust-version $need: rustup update" >&2
+        exit 1
+    fi
+    echo "rustc $have (>= $need), $(cargo --version)"
+    command -v python3 >/dev/null || { echo "python3 is needed (python tasks, the tools below)" >&2; exit 1; }
+    if ! command -v cargo-lambda >/dev/null || ! command -v just >/dev/null; then
+        python3 -m pip install -q cargo-lambda rust-just
+    fi
+    bash scripts/local-pg.sh start
+
+# Start PostgreSQL if none answers (.ork/pg, database `ork`), then serve on $ORK_ADDR
 up:
-    ORK_DATABASE_URL={{pg}} cargo run -p ork-cli -- serve
+    ORK_DATABASE_URL="$(bash scripts/local-pg.sh start)" cargo run -p ork-cli -- serve
 
 # The same on the embedded SQLite file
 up-sqlite:
     cargo run -p ork-cli -- serve
 
+# Stop the PostgreSQL that `just up` started, if it did
+down:
+    bash scripts/local-pg.sh stop
+
 # Apply an example workflow and trigger it over HTTP on the server started by `just up`
-example-run name="etl":
-    ORK_DATABASE_URL={{pg}} cargo run -q -p ork-cli -- apply workflows/{{name}}.yaml
-    curl -sf -X POST http://127.0.0.1:4000/trigger -H "authorization: Bearer ${ORK_API_KEY:-}" -d '{"workflow": "{{name}}"}'
+example-run name="simple":
+    ORK_DATABASE_URL="$(bash scripts/local-pg.sh url)" cargo run -q -p ork-cli -- apply workflows/{{name}}.yaml
+    just trigger {{name}}
 
 # The same against `just up-sqlite`
-example-run-sqlite name="etl":
+example-run-sqlite name="simple":
     cargo run -q -p ork-cli -- apply workflows/{{name}}.yaml
-    curl -sf -X POST http://127.0.0.1:4000/trigger -H "authorization: Bearer ${ORK_API_KEY:-}" -d '{"workflow": "{{name}}"}'
+    just trigger {{name}}
 
-# The Lambda functions under `cargo lambda watch` on :9000 (pip install cargo-lambda), on this
-# checkout's .ork/ state, with a sweep POSTed to `advance` every 5 s (EventBridge's schedule, locally)
+# Trigger a stored workflow over HTTP
+trigger workflow:
+    curl -sS --fail-with-body -X POST "http://$ORK_ADDR/trigger" -H "authorization: Bearer ${ORK_API_KEY:-}" -d '{"workflow": "{{workflow}}"}'
+    @echo
+
+# Recent runs, or one run with its tasks, from the server's read API
+status run="":
+    curl -sS --fail-with-body "http://$ORK_ADDR/api/runs{{ if run == "" { "" } else { "/" + run } }}" -H "authorization: Bearer ${ORK_API_KEY:-}"
+    @echo
+
+# Seed 000's load test: create and run N noop task instances here, print the throughput
+test-load n="1000":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    mkdir -p .ork
+    file=.ork/load-{{n}}.yaml
+    printf 'name: load-{{n}}\ntasks:\n  work:\n    executor: noop\n    task_count: {{n}}\n' > "$file"
+    cargo build -q --release -p ork-cli
+    start=$(date +%s.%N)
+    "${CARGO_TARGET_DIR:-target}/release/ork" run "$file" --json > .ork/load-{{n}}.json
+    end=$(date +%s.%N)
+    python3 -c 'import sys; n, s = int(sys.argv[1]), float(sys.argv[3]) - float(sys.argv[2]); print(f"{n} tasks in {s:.2f} s: {n / s:.0f} tasks/s")' {{n}} "$start" "$end"
+
+# The Lambda functions under `cargo lambda watch` on :9000, on .ork/, swept every 5 s
 lambda-watch:
     #!/usr/bin/env bash
     set -euo pipefail

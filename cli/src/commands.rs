@@ -32,7 +32,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 .await
                 .map_err(anyhow::Error::msg);
         }
-        Command::Serve { addr, tick } => return crate::serve::serve(&config, addr, tick).await,
+        Command::Serve { addr } => {
+            return crate::serve::serve(&config, addr, config.poll_interval).await
+        }
         Command::Dbt {
             command: DbtCommand::Import(args),
         } if !args.apply => return dbt_import(None, &args).await,

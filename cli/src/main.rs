@@ -91,9 +91,6 @@ enum Command {
     Serve {
         #[arg(long, env = "ORK_ADDR", default_value = "127.0.0.1:4000")]
         addr: std::net::SocketAddr,
-        /// How often the sweeper runs (the cron tick).
-        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-        tick: std::time::Duration,
     },
     /// dbt projects as workflows (docs/dbt.md).
     Dbt {

@@ -92,7 +92,22 @@ pub async fn serve(config: &Config, addr: SocketAddr, tick: Duration) -> Result<
         watch_health.died();
     });
 
-    println!("ork serving on http://{addr} (web UI at /, handlers at /trigger /advance /complete /heartbeat)");
+    let executors = match config.claimed_executors() {
+        Some(kinds) => kinds
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        None => "all".to_owned(),
+    };
+    tracing::info!(
+        instance = %config.instance_id(),
+        executors = %executors,
+        batch_size = config.batch_size,
+        poll_interval = %humantime::format_duration(tick),
+        "serving"
+    );
+    println!("ork serving on http://{addr} (web UI at /, handlers at /trigger /advance /complete /heartbeat; executors: {executors})");
     axum::serve(
         listener,
         ork_api::http::router_with_health(handlers, Some(health)),

@@ -644,3 +644,45 @@ fn foreach_names_a_direct_parent_with_one_instance() {
         "single-instance parent",
     );
 }
+
+#[test]
+fn kubernetes_blocks_are_checked_where_they_are_written() {
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: kubernetes\n",
+        3,
+        "needs a `kubernetes:` block",
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    command: ls\n    kubernetes: {image: busybox}\n",
+        5,
+        "a `kubernetes:` block needs `executor: kubernetes`",
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: kubernetes\n    kubernetes:\n      image: busybox\n      namespace: Not_A_Label\n",
+        7,
+        "namespace \"Not_A_Label\" is not a DNS label",
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: kubernetes\n    kubernetes:\n      image: busybox\n      cpu: 500m\n      memory: lots\n",
+        8,
+        "memory \"lots\" is not a quantity",
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: kubernetes\n    kubernetes:\n      image: busybox\n      tolerations:\n        - {key: k, operator: Maybe}\n",
+        8,
+        "toleration operator \"Maybe\"",
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: kubernetes\n    kubernetes: {image: busybox, colour: blue}\n",
+        5,
+        "unknown field `colour`",
+    );
+    let spec = parse(
+        "name: x\ntasks:\n  a:\n    executor: kubernetes\n    kubernetes:\n      image: busybox\n      cpu: \"2\"\n      memory: 1.5Gi\n      node_selector: {pool: a}\n",
+    );
+    let k = spec.tasks["a"].kubernetes.clone().unwrap();
+    assert_eq!(spec.tasks["a"].executor, ExecutorKind::Kubernetes);
+    assert_eq!(k.cpu.as_deref(), Some("2"));
+    assert_eq!(k.memory.as_deref(), Some("1.5Gi"));
+    assert_eq!(k.node_selector["pool"], "a");
+}

@@ -1,6 +1,7 @@
 //! Where Ork's tasks run. `process` (local programs and python files) is
 //! always here; `cloudrun` (Cloud Run Jobs, Admin API v2) and `fargate`
-//! (ECS RunTask on Fargate) are behind cargo features of the same names, so
+//! (ECS RunTask on Fargate) and `kubernetes` (batch/v1 Jobs through `kube`)
+//! are behind cargo features of the same names, so
 //! that crates which only run local tasks never build a cloud SDK.
 //!
 //! [`standard`] is the registry every entry point uses: it maps each
@@ -11,6 +12,8 @@ pub mod cloudrun;
 pub mod ecs_event;
 #[cfg(feature = "fargate")]
 pub mod fargate;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod process;
 
 use std::sync::Arc;
@@ -27,6 +30,8 @@ use ork_core::spec::ExecutorKind;
 pub use cloudrun::CloudRunExecutor;
 #[cfg(feature = "fargate")]
 pub use fargate::FargateExecutor;
+#[cfg(feature = "kubernetes")]
+pub use kubernetes::KubernetesExecutor;
 pub use process::ProcessExecutor;
 
 /// Every executor this build has: local processes (and python files)
@@ -34,6 +39,8 @@ pub use process::ProcessExecutor;
 /// which are built on first use so that commands that never dispatch to
 /// them never look for their credentials.
 pub fn standard(process: Arc<ProcessExecutor>) -> Executors {
+    #[cfg(feature = "kubernetes")]
+    let log_dir = process.log_dir().to_path_buf();
     let executors = Executors::new()
         .with(ExecutorKind::Process, process.clone())
         .with(ExecutorKind::Python, process)
@@ -55,6 +62,18 @@ pub fn standard(process: Arc<ProcessExecutor>) -> Executors {
             FargateExecutor::from_env()
                 .await
                 .map(|e| Arc::new(e) as Arc<dyn Executor>)
+        })),
+    );
+    #[cfg(feature = "kubernetes")]
+    let executors = executors.with(
+        ExecutorKind::Kubernetes,
+        Arc::new(OnFirstUse::new(move || {
+            let log_dir = log_dir.clone();
+            async move {
+                KubernetesExecutor::from_env(Some(log_dir))
+                    .await
+                    .map(|e| Arc::new(e) as Arc<dyn Executor>)
+            }
         })),
     );
     executors

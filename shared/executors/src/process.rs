@@ -164,6 +164,11 @@ impl ProcessExecutor {
         }
     }
 
+    /// The directory of the attempts' logs (absolute).
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
     /// Where the log of an attempt is written.
     pub fn log_path(log_dir: &Path, attempt: &AttemptRef) -> PathBuf {
         log_dir.join(attempt.run_id.to_string()).join(format!(

@@ -47,7 +47,13 @@ impl Engine {
                 let now = Utc::now();
                 let lease_until = limits::after(now, self.config.lease);
                 let claimed = tx
-                    .claim(run_id, now, lease_until, self.config.claim_batch)
+                    .claim(
+                        run_id,
+                        now,
+                        lease_until,
+                        self.config.claim_batch,
+                        self.config.executors.as_deref(),
+                    )
                     .await?;
                 tx.commit().await?;
                 Ok(claimed)

@@ -72,6 +72,9 @@ pub struct EngineConfig {
     pub payloads: crate::payload::Payloads,
     /// Most items a `foreach` may fan out over; more fail the parent.
     pub max_foreach_items: usize,
+    /// Claim only tasks of these executor kinds (`ork serve --executors`);
+    /// `None` claims every task.
+    pub executors: Option<Vec<crate::spec::ExecutorKind>>,
 }
 
 /// Where workers report, and the key their tokens are signed with.
@@ -95,6 +98,7 @@ impl Default for EngineConfig {
             max_instances: crate::limits::DEFAULT_MAX_INSTANCES,
             payloads: crate::payload::Payloads::default(),
             max_foreach_items: crate::limits::DEFAULT_MAX_FOREACH_ITEMS,
+            executors: None,
         }
     }
 }

@@ -164,6 +164,8 @@ pub struct TaskSpec {
     pub cloudrun: Option<CloudRunTarget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fargate: Option<FargateTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesTarget>,
 }
 
 /// A task's `command`: a program (its arguments in `args`) or a whole argv.
@@ -241,6 +243,7 @@ impl Default for TaskSpec {
             foreach: None,
             cloudrun: None,
             fargate: None,
+            kubernetes: None,
         }
     }
 }
@@ -269,6 +272,8 @@ pub enum ExecutorKind {
     Cloudrun,
     /// An AWS ECS task on Fargate (the `fargate:` block).
     Fargate,
+    /// A Kubernetes `batch/v1` Job (the `kubernetes:` block).
+    Kubernetes,
 }
 
 impl ExecutorKind {
@@ -279,6 +284,7 @@ impl ExecutorKind {
         ExecutorKind::Mock,
         ExecutorKind::Cloudrun,
         ExecutorKind::Fargate,
+        ExecutorKind::Kubernetes,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -289,6 +295,7 @@ impl ExecutorKind {
             ExecutorKind::Mock => "mock",
             ExecutorKind::Cloudrun => "cloudrun",
             ExecutorKind::Fargate => "fargate",
+            ExecutorKind::Kubernetes => "kubernetes",
         }
     }
 }
@@ -339,6 +346,51 @@ pub struct FargateTarget {
     /// Task-level memory in MiB overriding the definition's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<u32>,
+}
+
+/// Where a `kubernetes` task runs: one `batch/v1` Job per attempt, in the
+/// cluster of the ambient configuration (in-cluster, else kubeconfig).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesTarget {
+    /// The container image; the task's `command`/`args` override its entrypoint.
+    pub image: String,
+    /// The Job's namespace [default: the configuration's, else `default`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// CPU request and limit, a Kubernetes quantity (`500m`, `2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// Memory request and limit, a Kubernetes quantity (`512Mi`, `2Gi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// How long a finished Job is kept before Kubernetes deletes it [default: 3600].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds_after_finished: Option<u32>,
+}
+
+/// A pod toleration, as in the Kubernetes API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toleration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `Exists` or `Equal` [default: `Equal`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`; empty matches all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toleration_seconds: Option<i64>,
 }
 
 /// How often and how soon a failed attempt is tried again.

@@ -212,6 +212,17 @@ fn check_executor(
             &[],
             format!("task {name:?}: executor \"fargate\" needs a `fargate:` block (cluster, task_definition, container, subnets)"),
         )),
+        ExecutorKind::Kubernetes => match &task.kubernetes {
+            None => Err((
+                &[],
+                format!("task {name:?}: executor \"kubernetes\" needs a `kubernetes:` block (image, namespace, …)"),
+            )),
+            Some(k) => validate_kubernetes(name, k),
+        },
+        kind if task.kubernetes.is_some() => Err((
+            &["kubernetes"],
+            format!("task {name:?}: a `kubernetes:` block needs `executor: kubernetes` (not {:?})", kind.as_str()),
+        )),
         kind if task.cloudrun.is_some() && kind != ExecutorKind::Cloudrun => Err((
             &["cloudrun"],
             format!("task {name:?}: a `cloudrun:` block needs `executor: cloudrun`"),
@@ -222,6 +233,95 @@ fn check_executor(
         )),
         _ => Ok(()),
     }
+}
+
+/// A `kubernetes:` block's fields, as the API server would check them.
+fn validate_kubernetes(
+    name: &str,
+    k: &crate::spec::KubernetesTarget,
+) -> Result<(), (&'static [&'static str], String)> {
+    if k.image.trim().is_empty() || k.image.chars().any(char::is_whitespace) {
+        return Err((
+            &["kubernetes", "image"],
+            format!(
+                "task {name:?}: kubernetes image {:?} is not an image reference",
+                k.image
+            ),
+        ));
+    }
+    let dns_label = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    };
+    if let Some(ns) = k.namespace.as_deref().filter(|ns| !dns_label(ns)) {
+        return Err((
+            &["kubernetes", "namespace"],
+            format!("task {name:?}: kubernetes namespace {ns:?} is not a DNS label (lowercase letters, digits, '-', at most 63)"),
+        ));
+    }
+    let dns_subdomain = |s: &str| !s.is_empty() && s.len() <= 253 && s.split('.').all(&dns_label);
+    if let Some(sa) = k.service_account.as_deref().filter(|sa| !dns_subdomain(sa)) {
+        return Err((
+            &["kubernetes", "service_account"],
+            format!("task {name:?}: kubernetes service_account {sa:?} is not a valid name"),
+        ));
+    }
+    for (field, value) in [("cpu", &k.cpu), ("memory", &k.memory)] {
+        if let Some(v) = value.as_deref().filter(|v| !is_quantity(v)) {
+            let at: &'static [&'static str] = if field == "cpu" {
+                &["kubernetes", "cpu"]
+            } else {
+                &["kubernetes", "memory"]
+            };
+            return Err((
+                at,
+                format!("task {name:?}: kubernetes {field} {v:?} is not a quantity (like 500m, 2, 512Mi, 1Gi)"),
+            ));
+        }
+    }
+    for t in &k.tolerations {
+        if let Some(op) = t
+            .operator
+            .as_deref()
+            .filter(|op| !matches!(*op, "Exists" | "Equal"))
+        {
+            return Err((
+                &["kubernetes", "tolerations", "operator"],
+                format!("task {name:?}: toleration operator {op:?} is not Exists or Equal"),
+            ));
+        }
+        if let Some(effect) = t
+            .effect
+            .as_deref()
+            .filter(|e| !matches!(*e, "" | "NoSchedule" | "PreferNoSchedule" | "NoExecute"))
+        {
+            return Err((
+                &["kubernetes", "tolerations", "effect"],
+                format!("task {name:?}: toleration effect {effect:?} is not NoSchedule, PreferNoSchedule or NoExecute"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A Kubernetes resource quantity: a decimal number with an optional
+/// suffix (`m`, `k`, `M`, `G`, `T`, `P`, `E`, `Ki`…`Ei`).
+fn is_quantity(v: &str) -> bool {
+    const SUFFIXES: [&str; 14] = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "m", "k", "M", "G", "T", "P", "E", "",
+    ];
+    SUFFIXES.iter().any(|suffix| {
+        v.strip_suffix(suffix).is_some_and(|num| {
+            !num.is_empty()
+                && num.chars().all(|c| c.is_ascii_digit() || c == '.')
+                && num.chars().filter(|c| *c == '.').count() <= 1
+                && num.chars().any(|c| c.is_ascii_digit())
+        })
+    })
 }
 
 fn is_name_char(c: char) -> bool {

@@ -67,7 +67,7 @@ async fn tasks(store: &Store, run: Uuid) -> Vec<Task> {
 async fn claim_all(store: &Store, run: Uuid) -> Vec<super::ClaimedTask> {
     let mut tx = store.begin().await.unwrap();
     let claimed = tx
-        .claim(run, now(), now() + Duration::seconds(60), 100)
+        .claim(run, now(), now() + Duration::seconds(60), 100, None)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -523,7 +523,7 @@ async fn a_dropped_transaction_rolls_back(db: TestDb) {
     {
         let mut tx = db.store.begin().await.unwrap();
         let claimed = tx
-            .claim(run.id, now(), now() + Duration::seconds(60), 100)
+            .claim(run.id, now(), now() + Duration::seconds(60), 100, None)
             .await
             .unwrap();
         assert_eq!(claimed.len(), 2);

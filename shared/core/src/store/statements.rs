@@ -84,8 +84,14 @@ pub(super) const CLAIM_HEAD: &str =
      lease_expires_at = $3, dispatched_at = $2, started_at = NULL, execution_id = NULL, \
      exit_code = NULL, error = NULL, output = NULL, output_ref = NULL, deadline_at = NULL \
      WHERE id IN (SELECT id FROM tasks WHERE run_id = $1 AND status = 'pending' \
-     AND deps_remaining = 0 AND (not_before IS NULL OR not_before <= $2) \
-     LIMIT $4";
+     AND deps_remaining = 0 AND (not_before IS NULL OR not_before <= $2)";
+
+/// Between [`CLAIM_HEAD`] and its list of executor kinds, when the caller
+/// claims only tasks of some executors (`ork serve --executors`).
+pub(super) const CLAIM_EXECUTORS: &str = " AND executor IN (";
+
+/// After [`CLAIM_HEAD`] (and the executor filter): the batch size.
+pub(super) const CLAIM_LIMIT: &str = " LIMIT $4";
 
 pub(super) const CLAIM_TAIL: &str =
     ") RETURNING id, run_id, name, task_index, task_count, attempt, item";

@@ -10,6 +10,7 @@ use super::sql::{Conn, Placeholder, Sql};
 use super::statements::*;
 use super::Tx;
 use crate::model::{Run, RunStatus, TaskStatus};
+use crate::spec::ExecutorKind;
 use crate::Error;
 
 /// The event detail of a claim put back by [`Tx::requeue_expired_claims`]:
@@ -247,13 +248,15 @@ impl Tx {
     /// Claims up to `limit` ready task instances of a run: `pending`, no
     /// parent left to succeed, past their retry backoff. Each claimed row
     /// moves to `dispatched` with a new attempt number and a lease, for this
-    /// caller alone. Marks a `pending` run `running`.
+    /// caller alone. Marks a `pending` run `running`. With `executors`,
+    /// only tasks of those executor kinds are claimed (still one statement).
     pub(crate) async fn claim(
         &mut self,
         run_id: Uuid,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
+        executors: Option<&[ExecutorKind]>,
     ) -> Result<Vec<ClaimedTask>, Error> {
         let mut c = self.conn();
         let mut sql = Sql::new(CLAIM_HEAD)
@@ -261,6 +264,16 @@ impl Tx {
             .bind(now)
             .bind(lease_until)
             .bind(limit);
+        if let Some(kinds) = executors {
+            sql.push(CLAIM_EXECUTORS);
+            if kinds.is_empty() {
+                sql.push("NULL");
+            } else {
+                sql.push_list(kinds.iter().map(|k| k.as_str().to_owned()));
+            }
+            sql.push(")");
+        }
+        sql.push(CLAIM_LIMIT);
         c.dialect().skip_locked(&mut sql);
         sql.push(CLAIM_TAIL);
         let claimed: Vec<ClaimedTask> = c.fetch_all(sql).await?;
