@@ -11,5 +11,6 @@ pub mod http;
 pub mod lambda;
 pub mod oidc;
 pub mod sweeper;
+pub mod ui;
 
 pub use handlers::{Handlers, Reply};

@@ -34,6 +34,7 @@ pub struct TestAppBuilder {
     advancer: Advancer,
     grace: Duration,
     oidc: Option<Arc<OidcVerifier>>,
+    log_dir: Option<std::path::PathBuf>,
 }
 
 impl TestApp {
@@ -46,6 +47,7 @@ impl TestApp {
             advancer: Advancer::Inline,
             grace: Duration::from_secs(600),
             oidc: None,
+            log_dir: None,
         }
     }
 
@@ -91,6 +93,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// Where the UI's log route reads local attempts' logs.
+    pub fn log_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.log_dir = Some(dir.into());
+        self
+    }
+
     /// Binds a random port, points the callback URL at it, and serves.
     pub async fn spawn(self) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -113,6 +121,7 @@ impl TestAppBuilder {
             signer: signer.clone(),
             advancer: self.advancer,
             oidc: self.oidc,
+            log_dir: self.log_dir,
         });
         let app = ork_api::http::router(handlers.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
