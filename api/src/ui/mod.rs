@@ -646,12 +646,26 @@ async fn workflow(
         Err(e) => return engine_error(e),
     };
     let graph = layout::layout(&layout::deps_of_spec(&source.spec));
+    // `ork apply` records where it applied from; a caller of the engine may
+    // store the YAML itself. The stored spec, as YAML, is shown either way.
+    let stored = source.source.unwrap_or_default();
+    let (yaml_source, applied_from) = if stored.contains('\n') {
+        (Some(stored), None)
+    } else {
+        (None, Some(stored).filter(|s| !s.is_empty()))
+    };
+    let mut shown = source.spec.clone();
+    if let Some(o) = shown.as_object_mut() {
+        o.remove("base_dir");
+    }
+    let yaml = yaml_source.or_else(|| serde_norway::to_string(&shown).ok());
     Json(json!({
+        "yaml": yaml,
+        "applied_from": applied_from,
         "name": name,
         "version": source.version,
         "versions": versions,
         "spec": source.spec,
-        "source": source.source,
         "graph": graph,
         "schedule": schedule_of(&source.spec, 5),
     }))

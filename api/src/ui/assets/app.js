@@ -71,7 +71,8 @@ function loginPage(next) {
     try {
       await api("/login", { method: "POST", body: JSON.stringify({ key: $("#login-key").value }) });
       await refreshSession();
-      location.hash = next && next !== "#/login" ? next : "#/runs";
+      const target = next && next !== "#/login" ? next : "#/runs";
+      if (location.hash === target) route(); else location.hash = target;
     } catch (err) { $("#login-error").textContent = err.message; }
   };
 }
@@ -242,6 +243,7 @@ async function runPage(id) {
   };
   const final = await render();
   let es = null, pending = false;
+  main().dataset.live = final ? "done" : "streaming";
   if (!final) {
     es = new EventSource(`/api/runs/${id}/stream`);
     const refresh = async () => {
@@ -249,7 +251,11 @@ async function runPage(id) {
       try { await render(); if (selected) showGroup(id, selected, summary, true); } finally { pending = false; }
     };
     es.addEventListener("change", refresh);
-    es.addEventListener("end", async () => { es.close(); lastGantt = 0; pending = false; await refresh(); });
+    es.addEventListener("end", async () => {
+      es.close(); lastGantt = 0;
+      while (pending) await new Promise((r) => setTimeout(r, 50));
+      await refresh(); main().dataset.live = "done";
+    });
   }
   live = { stop: () => { stopped = true; if (es) es.close(); } };
 }
@@ -330,7 +336,7 @@ async function workflowPage(name, params) {
   main().innerHTML = `<h1>${esc(w.name)} <span class="muted">v${w.version}</span></h1>
     <div class="grid"><div>
       <div class="card"><h2 style="margin-top:0">Graph</h2>${dagSvg(w.graph, false)}</div>
-      <div class="card"><h2 style="margin-top:0">Source</h2><pre id="wf-source">${esc(w.source ?? JSON.stringify(w.spec, null, 2))}</pre></div>
+      <div class="card"><h2 style="margin-top:0">Source</h2>${w.applied_from ? `<p class="muted">applied from <code>${esc(w.applied_from)}</code></p>` : ""}<pre id="wf-source">${esc(w.yaml ?? JSON.stringify(w.spec, null, 2))}</pre></div>
     </div><div>
       <form class="card" id="trigger-form"><h2 style="margin-top:0">Trigger a run</h2>
         <label>Params (JSON object)<br><textarea id="trigger-params" rows="5" style="width:100%">{}</textarea></label><br>
