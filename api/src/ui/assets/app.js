@@ -147,14 +147,14 @@ function dagSvg(graph, counts) {
       <text x="14" y="40" class="muted" fill="#6b7280">${esc(sub.length > 28 ? sub.slice(0, 27) + "…" : sub)}</text>
       ${bar}<title>${esc(n.name)}: ${esc(sub)}</title></g>`;
   }).join("");
-  return `<svg id="dag" width="${Math.max(width, 200)}" height="${Math.max(height, 80)}" viewBox="0 0 ${Math.max(width, 200)} ${Math.max(height, 80)}">
+  return `<svg id="dag" style="max-width:100%;height:auto" width="${Math.max(width, 200)}" height="${Math.max(height, 80)}" viewBox="0 0 ${Math.max(width, 200)} ${Math.max(height, 80)}">
     <defs><marker id="arrow" viewBox="0 0 10 10" refX="4" refY="5" markerWidth="7" markerHeight="7" orient="auto">
     <path d="M0,0 L10,5 L0,10 z" fill="#94a3b8"/></marker></defs>${paths}${boxes}</svg>`;
 }
 
 // ---- the Gantt ----
 function ganttSvg(rows, t0, t1) {
-  const W = 860, L = 170, RH = 22, span = Math.max(1, t1 - t0);
+  const W = Math.max(480, ($("#gantt-box")?.clientWidth || 860) - 4), L = 170, RH = 22, span = Math.max(1, t1 - t0);
   const X = (t) => L + ((W - L - 10) * (t - t0)) / span;
   let body = "";
   rows.forEach((r, i) => {
@@ -190,7 +190,8 @@ async function ganttRows(run, summary) {
       else if (e.status === "running") { a.started = ts(e.at); a.status = "running"; }
       else { a.ended = ts(e.at); a.status = e.status === "pending" ? "retried" : e.status; }
     }
-    const order = tasks.map((t) => t.id).filter((id) => rows[id]);
+    const first = (id) => Math.min(...Object.values(rows[id].attempts).map((a) => a.queued ?? a.started ?? Infinity));
+    const order = tasks.map((t) => t.id).filter((id) => rows[id]).sort((a, b) => first(a) - first(b));
     return order.map((id) => ({ label: rows[id].label, segments: Object.values(rows[id].attempts) }));
   }
   // Large runs: one bar per task name, from its first queued to its last end.
