@@ -159,6 +159,14 @@ def css(driver, selector, timeout=20):
     return wait(driver, timeout).until(EC.presence_of_element_located((By.CSS_SELECTOR, selector)))
 
 
+def click(driver, selector):
+    """Clicks what the selector finds, again if a live update redrew it."""
+    def attempt(d):
+        d.find_element(By.CSS_SELECTOR, selector).click()
+        return True
+    wait(driver).until(attempt)
+
+
 def distinct_colours(png):
     img = Image.open(png).convert("RGB")
     img.thumbnail((400, 400))
@@ -235,6 +243,7 @@ def test_a_failed_tasks_log(server, browser):
     assert "the warehouse refused the connection" in log.text
     attempts = browser.find_elements(By.CSS_SELECTOR, "#attempts tbody tr")
     assert len(attempts) == 2 and "retried" in attempts[0].text and "failed" in attempts[1].text
+    screenshot(browser, "run-failed.png")
     retry = browser.find_element(By.ID, "retry-btn")
     assert not retry.is_enabled() and retry.get_attribute("title")
 
@@ -244,7 +253,7 @@ def test_cancel_a_running_run(server, browser):
     server.wait_run(run, {"running"})
     browser.get(server.url + f"/#/runs/{run}")
     wait(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, "#dag .node").get_attribute("data-status") == "running")
-    browser.find_element(By.ID, "cancel-btn").click()
+    click(browser, "#cancel-btn")
     wait(browser).until(EC.alert_is_present()).accept()
     wait(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, "#run-status").get_attribute("data-status") == "cancelled")
     settled(browser)
@@ -270,6 +279,11 @@ def test_ten_thousand_instances_load_within_two_seconds(server, browser):
     fan.click()
     wait(browser).until(lambda d: "of 9998" in d.find_element(By.ID, "panel").text)
     assert len(browser.find_elements(By.CSS_SELECTOR, "#instances tr.instance")) == 50
+    screenshot(browser, "run-wide.png")
+    # Every kind of run by now: the list as the README shows it.
+    browser.get(server.url + "/#/runs")
+    wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs tr.run")) >= 5)
+    screenshot(browser, "runs-all.png")
 
 
 def test_log_in_when_a_key_is_set(keyed_server, browser):
