@@ -107,7 +107,7 @@ async function runsPage(params) {
     for (const f of ["workflow", "status", "trigger"]) if (q.get(f)) a.set(f, q.get(f));
     const runs = await api("/api/runs?" + a);
     $("#runs tbody").innerHTML = runs.slice(0, size).map((r) => `<tr class="link run" data-id="${r.id}" data-status="${r.status}">
-      <td><a href="#/runs/${r.id}">${r.id.slice(0, 8)}</a></td><td>${esc(r.workflow)} <span class="muted">v${r.version}</span></td>
+      <td><a href="#/runs/${r.id}">${r.id.slice(-8)}</a></td><td>${esc(r.workflow)} <span class="muted">v${r.version}</span></td>
       <td>${badge(r.status)}</td><td>${esc(r.trigger)}</td><td>${progress(r)}</td><td>${time(r.created_at)}</td>
       <td>${duration(r.created_at, r.finished_at)}</td></tr>`).join("") || `<tr><td colspan="7" class="muted">No runs.</td></tr>`;
     for (const tr of document.querySelectorAll("#runs tr.run")) tr.onclick = () => (location.hash = `#/runs/${tr.dataset.id}`);
@@ -184,7 +184,7 @@ async function ganttRows(run, summary) {
     const rows = {};
     for (const e of events) {
       if (!e.task_id || !e.attempt) continue;
-      const r = (rows[e.task_id] ||= { label: label[e.task_id] || e.task_id.slice(0, 8), attempts: {} });
+      const r = (rows[e.task_id] ||= { label: label[e.task_id] || e.task_id.slice(-8), attempts: {} });
       const a = (r.attempts[e.attempt] ||= { attempt: e.attempt, status: "dispatched" });
       if (e.status === "dispatched") a.queued = ts(e.at);
       else if (e.status === "running") { a.started = ts(e.at); a.status = "running"; }
@@ -212,7 +212,7 @@ async function runPage(id) {
   const render = async () => {
     summary = await api(`/api/runs/${id}/summary`);
     const run = summary.run, final = ["success", "failed", "cancelled"].includes(run.status);
-    $("#run-head").innerHTML = `<h1>${esc(run.workflow)} <span class="muted">v${run.version}</span> · run ${run.id.slice(0, 8)}
+    $("#run-head").innerHTML = `<h1>${esc(run.workflow)} <span class="muted">v${run.version}</span> · run ${run.id.slice(-8)}
       <span id="run-status" data-status="${run.status}">${badge(run.status)}</span></h1>
       <div class="muted">trigger ${esc(run.trigger)} · started ${time(run.created_at)} · ${duration(run.created_at, run.finished_at)} · ${progress(run)}
       ${run.error ? ` · <span style="color:var(--failed)">${esc(run.error)}</span>` : ""}</div>
@@ -238,7 +238,7 @@ async function runPage(id) {
       $("#gantt-box").innerHTML = rows.length ? ganttSvg(rows, t0, Math.max(t1, t0 + 1)) : `<span class="muted">Nothing has started yet.</span>`;
       const ev = (await api(`/api/runs/${id}/events?limit=50`)).events;
       $("#events-box").innerHTML = `<table><tbody>${ev.filter((e) => !e.task_id).concat(ev.filter((e) => e.task_id).slice(-20))
-        .sort((a, b) => a.id - b.id).map((e) => `<tr><td>${time(e.at)}</td><td>${badge(e.status)}</td><td>${e.task_id ? "task " + e.task_id.slice(0, 8) + " #" + e.attempt : "run"}</td><td>${esc(e.detail || "")}</td></tr>`).join("")}</tbody></table>`;
+        .sort((a, b) => a.id - b.id).map((e) => `<tr><td>${time(e.at)}</td><td>${badge(e.status)}</td><td>${e.task_id ? "task " + e.task_id.slice(-8) + " #" + e.attempt : "run"}</td><td>${esc(e.detail || "")}</td></tr>`).join("")}</tbody></table>`;
     }
     return final;
   };
