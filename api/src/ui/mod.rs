@@ -41,6 +41,7 @@ use ork_core::spec::Schedule;
 pub fn routes() -> Router<Arc<Handlers>> {
     Router::new()
         .route("/", get(|| asset("text/html; charset=utf-8", INDEX_HTML)))
+        .route("/ui", get(|| asset("text/html; charset=utf-8", INDEX_HTML)))
         .route(
             "/ui/app.js",
             get(|| asset("text/javascript; charset=utf-8", APP_JS)),
