@@ -243,7 +243,7 @@ async function runPage(id) {
     return final;
   };
   const final = await render();
-  let es = null, pending = false;
+  let es = null, pending = false, poll = null;
   main().dataset.live = final ? "done" : "streaming";
   if (!final) {
     es = new EventSource(`/api/runs/${id}/stream`);
@@ -251,14 +251,19 @@ async function runPage(id) {
       if (pending || stopped) return; pending = true;
       try { await render(); if (selected) showGroup(id, selected, summary, true); } finally { pending = false; }
     };
-    es.addEventListener("change", refresh);
+    // Behind a proxy that buffers responses (a Lambda Function URL), the
+    // stream delivers nothing until it ends: poll while it is silent.
+    let heard = Date.now();
+    poll = setInterval(() => { if (Date.now() - heard > 4000 && main().dataset.live !== "done") refresh(); }, 4000);
+    es.addEventListener("change", () => { heard = Date.now(); refresh(); });
+    es.addEventListener("end", () => clearInterval(poll));
     es.addEventListener("end", async () => {
       es.close(); lastGantt = 0;
       while (pending) await new Promise((r) => setTimeout(r, 50));
       await refresh(); main().dataset.live = "done";
     });
   }
-  live = { stop: () => { stopped = true; if (es) es.close(); } };
+  live = { stop: () => { stopped = true; clearInterval(poll); if (es) es.close(); } };
 }
 
 let groupPage = 0;
