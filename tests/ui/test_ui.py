@@ -183,7 +183,12 @@ def screenshot(element_or_driver, name):
 
 
 def test_trigger_from_the_form_goes_live_to_success(server, browser):
-    browser.get(server.url + "/#/workflows/etl")
+    browser.get(server.url + "/#/workflows")
+    css(browser, "#workflows tr.wf")
+    names = [r.get_attribute("data-name") for r in browser.find_elements(By.CSS_SELECTOR, "#workflows tr.wf")]
+    assert {"etl", "etl-failing", "slow", "wide"} <= set(names)
+    click(browser, "#workflows tr.wf[data-name=etl]")
+    wait(browser).until(lambda d: d.current_url.endswith("#/workflows/etl"))
     css(browser, "#trigger-form")
     assert "transform" in css(browser, "#wf-source").text  # the YAML as applied
     assert len(browser.find_elements(By.CSS_SELECTOR, "#dag .node")) == 5
