@@ -117,6 +117,8 @@ async fn summary_groups_instances_and_pages_them(db: TestDb) {
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0]["status"], "success");
     assert!(attempts[0]["queued_at"].is_string(), "{t}");
+    assert_eq!(t["input"]["params"], json!({}), "{t}");
+    assert!(t["input"]["upstream"].is_object(), "{t}");
     // A noop attempt keeps no log: a note, not an error.
     let (status, log) = get(&app, &format!("/api/runs/{id}/tasks/{task}/log?attempt=1")).await;
     assert_eq!(status, 200, "{log}");

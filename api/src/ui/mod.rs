@@ -382,8 +382,42 @@ async fn task(State(h): State<Arc<Handlers>>, ids: TaskPath, headers: HeaderMap)
         Ok(e) => e,
         Err(e) => return engine_error(e),
     };
-    Json(json!({ "task": task, "label": task.label(), "attempts": attempts(&task, &events), "events": events }))
-        .into_response()
+    let input = match task_input(&h, run_id, &task.name).await {
+        Ok(input) => input,
+        Err(e) => return engine_error(e),
+    };
+    Json(json!({
+        "task": task, "label": task.label(), "attempts": attempts(&task, &events),
+        "events": events, "input": input,
+    }))
+    .into_response()
+}
+
+/// What a task starts from: the run's params, and the outputs its parents
+/// left (a list, by index, for a fanned-out parent).
+async fn task_input(h: &Handlers, run_id: Uuid, name: &str) -> Result<Value, ork_core::Error> {
+    let store = h.engine.store();
+    let run = store.get_run(run_id).await?;
+    let (_, spec) = store
+        .workflow_spec(&run.workflow, Some(run.version))
+        .await?;
+    let deps = layout::deps_of_spec(&spec).remove(name).unwrap_or_default();
+    let names: Vec<&str> = deps.iter().map(String::as_str).collect();
+    let mut upstream = serde_json::Map::new();
+    for out in store.task_outputs(run_id, &names).await? {
+        let fanned = spec["tasks"][&out.name]["task_count"].as_u64().unwrap_or(1) > 1;
+        if fanned {
+            let list = upstream
+                .entry(out.name.clone())
+                .or_insert_with(|| json!([]));
+            if let Some(list) = list.as_array_mut() {
+                list.push(json!({ "index": out.task_index, "output": out.output }));
+            }
+        } else {
+            upstream.insert(out.name.clone(), out.output);
+        }
+    }
+    Ok(json!({ "params": run.params, "upstream": upstream }))
 }
 
 #[derive(Deserialize)]

@@ -309,7 +309,7 @@ async function showTask(runId, taskId, run, quiet) {
     </tbody></table>
     <h2>Log <select id="log-attempt">${d.attempts.map((a) => `<option ${a.attempt === attempt ? "selected" : ""}>${a.attempt}</option>`).join("")}</select></h2>
     <div id="log-box"><span class="muted">${t.attempt ? "…" : "not started"}</span></div>
-    <h2>Input (run params)</h2><pre id="task-input">${esc(JSON.stringify(run.params, null, 2))}</pre>
+    <h2>Input</h2><pre id="task-input">${esc(JSON.stringify(d.input ?? { params: run.params }, null, 2))}</pre>
     <h2>Output</h2><pre id="task-output">${esc(t.output == null ? "—" : JSON.stringify(t.output, null, 2))}</pre>
     <h2>Events</h2><table><tbody>${d.events.map((e) => `<tr><td>${time(e.at)}</td><td>#${e.attempt ?? ""}</td><td>${badge(e.status)}</td><td style="white-space:normal">${esc(e.detail || "")}</td></tr>`).join("")}</tbody></table>`;
   const showLog = async (n) => {
