@@ -227,7 +227,7 @@ def test_trigger_from_the_form_goes_live_to_success(server, browser):
 
 
 def test_runs_filters(server, browser):
-    server.trigger("etl-failing")
+    server.wait_run(server.trigger("etl-failing"), {"failed"})
     browser.get(server.url + "/#/runs?workflow=etl-failing")
     css(browser, "#runs tr.run")
     assert all("etl-failing" in r.text for r in browser.find_elements(By.CSS_SELECTOR, "#runs tr.run"))
@@ -311,6 +311,8 @@ def test_log_in_when_a_key_is_set(keyed_server, browser):
     css(browser, "#trigger-btn").click()
     wait(browser).until(lambda d: "#/runs/" in d.current_url)
     css(browser, "#run-status")
+    # Its workers report before the server stops.
+    keyed_server.wait_run(browser.current_url.rsplit("/", 1)[1], {"success"})
     css(browser, "#logout-btn").click()
     css(browser, "#login-form")
     assert browser.get_cookie("ork_session") is None
