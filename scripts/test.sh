@@ -102,6 +102,27 @@ check_compose() {
   return "$missing"
 }
 
+# The web UI in real headless Chromium (tests/ui, selenium): Debian's
+# chromium and chromedriver, a venv under target/, a real `ork serve`.
+ui_tests() {
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    log "installing chromium and chromium-driver from Debian packages"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+  local venv=target/ui-venv
+  if ! "$venv/bin/python" -c 'import selenium, pytest, PIL' 2>/dev/null; then
+    log "making $venv (selenium, pytest, pillow from PyPI)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q selenium pytest pillow
+  fi
+  cargo build -p ork-cli --quiet
+  log "the web UI in headless Chromium (tests/ui)"
+  # pytest exits 5 when it collected nothing: that fails too.
+  "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/ui
+}
+
 ensure_postgres
 ensure_python_tools
 ensure_dbt
@@ -140,8 +161,10 @@ fi
 log "the docs' commands (scripts/run_docs.py)"
 python3 scripts/run_docs.py 2>&1 | tee -a "$out"
 
+ui_tests 2>&1 | tee -a "$out"
+
 # One closing line for the whole suite, summed over every test binary,
-# pytest's closing line ("N passed[, M failed] in 1.2s") and the docs.
-awk '/^test result:/ || /^docs: [0-9]+ passed/ || /^=* ?[0-9]+ (passed|failed).* in [0-9.]+s/ {
+# pytest's closing lines ("N passed[, M failed] in 1.2s") and the docs.
+awk '/^test result:/ || /^docs: [0-9]+ passed/ || /^(=+ )?[0-9]+ (passed|failed).* in [0-9.]+s/ {
        for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "\ntests: %d passed, %d failed\n", p, f; exit (f > 0) }' "$out"

@@ -473,6 +473,7 @@ pub async fn setup(config: &Config, defaults: Defaults) -> Result<Setup> {
             ))),
             _ => None,
         },
+        log_dir: Some(config.log_dir()),
     });
     Ok(Setup {
         handlers,

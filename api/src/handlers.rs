@@ -81,7 +81,13 @@ pub struct Handlers {
     /// How this host is woken before its next scheduled sweep (AWS:
     /// EventBridge Scheduler one-time schedules), if it must be.
     pub waker: Waker,
+    /// Where local attempts' logs are (the process executor's log dir),
+    /// for the web UI's `GET /api/runs/{id}/tasks/{task_id}/log`.
+    pub log_dir: Option<std::path::PathBuf>,
 }
+
+/// The web UI's session cookie, set by `POST /login`.
+pub const SESSION_COOKIE: &str = "ork_session";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,6 +190,31 @@ impl Handlers {
         }
     }
 
+    /// The value of the session cookie for the configured key: a digest of
+    /// it, so that the cookie is not the key itself. `None` without a key.
+    pub fn session_token(&self) -> Option<String> {
+        self.api_key.as_ref().map(|key| {
+            Sha256::digest(format!("ork-ui-session\0{key}").as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
+    }
+
+    /// [`Handlers::authorize`], also accepting the web UI's session cookie.
+    pub fn authorize_or_session(
+        &self,
+        authorization: Option<&str>,
+        session: Option<&str>,
+    ) -> Result<(), Reply> {
+        if let (Some(token), Some(given)) = (self.session_token(), session) {
+            if same_secret(given, &token) {
+                return Ok(());
+            }
+        }
+        self.authorize(authorization)
+    }
+
     /// What callers of `advance` must present: the API key, or, when
     /// configured, a Google-signed ID token of the scheduler's service account.
     pub async fn authorize_advance(&self, authorization: Option<&str>) -> Result<(), Reply> {
@@ -210,6 +241,11 @@ impl Handlers {
         if let Err(reply) = self.authorize(authorization) {
             return reply;
         }
+        self.trigger_authorized(body).await
+    }
+
+    /// `POST /trigger` of a caller already authorized.
+    pub async fn trigger_authorized(&self, body: &[u8]) -> Reply {
         let req: TriggerRequest = match parse(body) {
             Ok(r) => r,
             Err(reply) => return reply,

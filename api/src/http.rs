@@ -1,10 +1,12 @@
 //! The handlers as HTTP routes (axum): what `ork serve` listens with.
 //!
 //! `POST /trigger`, `POST /advance`, `POST /complete`, `POST /heartbeat`,
-//! and read-only `GET /api/runs`, `GET /api/runs/{id}` for the web UI.
+//! and read-only `GET /api/runs`, `GET /api/runs/{id}`; the web UI and its
+//! read API, login and actions are [`crate::ui`]'s routes.
 //! With `ORK_API_KEY` set, all but `/complete` and `/heartbeat` (which
 //! carry callback tokens) require it as a bearer token (`/events` also as
-//! `?key=`, for push subscriptions that cannot set a header).
+//! `?key=`, for push subscriptions that cannot set a header); `/trigger`
+//! and the `/api/` routes also take the web UI's session cookie.
 //!
 //! Every error answer is JSON (`{"error": …}`): axum's own rejections (body
 //! limit, path, method) are rewritten by [`json_errors`], unknown routes
@@ -57,7 +59,7 @@ pub fn router_with_health(handlers: Arc<Handlers>, health: Option<Arc<Health>>) 
         .route("/metrics", get(metrics))
         .route("/api/runs", get(runs))
         .route("/api/runs/{id}", get(run))
-        .route("/", get(ui))
+        .merge(crate::ui::routes())
         .route_layer(middleware::from_fn(crate::metrics::track))
         .fallback(|| async { Reply::error(404, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -195,7 +197,28 @@ impl TokenBucket {
 }
 
 async fn trigger(State(h): State<Arc<Handlers>>, headers: HeaderMap, body: Bytes) -> Reply {
-    h.trigger(authorization(&headers), &body).await
+    match check(&h, &headers) {
+        Ok(()) => h.trigger_authorized(&body).await,
+        Err(reply) => reply,
+    }
+}
+
+/// The API key check of the read API and the actions: the bearer header,
+/// or the web UI's session cookie (`POST /login`).
+pub(crate) fn check(h: &Handlers, headers: &HeaderMap) -> Result<(), Reply> {
+    h.authorize_or_session(authorization(headers), session_cookie(headers))
+}
+
+/// The value of the `ork_session` cookie, if sent.
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == crate::handlers::SESSION_COOKIE)
+        .map(|(_, value)| value)
 }
 
 fn authorization(headers: &HeaderMap) -> Option<&str> {
@@ -272,11 +295,48 @@ async fn metrics(State(h): State<Arc<Handlers>>, headers: HeaderMap) -> Response
         .into_response()
 }
 
-async fn runs(State(h): State<Arc<Handlers>>, headers: HeaderMap) -> Response {
-    if let Err(reply) = h.authorize(authorization(&headers)) {
+#[derive(serde::Deserialize)]
+struct RunsQuery {
+    workflow: Option<String>,
+    status: Option<String>,
+    trigger: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// `GET /api/runs?workflow=&status=&trigger=&limit=&offset=`: runs newest
+/// first (50 by default, at most 500).
+async fn runs(
+    State(h): State<Arc<Handlers>>,
+    query: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(Query(q)) = query else {
+        return Reply::error(
+            400,
+            "invalid query (workflow, status, trigger, limit, offset)",
+        )
+        .into_response();
+    };
+    if let Err(reply) = check(&h, &headers) {
         return reply.into_response();
     }
-    match h.engine.store().list_runs(None, 50).await {
+    let set = |s: Option<String>| s.filter(|s| !s.is_empty());
+    let filter = ork_core::store::reads::RunFilter {
+        workflow: set(q.workflow),
+        status: set(q.status),
+        trigger: set(q.trigger),
+    };
+    let (limit, offset) = (
+        q.limit.unwrap_or(50).clamp(1, 500),
+        q.offset.unwrap_or(0).max(0),
+    );
+    match h
+        .engine
+        .store()
+        .list_runs_filtered(&filter, limit, offset)
+        .await
+    {
         Ok(runs) => Json(runs).into_response(),
         Err(e) => Reply::from_engine(e).into_response(),
     }
@@ -290,7 +350,7 @@ async fn run(
     let Ok(Path(id)) = id else {
         return Reply::error(400, "the run id is not a UUID").into_response();
     };
-    if let Err(reply) = h.authorize(authorization(&headers)) {
+    if let Err(reply) = check(&h, &headers) {
         return reply.into_response();
     }
     let store = h.engine.store();
@@ -300,11 +360,4 @@ async fn run(
         }
         (Err(e), _) | (_, Err(e)) => Reply::from_engine(e).into_response(),
     }
-}
-
-async fn ui() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        include_str!("ui.html"),
-    )
 }

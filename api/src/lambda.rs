@@ -128,7 +128,9 @@ async fn serve_http(
     let adapter = lambda_http::Adapter::from(service_fn(move |mut req: lambda_http::Request| {
         let router = router.clone();
         async move {
-            if matches!(req.uri().path(), "" | "/") {
+            // A POST to the Function URL's root is the function's own
+            // route; a GET of it is the web UI (`crate::ui`).
+            if matches!(req.uri().path(), "" | "/") && req.method() != axum::http::Method::GET {
                 let mut parts = req.uri().clone().into_parts();
                 parts.path_and_query = Some(
                     match req.uri().query() {

@@ -12,6 +12,7 @@ pub mod lambda;
 pub mod metrics;
 pub mod oidc;
 pub mod sweeper;
+pub mod ui;
 pub mod waker;
 
 pub use handlers::{Handlers, Reply};

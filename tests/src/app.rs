@@ -36,6 +36,7 @@ pub struct TestAppBuilder {
     grace: Duration,
     oidc: Option<Arc<OidcVerifier>>,
     waker: Waker,
+    log_dir: Option<std::path::PathBuf>,
 }
 
 impl TestApp {
@@ -49,6 +50,7 @@ impl TestApp {
             grace: Duration::from_secs(600),
             oidc: None,
             waker: Waker::None,
+            log_dir: None,
         }
     }
 
@@ -100,6 +102,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// Where the UI's log route reads local attempts' logs.
+    pub fn log_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.log_dir = Some(dir.into());
+        self
+    }
+
     /// Binds a random port, points the callback URL at it, and serves.
     pub async fn spawn(self) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -123,6 +131,7 @@ impl TestAppBuilder {
             advancer: self.advancer,
             oidc: self.oidc,
             waker: self.waker,
+            log_dir: self.log_dir,
         });
         let app = ork_api::http::router(handlers.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });

@@ -264,4 +264,138 @@ impl Store {
     pub async fn run_events(&self, run_id: Uuid) -> Result<Vec<Event>, Error> {
         self.read_all(Sql::new(RUN_EVENTS).bind(run_id)).await
     }
+
+    /// Runs newest first, filtered by workflow, status and trigger, one page.
+    pub async fn list_runs_filtered(
+        &self,
+        filter: &RunFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Run>, Error> {
+        let sql = Sql::new(LIST_RUNS_FILTERED)
+            .bind(filter.workflow.clone())
+            .bind(filter.status.clone())
+            .bind(filter.trigger.clone())
+            .bind(limit)
+            .bind(offset);
+        self.read_readable(sql).await
+    }
+
+    /// A run's task instances counted per name and status.
+    pub async fn run_task_groups(&self, run_id: Uuid) -> Result<Vec<TaskGroupRow>, Error> {
+        self.read_all(Sql::new(RUN_TASK_GROUPS).bind(run_id)).await
+    }
+
+    /// One page of a run's task instances (of one name, in one status, when
+    /// given), and how many there are in all.
+    pub async fn run_tasks_page(
+        &self,
+        run_id: Uuid,
+        name: Option<String>,
+        status: Option<String>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Task>, i64), Error> {
+        #[derive(sqlx::FromRow)]
+        struct Count {
+            n: i64,
+        }
+        let page = Sql::new(RUN_TASKS_PAGE)
+            .bind(run_id)
+            .bind(name.clone())
+            .bind(status.clone())
+            .bind(limit)
+            .bind(offset);
+        let tasks = self.read_all(page).await?;
+        let count: Option<Count> = self
+            .read_optional(
+                Sql::new(COUNT_RUN_TASKS)
+                    .bind(run_id)
+                    .bind(name)
+                    .bind(status),
+            )
+            .await?;
+        Ok((tasks, count.map_or(0, |c| c.n)))
+    }
+
+    /// One task instance's events (its attempts' history), oldest first.
+    pub async fn task_events(&self, run_id: Uuid, task_id: Uuid) -> Result<Vec<Event>, Error> {
+        self.read_all(Sql::new(TASK_EVENTS).bind(run_id).bind(task_id))
+            .await
+    }
+
+    /// Up to `limit` of the run's events after the event id `after`.
+    pub async fn run_events_page(
+        &self,
+        run_id: Uuid,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>, Error> {
+        self.read_all(
+            Sql::new(RUN_EVENTS_PAGE)
+                .bind(run_id)
+                .bind(after)
+                .bind(limit),
+        )
+        .await
+    }
+
+    /// A workflow's versions, newest first.
+    pub async fn workflow_versions(&self, name: &str) -> Result<Vec<VersionSummary>, Error> {
+        self.read_all(Sql::new(WORKFLOW_VERSIONS).bind(name)).await
+    }
+
+    /// A version's spec and the YAML it was applied from (the latest
+    /// version when `version` is `None`).
+    pub async fn workflow_source(
+        &self,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<WorkflowSource, Error> {
+        let row: Option<WorkflowSource> = self
+            .read_optional(Sql::new(WORKFLOW_SOURCE).bind(name).bind(version))
+            .await?;
+        row.ok_or_else(|| Error::WorkflowNotFound(name.to_owned()))
+    }
+}
+
+/// What [`Store::list_runs_filtered`] keeps: each filter when set.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub workflow: Option<String>,
+    pub status: Option<String>,
+    pub trigger: Option<String>,
+}
+
+/// The instances of one task name of a run in one status.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct TaskGroupRow {
+    pub name: String,
+    pub status: String,
+    pub task_count: i64,
+    pub executor: String,
+    pub n: i64,
+    pub max_attempt: i64,
+    pub ready_at: Option<DateTime<Utc>>,
+    pub dispatched_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// One stored version of a workflow.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct VersionSummary {
+    pub version: i64,
+    pub hash: String,
+    pub created_at: DateTime<Utc>,
+    pub has_source: bool,
+}
+
+/// A version's spec, and the YAML source it was applied from.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct WorkflowSource {
+    pub version: i64,
+    #[sqlx(json)]
+    pub spec: serde_json::Value,
+    pub source: Option<String>,
 }

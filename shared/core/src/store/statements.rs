@@ -255,6 +255,51 @@ pub(super) const READY_RUNS: &str =
 
 pub(super) const SCHEDULE_SLOTS: &str = "SELECT workflow, last_slot FROM schedules";
 
+// ---- the web UI's reads (reads.rs; api/src/ui) ----
+
+/// Runs newest first, each filter (`$1` workflow, `$2` status, `$3`
+/// trigger) applied when not NULL; `$4` limit, `$5` offset.
+pub(super) const LIST_RUNS_FILTERED: &str = "SELECT * FROM runs \
+     WHERE ($1 IS NULL OR workflow = $1) AND ($2 IS NULL OR status = $2) \
+     AND ($3 IS NULL OR trigger = $3) ORDER BY created_at DESC LIMIT $4 OFFSET $5";
+
+/// One row per task name and status of a run: what the graph and the
+/// timeline show without reading every instance of a fan-out.
+pub(super) const RUN_TASK_GROUPS: &str =
+    "SELECT name, status, MAX(task_count) AS task_count, MAX(executor) AS executor, \
+     COUNT(*) AS n, MAX(attempt) AS max_attempt, MIN(ready_at) AS ready_at, \
+     MIN(dispatched_at) AS dispatched_at, MIN(started_at) AS started_at, \
+     MAX(finished_at) AS finished_at FROM tasks WHERE run_id = $1 \
+     GROUP BY name, status ORDER BY name, status";
+
+/// A page of a run's task instances (`$2` name and `$3` status when not
+/// NULL), in name and index order; `$4` limit, `$5` offset.
+pub(super) const RUN_TASKS_PAGE: &str = "SELECT * FROM tasks WHERE run_id = $1 \
+     AND ($2 IS NULL OR name = $2) AND ($3 IS NULL OR status = $3) \
+     ORDER BY name, task_index LIMIT $4 OFFSET $5";
+
+/// How many instances [`RUN_TASKS_PAGE`] pages through.
+pub(super) const COUNT_RUN_TASKS: &str = "SELECT COUNT(*) AS n FROM tasks WHERE run_id = $1 \
+     AND ($2 IS NULL OR name = $2) AND ($3 IS NULL OR status = $3)";
+
+/// One task instance's events (its attempts), oldest first.
+pub(super) const TASK_EVENTS: &str =
+    "SELECT * FROM events WHERE run_id = $1 AND task_id = $2 ORDER BY id";
+
+/// A page of a run's events after the id `$2`, oldest first; `$3` limit.
+pub(super) const RUN_EVENTS_PAGE: &str =
+    "SELECT * FROM events WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3";
+
+/// A workflow's versions, newest first.
+pub(super) const WORKFLOW_VERSIONS: &str =
+    "SELECT version, hash, created_at, source IS NOT NULL AS has_source \
+     FROM workflow_versions WHERE workflow = $1 ORDER BY version DESC";
+
+/// The YAML a version was applied from (NULL when applied from a spec).
+pub(super) const WORKFLOW_SOURCE: &str = "SELECT v.version, v.spec, v.source \
+     FROM workflow_versions v JOIN workflows w ON w.name = v.workflow \
+     WHERE v.workflow = $1 AND v.version = COALESCE($2, w.latest_version)";
+
 pub(super) const RUN_EVENTS: &str = "SELECT * FROM events WHERE run_id = $1 ORDER BY id";
 
 // ---- waking a host (reads.rs: `Store::next_due_at`; mod.rs: `Store::watch`) ----
