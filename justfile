@@ -75,7 +75,7 @@ lambda-watch:
     #!/usr/bin/env bash
     set -euo pipefail
     cargo build -p ork-cli
-    export ORK_DATABASE_URL="${ORK_DATABASE_URL:-sqlite:{{justfile_directory()}}/.ork/ork.db}"
+    export ORK_DATABASE_URL="${ORK_DATABASE_URL:-${DATABASE_URL:-sqlite:{{justfile_directory()}}/.ork/ork.db}}"
     export ORK_LOG_DIR="${ORK_LOG_DIR:-{{justfile_directory()}}/.ork/logs}"
     export ORK_SIGNING_KEY="${ORK_SIGNING_KEY:-local-dev-signing-key-0123456789abcdef}"
     export ORK_API_KEY="${ORK_API_KEY:-dev}"

@@ -154,11 +154,7 @@ async fn apply(ctx: &Ctx, path: &Path) -> Result<i32> {
     let specs = load(path)?;
     let mut applied = Vec::new();
     for spec in &specs {
-        applied.push(
-            ctx.engine
-                .apply(spec, Some(path.display().to_string()))
-                .await?,
-        );
+        applied.push(ctx.engine.apply(spec, Some(source_of(path))).await?);
     }
     ctx.print(&applied, |applied| {
         for a in applied {
@@ -359,10 +355,7 @@ async fn run_file(mut ctx: Ctx, file: &Path, params: &[String]) -> Result<i32> {
             specs.len()
         );
     };
-    let applied = ctx
-        .engine
-        .apply(spec, Some(file.display().to_string()))
-        .await?;
+    let applied = ctx.engine.apply(spec, Some(source_of(file))).await?;
     let options = TriggerOptions {
         trigger: "manual".into(),
         idempotency_key: None,
@@ -552,6 +545,16 @@ async fn dbt_import(ctx: Option<&Ctx>, args: &crate::dbt::ImportArgs) -> Result<
         );
     }
     Ok(0)
+}
+
+/// What is stored with a version as its source: a file's YAML text, headed
+/// by a comment naming the file (the web UI shows it as written), or a
+/// directory's path.
+fn source_of(path: &Path) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(yaml) if path.is_file() => format!("# {}\n{yaml}", path.display()),
+        _ => path.display().to_string(),
+    }
 }
 
 /// `key=value` pairs as a JSON object; values that parse as JSON keep their type.
