@@ -2,8 +2,8 @@
 //! that run them as real processes. `cargo test --workspace` builds them;
 //! a test run of this crate alone builds them on first use.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::Mutex;
 
 /// The path of binary `name` of package `package`, built if missing.
@@ -35,4 +35,35 @@ pub fn path(package: &str, name: &str) -> PathBuf {
 /// The `ork` command line.
 pub fn ork() -> PathBuf {
     path("ork-cli", "ork")
+}
+
+/// The checkout's root (where `workflows/` is).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the checkout")
+        .to_path_buf()
+}
+
+/// `ork` on the SQLite file `ork.db` in `dir`, without the tests'
+/// `DATABASE_URL`, as on a user's machine; callers choose the working
+/// directory and the log directory.
+pub fn ork_on(dir: &Path) -> Command {
+    let mut command = Command::new(ork());
+    command
+        .env(
+            "ORK_DATABASE_URL",
+            format!("sqlite:{}", dir.join("ork.db").display()),
+        )
+        .env_remove("DATABASE_URL");
+    command
+}
+
+/// A finished command's stdout, then its stderr, as one text.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

@@ -1,36 +1,17 @@
 //! The `ork` binary end to end: real processes, a real SQLite file.
 
-use std::path::{Path, PathBuf};
+use ork_tests::bin::{ork_on, repo, text};
+use std::path::Path;
 use std::process::{Command, Output};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// Runs `ork` with its database and logs in `dir`.
 fn ork(dir: &Path, args: &[&str]) -> Output {
-    Command::new(ork_tests::bin::ork())
+    ork_on(dir)
         .args(args)
         .current_dir(repo())
-        .env(
-            "ORK_DATABASE_URL",
-            format!("sqlite:{}", dir.join("ork.db").display()),
-        )
         .env("ORK_LOG_DIR", "target/test-logs")
-        .env_remove("DATABASE_URL")
         .output()
         .expect("run ork")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]
@@ -104,13 +85,9 @@ fn one_task_is_singular_and_missing_logs_say_where_they_were_looked_for() {
     assert!(out.status.success(), "{printed}");
     assert!(printed.contains("(1 task)"), "{printed}");
     let run_id = printed.split_whitespace().nth(1).unwrap().to_owned();
-    let elsewhere = Command::new(ork_tests::bin::ork())
+    let elsewhere = ork_on(dir.path())
         .args(["logs", &run_id, "only"])
         .current_dir(dir.path())
-        .env(
-            "ORK_DATABASE_URL",
-            format!("sqlite:{}", dir.path().join("ork.db").display()),
-        )
         .env_remove("ORK_LOG_DIR")
         .output()
         .unwrap();
@@ -311,16 +288,11 @@ fn run_and_kill(dir: &Path) -> String {
     use std::io::{BufRead, BufReader};
     let file = dir.join("interrupted.yaml");
     std::fs::write(&file, INTERRUPTED).unwrap();
-    let mut child = Command::new(ork_tests::bin::ork())
+    let mut child = ork_on(dir)
         .args(["run", file.to_str().unwrap()])
         .current_dir(repo())
-        .env(
-            "ORK_DATABASE_URL",
-            format!("sqlite:{}", dir.join("ork.db").display()),
-        )
         .env("ORK_LOG_DIR", "target/test-logs")
         .env("ORK_HEARTBEAT_TIMEOUT", "1s")
-        .env_remove("DATABASE_URL")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -342,16 +314,11 @@ fn run_and_kill(dir: &Path) -> String {
 fn a_run_killed_with_9_is_resumed_by_ork_run_resume() {
     let dir = tempfile::tempdir().unwrap();
     let run_id = run_and_kill(dir.path());
-    let out = Command::new(ork_tests::bin::ork())
+    let out = ork_on(dir.path())
         .args(["run", "--resume", &run_id])
         .current_dir(repo())
-        .env(
-            "ORK_DATABASE_URL",
-            format!("sqlite:{}", dir.path().join("ork.db").display()),
-        )
         .env("ORK_LOG_DIR", "target/test-logs")
         .env("ORK_HEARTBEAT_TIMEOUT", "1s")
-        .env_remove("DATABASE_URL")
         .output()
         .unwrap();
     let printed = text(&out);
@@ -369,17 +336,12 @@ fn a_run_killed_with_9_is_resumed_by_ork_run_resume() {
 fn a_run_killed_with_9_is_finished_by_the_sweeper_of_ork_serve() {
     let dir = tempfile::tempdir().unwrap();
     let run_id = run_and_kill(dir.path());
-    let mut serve = Command::new(ork_tests::bin::ork())
+    let mut serve = ork_on(dir.path())
         .args(["serve", "--addr", "127.0.0.1:0", "--tick", "300ms"])
         .current_dir(repo())
-        .env(
-            "ORK_DATABASE_URL",
-            format!("sqlite:{}", dir.path().join("ork.db").display()),
-        )
         .env("ORK_LOG_DIR", "target/test-logs")
         .env("ORK_HEARTBEAT_TIMEOUT", "1s")
         .env("ORK_SIGNING_KEY", "a-test-signing-key-of-32-bytes-or-more")
-        .env_remove("DATABASE_URL")
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();

@@ -3,6 +3,7 @@
 //! workflows/dbt_example project imported and run by the real `ork` binary,
 //! its DuckDB tables checked; a failing model; selection; re-import.
 
+use ork_tests::bin::{ork_on, repo, text};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -10,13 +11,6 @@ use serde_json::Value;
 
 /// The relationships test of customer_totals.customer to stg_orders.
 const REL: &str = "test.relationships_customer_totals_customer__customer__ref_stg_orders_";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn venv() -> PathBuf {
     let venv = std::env::var_os("ORK_TEST_DBT_VENV")
@@ -57,25 +51,12 @@ fn project(dir: &Path) -> PathBuf {
 }
 
 fn ork(dir: &Path, args: &[&str]) -> Output {
-    Command::new(ork_tests::bin::ork())
+    ork_on(dir)
         .args(args)
         .current_dir(dir)
-        .env(
-            "ORK_DATABASE_URL",
-            format!("sqlite:{}", dir.join("ork.db").display()),
-        )
         .env("ORK_LOG_DIR", dir.join("logs"))
-        .env_remove("DATABASE_URL")
         .output()
         .expect("run ork")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// `ork dbt import PROJECT --dbt VENV/dbt --lock target/dbt.lock EXTRA...`.

@@ -223,15 +223,10 @@ fn workflow(dir: &Path, script: &str) -> PathBuf {
 }
 
 fn ork(dir: &Path) -> Command {
-    let mut c = Command::new(ork_tests::bin::ork());
+    let mut c = ork_tests::bin::ork_on(dir);
     c.current_dir(dir)
-        .env(
-            "ORK_DATABASE_URL",
-            format!("sqlite:{}", dir.join("ork.db").display()),
-        )
         .env("ORK_LOG_DIR", dir.join("logs"))
-        .env("ORK_KILL_GRACE", "2s")
-        .env_remove("DATABASE_URL");
+        .env("ORK_KILL_GRACE", "2s");
     c
 }
 

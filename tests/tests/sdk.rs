@@ -1,39 +1,20 @@
 //! The task SDKs end to end: workflows/my_etl (Python tasks with Pydantic
 //! models and a Rust task) run by the real `ork` binary.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use ork_tests::bin::{ork_on, repo, text};
+use std::path::Path;
+use std::process::Output;
 
 fn ork(dir: &Path, args: &[&str]) -> Output {
     // The Rust task runs as `cargo run -p my-etl-score`: build it first, so
     // that the run does not wait on a compile.
     ork_tests::bin::path("my-etl-score", "score");
-    Command::new(ork_tests::bin::ork())
+    ork_on(dir)
         .args(args)
         .current_dir(repo())
-        .env(
-            "ORK_DATABASE_URL",
-            format!("sqlite:{}", dir.join("ork.db").display()),
-        )
         .env("ORK_LOG_DIR", "target/test-logs")
-        .env_remove("DATABASE_URL")
         .output()
         .expect("run ork")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn tasks(dir: &Path, printed: &str) -> Vec<serde_json::Value> {
