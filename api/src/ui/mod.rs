@@ -658,13 +658,27 @@ async fn workflows(State(h): State<Arc<Handlers>>, headers: HeaderMap) -> Respon
     }
 }
 
+/// The tasks' input and output JSON Schemas, as `ork apply` stored them
+/// (docs/type_schemas.md), by task; tasks without one are left out.
+fn schemas_of(spec: &Value) -> Value {
+    let tasks = spec["tasks"].as_object().into_iter().flatten();
+    let known = tasks.filter_map(|(name, t)| {
+        let s = &t["schema"];
+        let pick = |k: &str| s.get(k).filter(|v| !v.is_null()).cloned();
+        let (input, output) = (pick("input"), pick("output"));
+        (input.is_some() || output.is_some())
+            .then(|| (name.clone(), json!({"input": input, "output": output})))
+    });
+    Value::Object(known.collect())
+}
+
 #[derive(Deserialize)]
 struct VersionQuery {
     version: Option<i64>,
 }
 
 /// `GET /api/workflows/{name}?version=`: the version's spec, YAML source,
-/// DAG and schedule, and every version.
+/// DAG, schedule and type schemas, and every version.
 async fn workflow(
     State(h): State<Arc<Handlers>>,
     Path(name): Path<String>,
@@ -709,6 +723,7 @@ async fn workflow(
         "spec": source.spec,
         "graph": graph,
         "schedule": schedule_of(&source.spec, 5),
+        "schemas": schemas_of(&source.spec),
     }))
     .into_response()
 }
