@@ -2,6 +2,8 @@
 //! models and a Rust task) run by the real `ork` binary.
 
 use ork_tests::bin::{ork_on, repo, text};
+use ork_tests::db::TestDb;
+use ork_tests::on_both_backends;
 use std::path::Path;
 use std::process::Output;
 
@@ -68,11 +70,21 @@ impl Drop for Serve {
 
 /// The same run under `ork serve`, its tasks under `ork worker` reporting
 /// over HTTP: triggered with `POST /trigger`, followed through the API,
-/// which also returns the schemas `ork apply` stored.
-#[tokio::test(flavor = "multi_thread")]
-async fn my_etl_under_ork_serve_and_ork_worker() {
+/// which also returns the schemas `ork apply` stored. On both databases.
+async fn my_etl_under_ork_serve_and_ork_worker(db: TestDb) {
+    ork_tests::bin::path("my-etl-score", "score");
     let dir = tempfile::tempdir().unwrap();
-    let out = ork(dir.path(), &["apply", "workflows/my_etl/etl.yaml"]);
+    let on_db = || {
+        let mut c = ork_on(dir.path());
+        c.env("ORK_DATABASE_URL", &db.url)
+            .current_dir(repo())
+            .env("ORK_LOG_DIR", "target/test-logs");
+        c
+    };
+    let out = on_db()
+        .args(["apply", "workflows/my_etl/etl.yaml"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -81,10 +93,8 @@ async fn my_etl_under_ork_serve_and_ork_worker() {
         .port();
     let base = format!("http://127.0.0.1:{port}");
     let _serve = Serve(
-        ork_on(dir.path())
+        on_db()
             .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-            .current_dir(repo())
-            .env("ORK_LOG_DIR", "target/test-logs")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -162,3 +172,5 @@ fn invalid_input_fails_at_once_naming_the_field() {
     let list = tasks(dir.path(), &printed);
     assert_eq!(task(&list, "load")["status"], "skipped");
 }
+
+on_both_backends!(my_etl_under_ork_serve_and_ork_worker);
