@@ -444,7 +444,10 @@ async fn output(State(h): State<Arc<Handlers>>, ids: TaskPath, headers: HeaderMa
                 }
             };
             let dir = &h.engine.config().payloads.dir;
-            let Some(path) = r.local_path().filter(|p| p.starts_with(dir)) else {
+            let inside = |p: &std::path::PathBuf| {
+                p.starts_with(dir) && !p.components().any(|c| c == std::path::Component::ParentDir)
+            };
+            let Some(path) = r.local_path().filter(inside) else {
                 return Reply::error(
                     501,
                     format!(
