@@ -247,7 +247,7 @@ async fn inputs_mapping_and_param_defaults_reach_the_input(db: TestDb) {
     engine.advance(run.id).await.unwrap();
     let r = db.store.get_run(run.id).await.unwrap();
     assert_eq!(r.status, RunStatus::Success);
-    let seen = exec.0.lock().unwrap();
+    let seen = exec.0.lock().unwrap().clone();
     let req = |name: &str| seen.iter().find(|r| r.attempt.name == name).unwrap();
     let inline = req("inline");
     assert!(inline.input_file.is_none());
