@@ -164,6 +164,24 @@ fn fanned_out_parents_give_a_list_and_unions_are_compared() {
 }
 
 #[test]
+fn a_schema_over_256_kib_is_refused() {
+    let big = format!(
+        r#"{{"type": "object", "description": "{}"}}"#,
+        "d".repeat(300 * 1024)
+    );
+    let src = edge(USERS, &big, "");
+    let spec = spec::parse_str(&src, None).unwrap_err().to_string();
+    assert!(
+        spec.starts_with("line 9: task \"load\": its schema is "),
+        "{spec}"
+    );
+    assert!(
+        spec.ends_with("bytes as JSON, the maximum is 256 KiB (262144 bytes)"),
+        "{spec}"
+    );
+}
+
+#[test]
 fn inputs_entries_are_validated_with_their_line() {
     let src = "name: w\ntasks:\n  a: {executor: noop}\n  b:\n    executor: noop\n    depends_on: [a]\n    inputs:\n      x: c.y\n";
     let err = spec::parse_str(src, None).unwrap_err().to_string();

@@ -19,10 +19,15 @@ use super::{InputSource, SpecError, TaskSchema, TaskSpec, WorkflowSpec};
 /// a row; a recursive model stops here instead of looping.
 const MAX_DEPTH: usize = 32;
 
-/// Checks every edge whose two ends have schemas. The first mismatch is
+/// Checks every edge whose two ends have schemas (and that no schema is
+/// larger than [`crate::limits::MAX_SCHEMA_BYTES`]). The first mismatch is
 /// reported with the line of the task (of its `inputs:` entry, or of the
 /// `depends_on` entry of the parent) in `src`.
 pub fn check_types<'a>(spec: &'a WorkflowSpec, src: &str) -> Result<(), SpecError> {
+    for (name, task) in &spec.tasks {
+        super::validate::check_schema_size(name, task)
+            .map_err(|msg| SpecError::new(msg).at(line_of(src, name, &["schema"])))?;
+    }
     for (name, task) in &spec.tasks {
         let Some(input) = schema_of(task, Side::Input) else {
             continue;

@@ -92,6 +92,9 @@ pub(super) fn validate(spec: &WorkflowSpec, src: &str) -> Result<(), SpecError> 
                 }
             }
         }
+        if let Err(msg) = check_schema_size(name, task) {
+            return at(name, &["schema"], msg);
+        }
         for (field, source) in &task.inputs {
             let msg = match task.input_source(source) {
                 _ if field.is_empty() => format!("task {name:?}: an `inputs` field name is empty"),
@@ -335,6 +338,22 @@ fn is_quantity(v: &str) -> bool {
                 && num.chars().any(|c| c.is_ascii_digit())
         })
     })
+}
+
+/// A task's `schema:` fits [`limits::MAX_SCHEMA_BYTES`].
+pub(super) fn check_schema_size(name: &str, task: &TaskSpec) -> Result<(), String> {
+    let size = task
+        .schema
+        .as_ref()
+        .and_then(|s| serde_json::to_string(s).ok())
+        .map_or(0, |s| s.len());
+    if size > limits::MAX_SCHEMA_BYTES {
+        return Err(format!(
+            "task {name:?}: its schema is {size} bytes as JSON, the maximum is 256 KiB ({} bytes)",
+            limits::MAX_SCHEMA_BYTES
+        ));
+    }
+    Ok(())
 }
 
 fn is_name_char(c: char) -> bool {
