@@ -285,6 +285,20 @@ async fn inputs_mapping_and_param_defaults_reach_the_input(db: TestDb) {
         json!(["count"])
     );
     assert_eq!(stored["params"], json!({"region": "eu", "limit": null}));
+
+    // Whoever applies, a wrong edge between inline schemas is not stored.
+    let wrong = MAPPED.replace("{count: {type: integer}}", "{count: {type: string}}");
+    let mut spec = parse(&wrong);
+    spec.tasks.get_mut("big").unwrap().schema = Some(ork_core::spec::TaskSchema::Inline {
+        input: None,
+        output: Some(json!({"type": "object", "properties": {"n": {"type": "integer"}}})),
+    });
+    let err = engine.apply(&spec, None).await.unwrap_err().to_string();
+    assert!(
+        err.contains("task \"by_file\": input field \"count\" does not fit the output of task \"big\": count is string downstream but integer upstream"),
+        "{err}"
+    );
+    assert_eq!(db.store.workflow_spec("mapped", None).await.unwrap().0, 1);
 }
 
 on_both_backends!(inputs_mapping_and_param_defaults_reach_the_input);

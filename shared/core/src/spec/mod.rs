@@ -100,11 +100,15 @@ pub struct WorkflowSpec {
 }
 
 impl WorkflowSpec {
-    /// Checks the rules [`parse_str`] checks, for a spec built in code (errors
-    /// carry no line: there is no source). [`crate::engine::Engine::apply`]
+    /// Checks the rules [`parse_str`] checks, and the types along the edges
+    /// ([`check_types`]), for a spec built in code (errors carry no line:
+    /// there is no source). [`crate::engine::Engine::apply`]
     /// runs it, so no path stores a workflow that was not validated.
     pub fn validate(&self) -> Result<(), SpecError> {
-        validate::validate(self, "")
+        validate::validate(self, "")?;
+        // Schemas stored inline are checked along the edges here too, so
+        // no path stores a version whose edges do not fit.
+        types::check_types(self, "")
     }
 
     /// How many task instances a run of this workflow has: the sum of its
