@@ -151,7 +151,7 @@ fn init(config: &Config) -> Result<i32> {
 }
 
 async fn apply(ctx: &Ctx, path: &Path) -> Result<i32> {
-    let specs = load(path)?;
+    let specs = load(path).await?;
     let mut applied = Vec::new();
     for spec in &specs {
         applied.push(ctx.engine.apply(spec, Some(source_of(path))).await?);
@@ -212,6 +212,7 @@ async fn create_workflow(ctx: &Ctx, job: OneJob) -> Result<i32> {
         schedule: None,
         timezone: None,
         catchup: false,
+        params: BTreeMap::new(),
     };
     let a = ctx.engine.apply(&spec, None).await?;
     ctx.print(&a, |a| {
@@ -347,7 +348,7 @@ async fn cancel(ctx: &Ctx, run_id: Uuid) -> Result<i32> {
 
 /// `ork run`: apply one workflow file, trigger it, and execute it here.
 async fn run_file(mut ctx: Ctx, file: &Path, params: &[String]) -> Result<i32> {
-    let specs = load(file)?;
+    let specs = load(file).await?;
     let [spec] = specs.as_slice() else {
         bail!(
             "{} holds {} workflows; `ork run` takes a file with one",
@@ -490,14 +491,15 @@ async fn interrupted() -> Result<(&'static str, i32)> {
 }
 
 /// Loads workflows from a file or a directory, with absolute base dirs so
-/// that the stored spec does not depend on where `ork` was run.
-fn load(path: &Path) -> Result<Vec<WorkflowSpec>> {
+/// that the stored spec does not depend on where `ork` was run, and their
+/// tasks' type schemas resolved and checked along the edges.
+async fn load(path: &Path) -> Result<Vec<WorkflowSpec>> {
     let mut specs = if path.is_dir() {
-        spec::load_dir(path)?
+        spec::load_dir_files(path)?
     } else {
-        vec![spec::load_file(path)?]
+        vec![(path.to_path_buf(), spec::load_file(path)?)]
     };
-    for s in &mut specs {
+    for (file, s) in &mut specs {
         if let Some(dir) = &s.base_dir {
             let dir = if dir.as_os_str().is_empty() {
                 PathBuf::from(".")
@@ -509,8 +511,11 @@ fn load(path: &Path) -> Result<Vec<WorkflowSpec>> {
                     .with_context(|| format!("cannot resolve {}", dir.display()))?,
             );
         }
+        let src = std::fs::read_to_string(&*file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        crate::schemas::resolve_and_check(s, file, &src).await?;
     }
-    Ok(specs)
+    Ok(specs.into_iter().map(|(_, s)| s).collect())
 }
 
 /// `ork dbt import`: the workflow of a dbt project, printed, written and/or

@@ -260,6 +260,7 @@ pub fn import(args: &ImportArgs) -> Result<WorkflowSpec> {
         schedule: None,
         timezone: None,
         catchup: false,
+        params: BTreeMap::new(),
     };
     spec.validate()?;
     Ok(spec)

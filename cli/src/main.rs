@@ -4,6 +4,7 @@
 mod commands;
 mod dbt;
 mod output;
+mod schemas;
 mod serve;
 
 use std::path::PathBuf;

@@ -411,6 +411,21 @@ async fn a_dag_of_process_cloudrun_and_fargate_tasks_runs_through_the_handlers()
         extract_input()
     );
 
+    // The task panel's log links to each attempt's console, built from the
+    // execution ids the executors recorded.
+    for (name, want) in [
+        ("train", format!("https://console.cloud.google.com/logs/query;query=resource.type%3D%22cloud_run_job%22%0Aresource.labels.job_name%3D%22{JOB}%22%0Alabels.%22run.googleapis.com%2Fexecution_name%22%3D%22{}%22?project={PROJECT_ID}", execution.rsplit('/').next().unwrap())),
+        ("score", {
+            let (region, task) = (arn.split(':').nth(3).unwrap(), arn.rsplit('/').next().unwrap());
+            let cluster = arn.split('/').nth(1).unwrap();
+            format!("https://{region}.console.aws.amazon.com/ecs/v2/clusters/{cluster}/tasks/{task}/logs?region={region}")
+        }),
+    ] {
+        let url = format!("{}/api/runs/{run}/tasks/{}/log", w.url, tasks[name].id);
+        let log: Value = w.http.get(url).bearer_auth(API_KEY).send().await.unwrap().json().await.unwrap();
+        assert_eq!(log["console_url"], want.as_str(), "{name}: {log}");
+    }
+
     // The Cloud Run worker finishes and reports, as the contract says.
     let (status, reply) = w
         .post(

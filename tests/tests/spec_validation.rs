@@ -462,6 +462,7 @@ async fn apply_refuses_an_unvalidated_spec_and_stores_nothing() {
         schedule: None,
         timezone: None,
         catchup: false,
+        params: BTreeMap::new(),
     };
     let invalid = [
         WorkflowSpec {

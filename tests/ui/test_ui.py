@@ -69,7 +69,8 @@ class Server:
             self.env.pop("ORK_API_KEY", None)
         (self.dir / "slow.yaml").write_text(SLOW)
         (self.dir / "wide.yaml").write_text(WIDE)
-        for what in [ROOT / "workflows", self.dir / "slow.yaml", self.dir / "wide.yaml"]:
+        for what in [ROOT / "workflows", ROOT / "workflows" / "my_etl" / "etl.yaml",
+                     self.dir / "slow.yaml", self.dir / "wide.yaml"]:
             subprocess.run([str(ORK), "apply", str(what)], env=self.env, check=True,
                            stdout=subprocess.DEVNULL, cwd=self.dir)
         self.log = open(self.dir / "serve.log", "w")
@@ -289,6 +290,36 @@ def test_ten_thousand_instances_load_within_two_seconds(server, browser):
     browser.get(server.url + "/#/runs")
     wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs tr.run")) >= 5)
     screenshot(browser, "runs-all.png")
+
+
+def test_workflow_page_shows_the_typed_schemas(server, browser):
+    browser.get(server.url + "/#/workflows/my_etl")
+    css(browser, "#schemas .schema")
+    tasks = [e.get_attribute("data-task") for e in browser.find_elements(By.CSS_SELECTOR, "#schemas .schema")]
+    assert tasks == ["extract", "load", "score", "transform"]
+    transform = browser.find_element(By.CSS_SELECTOR, '#schemas .schema[data-task="transform"]')
+    # Input: the upstream task's model and a param with a default; output: its model's fields.
+    assert "extract Extracted" in transform.text and "min_spend optional number" in transform.text
+    assert "countries list[CountrySummary]" in transform.text
+    score = browser.find_element(By.CSS_SELECTOR, '#schemas .schema[data-task="score"]')
+    assert "countries list[CountrySummary]" in score.text  # the Rust task's, from --ork-schema
+    screenshot(browser.find_element(By.ID, "schemas"), "schemas.png")
+
+
+def test_a_large_output_downloads_from_the_task_panel(server, browser):
+    run = server.trigger("big-output")
+    server.wait_run(run, {"success"})
+    browser.get(server.url + f"/#/runs/{run}")
+    settled(browser)
+    click(browser, "#dag .node[data-name=produce]")
+    note = css(browser, "#output-ref")
+    assert "A large output, kept by reference: 9.8 MiB" in note.text
+    link = css(browser, "#output-download").get_attribute("href")
+    assert link.startswith(server.url + f"/api/runs/{run}/tasks/") and link.endswith("/output")
+    with urllib.request.urlopen(link, timeout=30) as r:
+        assert r.headers["Content-Disposition"] == 'attachment; filename="produce.0.output.json"'
+        body = json.load(r)
+    assert len(body["rows"]) == 10240 and body["rows"][0] == "x" * 1000
 
 
 def test_log_in_when_a_key_is_set(keyed_server, browser):

@@ -6,7 +6,10 @@
 //!   ([`layout`]) with instance counts per status for each task name;
 //! - `GET /api/runs/{id}/tasks?name=&status=&limit=&offset=`: a page of instances;
 //! - `GET /api/runs/{id}/tasks/{task_id}`: one instance, its attempts and events;
-//! - `GET /api/runs/{id}/tasks/{task_id}/log?attempt=N`: a local attempt's log;
+//! - `GET /api/runs/{id}/tasks/{task_id}/log?attempt=N`: a local attempt's
+//!   log, or a link to a cloud attempt's in its console;
+//! - `GET /api/runs/{id}/tasks/{task_id}/output`: the output as a download,
+//!   streamed from the payload store when it is large;
 //! - `GET /api/runs/{id}/events?after=&limit=`: the run's event history;
 //! - `GET /api/runs/{id}/stream`: server-sent events while the run changes;
 //! - `POST /api/runs/{id}/cancel`: [`ork_core::engine::Engine::cancel`];
@@ -57,6 +60,7 @@ pub fn routes() -> Router<Arc<Handlers>> {
         .route("/api/runs/{id}/tasks", get(tasks))
         .route("/api/runs/{id}/tasks/{task_id}", get(task))
         .route("/api/runs/{id}/tasks/{task_id}/log", get(log))
+        .route("/api/runs/{id}/tasks/{task_id}/output", get(output))
         .route("/api/runs/{id}/events", get(events))
         .route("/api/runs/{id}/stream", get(stream))
         .route("/api/runs/{id}/cancel", post(cancel))
@@ -386,11 +390,102 @@ async fn task(State(h): State<Arc<Handlers>>, ids: TaskPath, headers: HeaderMap)
         Ok(input) => input,
         Err(e) => return engine_error(e),
     };
+    let output_ref = match store.task_output(run_id, task_id).await {
+        Ok(o) => o.and_then(|o| o.output_ref),
+        Err(e) => return engine_error(e),
+    };
+    let download = (task.output.is_some() || output_ref.is_some())
+        .then(|| format!("/api/runs/{run_id}/tasks/{task_id}/output"));
     Json(json!({
         "task": task, "label": task.label(), "attempts": attempts(&task, &events),
-        "events": events, "input": input,
+        "events": events, "input": input, "output_ref": output_ref, "download": download,
     }))
     .into_response()
+}
+
+/// `GET /api/runs/{id}/tasks/{task_id}/output`: the instance's output as a
+/// JSON file to save; a large one streamed from the payload store in 64 KiB
+/// chunks, so the server's memory does not grow with it.
+async fn output(State(h): State<Arc<Handlers>>, ids: TaskPath, headers: HeaderMap) -> Response {
+    let Ok(Path((run_id, task_id))) = ids else {
+        return bad_id();
+    };
+    if let Err(reply) = check(&h, &headers) {
+        return reply.into_response();
+    }
+    let out = match h.engine.store().task_output(run_id, task_id).await {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            return Reply::error(404, format!("run {run_id} has no task {task_id}")).into_response()
+        }
+        Err(e) => return engine_error(e),
+    };
+    let file_name = format!("{}.{}.output.json", out.name, out.task_index);
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        file_name.replace(
+            |c: char| !c.is_ascii_alphanumeric() && !".-_".contains(c),
+            "_"
+        )
+    );
+    let headers = |len: u64| {
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition.clone()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ]
+    };
+    match (out.output, out.output_ref) {
+        (_, Some(r)) => {
+            let r: ork_core::payload::PayloadRef = match serde_json::from_value(r) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Reply::error(500, format!("bad output reference: {e}")).into_response()
+                }
+            };
+            let dir = &h.engine.config().payloads.dir;
+            let inside = |p: &std::path::PathBuf| {
+                p.starts_with(dir) && !p.components().any(|c| c == std::path::Component::ParentDir)
+            };
+            let Some(path) = r.local_path().filter(inside) else {
+                return Reply::error(
+                    501,
+                    format!(
+                        "the output is stored at {}, which this server does not read",
+                        r.url
+                    ),
+                )
+                .into_response();
+            };
+            match tokio::fs::File::open(&path).await {
+                Ok(f) => {
+                    (headers(r.size), axum::body::Body::from_stream(chunks(f))).into_response()
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Reply::error(410, "the output's payload was removed").into_response()
+                }
+                Err(e) => Reply::error(500, format!("cannot read the output: {e}")).into_response(),
+            }
+        }
+        (Some(v), None) => {
+            let body = v.to_string();
+            (headers(body.len() as u64), body).into_response()
+        }
+        (None, None) => Reply::error(404, "this task has no output").into_response(),
+    }
+}
+
+/// A file as a stream of 64 KiB chunks.
+fn chunks(
+    f: tokio::fs::File,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    use tokio::io::AsyncReadExt;
+    futures::stream::try_unfold(f, |mut f| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = f.read(&mut buf).await?;
+        buf.truncate(n);
+        Ok((n > 0).then(|| (Bytes::from(buf), f)))
+    })
 }
 
 /// What a task starts from: the run's params, and the outputs its parents
@@ -468,6 +563,10 @@ async fn log(
         )
         .into_response();
     }
+    let console_url = task
+        .execution_id
+        .as_deref()
+        .and_then(|id| console_log_url(&task.executor, id));
     let cloud_note = match task.executor.as_str() {
         "lambda" => Some("This attempt ran on AWS Lambda: its log is in CloudWatch Logs (the function's log group)."),
         "fargate" => Some("This attempt ran on ECS Fargate: its log is in CloudWatch Logs (the task definition's awslogs group)."),
@@ -478,7 +577,7 @@ async fn log(
     if let Some(note) = cloud_note {
         return Json(
             json!({ "attempt": attempt, "executor": task.executor, "log": null,
-                            "note": note, "execution_id": task.execution_id }),
+                    "note": note, "execution_id": task.execution_id, "console_url": console_url }),
         )
         .into_response();
     }
@@ -503,6 +602,54 @@ async fn log(
         }))
         .into_response(),
         Err(e) => Reply::error(500, format!("cannot read the log: {e}")).into_response(),
+    }
+}
+
+/// Where a cloud attempt's log is shown, built from its execution id: a
+/// Cloud Run execution (`projects/P/locations/R/jobs/J/executions/E`) in
+/// Cloud Logging, filtered to that execution; an ECS task
+/// (`arn:aws:ecs:R:A:task/C/ID`) in the ECS console's log tab, which reads
+/// CloudWatch Logs through the task definition's `awslogs` settings.
+pub fn console_log_url(executor: &str, execution_id: &str) -> Option<String> {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    match executor {
+        "cloudrun" => {
+            let p: Vec<&str> = execution_id.split('/').collect();
+            let ["projects", project, "locations", _, "jobs", job, "executions", exec] = p[..]
+            else {
+                return None;
+            };
+            let query = format!(
+                "resource.type=\"cloud_run_job\"\nresource.labels.job_name=\"{job}\"\nlabels.\"run.googleapis.com/execution_name\"=\"{exec}\""
+            );
+            Some(format!(
+                "https://console.cloud.google.com/logs/query;query={}?project={}",
+                enc(&query),
+                enc(project)
+            ))
+        }
+        "fargate" => {
+            let rest = execution_id.strip_prefix("arn:aws:ecs:")?;
+            let (region, rest) = rest.split_once(':')?;
+            let (_account, resource) = rest.split_once(':')?;
+            let mut parts = resource.strip_prefix("task/")?.split('/');
+            let (cluster, id) = (parts.next()?, parts.next()?);
+            Some(format!(
+                "https://{region}.console.aws.amazon.com/ecs/v2/clusters/{}/tasks/{}/logs?region={region}",
+                enc(cluster),
+                enc(id)
+            ))
+        }
+        _ => None,
     }
 }
 
@@ -658,13 +805,27 @@ async fn workflows(State(h): State<Arc<Handlers>>, headers: HeaderMap) -> Respon
     }
 }
 
+/// The tasks' input and output JSON Schemas, as `ork apply` stored them
+/// (docs/type_schemas.md), by task; tasks without one are left out.
+fn schemas_of(spec: &Value) -> Value {
+    let tasks = spec["tasks"].as_object().into_iter().flatten();
+    let known = tasks.filter_map(|(name, t)| {
+        let s = &t["schema"];
+        let pick = |k: &str| s.get(k).filter(|v| !v.is_null()).cloned();
+        let (input, output) = (pick("input"), pick("output"));
+        (input.is_some() || output.is_some())
+            .then(|| (name.clone(), json!({"input": input, "output": output})))
+    });
+    Value::Object(known.collect())
+}
+
 #[derive(Deserialize)]
 struct VersionQuery {
     version: Option<i64>,
 }
 
 /// `GET /api/workflows/{name}?version=`: the version's spec, YAML source,
-/// DAG and schedule, and every version.
+/// DAG, schedule and type schemas, and every version.
 async fn workflow(
     State(h): State<Arc<Handlers>>,
     Path(name): Path<String>,
@@ -709,6 +870,7 @@ async fn workflow(
         "spec": source.spec,
         "graph": graph,
         "schedule": schedule_of(&source.spec, 5),
+        "schemas": schemas_of(&source.spec),
     }))
     .into_response()
 }

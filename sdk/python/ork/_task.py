@@ -21,19 +21,58 @@ log = logging.getLogger("ork")
 _LOADING_FOR_SCHEMA = False
 
 
+_MISSING = object()
+
+
+def resolve_source(doc: Dict[str, Any], source: str) -> Any:
+    """The value an `inputs:` entry names (docs/tasks.md): `params.NAME`,
+    `item[.path]`, or an upstream task (the longest name that matches) with
+    an optional path into its output; `_MISSING` where the path leads
+    nowhere. Path steps are keys, or indexes into lists."""
+    upstream = doc.get("upstream") or {}
+    if source.startswith("params."):
+        root, rest = doc.get("params") or {}, source[len("params."):]
+    elif source == "item" or source.startswith("item."):
+        if "item" not in doc:
+            return _MISSING
+        root, rest = {"item": doc["item"]}, source
+    else:
+        parents = [p for p in upstream if source == p or source.startswith(p + ".")]
+        if not parents:
+            return _MISSING
+        parent = max(parents, key=len)
+        root, rest = upstream[parent], source[len(parent) + 1:]
+    value = root
+    for step in [s for s in rest.split(".") if s]:
+        if isinstance(value, dict) and step in value:
+            value = value[step]
+        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            return _MISSING
+    return value
+
+
 def build_input(model: Type[BaseModel], doc: Dict[str, Any]) -> BaseModel:
-    """The task's input model from the input document, by the default rule
-    (docs/tasks.md): a field named after an upstream task takes that task's
-    output (a list, by index, for a fanned-out task); a field named `item`
-    takes this instance's foreach item; any other field comes from the
-    run's params. Fields are matched by alias when they have one. Raises
-    pydantic's `ValidationError` naming the fields that do not fit."""
+    """The task's input model from the input document (docs/tasks.md): a
+    field the task's `inputs:` mapping names takes what it points at;
+    otherwise, by the default rule, a field named after an upstream task
+    takes that task's output (a list, by index, for a fanned-out task); a
+    field named `item` takes this instance's foreach item; any other field
+    comes from the run's params. Fields are matched by alias when they have
+    one. Raises pydantic's `ValidationError` naming the fields that do not
+    fit."""
     upstream = doc.get("upstream") or {}
     params = doc.get("params") or {}
+    mapping = doc.get("inputs") or {}
     data: Dict[str, Any] = {}
     for name, info in model.model_fields.items():
         key = info.alias or name
-        if key in upstream:
+        if key in mapping:
+            value = resolve_source(doc, mapping[key])
+            if value is not _MISSING:
+                data[key] = value
+        elif key in upstream:
             data[key] = upstream[key]
         elif key == "item" and "item" in doc:
             data[key] = doc["item"]

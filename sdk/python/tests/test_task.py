@@ -67,6 +67,40 @@ def test_upstream_wins_over_params_and_item_fills_item():
     assert ork.build_input(M, doc) == M(extract=2, item="it")
 
 
+def test_inputs_mapping_wins_and_follows_paths():
+    class M(BaseModel):
+        people: List[User]
+        first_email: str
+        when: str
+        country: str = "?"
+        missing: int = 7
+
+    doc = {
+        "params": {"day": "2026-01-02", "people": "ignored"},
+        "upstream": {"extract": DOC["upstream"]["extract"], "ex": {"users": []}},
+        "item": {"country": "FR"},
+        "inputs": {
+            "people": "extract.users",
+            "first_email": "extract.users.0.email",
+            "when": "params.day",
+            "country": "item.country",
+            "missing": "extract.nothing.here",
+        },
+    }
+    m = ork.build_input(M, doc)
+    assert [u.id for u in m.people] == [1, 2]
+    assert (m.first_email, m.when, m.country, m.missing) == ("a@x", "2026-01-02", "FR", 7)
+
+
+def test_inputs_mapping_to_nothing_names_the_field():
+    class M(BaseModel):
+        total: int
+
+    with pytest.raises(Exception) as e:
+        ork.build_input(M, {"upstream": {"a": {}}, "inputs": {"total": "a.total"}})
+    assert "total" in str(e.value)
+
+
 def test_fanned_out_upstream_is_a_list():
     class M(BaseModel):
         transform: List[int]

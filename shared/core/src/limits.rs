@@ -27,6 +27,9 @@ pub const DEFAULT_MAX_FOREACH_ITEMS: usize = 100_000;
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 /// Largest run params, serialized as JSON.
 pub const MAX_PARAMS_BYTES: usize = 64 * 1024;
+/// Largest `schema:` of a task (its input and output JSON Schemas,
+/// serialized), as stored inline with the workflow version.
+pub const MAX_SCHEMA_BYTES: usize = 256 * 1024;
 /// Largest magnitude of a JSON number stored (beyond it, PostgreSQL's
 /// `jsonb` prints digits that JSON parsers read back as infinity).
 pub const MAX_JSON_NUMBER: f64 = 1e300;

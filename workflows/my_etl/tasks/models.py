@@ -28,11 +28,6 @@ class Transformed(BaseModel):
 
 
 class Share(BaseModel):
+    """A row of the Rust task's output (workflows/my_etl/rust_task/src/main.rs)."""
     country: str
     share: float
-
-
-class Scored(BaseModel):
-    """The Rust task's output (workflows/my_etl/rust_task/src/main.rs)."""
-    top_country: str
-    shares: List[Share]

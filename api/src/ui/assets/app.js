@@ -310,13 +310,16 @@ async function showTask(runId, taskId, run, quiet) {
     <h2>Log <select id="log-attempt">${d.attempts.map((a) => `<option ${a.attempt === attempt ? "selected" : ""}>${a.attempt}</option>`).join("")}</select></h2>
     <div id="log-box"><span class="muted">${t.attempt ? "…" : "not started"}</span></div>
     <h2>Input</h2><pre id="task-input">${esc(JSON.stringify(d.input ?? { params: run.params }, null, 2))}</pre>
-    <h2>Output</h2><pre id="task-output">${esc(t.output == null ? "—" : JSON.stringify(t.output, null, 2))}</pre>
+    <h2>Output ${d.download ? `<a id="output-download" class="small" href="${esc(d.download)}" download>download</a>` : ""}</h2>
+    ${d.output_ref ? `<p class="muted" id="output-ref">A large output, kept by reference: ${esc(bytes(d.output_ref.size))}, sha256 <code>${esc(d.output_ref.sha256.slice(0, 16))}…</code></p>`
+      : `<pre id="task-output">${esc(t.output == null ? "—" : JSON.stringify(t.output, null, 2))}</pre>`}
     <h2>Events</h2><table><tbody>${d.events.map((e) => `<tr><td>${time(e.at)}</td><td>#${e.attempt ?? ""}</td><td>${badge(e.status)}</td><td style="white-space:normal">${esc(e.detail || "")}</td></tr>`).join("")}</tbody></table>`;
   const showLog = async (n) => {
     if (!n) return;
     const l = await api(`/api/runs/${runId}/tasks/${taskId}/log?attempt=${n}`);
     $("#log-box").innerHTML = l.log != null ? `${l.truncated ? '<div class="muted">(the end of the log)</div>' : ""}<pre id="log">${esc(l.log) || "(empty)"}</pre>`
-      : `<p class="muted" id="log-note">${esc(l.note)}${l.execution_id ? ` <code>${esc(l.execution_id)}</code>` : ""}</p>`;
+      : `<p class="muted" id="log-note">${esc(l.note)}${l.execution_id ? ` <code>${esc(l.execution_id)}</code>` : ""}
+         ${l.console_url ? `<br><a id="log-console" href="${esc(l.console_url)}" target="_blank" rel="noopener">open the log in ${l.executor === "cloudrun" ? "Cloud Logging" : "the AWS console (CloudWatch Logs)"}</a>` : ""}</p>`;
   };
   $("#log-attempt").onchange = (e) => showLog(Number(e.target.value));
   if (t.attempt) await showLog(attempt);
@@ -335,6 +338,47 @@ async function workflowsPage() {
   for (const tr of document.querySelectorAll("#workflows tr.wf")) tr.onclick = () => (location.hash = `#/workflows/${encodeURIComponent(tr.dataset.name)}`);
 }
 
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+// A JSON Schema's type as one short text: `list[User]`, `str | null`, `User`.
+function typeName(s, root, depth = 0) {
+  if (!s || depth > 8) return "any";
+  if (s.$ref) {
+    const name = s.$ref.split("/").pop();
+    return name;
+  }
+  const alts = s.anyOf || s.oneOf;
+  if (alts) return alts.map((a) => typeName(a, root, depth + 1)).join(" | ");
+  const t = Array.isArray(s.type) ? s.type.join(" | ") : s.type;
+  if (t === "array") return `list[${typeName(s.items, root, depth + 1)}]`;
+  if (t === "object" && s.title) return s.title;
+  return t || s.title || "any";
+}
+
+// A model's fields as rows: name, type, required.
+function fieldsHtml(schema) {
+  if (!schema) return '<span class="muted">unknown</span>';
+  let obj = schema;
+  if (obj.$ref) obj = obj.$ref.split("/").slice(1).reduce((o, k) => o?.[k], schema) || obj;
+  const props = obj.properties || {};
+  const req = new Set(obj.required || []);
+  const rows = Object.entries(props).map(([k, v]) => `<tr><td><code>${esc(k)}</code>${req.has(k) && v.default === undefined ? "" : ' <span class="muted">optional</span>'}</td><td>${esc(typeName(v, schema))}</td></tr>`);
+  return rows.length ? `<table class="kv"><tbody>${rows.join("")}</tbody></table>` : `<code>${esc(typeName(schema, schema))}</code>`;
+}
+
+function schemasHtml(schemas) {
+  const names = Object.keys(schemas || {});
+  if (!names.length) return '<span class="muted">No task declares its types (see docs/type_schemas.md).</span>';
+  return names.map((n) => `<div class="schema" data-task="${esc(n)}"><h3>${esc(n)}</h3>
+    <div class="grid"><div><div class="muted">input</div>${fieldsHtml(schemas[n].input)}</div><div><div class="muted">output</div>${fieldsHtml(schemas[n].output)}</div></div>
+    <details><summary class="muted">JSON Schema</summary><pre>${esc(JSON.stringify(schemas[n], null, 2))}</pre></details></div>`).join("");
+}
+
 async function workflowPage(name, params) {
   const v = new URLSearchParams(params).get("version");
   const w = await api(`/api/workflows/${encodeURIComponent(name)}${v ? "?version=" + v : ""}`);
@@ -342,6 +386,7 @@ async function workflowPage(name, params) {
   main().innerHTML = `<h1>${esc(w.name)} <span class="muted">v${w.version}</span></h1>
     <div class="grid"><div>
       <div class="card"><h2 style="margin-top:0">Graph</h2>${dagSvg(w.graph, false)}</div>
+      <div class="card" id="schemas"><h2 style="margin-top:0">Types</h2>${schemasHtml(w.schemas)}</div>
       <div class="card"><h2 style="margin-top:0">Source</h2>${w.applied_from ? `<p class="muted">applied from <code>${esc(w.applied_from)}</code></p>` : ""}<pre id="wf-source">${esc(w.yaml ?? JSON.stringify(w.spec, null, 2))}</pre></div>
     </div><div>
       <form class="card" id="trigger-form"><h2 style="margin-top:0">Trigger a run</h2>

@@ -43,8 +43,9 @@ impl Env {
     }
 }
 
-/// The task's input from the input document, by the default rule
-/// (docs/tasks.md): a field named after an upstream task takes that task's
+/// The task's input from the input document (docs/tasks.md): a field the
+/// task's `inputs:` mapping names takes what it points at; otherwise, by
+/// the default rule, a field named after an upstream task takes that task's
 /// output (a list, by index, for a fanned-out task); a field named `item`
 /// takes the foreach item; any other field comes from the run's params.
 /// Field names are those of the serialized form (`#[serde(rename)]`
@@ -65,9 +66,15 @@ pub fn build_input<I: DeserializeOwned + JsonSchema>(doc: &Value) -> Result<I, S
             .chain(item.map(|_| "item".to_owned()))
             .collect(),
     };
+    let mapping = section("inputs");
     let mut data = Map::new();
     for name in fields {
-        let value = if let Some(v) = upstream.get(&name) {
+        let value = if let Some(source) = mapping.get(&name) {
+            match source.as_str().and_then(|s| resolve_source(doc, s)) {
+                Some(v) => v,
+                None => continue,
+            }
+        } else if let Some(v) = upstream.get(&name) {
             v
         } else if let (Some(v), "item") = (item, name.as_str()) {
             v
@@ -86,6 +93,35 @@ pub fn build_input<I: DeserializeOwned + JsonSchema>(doc: &Value) -> Result<I, S
             format!("invalid input: {path}: {}", e.inner())
         }
     })
+}
+
+/// The value an `inputs:` entry names (docs/tasks.md): `params.NAME`,
+/// `item[.path]`, or an upstream task (the longest name that matches) with
+/// an optional path into its output; `None` where the path leads nowhere.
+/// Path steps are keys, or indexes into arrays.
+fn resolve_source<'a>(doc: &'a Value, source: &str) -> Option<&'a Value> {
+    let (root, rest) = if let Some(name) = source.strip_prefix("params.") {
+        (doc.get("params")?, name)
+    } else if let Some(rest) = source.strip_prefix("item") {
+        if !(rest.is_empty() || rest.starts_with('.')) {
+            return None;
+        }
+        (doc.get("item")?, rest)
+    } else {
+        let upstream = doc.get("upstream")?.as_object()?;
+        let parent = upstream
+            .keys()
+            .filter(|p| source == p.as_str() || source.starts_with(&format!("{p}.")))
+            .max_by_key(|p| p.len())?;
+        (&upstream[parent], &source[parent.len()..])
+    };
+    rest.split('.')
+        .filter(|s| !s.is_empty())
+        .try_fold(root, |v, step| match v {
+            Value::Object(m) => m.get(step),
+            Value::Array(a) => a.get(step.parse::<usize>().ok()?),
+            _ => None,
+        })
 }
 
 /// The JSON Schema of a task's input and output: `{"input": …, "output": …}`.

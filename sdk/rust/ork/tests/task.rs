@@ -149,6 +149,48 @@ fn item_upstream_and_params_precedence() {
 }
 
 #[test]
+fn inputs_mapping_wins_and_follows_paths() {
+    #[derive(Deserialize, JsonSchema)]
+    struct M {
+        people: Vec<User>,
+        first_email: String,
+        when: String,
+        country: String,
+        #[serde(default)]
+        missing: Option<u32>,
+    }
+    let m: M = build_input(&json!({
+        "params": {"day": "2026-01-02", "people": "ignored"},
+        "upstream": {"extract": {"users": [{"id": 1, "email": "a@x"}, {"id": 2, "email": "b@x"}]}, "ex": {}},
+        "item": {"country": "FR"},
+        "inputs": {
+            "people": "extract.users",
+            "first_email": "extract.users.0.email",
+            "when": "params.day",
+            "country": "item.country",
+            "missing": "extract.nothing.here"
+        }
+    }))
+    .unwrap();
+    assert_eq!(m.people.len(), 2);
+    assert_eq!(
+        (
+            m.first_email.as_str(),
+            m.when.as_str(),
+            m.country.as_str(),
+            m.missing
+        ),
+        ("a@x", "2026-01-02", "FR", None)
+    );
+    let err = build_input::<M>(
+        &json!({"upstream": {"extract": {}}, "inputs": {"people": "extract.users"}}),
+    )
+    .err()
+    .unwrap();
+    assert!(err.contains("people"), "{err}");
+}
+
+#[test]
 fn input_file_and_item_variable() {
     let f = Files::new();
     std::fs::write(f.path("in.json"), r#"{"params": {"a": 1}}"#).unwrap();

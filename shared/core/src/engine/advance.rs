@@ -195,7 +195,7 @@ impl Engine {
     /// Each claimed instance's input: the run's params and its parents'
     /// outputs (one output per parent, or a list by index for a fanned-out
     /// or `foreach` parent; `null` where a parent left none), and its
-    /// `foreach` item. One query per batch. Inline when small; otherwise
+    /// `foreach` item, and its `inputs:` mapping. One query per batch. Inline when small; otherwise
     /// written (streaming, with large outputs copied in from the payload
     /// store) to a file: `(inline input, input file)` by task id.
     async fn inputs(
@@ -256,6 +256,9 @@ impl Engine {
                 .iter()
                 .map(|p| (p.as_str(), &upstream[p.as_str()]))
                 .collect();
+            // The task's `inputs:` mapping, which the SDKs resolve.
+            let task_inputs = &wf.spec.tasks[&t.name].inputs;
+            let mapping = (!task_inputs.is_empty()).then(|| serde_json::json!(task_inputs));
             let by_ref = mine.iter().any(|(_, u)| u.has_ref());
             let size = params_len
                 + mine
@@ -263,7 +266,8 @@ impl Engine {
                     .map(|(n, u)| n.len() as u64 + 4 + u.len())
                     .sum::<u64>()
                 + t.item.as_ref().map_or(0, payload::json_len)
-                + 40;
+                + mapping.as_ref().map_or(0, payload::json_len)
+                + 50;
             if !by_ref && size <= limit {
                 let mut doc = serde_json::json!({
                     "params": run.params,
@@ -274,6 +278,9 @@ impl Engine {
                 });
                 if let Some(item) = &t.item {
                     doc["item"] = item.clone();
+                }
+                if let Some(m) = &mapping {
+                    doc["inputs"] = m.clone();
                 }
                 out.insert(t.id, (doc, None));
                 continue;
@@ -305,6 +312,10 @@ impl Engine {
             if let Some(item) = &t.item {
                 pieces.push(Piece::Raw(",\"item\":".into()));
                 pieces.push(Piece::Json(item));
+            }
+            if let Some(m) = &mapping {
+                pieces.push(Piece::Raw(",\"inputs\":".into()));
+                pieces.push(Piece::Json(m));
             }
             pieces.push(Piece::Raw("}".into()));
             let path = self

@@ -48,6 +48,7 @@ impl Engine {
             }
         }
         let wf = self.workflow(workflow, None).await?;
+        let params = wf.spec.with_param_defaults(params);
         let instances = wf.spec.instances();
         let max = self.config.max_instances;
         if instances > u64::from(max) {

@@ -49,6 +49,11 @@ pub fn load_file(path: &Path) -> Result<WorkflowSpec, SpecError> {
 /// would silently replace the other when applied. An empty directory gives
 /// an empty list.
 pub fn load_dir(dir: &Path) -> Result<Vec<WorkflowSpec>, SpecError> {
+    Ok(load_dir_files(dir)?.into_iter().map(|(_, s)| s).collect())
+}
+
+/// [`load_dir`], each spec with the file it came from.
+pub fn load_dir_files(dir: &Path) -> Result<Vec<(PathBuf, WorkflowSpec)>, SpecError> {
     let io_err = |e: std::io::Error| {
         SpecError::new(format!("cannot read directory: {e}")).in_file(Some(dir))
     };
@@ -76,7 +81,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<WorkflowSpec>, SpecError> {
             ))
             .in_file(Some(&file)));
         }
-        specs.push(spec);
+        specs.push((file, spec));
     }
     Ok(specs)
 }

@@ -9,6 +9,7 @@
 
 mod load;
 mod schedule;
+mod types;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -18,8 +19,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use load::{load_dir, load_file, parse_str};
+pub use load::{load_dir, load_dir_files, load_file, parse_str};
 pub use schedule::Schedule;
+pub use types::check_types;
 
 /// A spec that cannot be loaded, with where it went wrong, so the message
 /// reads like a compiler's: `workflows/etl.yaml:12: task "load" ...`.
@@ -90,14 +92,23 @@ pub struct WorkflowSpec {
     /// Fire every slot missed since the last one fired, not only the latest.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub catchup: bool,
+    /// The run params the workflow declares, with their defaults (`null`:
+    /// none). A trigger fills in the defaults of those it does not give;
+    /// the type check counts them as provided (docs/type_schemas.md).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, serde_json::Value>,
 }
 
 impl WorkflowSpec {
-    /// Checks the rules [`parse_str`] checks, for a spec built in code (errors
-    /// carry no line: there is no source). [`crate::engine::Engine::apply`]
+    /// Checks the rules [`parse_str`] checks, and the types along the edges
+    /// ([`check_types`]), for a spec built in code (errors carry no line:
+    /// there is no source). [`crate::engine::Engine::apply`]
     /// runs it, so no path stores a workflow that was not validated.
     pub fn validate(&self) -> Result<(), SpecError> {
-        validate::validate(self, "")
+        validate::validate(self, "")?;
+        // Schemas stored inline are checked along the edges here too, so
+        // no path stores a version whose edges do not fit.
+        types::check_types(self, "")
     }
 
     /// How many task instances a run of this workflow has: the sum of its
@@ -108,6 +119,16 @@ impl WorkflowSpec {
             .filter(|t| t.foreach.is_none())
             .map(|t| u64::from(t.task_count))
             .sum()
+    }
+
+    /// `params` with the declared defaults added where absent.
+    pub fn with_param_defaults(&self, mut params: serde_json::Value) -> serde_json::Value {
+        if let Some(map) = params.as_object_mut() {
+            for (k, v) in self.params.iter().filter(|(_, v)| !v.is_null()) {
+                map.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        params
     }
 
     /// The parsed schedule, if the workflow has one (validated at load).
@@ -166,6 +187,46 @@ pub struct TaskSpec {
     pub fargate: Option<FargateTarget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesTarget>,
+    /// Explicit input fields: field name → `parent.path`, `params.name` or
+    /// `item.path`, taking precedence over the by-name rule. The input
+    /// document carries the mapping; the SDKs resolve it (docs/tasks.md).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
+    /// The task's input and output JSON Schemas, or where to get them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<TaskSchema>,
+}
+
+/// A task's `schema:`: a JSON file holding `{"input": …, "output": …}`
+/// (relative to the workflow file), a command printing that (run in the
+/// workflow's directory, e.g. a Rust SDK binary with `--ork-schema`), or
+/// the schemas themselves. `ork apply` resolves the first two (and
+/// derives one for an SDK `python` task) into `Inline`, which is what a
+/// stored version holds and the API returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TaskSchema {
+    File(PathBuf),
+    Command {
+        command: Vec<String>,
+    },
+    Inline {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<serde_json::Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<serde_json::Value>,
+    },
+}
+
+/// Where an `inputs:` entry takes its value from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputSource<'a> {
+    /// A path into a parent's output.
+    Upstream(&'a str, Vec<&'a str>),
+    /// A run param.
+    Param(&'a str),
+    /// A path into the foreach item.
+    Item(Vec<&'a str>),
 }
 
 /// A task's `command`: a program (its arguments in `args`) or a whole argv.
@@ -199,6 +260,26 @@ impl From<String> for Command {
 }
 
 impl TaskSpec {
+    /// An `inputs:` entry read: `params.x`, `item[.path]`, or a
+    /// `depends_on` entry (the longest that matches, as for `foreach`)
+    /// with an optional path; `None` when it names none of these.
+    pub fn input_source<'a>(&'a self, source: &'a str) -> Option<InputSource<'a>> {
+        let path =
+            |rest: &'a str| -> Vec<&'a str> { rest.split('.').filter(|p| !p.is_empty()).collect() };
+        if let Some(name) = source.strip_prefix("params.") {
+            return (!name.is_empty() && !name.contains('.')).then_some(InputSource::Param(name));
+        }
+        if source == "item" || source.starts_with("item.") {
+            return Some(InputSource::Item(path(&source[4..])));
+        }
+        let parent = self
+            .depends_on
+            .iter()
+            .filter(|d| source == d.as_str() || source.starts_with(&format!("{d}.")))
+            .max_by_key(|d| d.len())?;
+        Some(InputSource::Upstream(parent, path(&source[parent.len()..])))
+    }
+
     /// The full argv: the command's words, then `args`. Empty without a command.
     pub fn argv(&self) -> Vec<String> {
         self.command
@@ -244,6 +325,8 @@ impl Default for TaskSpec {
             cloudrun: None,
             fargate: None,
             kubernetes: None,
+            inputs: BTreeMap::new(),
+            schema: None,
         }
     }
 }

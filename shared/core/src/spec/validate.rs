@@ -92,6 +92,22 @@ pub(super) fn validate(spec: &WorkflowSpec, src: &str) -> Result<(), SpecError> 
                 }
             }
         }
+        if let Err(msg) = check_schema_size(name, task) {
+            return at(name, &["schema"], msg);
+        }
+        for (field, source) in &task.inputs {
+            let msg = match task.input_source(source) {
+                _ if field.is_empty() => format!("task {name:?}: an `inputs` field name is empty"),
+                None => format!(
+                    "task {name:?}: inputs.{field} is {source:?}, which must be `params.NAME`, `item[.path]` or a direct parent (a `depends_on` entry) with an optional path (`parent.key`)"
+                ),
+                Some(super::InputSource::Item(_)) if task.foreach.is_none() => format!(
+                    "task {name:?}: inputs.{field} takes the foreach item, but the task has no `foreach`"
+                ),
+                Some(_) => continue,
+            };
+            return at(name, &["inputs", field], msg);
+        }
         if task.retries.count > MAX_RETRIES {
             let msg = format!(
                 "task {name:?}: retries.count is {}, the maximum is {MAX_RETRIES}",
@@ -324,6 +340,22 @@ fn is_quantity(v: &str) -> bool {
     })
 }
 
+/// A task's `schema:` fits [`limits::MAX_SCHEMA_BYTES`].
+pub(super) fn check_schema_size(name: &str, task: &TaskSpec) -> Result<(), String> {
+    let size = task
+        .schema
+        .as_ref()
+        .and_then(|s| serde_json::to_string(s).ok())
+        .map_or(0, |s| s.len());
+    if size > limits::MAX_SCHEMA_BYTES {
+        return Err(format!(
+            "task {name:?}: its schema is {size} bytes as JSON, the maximum is 256 KiB ({} bytes)",
+            limits::MAX_SCHEMA_BYTES
+        ));
+    }
+    Ok(())
+}
+
 fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
 }
@@ -339,7 +371,7 @@ fn top_level_key(src: &str, key: &str) -> Option<usize> {
 /// inside the task's block (`["depends_on", "load"]` finds that entry of the
 /// list); a word not found leaves the line of the last one that was. Flow
 /// style (`tasks: {a: ...}`) falls back to the `tasks:` line.
-fn line_of(src: &str, task: &str, within: &[&str]) -> Option<usize> {
+pub(super) fn line_of(src: &str, task: &str, within: &[&str]) -> Option<usize> {
     let tasks_line = top_level_key(src, "tasks")?;
     let indent = |l: &str| l.len() - l.trim_start().len();
     let significant = |l: &str| !l.trim().is_empty() && !l.trim_start().starts_with('#');

@@ -193,6 +193,16 @@ impl Store {
         self.read_all(sql).await
     }
 
+    /// One instance's output or reference (`None`: no such task in the run).
+    pub async fn task_output(
+        &self,
+        run_id: Uuid,
+        task_id: Uuid,
+    ) -> Result<Option<TaskOutput>, Error> {
+        self.read_optional(Sql::new(TASK_OUTPUT).bind(run_id).bind(task_id))
+            .await
+    }
+
     /// Running attempts whose deadline or lease (start lease, heartbeat,
     /// `ork run`'s renewal) has passed; of one run, or of all.
     pub async fn overdue_attempts(

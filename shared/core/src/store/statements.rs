@@ -249,6 +249,10 @@ pub(super) const TASK_OUTPUTS_HEAD: &str =
 
 pub(super) const TASK_OUTPUTS_TAIL: &str = ") ORDER BY name, task_index";
 
+/// One instance's output (`$1` the run, `$2` the task), whatever its status.
+pub(super) const TASK_OUTPUT: &str = "SELECT name, task_index, output, output_ref FROM tasks \
+     WHERE run_id = $1 AND id = $2";
+
 pub(super) const READY_RUNS: &str =
     "SELECT DISTINCT run_id FROM tasks WHERE status = 'pending' AND deps_remaining = 0 \
      AND (not_before IS NULL OR not_before <= $1) LIMIT $2";

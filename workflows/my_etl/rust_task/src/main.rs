@@ -5,12 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// `transform`'s output (`Transformed` in ../tasks/models.py).
-#[derive(Deserialize, JsonSchema)]
-struct Transformed {
-    countries: Vec<CountrySummary>,
-}
-
+/// A country of `transform`'s output (`CountrySummary` in ../tasks/models.py).
 #[derive(Deserialize, JsonSchema)]
 struct CountrySummary {
     country: String,
@@ -19,8 +14,8 @@ struct CountrySummary {
 
 #[derive(Deserialize, JsonSchema)]
 struct Input {
-    /// The output of the upstream task `transform`.
-    transform: Transformed,
+    /// `transform.countries`, by the `inputs:` mapping of etl.yaml.
+    countries: Vec<CountrySummary>,
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -37,12 +32,11 @@ struct Output {
 
 #[ork::task]
 fn main(input: Input) -> ork::Result<Output> {
-    let total: f64 = input.transform.countries.iter().map(|c| c.spend).sum();
+    let total: f64 = input.countries.iter().map(|c| c.spend).sum();
     if total <= 0.0 {
         return Err(ork::Error::fail("no spend to share out"));
     }
     let mut shares: Vec<Share> = input
-        .transform
         .countries
         .iter()
         .map(|c| Share {
