@@ -12,7 +12,8 @@
 //! - `GET /subscriptions/S/resourceGroups/G/providers/Microsoft.App/jobs/J`:
 //!   the job resource, with its `properties.template`;
 //! - `POST …/jobs/J/start` (a `JobExecutionTemplate`): 202 and
-//!   `{"id", "name"}` of the new execution;
+//!   `{"id", "name"}` of the new execution (or, after
+//!   [`FakeAzure::answer_starts_without_body`], a bare 202 with a `Location`);
 //! - `GET …/jobs/J/executions`: `{"value": [JobExecution]}`;
 //! - `GET …/jobs/J/executions/E`: the `JobExecution`
 //!   (`properties.status`, `startTime`, `endTime`, `template`);
@@ -59,6 +60,8 @@ struct Inner {
     executions: BTreeMap<String, Value>,
     fail_starts: VecDeque<u16>,
     lose_starts: VecDeque<u16>,
+    /// Answer starts with a bare 202 and a `Location`, no body.
+    bare_starts: bool,
     requests: Vec<Recorded>,
     /// Token requests: `client_credentials` or `managed_identity`.
     grants: Vec<String>,
@@ -135,6 +138,12 @@ impl FakeAzure {
     /// The next starts start an execution, then answer these statuses.
     pub fn lose_next_start_answers(&self, statuses: &[u16]) {
         self.lock().lose_starts.extend(statuses);
+    }
+
+    /// Starts answer 202 with only a `Location` header (a long-running
+    /// operation, as newer api-versions may), no `JobExecutionBase`.
+    pub fn answer_starts_without_body(&self) {
+        self.lock().bare_starts = true;
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -377,6 +386,10 @@ async fn handle(
             if let Some(status) = inner.lose_starts.pop_front() {
                 let status = StatusCode::from_u16(status).unwrap();
                 return arm_error(status, "GatewayTimeout", "the answer was lost");
+            }
+            if inner.bare_starts {
+                let location = format!("/subscriptions/x/providers/Microsoft.App/locations/westeurope/containerappOperationResults/{name}");
+                return (StatusCode::ACCEPTED, [("location", location)]).into_response();
             }
             (StatusCode::ACCEPTED, Json(json!({"id": id, "name": name}))).into_response()
         }

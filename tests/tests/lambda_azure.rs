@@ -502,6 +502,17 @@ async fn azure_errors_retries_and_managed_identity() {
         .iter()
         .any(|r| r.method == "GET" && r.path.ends_with("/jobs/scorer/executions")));
 
+    // A bare 202 (no JobExecutionBase): the execution is found by listing.
+    azure.answer_starts_without_body();
+    let Dispatch::Started {
+        execution_id: third,
+    } = executor.dispatch(&azure_request("scorer")).await.unwrap()
+    else {
+        panic!("not started")
+    };
+    assert_eq!(azure.executions().len(), 3);
+    assert_eq!(azure.executions()[2], third);
+
     // Poll: running, then failed with a pointer to the logs.
     let attempt = req.attempt.clone();
     assert_eq!(executor.poll(&attempt, &second).await.unwrap(), None);
@@ -583,9 +594,12 @@ async fn lambda_errors_are_permanent_where_retrying_cannot_help() {
     assert_eq!(lambda.invoked().len(), 1, "neither was sent");
 }
 
+/// One request through the recording proxy: method, path and query, headers, body.
+type Request = (String, String, HeaderMap, Bytes);
+
 /// What went through the recording proxy in front of moto.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, String, HeaderMap, Bytes)>>>);
+struct Seen(Arc<Mutex<Vec<Request>>>);
 
 /// A pass-through proxy that records each request (method, path and
 /// query, headers, body) on its way to `upstream`.

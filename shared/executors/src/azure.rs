@@ -11,8 +11,9 @@
 //!   `POST …/jobs/{job}/start` with that template overridden: the task's
 //!   container gets the worker contract's environment (added to, or
 //!   replacing by name, the job's own variables) and the task's `command` /
-//!   `args`. The answer names the execution; its resource id
-//!   (`/subscriptions/…/jobs/{job}/executions/{name}`) is the execution id.
+//!   `args`. The answer names the execution (`JobExecutionBase`; an answer
+//!   without one, a bare 202, is resolved by listing as below); its resource
+//!   id (`/subscriptions/…/jobs/{job}/executions/{name}`) is the execution id.
 //!   A start retried after a transient error first lists the job's
 //!   executions (`GET …/jobs/{job}/executions`) for one carrying this
 //!   attempt (its `ORK_RUN_ID`, `ORK_TASK`, `ORK_TASK_INDEX`, `ORK_ATTEMPT`),
@@ -477,12 +478,15 @@ impl Executor for AzureExecutor {
         let execution_id = match (started["id"].as_str(), started["name"].as_str()) {
             (Some(id), _) if !id.is_empty() => id.to_owned(),
             (None, Some(name)) if is_name_segment(name) => format!("{job}/executions/{name}"),
-            _ => {
-                return Err(ExecutorError::permanent(format!(
-                    "Azure jobs.start answered without an execution: {}",
+            // A 202 may come with only a `Location` (a long-running
+            // operation): the execution is found by its attempt.
+            _ => self.find_started(&job, req).await?.ok_or_else(|| {
+                ExecutorError::permanent(format!(
+                    "Azure jobs.start answered without an execution, and the job lists none \
+                     of this attempt: {}",
                     truncate(&started.to_string())
-                )))
-            }
+                ))
+            })?,
         };
         tracing::debug!(
             attempt = %req.attempt.task_id,
