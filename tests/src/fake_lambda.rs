@@ -1,7 +1,7 @@
 //! A fake AWS Lambda `Invoke` endpoint that runs Ork's worker function
 //! (`functions/src/bin/worker.rs`) as Lambda would: a fresh process per
-//! event, fed through the Lambda Runtime API (served here for that one
-//! event), stopped once it has answered.
+//! event, fed through the Lambda Runtime API ([`crate::lambda_runtime`]),
+//! stopped once it has answered.
 //!
 //! `POST /2015-03-31/functions/{name}/invocations` (the REST shape
 //! `aws-sdk-lambda` sends; `X-Amz-Invocation-Type`, `?Qualifier=`) is
@@ -11,18 +11,15 @@
 //! error shape.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 /// One `Invoke` as the endpoint got it.
 #[derive(Debug, Clone)]
@@ -160,109 +157,10 @@ async fn invoke(
         .into_response()
 }
 
-/// One invocation's Runtime API: hands out one event, takes one answer.
-struct Invocation {
-    event: Mutex<Option<Value>>,
-    answer: Mutex<Option<oneshot::Sender<Result<Value, Value>>>>,
-}
-
-async fn next(State(inv): State<Arc<Invocation>>) -> impl IntoResponse {
-    let Some(event) = inv.event.lock().unwrap().take() else {
-        // Lambda would freeze the process here; the caller stops it.
-        std::future::pending::<()>().await;
-        unreachable!()
-    };
-    let deadline = chrono::Utc::now().timestamp_millis() + 900_000;
-    (
-        [
-            ("lambda-runtime-aws-request-id", "req-1".to_owned()),
-            ("lambda-runtime-deadline-ms", deadline.to_string()),
-            (
-                "lambda-runtime-invoked-function-arn",
-                "arn:aws:lambda:us-east-1:123456789012:function:ork-worker".to_owned(),
-            ),
-        ],
-        event.to_string(),
-    )
-}
-
-async fn answered(inv: &Invocation, answer: Result<Value, Value>) -> StatusCode {
-    if let Some(tx) = inv.answer.lock().unwrap().take() {
-        let _ = tx.send(answer);
-    }
-    StatusCode::ACCEPTED
-}
-
-/// Runs the worker function for one event and returns its answer (`Err`:
-/// what it posted to the error route).
+/// Runs the worker function for one event and returns its answer.
 async fn run_once(name: &str, env: &[(String, String)], event: Value) -> Result<Value, Value> {
-    let (tx, rx) = oneshot::channel();
-    let inv = Arc::new(Invocation {
-        event: Mutex::new(Some(event)),
-        answer: Mutex::new(Some(tx)),
-    });
-    let api = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(
-                |State(inv): State<Arc<Invocation>>, body: Bytes| async move {
-                    answered(
-                        &inv,
-                        Ok(serde_json::from_slice(&body).unwrap_or(Value::Null)),
-                    )
-                    .await
-                },
-            ),
-        )
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/error",
-            post(
-                |State(inv): State<Arc<Invocation>>, body: Bytes| async move {
-                    answered(
-                        &inv,
-                        Err(serde_json::from_slice(&body).unwrap_or(Value::Null)),
-                    )
-                    .await
-                },
-            ),
-        )
-        .route(
-            "/2018-06-01/runtime/init/error",
-            post(
-                |State(inv): State<Arc<Invocation>>, body: Bytes| async move {
-                    answered(
-                        &inv,
-                        Err(serde_json::from_slice(&body).unwrap_or(Value::Null)),
-                    )
-                    .await
-                },
-            ),
-        )
-        .with_state(inv.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = tokio::spawn(async move { axum::serve(listener, api).await });
-    let mut child = tokio::process::Command::new(crate::bin::path("ork-functions", "worker"))
-        .envs(env.iter().cloned())
-        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
-        .env("AWS_LAMBDA_FUNCTION_NAME", name)
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the worker function");
-    let answer = tokio::select! {
-        answer = rx => answer.unwrap_or(Err(Value::Null)),
-        status = child.wait() => Err(json!({"exited": status.map(|s| s.to_string()).unwrap_or_default()})),
-        _ = tokio::time::sleep(Duration::from_secs(120)) => Err(json!("no answer in 120 s")),
-    };
-    // Lambda freezes or ends the environment after the answer: stop it.
-    let _ = child.kill().await;
-    server.abort();
-    answer
+    let binary = crate::bin::path("ork-functions", "worker");
+    crate::lambda_runtime::invoke(&binary, name, env, event)
+        .await
+        .answer
 }
