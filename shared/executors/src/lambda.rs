@@ -16,6 +16,11 @@
 //! heartbeat, answered 410, and stops its program), `poll` knows nothing,
 //! and an invocation that never reports fails when its heartbeat lease
 //! runs out, as a lost worker does.
+//!
+//! Lambda has no idempotency key for `Invoke`: a dispatch repeated after a
+//! lost answer invokes again. Both invocations run the same attempt with
+//! the same callback token, and the engine applies an attempt's completion
+//! at most once, so the cost is compute, not correctness.
 
 use async_trait::async_trait;
 use aws_sdk_lambda::operation::RequestId;
