@@ -130,8 +130,8 @@ ensure_container_tools
 lint_dockerfiles
 check_compose
 
-log "cfn-lint infra/aws/template.yaml"
-cfn-lint infra/aws/template.yaml
+log "cfn-lint infra/aws/template.yaml infra/aws/worker.yaml"
+cfn-lint infra/aws/template.yaml infra/aws/worker.yaml
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,15 +1,22 @@
 //! What every Ork integration test stands on: a fresh database per test on
 //! each backend ([`db`], [`on_both_backends!`]), the handlers served on a
-//! random port ([`app::TestApp`]), the paths of the workspace's binaries
+//! random port ([`app::TestApp`]), a Lambda Runtime API for one event
+//! ([`lambda_runtime`]), the paths of the workspace's binaries
 //! ([`bin`]), and local stand-ins that speak real APIs: moto for AWS
 //! ([`moto`]) and a Cloud Run Admin API v2 with its OAuth token endpoint
-//! ([`fake_cloudrun`]), and a Kubernetes API server ([`fake_kube`]).
+//! ([`fake_cloudrun`]), a Kubernetes API server ([`fake_kube`]), Azure
+//! Resource Manager for Container Apps Jobs with its token endpoints
+//! ([`fake_azure`]), and a Lambda `Invoke` endpoint that runs Ork's worker
+//! function through the Lambda Runtime API ([`fake_lambda`]).
 
 pub mod app;
 pub mod bin;
 pub mod db;
+pub mod fake_azure;
 pub mod fake_cloudrun;
 pub mod fake_kube;
+pub mod fake_lambda;
+pub mod lambda_runtime;
 pub mod moto;
 
 /// Runs each named test body (an `async fn(TestDb)`) on both backends.

@@ -1,15 +1,14 @@
 //! The three Lambda binaries, run the way AWS runs them: a process per
-//! event, fed through the Lambda Runtime API (served here by a small
-//! emulator), answering Function URL requests (payload format 2.0). A
-//! gateway stands in for the Function URLs: each request starts a fresh
-//! handler process, and the process is stopped once it has answered, so
-//! no Ork process lives between events. Workers are plain shell commands
+//! event, fed through the Lambda Runtime API (`ork_tests::lambda_runtime`),
+//! answering Function URL requests (payload format 2.0). A gateway stands
+//! in for the Function URLs: each request starts a fresh handler process,
+//! and the process is stopped once it has answered, so no Ork process
+//! lives between events. Workers are plain shell commands
 //! honouring the worker contract (they `curl` their report back).
 
 use ork_tests::db as common;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,65 +17,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 const API_KEY: &str = "lambda-test-key";
 const SIGNING_KEY: &str = "0123456789abcdef0123456789abcdef-lambda";
-
-/// One invocation's Runtime API: hands out one event, takes one answer.
-struct Invocation {
-    event: Mutex<Option<Value>>,
-    answer: Mutex<Option<oneshot::Sender<Result<Value, Value>>>>,
-    ready_at: Mutex<Option<Instant>>,
-}
-
-async fn next(State(inv): State<Arc<Invocation>>) -> impl IntoResponse {
-    *inv.ready_at.lock().unwrap() = Some(Instant::now());
-    let Some(event) = inv.event.lock().unwrap().take() else {
-        // Lambda would freeze the process here; the gateway stops it.
-        std::future::pending::<()>().await;
-        unreachable!()
-    };
-    let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
-    (
-        [
-            ("lambda-runtime-aws-request-id", "req-1".to_owned()),
-            ("lambda-runtime-deadline-ms", deadline.to_string()),
-            (
-                "lambda-runtime-invoked-function-arn",
-                "arn:aws:lambda:us-east-1:123456789012:function:ork".to_owned(),
-            ),
-            (
-                "lambda-runtime-trace-id",
-                "Root=1-00000000-000000000000000000000000".to_owned(),
-            ),
-        ],
-        event.to_string(),
-    )
-}
-
-async fn respond(
-    State(inv): State<Arc<Invocation>>,
-    Path(_id): Path<String>,
-    body: Bytes,
-) -> StatusCode {
-    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if let Some(tx) = inv.answer.lock().unwrap().take() {
-        let _ = tx.send(Ok(value));
-    }
-    StatusCode::ACCEPTED
-}
-
-async fn fail(State(inv): State<Arc<Invocation>>, body: Bytes) -> StatusCode {
-    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if let Some(tx) = inv.answer.lock().unwrap().take() {
-        let _ = tx.send(Err(value));
-    }
-    StatusCode::ACCEPTED
-}
 
 /// What the gateway saw: handler processes alive now, started in all, and
 /// the time from exec to the first `next` call (cold start) of each.
@@ -94,57 +40,14 @@ async fn invoke(
     event: Value,
     stats: &Stats,
 ) -> Result<Value, Value> {
-    let (tx, rx) = oneshot::channel();
-    let inv = Arc::new(Invocation {
-        event: Mutex::new(Some(event)),
-        answer: Mutex::new(Some(tx)),
-        ready_at: Mutex::new(None),
-    });
-    let api = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(respond),
-        )
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(fail))
-        .route("/2018-06-01/runtime/init/error", post(fail))
-        .with_state(inv.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = tokio::spawn(async move { axum::serve(listener, api).await });
-
     stats.alive.fetch_add(1, Ordering::SeqCst);
     stats.started.fetch_add(1, Ordering::SeqCst);
-    let exec = Instant::now();
-    let mut child = tokio::process::Command::new(binary)
-        .envs(env.iter().cloned())
-        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
-        .env("AWS_LAMBDA_FUNCTION_NAME", "ork")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the function binary");
-    let answer = tokio::time::timeout(Duration::from_secs(30), rx)
-        .await
-        .expect("the function answered")
-        .unwrap();
-    if let Some(ready) = *inv.ready_at.lock().unwrap() {
-        stats.cold_starts.lock().unwrap().push(ready - exec);
+    let done = ork_tests::lambda_runtime::invoke(&binary, "ork", env, event).await;
+    if let Some(cold) = done.cold_start {
+        stats.cold_starts.lock().unwrap().push(cold);
     }
-    // Lambda freezes or ends the environment after the answer: stop it.
-    child.kill().await.unwrap();
-    assert!(
-        child.try_wait().unwrap().is_some(),
-        "the handler process is gone"
-    );
     stats.alive.fetch_sub(1, Ordering::SeqCst);
-    server.abort();
-    answer
+    done.answer
 }
 
 /// Function URLs: each request becomes an invocation of a new process.

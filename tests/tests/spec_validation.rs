@@ -249,6 +249,41 @@ fn cloud_executors_need_their_block() {
         5,
         "a `cloudrun:` block needs `executor: cloudrun`",
     );
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: lambda\n    command: ls\n",
+        3,
+        "needs a `lambda:` block",
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: azure\n",
+        3,
+        "needs an `azure:` block",
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    command: ls\n    lambda: {function: f}\n",
+        5,
+        "a `lambda:` block needs `executor: lambda`",
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: lambda\n    lambda:\n      function: \"my fn\"\n",
+        6,
+        "lambda function \"my fn\" is not a function name or ARN",
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: lambda\n    lambda:\n      function: f\n      qualifier: \"v/1\"\n",
+        7,
+        "lambda qualifier \"v/1\" is not a version or alias",
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: azure\n    azure:\n      subscription: s\n      resource_group: \"../x\"\n      job: j\n",
+        7,
+        "azure resource_group \"../x\" is not a valid name",
+    );
+    rejects(
+        "name: x\ntasks:\n  a:\n    executor: azure\n    azure: {subscription: s, resource_group: g, jobs: j}\n",
+        5,
+        "jobs",
+    );
 }
 
 #[test]

@@ -568,7 +568,8 @@ async fn log(
         .as_deref()
         .and_then(|id| console_log_url(&task.executor, id));
     let cloud_note = match task.executor.as_str() {
-        "lambda" => Some("This attempt ran on AWS Lambda: its log is in CloudWatch Logs (the function's log group)."),
+        "lambda" => Some("This attempt ran on AWS Lambda: its log is in CloudWatch Logs (the function's log group, /aws/lambda/<function>)."),
+        "azure" => Some("This attempt ran as an Azure Container Apps Job execution: its log is in the environment's Log Analytics workspace (ContainerAppConsoleLogs_CL)."),
         "fargate" => Some("This attempt ran on ECS Fargate: its log is in CloudWatch Logs (the task definition's awslogs group)."),
         "cloudrun" => Some("This attempt ran as a Cloud Run job execution: its log is in Cloud Logging."),
         "noop" => Some("This executor runs nothing and keeps no log."),

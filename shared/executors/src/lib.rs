@@ -1,12 +1,17 @@
 //! Where Ork's tasks run. `process` (local programs and python files) is
-//! always here; `cloudrun` (Cloud Run Jobs, Admin API v2) and `fargate`
-//! (ECS RunTask on Fargate) and `kubernetes` (batch/v1 Jobs through `kube`)
-//! are behind cargo features of the same names, so
+//! always here; `cloudrun` (Cloud Run Jobs, Admin API v2), `fargate`
+//! (ECS RunTask on Fargate), `kubernetes` (batch/v1 Jobs through `kube`),
+//! `lambda` (asynchronous Lambda invocations) and `azure` (Container Apps
+//! Jobs through ARM) are behind cargo features of the same names, so
 //! that crates which only run local tasks never build a cloud SDK.
 //!
 //! [`standard`] is the registry every entry point uses: it maps each
 //! [`ExecutorKind`] to its executor, building the cloud ones on first use.
 
+#[cfg(feature = "aws")]
+mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
 #[cfg(feature = "cloudrun")]
 pub mod cloudrun;
 pub mod ecs_event;
@@ -14,6 +19,8 @@ pub mod ecs_event;
 pub mod fargate;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod process;
 
 use std::sync::Arc;
@@ -26,12 +33,16 @@ use ork_core::executor::{
 use ork_core::model::AttemptRef;
 use ork_core::spec::ExecutorKind;
 
+#[cfg(feature = "azure")]
+pub use azure::AzureExecutor;
 #[cfg(feature = "cloudrun")]
 pub use cloudrun::CloudRunExecutor;
 #[cfg(feature = "fargate")]
 pub use fargate::FargateExecutor;
 #[cfg(feature = "kubernetes")]
 pub use kubernetes::KubernetesExecutor;
+#[cfg(feature = "lambda")]
+pub use lambda::LambdaExecutor;
 pub use process::ProcessExecutor;
 
 /// Every executor this build has: local processes (and python files)
@@ -76,7 +87,36 @@ pub fn standard(process: Arc<ProcessExecutor>) -> Executors {
             }
         })),
     );
+    #[cfg(feature = "lambda")]
+    let executors = executors.with(
+        ExecutorKind::Lambda,
+        Arc::new(OnFirstUse::new(|| async {
+            LambdaExecutor::from_env()
+                .await
+                .map(|e| Arc::new(e) as Arc<dyn Executor>)
+        })),
+    );
+    #[cfg(feature = "azure")]
+    let executors = executors.with(
+        ExecutorKind::Azure,
+        Arc::new(OnFirstUse::new(|| async {
+            AzureExecutor::from_env().map(|e| Arc::new(e) as Arc<dyn Executor>)
+        })),
+    );
     executors
+}
+
+/// Refuses an attempt whose input is a local file (`ORK_INPUT_FILE`), for
+/// executors whose workers cannot read this machine's files.
+#[cfg(any(feature = "lambda", feature = "azure"))]
+fn check_remote_input(req: &DispatchRequest, worker: &str) -> Result<(), ExecutorError> {
+    match &req.input_file {
+        Some(path) => Err(ExecutorError::permanent(format!(
+            "the input of this attempt is too large to be inline and is in a local file              ({}), which {worker} cannot read; keep the parents' outputs under the inline              limit (ORK_INLINE_PAYLOAD_BYTES)",
+            path.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 type Init = Box<

@@ -73,6 +73,7 @@ impl Engine {
             ExecutorKind::Cloudrun.as_str(),
             ExecutorKind::Fargate.as_str(),
             ExecutorKind::Kubernetes.as_str(),
+            ExecutorKind::Azure.as_str(),
         ];
         let running = self.store.running_attempts(&remote, SWEEP_LIMIT).await?;
         let polled: Vec<Result<Completion, (Uuid, i64)>> = stream::iter(running)

@@ -22,6 +22,8 @@ impl Executor for MockExecutor {
             "env": s.env,
             "cloudrun": s.cloudrun,
             "fargate": s.fargate,
+            "lambda": s.lambda,
+            "azure": s.azure,
             "timeout_secs": req.timeout.map(|t| t.as_secs_f64()),
             "task_index": req.attempt.task_index,
             "task_count": req.task_count,

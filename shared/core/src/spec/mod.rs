@@ -187,6 +187,10 @@ pub struct TaskSpec {
     pub fargate: Option<FargateTarget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<LambdaTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureTarget>,
     /// Explicit input fields: field name → `parent.path`, `params.name` or
     /// `item.path`, taking precedence over the by-name rule. The input
     /// document carries the mapping; the SDKs resolve it (docs/tasks.md).
@@ -325,6 +329,8 @@ impl Default for TaskSpec {
             cloudrun: None,
             fargate: None,
             kubernetes: None,
+            lambda: None,
+            azure: None,
             inputs: BTreeMap::new(),
             schema: None,
         }
@@ -357,6 +363,10 @@ pub enum ExecutorKind {
     Fargate,
     /// A Kubernetes `batch/v1` Job (the `kubernetes:` block).
     Kubernetes,
+    /// An asynchronous AWS Lambda invocation (the `lambda:` block).
+    Lambda,
+    /// An Azure Container Apps Job execution (the `azure:` block).
+    Azure,
 }
 
 impl ExecutorKind {
@@ -368,6 +378,8 @@ impl ExecutorKind {
         ExecutorKind::Cloudrun,
         ExecutorKind::Fargate,
         ExecutorKind::Kubernetes,
+        ExecutorKind::Lambda,
+        ExecutorKind::Azure,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -379,6 +391,8 @@ impl ExecutorKind {
             ExecutorKind::Cloudrun => "cloudrun",
             ExecutorKind::Fargate => "fargate",
             ExecutorKind::Kubernetes => "kubernetes",
+            ExecutorKind::Lambda => "lambda",
+            ExecutorKind::Azure => "azure",
         }
     }
 }
@@ -456,6 +470,34 @@ pub struct KubernetesTarget {
     /// How long a finished Job is kept before Kubernetes deletes it [default: 3600].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds_after_finished: Option<u32>,
+}
+
+/// Where a `lambda` task runs: an existing Lambda function, invoked
+/// asynchronously (`InvocationType: Event`) with the worker contract as
+/// its event (docs/lambda.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LambdaTarget {
+    /// The function's name, ARN or partial ARN.
+    pub function: String,
+    /// A version or alias [default: `$LATEST`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualifier: Option<String>,
+}
+
+/// Where an `azure` task runs: an existing Azure Container Apps Job (trigger
+/// type `Manual`), started through the ARM REST API with the task's
+/// command and the worker contract's environment as template overrides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureTarget {
+    pub subscription: String,
+    pub resource_group: String,
+    pub job: String,
+    /// The container whose command and environment are overridden
+    /// [default: the job template's first].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// A pod toleration, as in the Kubernetes API.

@@ -235,6 +235,28 @@ fn check_executor(
             )),
             Some(k) => validate_kubernetes(name, k),
         },
+        ExecutorKind::Lambda => match &task.lambda {
+            None => Err((
+                &[],
+                format!("task {name:?}: executor \"lambda\" needs a `lambda:` block (function, qualifier)"),
+            )),
+            Some(l) => validate_lambda(name, l),
+        },
+        ExecutorKind::Azure => match &task.azure {
+            None => Err((
+                &[],
+                format!("task {name:?}: executor \"azure\" needs an `azure:` block (subscription, resource_group, job)"),
+            )),
+            Some(a) => validate_azure(name, a),
+        },
+        kind if task.lambda.is_some() => Err((
+            &["lambda"],
+            format!("task {name:?}: a `lambda:` block needs `executor: lambda` (not {:?})", kind.as_str()),
+        )),
+        kind if task.azure.is_some() => Err((
+            &["azure"],
+            format!("task {name:?}: an `azure:` block needs `executor: azure` (not {:?})", kind.as_str()),
+        )),
         kind if task.kubernetes.is_some() => Err((
             &["kubernetes"],
             format!("task {name:?}: a `kubernetes:` block needs `executor: kubernetes` (not {:?})", kind.as_str()),
@@ -249,6 +271,79 @@ fn check_executor(
         )),
         _ => Ok(()),
     }
+}
+
+/// A `lambda:` block's fields, as Lambda's `Invoke` checks them: a name
+/// (or ARN) of at most 140 characters, a version or alias.
+fn validate_lambda(
+    name: &str,
+    l: &crate::spec::LambdaTarget,
+) -> Result<(), (&'static [&'static str], String)> {
+    let function_ok = !l.function.is_empty()
+        && l.function.len() <= 140
+        && l.function
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':'));
+    if !function_ok {
+        return Err((
+            &["lambda", "function"],
+            format!(
+                "task {name:?}: lambda function {:?} is not a function name or ARN (letters, digits, '-', '_', ':'; at most 140)",
+                l.function
+            ),
+        ));
+    }
+    if let Some(q) = &l.qualifier {
+        let ok = q == "$LATEST"
+            || (!q.is_empty()
+                && q.len() <= 128
+                && q.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')));
+        if !ok {
+            return Err((
+                &["lambda", "qualifier"],
+                format!("task {name:?}: lambda qualifier {q:?} is not a version or alias"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An `azure:` block's fields: each becomes one segment of an ARM path.
+fn validate_azure(
+    name: &str,
+    a: &crate::spec::AzureTarget,
+) -> Result<(), (&'static [&'static str], String)> {
+    let fields: [(&'static [&'static str], &str, Option<&String>); 4] = [
+        (
+            &["azure", "subscription"],
+            "subscription",
+            Some(&a.subscription),
+        ),
+        (
+            &["azure", "resource_group"],
+            "resource_group",
+            Some(&a.resource_group),
+        ),
+        (&["azure", "job"], "job", Some(&a.job)),
+        (&["azure", "container"], "container", a.container.as_ref()),
+    ];
+    for (path, field, value) in fields {
+        let Some(v) = value else { continue };
+        // Resource groups allow '.', '(' and ')' too; none allows '/'.
+        let ok = !v.is_empty()
+            && v.len() <= 90
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')'))
+            && !v.ends_with('.');
+        if !ok {
+            return Err((
+                path,
+                format!("task {name:?}: azure {field} {v:?} is not a valid name (letters, digits, '-', '_', '.', '(', ')'; at most 90)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A `kubernetes:` block's fields, as the API server would check them.

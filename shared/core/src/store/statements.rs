@@ -322,7 +322,7 @@ pub(super) const NEXT_DUE_AT: &str =
      (SELECT MIN(lease_expires_at) FROM tasks \
        WHERE status IN ('dispatched', 'running') AND lease_expires_at > $1) AS lease_at, \
      (SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE status = 'running' \
-       AND execution_id IS NOT NULL AND executor IN ('cloudrun', 'fargate') LIMIT 1) AS p) AS polled, \
+       AND execution_id IS NOT NULL AND executor IN ('cloudrun', 'fargate', 'azure') LIMIT 1) AS p) AS polled, \
      (SELECT COUNT(*) FROM workflows) AS workflows, \
      (SELECT MAX(updated_at) FROM workflows) AS workflows_at, \
      (SELECT MAX(last_slot) FROM schedules) AS slots_at";
