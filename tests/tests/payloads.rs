@@ -199,6 +199,8 @@ async fn foreach_items_instances_and_fan_in(db: TestDb) {
     each.sort_by_key(|r| r.attempt.task_index);
     let items: Vec<Value> = each.iter().map(|r| input_of(r)["item"].clone()).collect();
     assert_eq!(items, vec![json!("a"), json!({"b": 1}), json!(3)]);
+    // Its item, not the whole list again.
+    assert_eq!(input_of(each[0])["upstream"], json!({}));
     let env = each[1].worker_env();
     assert!(env.contains(&("ORK_ITEM", r#"{"b":1}"#.to_owned())));
     assert!(env.contains(&("ORK_TASK_COUNT", "3".to_owned())));

@@ -207,7 +207,7 @@ impl Engine {
         let names: BTreeSet<&str> = claimed.iter().map(|t| t.name.as_str()).collect();
         let parents: BTreeSet<&str> = names
             .iter()
-            .flat_map(|n| wf.dag.parents(n).iter().map(String::as_str))
+            .flat_map(|n| input_parents(wf, n))
             .collect();
         let mut upstream: HashMap<&str, Upstream> = parents
             .iter()
@@ -250,11 +250,8 @@ impl Engine {
         let params_len = payload::json_len(&run.params);
         let mut out = HashMap::new();
         for t in claimed {
-            let mine: Vec<(&str, &Upstream)> = wf
-                .dag
-                .parents(&t.name)
-                .iter()
-                .map(|p| (p.as_str(), &upstream[p.as_str()]))
+            let mine: Vec<(&str, &Upstream)> = input_parents(wf, &t.name)
+                .map(|p| (p, &upstream[p]))
                 .collect();
             let by_ref = mine.iter().any(|(_, u)| u.has_ref());
             let size = params_len
@@ -318,6 +315,24 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// The parents whose outputs are in a task's input document: all of them,
+/// but the one a `foreach` task iterates over (each instance gets its item,
+/// not the whole list again: that made a foreach over `n` items copy the
+/// list `n` times).
+fn input_parents<'a>(wf: &'a Workflow, name: &str) -> impl Iterator<Item = &'a str> {
+    let skip = wf
+        .spec
+        .tasks
+        .get(name)
+        .and_then(|t| t.foreach_source())
+        .map(|(parent, _)| parent);
+    wf.dag
+        .parents(name)
+        .iter()
+        .map(String::as_str)
+        .filter(move |p| skip != Some(*p))
 }
 
 /// A parent's output as it goes into an input document.
