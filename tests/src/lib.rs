@@ -3,13 +3,15 @@
 //! random port ([`app::TestApp`]), the paths of the workspace's binaries
 //! ([`bin`]), and local stand-ins that speak real APIs: moto for AWS
 //! ([`moto`]) and a Cloud Run Admin API v2 with its OAuth token endpoint
-//! ([`fake_cloudrun`]), and a Kubernetes API server ([`fake_kube`]).
+//! ([`fake_cloudrun`]), a Kubernetes API server ([`fake_kube`]), and
+//! `gcp-storage-emulator` for GCS ([`gcs`]).
 
 pub mod app;
 pub mod bin;
 pub mod db;
 pub mod fake_cloudrun;
 pub mod fake_kube;
+pub mod gcs;
 pub mod moto;
 
 /// Runs each named test body (an `async fn(TestDb)`) on both backends.

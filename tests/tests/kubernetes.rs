@@ -453,6 +453,7 @@ fn request(namespace: &str) -> DispatchRequest {
         base_dir: None,
         input: json!({}),
         input_file: None,
+        input_url: None,
         item: None,
         timeout: None,
         callback: None,

@@ -99,11 +99,12 @@ impl Engine {
         let now = Utc::now();
         let requests = claimed.into_iter().map(|t| {
             let spec = wf.spec.tasks[&t.name].clone();
-            let (input, input_file) = inputs.remove(&t.id).unwrap_or_default();
+            let input = inputs.remove(&t.id).unwrap_or_default();
             let item = t.item.filter(|i| payload::json_len(i) <= item_limit);
             let mut req = DispatchRequest {
-                input,
-                input_file,
+                input: input.inline,
+                input_file: input.file,
+                input_url: input.url,
                 item,
                 attempt: AttemptRef {
                     run_id: run.id,
@@ -130,18 +131,19 @@ impl Engine {
                     token: cb.signer.sign(&req.attempt, limits::after(now, valid)),
                 });
             }
-            req
+            (req, input.refused)
         });
         let results: Vec<(
             AttemptRef,
             Option<Duration>,
             Result<Dispatch, ExecutorError>,
         )> = stream::iter(requests)
-            .map(|req| async move {
+            .map(|(req, refused)| async move {
                 let started = std::time::Instant::now();
-                let result = match self.executors.get(req.spec.executor) {
-                    Some(executor) => executor.dispatch(&req).await,
-                    None => Err(ExecutorError::not_configured(
+                let result = match (refused, self.executors.get(req.spec.executor)) {
+                    (Some(why), _) => Err(ExecutorError::permanent(why)),
+                    (None, Some(executor)) => executor.dispatch(&req).await,
+                    (None, None) => Err(ExecutorError::not_configured(
                         Error::NoExecutor(req.spec.executor.as_str().into()).to_string(),
                     )),
                 };
@@ -197,13 +199,14 @@ impl Engine {
     /// or `foreach` parent; `null` where a parent left none), and its
     /// `foreach` item. One query per batch. Inline when small; otherwise
     /// written (streaming, with large outputs copied in from the payload
-    /// store) to a file: `(inline input, input file)` by task id.
+    /// store) to a file for a local task, to the remote payload store for a
+    /// cloud one (a presigned URL), by task id.
     async fn inputs(
         &self,
         run: &Run,
         wf: &Workflow,
         claimed: &[ClaimedTask],
-    ) -> Result<HashMap<Uuid, (serde_json::Value, Option<PathBuf>)>, Error> {
+    ) -> Result<HashMap<Uuid, Input>, Error> {
         let names: BTreeSet<&str> = claimed.iter().map(|t| t.name.as_str()).collect();
         let parents: BTreeSet<&str> = names
             .iter()
@@ -246,7 +249,7 @@ impl Engine {
                 None => {}
             }
         }
-        let limit = self.config.payloads.inline_limit;
+        let payloads = &self.config.payloads;
         let params_len = payload::json_len(&run.params);
         let mut out = HashMap::new();
         for t in claimed {
@@ -261,6 +264,11 @@ impl Engine {
                     .sum::<u64>()
                 + t.item.as_ref().map_or(0, payload::json_len)
                 + 40;
+            let spec = &wf.spec.tasks[&t.name];
+            let kind = spec.executor;
+            let limit = kind
+                .inline_input_cap()
+                .map_or(payloads.inline_limit, |cap| cap.min(payloads.inline_limit));
             if !by_ref && size <= limit {
                 let mut doc = serde_json::json!({
                     "params": run.params,
@@ -272,7 +280,13 @@ impl Engine {
                 if let Some(item) = &t.item {
                     doc["item"] = item.clone();
                 }
-                out.insert(t.id, (doc, None));
+                out.insert(
+                    t.id,
+                    Input {
+                        inline: doc,
+                        ..Input::default()
+                    },
+                );
                 continue;
             }
             let mut pieces: Vec<Piece> = vec![
@@ -304,17 +318,59 @@ impl Engine {
                 pieces.push(Piece::Json(item));
             }
             pieces.push(Piece::Raw("}".into()));
-            let path = self
-                .config
-                .payloads
-                .input_path(run.id, &t.name, t.task_index, t.attempt);
-            payload::write_pieces(&path, &pieces)
-                .await
-                .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))?;
-            out.insert(t.id, (serde_json::Value::Null, Some(path)));
+            let input = if kind.is_local() {
+                let path = payloads.input_path(run.id, &t.name, t.task_index, t.attempt);
+                payloads.write_pieces(&path, &pieces).await.map_err(|e| {
+                    Error::Internal(format!("cannot write {}: {e}", path.display()))
+                })?;
+                Input {
+                    file: Some(path),
+                    ..Input::default()
+                }
+            } else {
+                let key = format!(
+                    "inputs/{}/{}.{}.{}.json",
+                    run.id, t.name, t.task_index, t.attempt
+                );
+                // Valid while the attempt may start: its timeout and an hour.
+                let ttl = spec
+                    .timeout
+                    .unwrap_or(Duration::from_secs(24 * 3600))
+                    .saturating_add(Duration::from_secs(3600));
+                match payloads.put_pieces(&key, &pieces, ttl).await {
+                    Some(url) => Input {
+                        url: Some(url.map_err(|e| {
+                            Error::Internal(format!("cannot store the input {key}: {e}"))
+                        })?),
+                        ..Input::default()
+                    },
+                    None => Input {
+                        refused: Some(format!(
+                            "the input is about {size} bytes (or has a parent's output stored by \
+                             reference), over the {limit} bytes a {} task takes inline, and there \
+                             is no remote payload store to pass it by URL: set ORK_PAYLOAD_URL \
+                             (s3://… or gs://…)",
+                            kind.as_str()
+                        )),
+                        ..Input::default()
+                    },
+                }
+            };
+            out.insert(t.id, input);
         }
         Ok(out)
     }
+}
+
+/// How an attempt gets its input document: inline (`ORK_INPUT`), a file
+/// (`ORK_INPUT_FILE`), a presigned URL (`ORK_INPUT_URL`); or why it cannot
+/// (the attempt fails for good).
+#[derive(Default)]
+struct Input {
+    inline: serde_json::Value,
+    file: Option<PathBuf>,
+    url: Option<String>,
+    refused: Option<String>,
 }
 
 /// The parents whose outputs are in a task's input document: all of them,

@@ -298,6 +298,25 @@ impl ExecutorKind {
             ExecutorKind::Kubernetes => "kubernetes",
         }
     }
+
+    /// Whether its tasks run on this machine, where a file path is an
+    /// input (`ORK_INPUT_FILE`); the others get a presigned URL.
+    pub fn is_local(self) -> bool {
+        matches!(
+            self,
+            ExecutorKind::Process | ExecutorKind::Python | ExecutorKind::Noop | ExecutorKind::Mock
+        )
+    }
+
+    /// The largest input it takes inline, when lower than the configured
+    /// limit: ECS caps a RunTask's overrides (command and environment) at
+    /// 8 KiB in all, so a Fargate input over 4 KiB goes by reference.
+    pub fn inline_input_cap(self) -> Option<u64> {
+        match self {
+            ExecutorKind::Fargate => Some(4096),
+            _ => None,
+        }
+    }
 }
 
 impl std::str::FromStr for ExecutorKind {
