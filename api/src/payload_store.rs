@@ -70,4 +70,12 @@ impl<S: Signer> Presign for Signed<S> {
             .map(|u| u.to_string())
             .map_err(|e| format!("cannot presign {path}: {e}"))
     }
+
+    async fn put_url(&self, path: &Path, ttl: Duration) -> Result<String, String> {
+        self.0
+            .signed_url(Method::PUT, path, ttl)
+            .await
+            .map(|u| u.to_string())
+            .map_err(|e| format!("cannot presign {path}: {e}"))
+    }
 }

@@ -122,6 +122,7 @@ impl Fixture {
             input: json!({"params": {"day": "2024-05-01"}, "upstream": {}}),
             input_file: None,
             input_url: None,
+            output_url: None,
             item: None,
             timeout: None,
             callback: Some(Callback {

@@ -454,6 +454,7 @@ fn request(namespace: &str) -> DispatchRequest {
         input: json!({}),
         input_file: None,
         input_url: None,
+        output_url: None,
         item: None,
         timeout: None,
         callback: None,

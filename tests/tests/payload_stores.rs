@@ -299,8 +299,8 @@ async fn produce_then_dispatch(
 }
 
 /// The input at `ORK_INPUT_URL` of a worker's environment (a list of
-/// `{name, value}`), fetched: the 10 MiB document.
-async fn check_input_url(env: &[Value]) {
+/// `{name, value}`), fetched: the 10 MiB document. Returns `ORK_OUTPUT_URL`.
+async fn check_input_url(env: &[Value]) -> String {
     let var = |name: &str| {
         env.iter()
             .find(|e| e["name"] == name)
@@ -314,19 +314,50 @@ async fn check_input_url(env: &[Value]) {
     let rows = doc["upstream"]["produce"]["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 10240);
     assert!(rows.iter().all(|r| r.as_str().unwrap().len() == 1023));
+    var("ORK_OUTPUT_URL").expect("ORK_OUTPUT_URL")
 }
 
-/// Ends the child's attempt as a worker's report would, and checks the run.
-async fn finish(db: &TestDb, engine: &Engine, attempt: AttemptRef) {
+/// Ends the child's attempt as a worker would with a 3 MiB output: PUT to
+/// its presigned `ORK_OUTPUT_URL`, then the report (`output_uploaded`: the
+/// handler's check of the uploaded object, then the completion). The row
+/// references the object where the worker put it.
+async fn finish(db: &TestDb, engine: &Engine, attempt: AttemptRef, output_url: &str) {
+    let output = serde_json::to_vec(&json!({"big": "y".repeat(3 << 20)})).unwrap();
+    let resp = moto::local_http()
+        .put(output_url)
+        .body(output.clone())
+        .send()
+        .await
+        .expect("PUT");
+    assert!(resp.status().is_success(), "PUT: {}", resp.status());
+    let payloads = &engine.config().payloads;
+    let r = match payloads.uploaded(&attempt).await.unwrap() {
+        ork_core::payload::OutputFile::Ref(r) => r,
+        _ => panic!("a reference to the uploaded output"),
+    };
+    assert_eq!(r.size, output.len() as u64);
     let run = attempt.run_id;
     engine
         .complete(&[Completion {
             attempt,
-            outcome: Outcome::success(Some(json!({"ok": true}))),
+            outcome: Outcome {
+                output_ref: Some(r.clone()),
+                ..Outcome::success(None)
+            },
         }])
         .await
         .unwrap();
     assert_eq!(db.store.get_run(run).await.unwrap().status, RunStatus::Success);
+    let stored = db.store.task_outputs(run, &["consume"]).await.unwrap();
+    let stored: PayloadRef = serde_json::from_value(stored[0].output_ref.clone().unwrap()).unwrap();
+    assert_eq!(stored, r);
+    assert!(stored.url.starts_with("s3://"), "{stored:?}");
+    let url = payloads
+        .presigned_get(&stored, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fetch(&url).await, output);
 }
 
 async fn ten_mib_input_by_presigned_url_on_cloud_run(db: TestDb) {
@@ -356,8 +387,8 @@ async fn ten_mib_input_by_presigned_url_on_cloud_run(db: TestDb) {
         .as_array()
         .unwrap_or_else(|| panic!("no env in {body}"))
         .clone();
-    check_input_url(&env).await;
-    finish(&db, &engine, attempt).await;
+    let output_url = check_input_url(&env).await;
+    finish(&db, &engine, attempt, &output_url).await;
 }
 
 async fn ten_mib_input_by_presigned_url_on_fargate(db: TestDb) {
@@ -396,8 +427,8 @@ async fn ten_mib_input_by_presigned_url_on_fargate(db: TestDb) {
         .as_array()
         .unwrap_or_else(|| panic!("no environment in {task}"))
         .clone();
-    check_input_url(&env).await;
-    finish(&db, &engine, attempt).await;
+    let output_url = check_input_url(&env).await;
+    finish(&db, &engine, attempt, &output_url).await;
 }
 
 on_both_backends!(

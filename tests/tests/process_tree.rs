@@ -140,6 +140,7 @@ fn request(dir: &Path, script: &str, timeout: Option<Duration>) -> DispatchReque
         input: serde_json::json!({}),
         input_file: None,
         input_url: None,
+        output_url: None,
         item: None,
         timeout,
         callback: None,

@@ -25,6 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+
+use crate::model::AttemptRef;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
@@ -60,6 +62,8 @@ impl PayloadRef {
 pub trait Presign: Send + Sync {
     /// A URL that allows a GET of `path` for `ttl`.
     async fn get_url(&self, path: &ObjectPath, ttl: Duration) -> Result<String, String>;
+    /// A URL that allows a PUT of `path` for `ttl`.
+    async fn put_url(&self, path: &ObjectPath, ttl: Duration) -> Result<String, String>;
 }
 
 /// An object store (S3, GCS) holding the payloads.
@@ -187,6 +191,90 @@ impl Payloads {
         let remote = self.remote.as_ref()?;
         let path = remote.path_of(&r.url)?;
         Some(remote.presign.get_url(&path, ttl.min(MAX_PRESIGN_TTL)).await)
+    }
+
+    /// The key of an attempt's output uploaded by its worker.
+    fn upload_key(a: &AttemptRef) -> String {
+        format!(
+            "uploads/{}/{}.{}.{}.json",
+            a.run_id, a.name, a.task_index, a.attempt
+        )
+    }
+
+    /// Where `PUT /outputs` keeps the output of an attempt until its report.
+    pub fn upload_path(&self, a: &AttemptRef) -> PathBuf {
+        self.dir
+            .join("uploads")
+            .join(format!("{}.{}.json", a.task_id, a.attempt))
+    }
+
+    /// A URL presigned for the PUT of an attempt's output into the remote
+    /// store (`ORK_OUTPUT_URL`: a cloud worker's large output goes there,
+    /// not through the control plane); `None` without a remote store.
+    pub async fn output_put_url(
+        &self,
+        a: &AttemptRef,
+        ttl: Duration,
+    ) -> Option<Result<String, String>> {
+        let remote = self.remote.as_ref()?;
+        let path = remote.path(&Self::upload_key(a));
+        Some(remote.presign.put_url(&path, ttl.min(MAX_PRESIGN_TTL)).await)
+    }
+
+    /// The output a worker uploaded before reporting `output_uploaded`:
+    /// through `PUT /outputs` (a file here), else to its presigned PUT URL
+    /// (an object of the remote store, streamed into a file here to be
+    /// checked, then referenced where it is: nothing is uploaded twice).
+    /// Checked as [`check_output_file`] does; a small one is inline.
+    pub async fn uploaded(&self, a: &AttemptRef) -> Result<OutputFile, String> {
+        let path = self.upload_path(a);
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return check_output_file(&path, self.inline_limit, self.max_bytes).await;
+        }
+        let Some(remote) = &self.remote else {
+            return Ok(OutputFile::None);
+        };
+        let key = Self::upload_key(a);
+        let object = remote.path(&key);
+        let got = match remote.store.get(&object).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(OutputFile::None),
+            Err(e) => return Err(format!("cannot read the uploaded output {key}: {e}")),
+        };
+        if got.meta.size > self.max_bytes {
+            let _ = remote.store.delete(&object).await;
+            return Err(format!(
+                "output is {} bytes, over the limit of {} bytes",
+                got.meta.size, self.max_bytes
+            ));
+        }
+        let copied: std::io::Result<()> = async {
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            let mut f = BufWriter::new(tokio::fs::File::create(&path).await?);
+            let mut chunks = got.into_stream();
+            while let Some(chunk) = chunks.next().await {
+                f.write_all(&chunk.map_err(io_error)?).await?;
+            }
+            f.flush().await
+        }
+        .await;
+        let checked = match copied {
+            Ok(()) => check_output_file(&path, self.inline_limit, self.max_bytes).await,
+            Err(e) => Err(format!("cannot read the uploaded output {key}: {e}")),
+        };
+        let _ = tokio::fs::remove_file(&path).await;
+        match checked {
+            Ok(OutputFile::Ref(r)) => Ok(OutputFile::Ref(PayloadRef {
+                url: remote.url_of(&key),
+                ..r
+            })),
+            other => {
+                let _ = remote.store.delete(&object).await;
+                other
+            }
+        }
     }
 
     /// Where the input file of an attempt goes.

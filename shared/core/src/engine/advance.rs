@@ -100,21 +100,15 @@ impl Engine {
         let requests = claimed.into_iter().map(|t| {
             let spec = wf.spec.tasks[&t.name].clone();
             let input = inputs.remove(&t.id).unwrap_or_default();
+            let attempt = t.attempt_ref(run);
             let item = t.item.filter(|i| payload::json_len(i) <= item_limit);
             let mut req = DispatchRequest {
                 input: input.inline,
                 input_file: input.file,
                 input_url: input.url,
+                output_url: input.output_url,
                 item,
-                attempt: AttemptRef {
-                    run_id: run.id,
-                    workflow: run.workflow.clone(),
-                    version: run.version,
-                    task_id: t.id,
-                    name: t.name,
-                    task_index: t.task_index,
-                    attempt: t.attempt,
-                },
+                attempt,
                 task_count: t.task_count,
                 timeout: spec.timeout,
                 base_dir: wf.spec.base_dir.clone(),
@@ -269,6 +263,21 @@ impl Engine {
             let limit = kind
                 .inline_input_cap()
                 .map_or(payloads.inline_limit, |cap| cap.min(payloads.inline_limit));
+            // Presigned URLs are valid while the attempt may run: its
+            // timeout and an hour (at most a week).
+            let ttl = spec
+                .timeout
+                .unwrap_or(Duration::from_secs(24 * 3600))
+                .saturating_add(Duration::from_secs(3600));
+            let output_url = if kind.is_local() {
+                None
+            } else {
+                let a = t.attempt_ref(run);
+                match payloads.output_put_url(&a, ttl).await {
+                    Some(url) => Some(url.map_err(Error::Internal)?),
+                    None => None,
+                }
+            };
             if !by_ref && size <= limit {
                 let mut doc = serde_json::json!({
                     "params": run.params,
@@ -284,6 +293,7 @@ impl Engine {
                     t.id,
                     Input {
                         inline: doc,
+                        output_url,
                         ..Input::default()
                     },
                 );
@@ -332,16 +342,12 @@ impl Engine {
                     "inputs/{}/{}.{}.{}.json",
                     run.id, t.name, t.task_index, t.attempt
                 );
-                // Valid while the attempt may start: its timeout and an hour.
-                let ttl = spec
-                    .timeout
-                    .unwrap_or(Duration::from_secs(24 * 3600))
-                    .saturating_add(Duration::from_secs(3600));
                 match payloads.put_pieces(&key, &pieces, ttl).await {
                     Some(url) => Input {
                         url: Some(url.map_err(|e| {
                             Error::Internal(format!("cannot store the input {key}: {e}"))
                         })?),
+                        output_url,
                         ..Input::default()
                     },
                     None => Input {
@@ -362,6 +368,20 @@ impl Engine {
     }
 }
 
+impl ClaimedTask {
+    fn attempt_ref(&self, run: &Run) -> AttemptRef {
+        AttemptRef {
+            run_id: run.id,
+            workflow: run.workflow.clone(),
+            version: run.version,
+            task_id: self.id,
+            name: self.name.clone(),
+            task_index: self.task_index,
+            attempt: self.attempt,
+        }
+    }
+}
+
 /// How an attempt gets its input document: inline (`ORK_INPUT`), a file
 /// (`ORK_INPUT_FILE`), a presigned URL (`ORK_INPUT_URL`); or why it cannot
 /// (the attempt fails for good).
@@ -370,6 +390,8 @@ struct Input {
     inline: serde_json::Value,
     file: Option<PathBuf>,
     url: Option<String>,
+    /// A cloud worker's presigned PUT for a large output.
+    output_url: Option<String>,
     refused: Option<String>,
 }
 
