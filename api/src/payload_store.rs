@@ -20,9 +20,9 @@ use ork_core::payload::{Presign, Remote};
 /// The store at `url`, with extra `object_store` options (`("aws_endpoint",
 /// "http://…")`, …) on top of the environment's.
 pub fn open(url: &str, options: &[(String, String)]) -> Result<Remote> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| anyhow!("ORK_PAYLOAD_URL {url:?} is not a URL (s3://bucket/prefix or gs://bucket/prefix)"))?;
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        anyhow!("ORK_PAYLOAD_URL {url:?} is not a URL (s3://bucket/prefix or gs://bucket/prefix)")
+    })?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
         bail!("ORK_PAYLOAD_URL {url:?} names no bucket");

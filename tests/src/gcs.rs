@@ -75,7 +75,10 @@ fn start_shim(emulator: String) -> String {
                 .and_then(|h| h.split(',').find_map(|p| p.trim().strip_prefix("md5=")))
                 .unwrap_or("none")
                 .to_owned();
-            headers.insert(header::ETAG, HeaderValue::from_str(&format!("\"{md5}\"")).unwrap());
+            headers.insert(
+                header::ETAG,
+                HeaderValue::from_str(&format!("\"{md5}\"")).unwrap(),
+            );
         }
         headers
             .entry(header::LAST_MODIFIED)

@@ -50,7 +50,11 @@ async fn s3(dir: &std::path::Path) -> Payloads {
         .send()
         .await
         .expect("CreateBucket");
-    assert!(resp.status().is_success(), "CreateBucket: {}", resp.status());
+    assert!(
+        resp.status().is_success(),
+        "CreateBucket: {}",
+        resp.status()
+    );
     let options: Vec<(String, String)> = [
         ("aws_endpoint", h.moto.as_str()),
         ("aws_allow_http", "true"),
@@ -82,7 +86,11 @@ async fn gcs(dir: &std::path::Path) -> Payloads {
         .send()
         .await
         .expect("create bucket");
-    assert!(resp.status().is_success(), "create bucket: {}", resp.status());
+    assert!(
+        resp.status().is_success(),
+        "create bucket: {}",
+        resp.status()
+    );
     let key = json!({
         "private_key": fake_cloudrun::test_rsa_key_pem(),
         "private_key_id": "0123456789abcdef",
@@ -224,7 +232,10 @@ async fn ten_mib_output_in_s3(db: TestDb) {
     let payloads = s3(dir.path()).await;
     let (run, r) = large_output_to_a_child_on_processes(&db, payloads.clone(), 10240).await;
     assert!(
-        r.url.starts_with(&format!("{}/outputs/{run}/", payloads.remote.as_ref().unwrap().url)),
+        r.url.starts_with(&format!(
+            "{}/outputs/{run}/",
+            payloads.remote.as_ref().unwrap().url
+        )),
         "{r:?}"
     );
     check_remote_copy(&payloads, &r, dir.path()).await;
@@ -238,7 +249,10 @@ async fn five_mib_output_in_gcs(db: TestDb) {
     let payloads = gcs(dir.path()).await;
     let (run, r) = large_output_to_a_child_on_processes(&db, payloads.clone(), 5120).await;
     assert!(
-        r.url.starts_with(&format!("{}/outputs/{run}/", payloads.remote.as_ref().unwrap().url)),
+        r.url.starts_with(&format!(
+            "{}/outputs/{run}/",
+            payloads.remote.as_ref().unwrap().url
+        )),
         "{r:?}"
     );
     check_remote_copy(&payloads, &r, dir.path()).await;
@@ -308,7 +322,11 @@ async fn check_input_url(env: &[Value]) -> String {
             .map(str::to_owned)
     };
     assert_eq!(var("ORK_INPUT"), None, "not inline");
-    assert_eq!(var("ORK_INPUT_FILE"), None, "no local path for a cloud worker");
+    assert_eq!(
+        var("ORK_INPUT_FILE"),
+        None,
+        "no local path for a cloud worker"
+    );
     let url = var("ORK_INPUT_URL").expect("ORK_INPUT_URL");
     let doc: Value = serde_json::from_slice(&fetch(&url).await).expect("the input is JSON");
     let rows = doc["upstream"]["produce"]["rows"].as_array().expect("rows");
@@ -347,7 +365,10 @@ async fn finish(db: &TestDb, engine: &Engine, attempt: AttemptRef, output_url: &
         }])
         .await
         .unwrap();
-    assert_eq!(db.store.get_run(run).await.unwrap().status, RunStatus::Success);
+    assert_eq!(
+        db.store.get_run(run).await.unwrap().status,
+        RunStatus::Success
+    );
     let stored = db.store.task_outputs(run, &["consume"]).await.unwrap();
     let stored: PayloadRef = serde_json::from_value(stored[0].output_ref.clone().unwrap()).unwrap();
     assert_eq!(stored, r);
@@ -367,7 +388,11 @@ async fn ten_mib_input_by_presigned_url_on_cloud_run(db: TestDb) {
     let key = fake.write_key_file(dir.path());
     let account = gcp_auth::CustomServiceAccount::from_file(&key).unwrap();
     let retry = Backoff::new(4, Duration::from_millis(1), Duration::from_millis(1));
-    let cloudrun = Arc::new(CloudRunExecutor::new(fake.url.clone(), Arc::new(account), retry));
+    let cloudrun = Arc::new(CloudRunExecutor::new(
+        fake.url.clone(),
+        Arc::new(account),
+        retry,
+    ));
     let child = "
   consume:
     executor: cloudrun

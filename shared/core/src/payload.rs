@@ -153,10 +153,8 @@ impl Payloads {
         if let Some(remote) = &self.remote {
             let key = format!("outputs/{run}/{name}");
             let mut f = tokio::fs::File::open(&src).await?;
-            let mut out = object_store::buffered::BufWriter::new(
-                remote.store.clone(),
-                remote.path(&key),
-            );
+            let mut out =
+                object_store::buffered::BufWriter::new(remote.store.clone(), remote.path(&key));
             tokio::io::copy(&mut f, &mut out).await?;
             out.shutdown().await?;
             let _ = tokio::fs::remove_file(&src).await;
@@ -190,7 +188,12 @@ impl Payloads {
     ) -> Option<Result<String, String>> {
         let remote = self.remote.as_ref()?;
         let path = remote.path_of(&r.url)?;
-        Some(remote.presign.get_url(&path, ttl.min(MAX_PRESIGN_TTL)).await)
+        Some(
+            remote
+                .presign
+                .get_url(&path, ttl.min(MAX_PRESIGN_TTL))
+                .await,
+        )
     }
 
     /// The key of an attempt's output uploaded by its worker.
@@ -218,7 +221,12 @@ impl Payloads {
     ) -> Option<Result<String, String>> {
         let remote = self.remote.as_ref()?;
         let path = remote.path(&Self::upload_key(a));
-        Some(remote.presign.put_url(&path, ttl.min(MAX_PRESIGN_TTL)).await)
+        Some(
+            remote
+                .presign
+                .put_url(&path, ttl.min(MAX_PRESIGN_TTL))
+                .await,
+        )
     }
 
     /// The output a worker uploaded before reporting `output_uploaded`:
@@ -418,10 +426,8 @@ impl Payloads {
         Some(
             async {
                 let path = remote.path(key);
-                let mut out = object_store::buffered::BufWriter::new(
-                    remote.store.clone(),
-                    path.clone(),
-                );
+                let mut out =
+                    object_store::buffered::BufWriter::new(remote.store.clone(), path.clone());
                 self.write_to(&mut out, pieces).await?;
                 out.shutdown().await?;
                 remote
@@ -440,25 +446,25 @@ impl Payloads {
         pieces: &[Piece<'_>],
     ) -> std::io::Result<u64> {
         let mut n = 0u64;
-    let mut buf = Vec::new();
-    for piece in pieces {
-        match piece {
-            Piece::Raw(s) => {
-                out.write_all(s.as_bytes()).await?;
-                n += s.len() as u64;
-            }
-            Piece::Json(v) => {
-                buf.clear();
-                serde_json::to_writer(&mut buf, v)?;
-                out.write_all(&buf).await?;
-                n += buf.len() as u64;
-            }
-            Piece::Ref(r) => {
-                n += self.copy_ref(r, out).await?;
+        let mut buf = Vec::new();
+        for piece in pieces {
+            match piece {
+                Piece::Raw(s) => {
+                    out.write_all(s.as_bytes()).await?;
+                    n += s.len() as u64;
+                }
+                Piece::Json(v) => {
+                    buf.clear();
+                    serde_json::to_writer(&mut buf, v)?;
+                    out.write_all(&buf).await?;
+                    n += buf.len() as u64;
+                }
+                Piece::Ref(r) => {
+                    n += self.copy_ref(r, out).await?;
+                }
             }
         }
-    }
-    Ok(n)
+        Ok(n)
     }
 
     /// Copies a referenced payload into `out`, chunk by chunk.
@@ -467,9 +473,18 @@ impl Payloads {
         r: &PayloadRef,
         out: &mut W,
     ) -> std::io::Result<u64> {
-        if let Some(path) = self.remote.as_ref().and_then(|s| Some((s, s.path_of(&r.url)?))) {
+        if let Some(path) = self
+            .remote
+            .as_ref()
+            .and_then(|s| Some((s, s.path_of(&r.url)?)))
+        {
             let (remote, path) = path;
-            let mut chunks = remote.store.get(&path).await.map_err(io_error)?.into_stream();
+            let mut chunks = remote
+                .store
+                .get(&path)
+                .await
+                .map_err(io_error)?
+                .into_stream();
             let mut n = 0;
             while let Some(chunk) = chunks.next().await {
                 let chunk = chunk.map_err(io_error)?;

@@ -326,10 +326,8 @@ async fn upload_output(
             )
         }
     };
-    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
-        file,
-        1 << 16,
-    ));
+    let body =
+        reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 16));
     let sent = request
         .header(reqwest::header::CONTENT_LENGTH, size)
         .timeout(Duration::from_secs(600))

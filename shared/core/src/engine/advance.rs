@@ -202,10 +202,7 @@ impl Engine {
         claimed: &[ClaimedTask],
     ) -> Result<HashMap<Uuid, Input>, Error> {
         let names: BTreeSet<&str> = claimed.iter().map(|t| t.name.as_str()).collect();
-        let parents: BTreeSet<&str> = names
-            .iter()
-            .flat_map(|n| input_parents(wf, n))
-            .collect();
+        let parents: BTreeSet<&str> = names.iter().flat_map(|n| input_parents(wf, n)).collect();
         let mut upstream: HashMap<&str, Upstream> = parents
             .iter()
             .map(|p| {
