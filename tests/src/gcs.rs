@@ -144,3 +144,35 @@ fn start() -> Emulator {
         _stdin: stdin,
     }
 }
+
+/// A payload store (`ORK_PAYLOAD_URL`) in a new bucket of the emulator,
+/// with a service-account key (a real RSA key: presigned URLs are signed
+/// with it).
+pub async fn store() -> ork_core::payload::Remote {
+    let url = emulator();
+    // No '-': `object_store` sends it percent-encoded, which the emulator
+    // does not decode in a bucket name.
+    let bucket = format!("ork{}", uuid::Uuid::now_v7().simple());
+    let resp = crate::moto::local_http()
+        .post(format!("{url}/storage/v1/b?project=test"))
+        .json(&serde_json::json!({"name": bucket}))
+        .send()
+        .await
+        .expect("create bucket");
+    assert!(
+        resp.status().is_success(),
+        "create bucket: {}",
+        resp.status()
+    );
+    let key = serde_json::json!({
+        "private_key": crate::fake_cloudrun::test_rsa_key_pem(),
+        "private_key_id": "0123456789abcdef",
+        "client_email": "ork@test.iam.gserviceaccount.com",
+    });
+    let options = vec![
+        ("google_service_account_key".to_owned(), key.to_string()),
+        ("google_base_url".to_owned(), url.to_owned()),
+        ("allow_http".to_owned(), "true".to_owned()),
+    ];
+    ork_api::payload_store::open(&format!("gs://{bucket}/ork"), &options).expect("the GCS store")
+}

@@ -33,78 +33,16 @@ fn produce(rows: usize) -> String {
     )
 }
 
-/// A payload store in a new S3 bucket of moto's.
 async fn s3(dir: &std::path::Path) -> Payloads {
-    let h = moto::harness_async().await;
-    let bucket = format!("ork-{}", Uuid::now_v7().simple());
-    let resp = moto::local_http()
-        .put(format!("{}/{bucket}", h.moto))
-        .header(
-            "Authorization",
-            format!(
-                "AWS4-HMAC-SHA256 Credential=testing/20240101/{}/s3/aws4_request, \
-                 SignedHeaders=host, Signature=0",
-                moto::REGION
-            ),
-        )
-        .send()
-        .await
-        .expect("CreateBucket");
-    assert!(
-        resp.status().is_success(),
-        "CreateBucket: {}",
-        resp.status()
-    );
-    let options: Vec<(String, String)> = [
-        ("aws_endpoint", h.moto.as_str()),
-        ("aws_allow_http", "true"),
-        ("aws_region", moto::REGION),
-        ("aws_access_key_id", "testing"),
-        ("aws_secret_access_key", "testing"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let remote = ork_api::payload_store::open(&format!("s3://{bucket}/ork/"), &options)
-        .expect("the S3 store");
     Payloads {
-        remote: Some(remote),
+        remote: Some(moto::s3_store().await),
         ..Payloads::new(dir.join("payloads"))
     }
 }
 
-/// A payload store in a new bucket of the GCS emulator, with a service
-/// account key (a real RSA key: presigned URLs are signed with it).
 async fn gcs(dir: &std::path::Path) -> Payloads {
-    let url = gcs::emulator();
-    // No '-': `object_store` sends it percent-encoded, which the emulator
-    // does not decode in a bucket name.
-    let bucket = format!("ork{}", Uuid::now_v7().simple());
-    let resp = moto::local_http()
-        .post(format!("{url}/storage/v1/b?project=test"))
-        .json(&json!({"name": bucket}))
-        .send()
-        .await
-        .expect("create bucket");
-    assert!(
-        resp.status().is_success(),
-        "create bucket: {}",
-        resp.status()
-    );
-    let key = json!({
-        "private_key": fake_cloudrun::test_rsa_key_pem(),
-        "private_key_id": "0123456789abcdef",
-        "client_email": "ork@test.iam.gserviceaccount.com",
-    });
-    let options = vec![
-        ("google_service_account_key".to_owned(), key.to_string()),
-        ("google_base_url".to_owned(), url.to_owned()),
-        ("allow_http".to_owned(), "true".to_owned()),
-    ];
-    let remote = ork_api::payload_store::open(&format!("gs://{bucket}/ork"), &options)
-        .expect("the GCS store");
     Payloads {
-        remote: Some(remote),
+        remote: Some(gcs::store().await),
         ..Payloads::new(dir.join("payloads"))
     }
 }
@@ -241,7 +179,7 @@ async fn ten_mib_output_in_s3(db: TestDb) {
     check_remote_copy(&payloads, &r, dir.path()).await;
 }
 
-/// 5 MiB: under `object_store`'s multipart threshold (10 MiB), so one
+/// 5 MiB: under the multipart threshold (`UPLOAD_PART`, 8 MiB), so one
 /// upload; the emulator does not implement the XML API's multipart uploads
 /// (GCS does; S3's are tested above).
 async fn five_mib_output_in_gcs(db: TestDb) {

@@ -95,12 +95,23 @@ impl Remote {
         format!("{}/{key}", self.url.trim_end_matches('/'))
     }
 
+    /// A streaming writer of one object: a single PUT up to
+    /// [`UPLOAD_PART`], a multipart upload above, at most two parts in
+    /// flight (the memory it holds is bounded by that, whatever the size).
+    fn writer(&self, path: ObjectPath) -> object_store::buffered::BufWriter {
+        object_store::buffered::BufWriter::with_capacity(self.store.clone(), path, UPLOAD_PART)
+            .with_max_concurrency(2)
+    }
+
     /// The object a reference names, when it is in this store.
     fn path_of(&self, url: &str) -> Option<ObjectPath> {
         let key = url.strip_prefix(self.url.trim_end_matches('/'))?;
         Some(self.path(key.strip_prefix('/')?))
     }
 }
+
+/// The size of the parts of a multipart upload (S3's minimum is 5 MiB).
+pub const UPLOAD_PART: usize = 8 << 20;
 
 /// The longest a presigned URL is valid (S3's and GCS's limit for V4 signatures).
 pub const MAX_PRESIGN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -153,8 +164,7 @@ impl Payloads {
         if let Some(remote) = &self.remote {
             let key = format!("outputs/{run}/{name}");
             let mut f = tokio::fs::File::open(&src).await?;
-            let mut out =
-                object_store::buffered::BufWriter::new(remote.store.clone(), remote.path(&key));
+            let mut out = remote.writer(remote.path(&key));
             tokio::io::copy(&mut f, &mut out).await?;
             out.shutdown().await?;
             let _ = tokio::fs::remove_file(&src).await;
@@ -426,8 +436,7 @@ impl Payloads {
         Some(
             async {
                 let path = remote.path(key);
-                let mut out =
-                    object_store::buffered::BufWriter::new(remote.store.clone(), path.clone());
+                let mut out = remote.writer(path.clone());
                 self.write_to(&mut out, pieces).await?;
                 out.shutdown().await?;
                 remote
