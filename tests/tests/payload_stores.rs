@@ -401,3 +401,80 @@ on_both_backends!(
     ten_mib_input_by_presigned_url_on_cloud_run,
     ten_mib_input_by_presigned_url_on_fargate,
 );
+
+/// `ork worker` with `ORK_OUTPUT_URL` (a presigned PUT into S3): its
+/// program's 300 KB output is streamed there, the report says
+/// `output_uploaded` without the output, and the handler's check finds it
+/// (size, SHA-256) and references it where it is.
+#[tokio::test]
+async fn ork_worker_puts_a_large_output_to_its_presigned_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let payloads = s3(dir.path()).await;
+    let attempt = AttemptRef {
+        run_id: Uuid::now_v7(),
+        workflow: "w".into(),
+        version: 1,
+        task_id: Uuid::now_v7(),
+        name: "t".into(),
+        task_index: 0,
+        attempt: 1,
+    };
+    let output_url = payloads
+        .output_put_url(&attempt, Duration::from_secs(600))
+        .await
+        .expect("a remote store")
+        .expect("presigned");
+    // The control plane's `/complete`, recording the report.
+    let reports = Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = reports.clone();
+    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let seen = seen.clone();
+        async move {
+            seen.lock()
+                .unwrap()
+                .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+            r#"{"result":"recorded"}"#
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(ork_tests::bin::ork())
+            .args([
+                "worker",
+                "--",
+                "python3",
+                "-c",
+                "import json, os; json.dump('z' * 300000, open(os.environ['ORK_OUTPUT'], 'w'))",
+            ])
+            .env("ORK_CALLBACK_URL", format!("{url}/complete"))
+            .env("ORK_CALLBACK_TOKEN", "not-checked-here")
+            .env("ORK_OUTPUT_URL", output_url)
+            .env("ORK_REPORT_TIMEOUT", "5s")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports = reports.lock().unwrap().clone();
+    let report = reports
+        .iter()
+        .find(|r| r["status"] == "success")
+        .unwrap_or_else(|| panic!("no success report in {reports:?}"));
+    assert_eq!(report["output_uploaded"], json!(true), "{report}");
+    assert_eq!(report["output"], Value::Null, "{report}");
+    match payloads.uploaded(&attempt).await.unwrap() {
+        ork_core::payload::OutputFile::Ref(r) => {
+            assert_eq!(r.size, 300_002);
+            assert!(r.url.starts_with("s3://"), "{r:?}");
+        }
+        _ => panic!("a reference to the uploaded output"),
+    }
+}
