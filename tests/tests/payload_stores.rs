@@ -126,7 +126,12 @@ tasks:{produce}
 
 async fn ten_mib_output_in_the_local_directory(db: TestDb) {
     let dir = tempfile::tempdir().unwrap();
-    let (_, r) = large_output_to_a_child_on_processes(&db, Payloads::new(dir.path()), 10240).await;
+    let (run, r) =
+        large_output_to_a_child_on_processes(&db, Payloads::new(dir.path()), 10240).await;
+    assert!(
+        !dir.path().join("inputs").join(run.to_string()).exists(),
+        "input files go with their attempts"
+    );
     let path = r.local_path().expect("a file:// reference");
     assert!(path.starts_with(dir.path().join("outputs")), "{r:?}");
     assert_eq!(std::fs::metadata(path).unwrap().len(), r.size);
@@ -273,6 +278,21 @@ async fn check_input_url(env: &[Value]) -> String {
     var("ORK_OUTPUT_URL").expect("ORK_OUTPUT_URL")
 }
 
+/// Once the attempt ended, its input document is deleted from the store.
+async fn input_gone(env: &[Value]) {
+    let url = env
+        .iter()
+        .find(|e| e["name"] == "ORK_INPUT_URL")
+        .and_then(|e| e["value"].as_str())
+        .unwrap();
+    let resp = moto::local_http().get(url).send().await.expect("GET");
+    assert_eq!(
+        resp.status(),
+        404,
+        "the input is deleted once its attempt ended"
+    );
+}
+
 /// Ends the child's attempt as a worker would with a 3 MiB output: PUT to
 /// its presigned `ORK_OUTPUT_URL`, then the report (`output_uploaded`: the
 /// handler's check of the uploaded object, then the completion). The row
@@ -352,6 +372,7 @@ async fn ten_mib_input_by_presigned_url_on_cloud_run(db: TestDb) {
         .clone();
     let output_url = check_input_url(&env).await;
     finish(&db, &engine, attempt, &output_url).await;
+    input_gone(&env).await;
 }
 
 async fn ten_mib_input_by_presigned_url_on_fargate(db: TestDb) {
@@ -392,6 +413,7 @@ async fn ten_mib_input_by_presigned_url_on_fargate(db: TestDb) {
         .clone();
     let output_url = check_input_url(&env).await;
     finish(&db, &engine, attempt, &output_url).await;
+    input_gone(&env).await;
 }
 
 on_both_backends!(

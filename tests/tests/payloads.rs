@@ -39,7 +39,8 @@ fn engine(
     )
 }
 
-/// Reads the input a request carries, inline or from its file.
+/// Reads the input a request carries, inline or from its file (while the
+/// attempt runs: the file goes when it ends).
 fn input_of(req: &DispatchRequest) -> Value {
     match &req.input_file {
         Some(path) => {
@@ -58,7 +59,12 @@ struct Answering {
 #[async_trait]
 impl Executor for Answering {
     async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
-        self.seen.lock().unwrap().push(req.clone());
+        // The input as the attempt saw it, read now.
+        let seen = DispatchRequest {
+            input: input_of(req),
+            ..req.clone()
+        };
+        self.seen.lock().unwrap().push(seen);
         let output = self.outputs.get(req.attempt.name.as_str()).cloned();
         Ok(Dispatch::Finished(Outcome::success(output)))
     }
@@ -95,7 +101,11 @@ async fn fan_in_of_ten_thousand_outputs(db: TestDb) {
     let env = join.worker_env();
     assert!(env.iter().any(|(k, _)| *k == "ORK_INPUT_FILE"));
     assert!(!env.iter().any(|(k, _)| *k == "ORK_INPUT"));
-    let input = input_of(join);
+    let input = join.input.clone();
+    assert!(
+        !join.input_file.as_ref().unwrap().exists(),
+        "the input file goes when its attempt ends"
+    );
     let a = input["upstream"]["a"].as_array().unwrap();
     assert_eq!(a.len(), 10_000);
     assert!(a.iter().all(|o| o["pad"].as_str().unwrap().len() == 1024));
@@ -131,18 +141,15 @@ async fn foreach_items_instances_and_fan_in(db: TestDb) {
     let mut each: Vec<&DispatchRequest> =
         seen.iter().filter(|r| r.attempt.name == "each").collect();
     each.sort_by_key(|r| r.attempt.task_index);
-    let items: Vec<Value> = each.iter().map(|r| input_of(r)["item"].clone()).collect();
+    let items: Vec<Value> = each.iter().map(|r| r.input["item"].clone()).collect();
     assert_eq!(items, vec![json!("a"), json!({"b": 1}), json!(3)]);
     // Its item, not the whole list again.
-    assert_eq!(input_of(each[0])["upstream"], json!({}));
+    assert_eq!(each[0].input["upstream"], json!({}));
     let env = each[1].worker_env();
     assert!(env.contains(&("ORK_ITEM", r#"{"b":1}"#.to_owned())));
     assert!(env.contains(&("ORK_TASK_COUNT", "3".to_owned())));
     let after = seen.iter().find(|r| r.attempt.name == "after").unwrap();
-    assert_eq!(
-        input_of(after)["upstream"]["each"],
-        json!([null, null, null])
-    );
+    assert_eq!(after.input["upstream"]["each"], json!([null, null, null]));
 }
 
 async fn foreach_over_an_empty_list_releases_the_children(db: TestDb) {
@@ -151,7 +158,7 @@ async fn foreach_over_an_empty_list_releases_the_children(db: TestDb) {
     assert_eq!((r.status, r.tasks_total), (RunStatus::Success, 2));
     let seen = exec.seen.lock().unwrap();
     let after = seen.iter().find(|r| r.attempt.name == "after").unwrap();
-    assert_eq!(input_of(after)["upstream"]["each"], json!([]));
+    assert_eq!(after.input["upstream"]["each"], json!([]));
 }
 
 async fn foreach_over_a_non_array_fails_the_parent(db: TestDb) {

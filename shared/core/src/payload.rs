@@ -303,6 +303,65 @@ impl Payloads {
             .join(format!("{name}.{index}.{attempt}.json"))
     }
 
+    /// Removes what is left of a finished run's input files (those of
+    /// cancelled attempts; the others went as their attempts ended).
+    pub async fn forget_run_inputs(&self, run: uuid::Uuid) {
+        let dir = self.dir.join("inputs").join(run.to_string());
+        let _ = tokio::fs::remove_dir_all(dir).await;
+    }
+
+    /// The key of an attempt's input document in the remote store.
+    pub fn input_key(a: &AttemptRef) -> String {
+        format!(
+            "inputs/{}/{}.{}.{}.json",
+            a.run_id, a.name, a.task_index, a.attempt
+        )
+    }
+
+    /// Removes the input documents of attempts that ended (nobody reads
+    /// them again): local files, and for attempts of cloud workers
+    /// (`remote_too`) objects of the remote store, in batched deletes.
+    /// Missing ones are no error; a failure is logged, never fatal.
+    pub async fn forget_inputs(&self, attempts: &[(&AttemptRef, bool)]) {
+        let mut runs_with_files = std::collections::HashMap::new();
+        for (a, _) in attempts {
+            // One look per run: most runs never write an input file.
+            let dir = self.dir.join("inputs").join(a.run_id.to_string());
+            let has_files = match runs_with_files.get(&a.run_id) {
+                Some(has) => *has,
+                None => {
+                    let has = tokio::fs::try_exists(&dir).await.unwrap_or(false);
+                    runs_with_files.insert(a.run_id, has);
+                    has
+                }
+            };
+            if has_files {
+                let path = self.input_path(a.run_id, &a.name, a.task_index, a.attempt);
+                let _ = tokio::fs::remove_file(path).await;
+            }
+        }
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        let paths: Vec<object_store::Result<ObjectPath>> = attempts
+            .iter()
+            .filter(|(_, remote_too)| *remote_too)
+            .map(|(a, _)| Ok(remote.path(&Self::input_key(a))))
+            .collect();
+        if paths.is_empty() {
+            return;
+        }
+        let mut deleted = remote
+            .store
+            .delete_stream(futures::stream::iter(paths).boxed());
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot delete an input document"),
+            }
+        }
+    }
+
     /// Reads a referenced payload as JSON (for `foreach` over a large
     /// output: its items are all needed, in memory, to create the instances).
     pub async fn read_value(&self, r: &PayloadRef) -> Result<serde_json::Value, String> {

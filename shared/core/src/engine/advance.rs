@@ -335,10 +335,7 @@ impl Engine {
                     ..Input::default()
                 }
             } else {
-                let key = format!(
-                    "inputs/{}/{}.{}.{}.json",
-                    run.id, t.name, t.task_index, t.attempt
-                );
+                let key = payload::Payloads::input_key(&t.attempt_ref(run));
                 match payloads.put_pieces(&key, &pieces, ttl).await {
                     Some(url) => Input {
                         url: Some(url.map_err(|e| {
