@@ -310,10 +310,13 @@ impl ExecutorKind {
 
     /// The largest input it takes inline, when lower than the configured
     /// limit: ECS caps a RunTask's overrides (command and environment) at
-    /// 8 KiB in all, so a Fargate input over 4 KiB goes by reference.
+    /// 8 KiB in all, so a Fargate input over 2 KiB goes by reference (the
+    /// rest is for the contract's variables, among them a presigned
+    /// `ORK_OUTPUT_URL` of up to 2 KiB with a session token, the command
+    /// and the task's `env`).
     pub fn inline_input_cap(self) -> Option<u64> {
         match self {
-            ExecutorKind::Fargate => Some(4096),
+            ExecutorKind::Fargate => Some(2048),
             _ => None,
         }
     }
