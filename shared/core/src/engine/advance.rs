@@ -101,6 +101,11 @@ impl Engine {
             let spec = wf.spec.tasks[&t.name].clone();
             let input = inputs.remove(&t.id).unwrap_or_default();
             let attempt = t.attempt_ref(run);
+            // `ORK_ITEM` within what the executor takes inline (Fargate: 2 KiB).
+            let item_limit = spec
+                .executor
+                .inline_input_cap()
+                .map_or(item_limit, |cap| cap.min(item_limit));
             let item = t.item.filter(|i| payload::json_len(i) <= item_limit);
             let mut req = DispatchRequest {
                 input: input.inline,
