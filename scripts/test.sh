@@ -53,6 +53,11 @@ ensure_python_tools() {
     log "installing moto[server], cfn-lint, cargo-lambda and rust-just from PyPI"
     python3 -m pip install -q 'moto[server]' cfn-lint cargo-lambda rust-just
   fi
+  # gcp-storage-emulator: GCS for the payload store's tests (tests/src/gcs.rs).
+  if ! command -v gcp-storage-emulator >/dev/null 2>&1; then
+    log "installing gcp-storage-emulator from PyPI"
+    python3 -m pip install -q gcp-storage-emulator
+  fi
   # pydantic for the python3 that runs the SDK's example tasks (workflows/my_etl).
   if ! python3 -c 'import pydantic, sys; sys.exit(int(pydantic.VERSION.split(".")[0]) < 2)' 2>/dev/null; then
     log "installing pydantic>=2 from PyPI"

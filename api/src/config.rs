@@ -130,6 +130,11 @@ pub struct Config {
     /// Where large task outputs and input files are kept [default: <state dir>/payloads]
     #[arg(long, global = true, env = "ORK_PAYLOAD_DIR")]
     pub payload_dir: Option<PathBuf>,
+    /// An object store for large outputs and inputs instead of the payload
+    /// directory: `s3://bucket/prefix` or `gs://bucket/prefix` (cloud
+    /// workers then get their inputs by presigned URL).
+    #[arg(long, global = true, env = "ORK_PAYLOAD_URL")]
+    pub payload_url: Option<String>,
     /// Outputs (and input documents) up to this many bytes stay inline
     /// (the database row, `ORK_INPUT`); larger ones go by reference.
     #[arg(long, global = true, env = "ORK_INLINE_PAYLOAD_BYTES", default_value_t = ork_core::payload::DEFAULT_INLINE_LIMIT,
@@ -193,18 +198,24 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite:{}", state_dir().join("ork.db").display()))
     }
 
-    /// The payload store and its bounds: `--payload-dir`, else `payloads/`
-    /// in the [`state_dir`].
-    pub fn payloads(&self) -> ork_core::payload::Payloads {
+    /// The payload store and its bounds: `--payload-url` (S3, GCS) when
+    /// set; the local directory `--payload-dir`, else `payloads/` in the
+    /// [`state_dir`] (also where outputs land before they are stored).
+    pub fn payloads(&self) -> Result<ork_core::payload::Payloads> {
         let dir = self
             .payload_dir
             .clone()
             .unwrap_or_else(|| state_dir().join("payloads"));
-        ork_core::payload::Payloads {
+        let remote = match self.payload_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) => Some(crate::payload_store::open(url, &[])?),
+            None => None,
+        };
+        Ok(ork_core::payload::Payloads {
             inline_limit: self.inline_payload_bytes,
             max_bytes: self.max_payload_bytes,
+            remote,
             ..ork_core::payload::Payloads::new(dir)
-        }
+        })
     }
 
     /// The executor kinds this process claims tasks of (`None`: all):
@@ -407,7 +418,7 @@ pub async fn setup(config: &Config, defaults: Defaults) -> Result<Setup> {
     let store = config.connect().await?;
     let callback_url = config.callback_url.clone().or(defaults.callback_url);
     let (tx, completions) = mpsc::unbounded_channel();
-    let payloads = config.payloads();
+    let payloads = config.payloads()?;
     let mut process = ProcessExecutor::new(config.log_dir(), tx)
         .with_payload_limits(payloads.inline_limit, payloads.max_bytes);
     if let Some(worker) = config.worker_program.clone().or(defaults.worker_program) {

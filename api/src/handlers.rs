@@ -7,7 +7,7 @@ use chrono::Utc;
 use ork_core::engine::{Engine, NextDue, Reported, TriggerOptions};
 use ork_core::executor::{Completion, Outcome};
 use ork_core::model::AttemptRef;
-use ork_core::payload::{check_output_file, OutputFile};
+use ork_core::payload::OutputFile;
 use ork_core::token::Signer;
 use ork_core::Error;
 use serde::Deserialize;
@@ -108,13 +108,6 @@ fn empty_object() -> Value {
 struct AdvanceRequest {
     #[serde(default)]
     run_id: Option<Uuid>,
-}
-
-/// Where `PUT /outputs` keeps the output of an attempt until its report.
-fn upload_path(p: &ork_core::payload::Payloads, a: &AttemptRef) -> std::path::PathBuf {
-    p.dir
-        .join("uploads")
-        .join(format!("{}.{}.json", a.task_id, a.attempt))
 }
 
 /// A worker's report of its attempt's end (the worker contract).
@@ -369,14 +362,14 @@ impl Handlers {
             output_ref: None,
         };
         if req.output_uploaded && outcome.success {
-            let p = &self.engine.config().payloads;
-            let path = upload_path(p, &attempt);
-            match check_output_file(&path, p.inline_limit, p.max_bytes).await {
+            match self.engine.config().payloads.uploaded(&attempt).await {
                 Ok(OutputFile::Inline(v)) => outcome.output = Some(v),
                 Ok(OutputFile::Ref(r)) => outcome.output_ref = Some(r),
                 Ok(OutputFile::None) => {
-                    outcome =
-                        Outcome::failure(outcome.exit_code, "no output was uploaded (PUT /outputs)")
+                    outcome = Outcome::failure(
+                        outcome.exit_code,
+                        "no output was uploaded (PUT /outputs or ORK_OUTPUT_URL)",
+                    )
                 }
                 Err(e) => outcome = Outcome::failure(outcome.exit_code, e),
             }
@@ -404,7 +397,7 @@ impl Handlers {
             Err(reply) => return reply,
         };
         let p = &self.engine.config().payloads;
-        let path = upload_path(p, &attempt);
+        let path = p.upload_path(&attempt);
         let written: Result<u64, Reply> = async {
             let internal = |e: std::io::Error| {
                 tracing::error!(error = %e, "cannot store an uploaded output");

@@ -11,6 +11,7 @@ pub mod http;
 pub mod lambda;
 pub mod metrics;
 pub mod oidc;
+pub mod payload_store;
 pub mod sweeper;
 pub mod ui;
 pub mod waker;

@@ -118,12 +118,12 @@ impl Ctx {
     async fn open(config: &Config, json: bool, dry_run: bool) -> Result<Ctx> {
         let store = config.connect().await?;
         let (tx, completions) = mpsc::unbounded_channel::<Completion>();
-        let payloads = config.payloads();
+        let payloads = config.payloads()?;
         let processes = Arc::new(
             ProcessExecutor::new(config.log_dir(), tx)
                 .with_payload_limits(payloads.inline_limit, payloads.max_bytes),
         );
-        let engine = local_engine(store.clone(), config, processes.clone(), dry_run);
+        let engine = local_engine(store.clone(), config, payloads, processes.clone(), dry_run);
         Ok(Ctx {
             store,
             log_dir: config.log_dir(),
@@ -382,6 +382,7 @@ async fn run_file(mut ctx: Ctx, file: &Path, params: &[String]) -> Result<i32> {
 fn local_engine(
     store: Store,
     config: &Config,
+    payloads: ork_core::payload::Payloads,
     processes: Arc<ProcessExecutor>,
     dry_run: bool,
 ) -> Engine {
@@ -392,7 +393,7 @@ fn local_engine(
     };
     let engine_config = EngineConfig {
         heartbeat_timeout: config.heartbeat_timeout,
-        payloads: config.payloads(),
+        payloads,
         max_foreach_items: config.max_foreach_items,
         ..EngineConfig::default()
     };

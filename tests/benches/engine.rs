@@ -4,7 +4,8 @@
 //! claim-to-dispatch and ready-to-dispatch latency percentiles, and peak RSS.
 //!
 //! Then the data plane: a `foreach` over 10,000 items with noop tasks, and a
-//! 100 MiB output handed parent → child by reference (throughput and peak
+//! 100 MiB output handed parent → child by reference, in the payload
+//! directory and in S3 (moto) (throughput and peak
 //! RSS: the engine streams the payload, its memory must not grow with it).
 //!
 //! PostgreSQL: `DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres);
@@ -276,7 +277,12 @@ impl Executor for BigOutput {
     }
 }
 
-async fn bench_big_output(label: &str, url: &str, size: u64) {
+async fn bench_big_output(
+    label: &str,
+    url: &str,
+    size: u64,
+    remote: Option<ork_core::payload::Remote>,
+) {
     let store = Store::connect(url).await.expect("connect");
     let dir = tempfile::tempdir().expect("tempdir");
     let exec = Arc::new(BigOutput {
@@ -288,7 +294,10 @@ async fn bench_big_output(label: &str, url: &str, size: u64) {
         store.clone(),
         Executors::new().with(ExecutorKind::Noop, exec.clone()),
         EngineConfig {
-            payloads: ork_core::payload::Payloads::new(dir.path().join("payloads")),
+            payloads: ork_core::payload::Payloads {
+                remote,
+                ..ork_core::payload::Payloads::new(dir.path().join("payloads"))
+            },
             ..EngineConfig::default()
         },
     ));
@@ -334,13 +343,17 @@ async fn main() {
     if only.is_empty() || only == "sqlite" {
         bench("sqlite", &sqlite, tasks, callers).await;
         bench_foreach("sqlite", &sqlite, tasks, callers).await;
-        bench_big_output("sqlite", &sqlite, 100 << 20).await;
+        bench_big_output("sqlite", &sqlite, 100 << 20, None).await;
+        let s3 = ork_tests::moto::s3_store().await;
+        bench_big_output("sqlite+s3", &sqlite, 100 << 20, Some(s3)).await;
     }
     if only.is_empty() || only == "postgres" {
         // Kept until the end: dropping it drops the database.
         let db = common::postgres().await;
         bench("postgres", &db.url, tasks, callers).await;
         bench_foreach("postgres", &db.url, tasks, callers).await;
-        bench_big_output("postgres", &db.url, 100 << 20).await;
+        bench_big_output("postgres", &db.url, 100 << 20, None).await;
+        let s3 = ork_tests::moto::s3_store().await;
+        bench_big_output("postgres+s3", &db.url, 100 << 20, Some(s3)).await;
     }
 }

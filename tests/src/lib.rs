@@ -6,8 +6,9 @@
 //! ([`moto`]) and a Cloud Run Admin API v2 with its OAuth token endpoint
 //! ([`fake_cloudrun`]), a Kubernetes API server ([`fake_kube`]), Azure
 //! Resource Manager for Container Apps Jobs with its token endpoints
-//! ([`fake_azure`]), and a Lambda `Invoke` endpoint that runs Ork's worker
-//! function through the Lambda Runtime API ([`fake_lambda`]).
+//! ([`fake_azure`]), a Lambda `Invoke` endpoint that runs Ork's worker
+//! function through the Lambda Runtime API ([`fake_lambda`]), and
+//! `gcp-storage-emulator` for GCS ([`gcs`]).
 
 pub mod app;
 pub mod bin;
@@ -16,6 +17,7 @@ pub mod fake_azure;
 pub mod fake_cloudrun;
 pub mod fake_kube;
 pub mod fake_lambda;
+pub mod gcs;
 pub mod lambda_runtime;
 pub mod moto;
 

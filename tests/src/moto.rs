@@ -463,3 +463,37 @@ pub fn task_state_change_event(task: &Value) -> Value {
         "detail": detail,
     })
 }
+
+/// A payload store (`ORK_PAYLOAD_URL`) in a new S3 bucket of moto's.
+pub async fn s3_store() -> ork_core::payload::Remote {
+    let h = harness_async().await;
+    let bucket = format!("ork-{}", uuid::Uuid::now_v7().simple());
+    let resp = local_http()
+        .put(format!("{}/{bucket}", h.moto))
+        .header(
+            "Authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential=testing/20240101/{REGION}/s3/aws4_request, \
+                 SignedHeaders=host, Signature=0"
+            ),
+        )
+        .send()
+        .await
+        .expect("CreateBucket");
+    assert!(
+        resp.status().is_success(),
+        "CreateBucket: {}",
+        resp.status()
+    );
+    let options: Vec<(String, String)> = [
+        ("aws_endpoint", h.moto.as_str()),
+        ("aws_allow_http", "true"),
+        ("aws_region", REGION),
+        ("aws_access_key_id", "testing"),
+        ("aws_secret_access_key", "testing"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    ork_api::payload_store::open(&format!("s3://{bucket}/ork/"), &options).expect("the S3 store")
+}

@@ -89,6 +89,8 @@ fn request(job: &str, task_index: i64) -> DispatchRequest {
         base_dir: None,
         input: json!({"params": {"day": "2024-05-01"}, "upstream": {}}),
         input_file: None,
+        input_url: None,
+        output_url: None,
         item: None,
         timeout: Some(Duration::from_secs(90)),
         callback: Some(Callback {

@@ -121,6 +121,8 @@ impl Fixture {
             base_dir: None,
             input: json!({"params": {"day": "2024-05-01"}, "upstream": {}}),
             input_file: None,
+            input_url: None,
+            output_url: None,
             item: None,
             timeout: None,
             callback: Some(Callback {

@@ -453,6 +453,8 @@ fn request(namespace: &str) -> DispatchRequest {
         base_dir: None,
         input: json!({}),
         input_file: None,
+        input_url: None,
+        output_url: None,
         item: None,
         timeout: None,
         callback: None,

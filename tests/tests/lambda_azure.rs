@@ -437,6 +437,8 @@ fn request(yaml_task: &str) -> DispatchRequest {
         base_dir: None,
         input: json!({"params": {}}),
         input_file: None,
+        input_url: None,
+        output_url: None,
         item: None,
         timeout: None,
         callback: None,

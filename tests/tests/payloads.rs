@@ -1,6 +1,5 @@
-//! The data plane: outputs of any size (inline when small, by reference in
-//! the payload store when large), inputs by file when large, fan-in of many
-//! outputs, and `foreach` (dynamic fan-out) including its edge cases and a
+//! The data plane: inputs by file when large, fan-in of many outputs
+//! (outputs of any size in each payload store: `payload_stores.rs`), and `foreach` (dynamic fan-out) including its edge cases and a
 //! race of many advancing and completing callers.
 
 use ork_tests::db as common;
@@ -19,7 +18,6 @@ use ork_core::executor::{
 use ork_core::model::{RunStatus, TaskStatus};
 use ork_core::payload::Payloads;
 use ork_core::spec::ExecutorKind;
-use ork_executors::ProcessExecutor;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Mutex};
 use uuid::Uuid;
@@ -41,7 +39,8 @@ fn engine(
     )
 }
 
-/// Reads the input a request carries, inline or from its file.
+/// Reads the input a request carries, inline or from its file (while the
+/// attempt runs: the file goes when it ends).
 fn input_of(req: &DispatchRequest) -> Value {
     match &req.input_file {
         Some(path) => {
@@ -49,70 +48,6 @@ fn input_of(req: &DispatchRequest) -> Value {
         }
         None => req.input.clone(),
     }
-}
-
-/// A 10 MiB output on the process executor reaches the child through
-/// `ORK_INPUT_FILE`; the row keeps a reference (size, sha256), not the bytes.
-async fn ten_mib_output_parent_to_child_on_processes(db: TestDb) {
-    let dir = tempfile::tempdir().unwrap();
-    let (tx, mut completions) = mpsc::unbounded_channel();
-    let process = Arc::new(ProcessExecutor::new(dir.path().join("logs"), tx));
-    let engine = Engine::new(
-        db.store.clone(),
-        Executors::new().with(ExecutorKind::Process, process),
-        EngineConfig {
-            payloads: Payloads::new(dir.path().join("payloads")),
-            ..EngineConfig::default()
-        },
-    );
-    let spec = r#"
-name: big
-tasks:
-  produce:
-    command: ["python3", "-c", "import json, os; json.dump({'rows': ['x' * 1023] * 10240}, open(os.environ['ORK_OUTPUT'], 'w'))"]
-  consume:
-    depends_on: [produce]
-    command: ["python3", "-c"]
-    args:
-      - |
-        import json, os
-        assert "ORK_INPUT" not in os.environ
-        d = json.load(open(os.environ["ORK_INPUT_FILE"]))
-        rows = d["upstream"]["produce"]["rows"]
-        json.dump({"rows": len(rows), "bytes": sum(len(r) for r in rows)}, open(os.environ["ORK_OUTPUT"], "w"))
-"#;
-    engine.apply(&parse(spec), None).await.unwrap();
-    let run = engine
-        .trigger("big", json!({}), TriggerOptions::default())
-        .await
-        .unwrap()
-        .run;
-    let status = tokio::time::timeout(
-        Duration::from_secs(120),
-        ork_core::engine::drive(&engine, run.id, &mut completions),
-    )
-    .await
-    .expect("in time")
-    .unwrap();
-    let tasks = db.store.run_tasks(run.id).await.unwrap();
-    assert_eq!(status, RunStatus::Success, "{tasks:?}");
-    let consume = tasks.iter().find(|t| t.name == "consume").unwrap();
-    assert_eq!(
-        consume.output,
-        Some(json!({"rows": 10240, "bytes": 10240 * 1023}))
-    );
-    let produce = tasks.iter().find(|t| t.name == "produce").unwrap();
-    assert_eq!(produce.output, None, "the large output is not inline");
-    let outputs = db.store.task_outputs(run.id, &["produce"]).await.unwrap();
-    let r = outputs[0].output_ref.clone().expect("a reference");
-    assert!(r["size"].as_u64().unwrap() > 10 << 20, "{r}");
-    assert_eq!(r["sha256"].as_str().unwrap().len(), 64);
-    let path = r["url"].as_str().unwrap().strip_prefix("file://").unwrap();
-    assert!(path.starts_with(dir.path().join("payloads").to_str().unwrap()));
-    assert_eq!(
-        std::fs::metadata(path).unwrap().len(),
-        r["size"].as_u64().unwrap()
-    );
 }
 
 /// Completes each attempt at once with a fixed output, and keeps the requests.
@@ -124,7 +59,12 @@ struct Answering {
 #[async_trait]
 impl Executor for Answering {
     async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
-        self.seen.lock().unwrap().push(req.clone());
+        // The input as the attempt saw it, read now.
+        let seen = DispatchRequest {
+            input: input_of(req),
+            ..req.clone()
+        };
+        self.seen.lock().unwrap().push(seen);
         let output = self.outputs.get(req.attempt.name.as_str()).cloned();
         Ok(Dispatch::Finished(Outcome::success(output)))
     }
@@ -161,7 +101,11 @@ async fn fan_in_of_ten_thousand_outputs(db: TestDb) {
     let env = join.worker_env();
     assert!(env.iter().any(|(k, _)| *k == "ORK_INPUT_FILE"));
     assert!(!env.iter().any(|(k, _)| *k == "ORK_INPUT"));
-    let input = input_of(join);
+    let input = join.input.clone();
+    assert!(
+        !join.input_file.as_ref().unwrap().exists(),
+        "the input file goes when its attempt ends"
+    );
     let a = input["upstream"]["a"].as_array().unwrap();
     assert_eq!(a.len(), 10_000);
     assert!(a.iter().all(|o| o["pad"].as_str().unwrap().len() == 1024));
@@ -197,16 +141,15 @@ async fn foreach_items_instances_and_fan_in(db: TestDb) {
     let mut each: Vec<&DispatchRequest> =
         seen.iter().filter(|r| r.attempt.name == "each").collect();
     each.sort_by_key(|r| r.attempt.task_index);
-    let items: Vec<Value> = each.iter().map(|r| input_of(r)["item"].clone()).collect();
+    let items: Vec<Value> = each.iter().map(|r| r.input["item"].clone()).collect();
     assert_eq!(items, vec![json!("a"), json!({"b": 1}), json!(3)]);
+    // Its item, not the whole list again.
+    assert_eq!(each[0].input["upstream"], json!({}));
     let env = each[1].worker_env();
     assert!(env.contains(&("ORK_ITEM", r#"{"b":1}"#.to_owned())));
     assert!(env.contains(&("ORK_TASK_COUNT", "3".to_owned())));
     let after = seen.iter().find(|r| r.attempt.name == "after").unwrap();
-    assert_eq!(
-        input_of(after)["upstream"]["each"],
-        json!([null, null, null])
-    );
+    assert_eq!(after.input["upstream"]["each"], json!([null, null, null]));
 }
 
 async fn foreach_over_an_empty_list_releases_the_children(db: TestDb) {
@@ -215,7 +158,7 @@ async fn foreach_over_an_empty_list_releases_the_children(db: TestDb) {
     assert_eq!((r.status, r.tasks_total), (RunStatus::Success, 2));
     let seen = exec.seen.lock().unwrap();
     let after = seen.iter().find(|r| r.attempt.name == "after").unwrap();
-    assert_eq!(input_of(after)["upstream"]["each"], json!([]));
+    assert_eq!(after.input["upstream"]["each"], json!([]));
 }
 
 async fn foreach_over_a_non_array_fails_the_parent(db: TestDb) {
@@ -374,7 +317,6 @@ async fn foreach_five_thousand_items_racing_callers(db: TestDb) {
 }
 
 on_both_backends!(
-    ten_mib_output_parent_to_child_on_processes,
     fan_in_of_ten_thousand_outputs,
     foreach_items_instances_and_fan_in,
     foreach_over_an_empty_list_releases_the_children,

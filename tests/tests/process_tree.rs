@@ -139,6 +139,8 @@ fn request(dir: &Path, script: &str, timeout: Option<Duration>) -> DispatchReque
         base_dir: Some(dir.to_path_buf()),
         input: serde_json::json!({}),
         input_file: None,
+        input_url: None,
+        output_url: None,
         item: None,
         timeout,
         callback: None,

@@ -1,20 +1,34 @@
 //! Task outputs and inputs of any size.
 //!
 //! An output up to [`Payloads::inline_limit`] (64 KiB by default) is stored
-//! inline in its task row; a larger one is a file in the payload directory
+//! inline in its task row; a larger one is an object in the payload store
 //! and the row keeps a [`PayloadRef`] to it (URL, size, SHA-256). Outputs
 //! over [`Payloads::max_bytes`] (1 GiB by default) fail the attempt.
 //!
+//! The payload store is a local directory (`file://` references), or an
+//! object store ([`Remote`]: S3 or GCS through the `object_store` crate,
+//! built by ork-api from `ORK_PAYLOAD_URL`). The local directory is also
+//! where outputs land first (a local process's `$ORK_OUTPUT`, `PUT
+//! /outputs`) before [`Payloads::adopt`] moves them into the store.
+//!
 //! An input document up to the inline limit reaches the task as `ORK_INPUT`;
 //! a larger one (or one with a parent's output stored by reference) is
-//! written, streaming, to a file in the payload directory, and the task gets
-//! its path as `ORK_INPUT_FILE`. References are resolved while the file is
-//! written: the referenced output's bytes are copied into the document, so
-//! no payload is ever held whole in memory by the engine.
+//! written, streaming, to a file in the payload directory (`ORK_INPUT_FILE`,
+//! local processes) or to an object of the remote store, presigned for GET
+//! (`ORK_INPUT_URL`, cloud workers). References are resolved while it is
+//! written: the referenced output's bytes are copied into the document in
+//! chunks, so no payload is ever held whole in memory by the engine.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
+use futures::StreamExt;
+
+use crate::model::AttemptRef;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
@@ -42,12 +56,79 @@ impl PayloadRef {
     }
 }
 
-/// The payload store (a local directory) and its size bounds.
+/// Presigned URLs of a remote store: a worker fetches its input with a
+/// plain GET, with no cloud SDK or credentials of its own.
+#[async_trait::async_trait]
+pub trait Presign: Send + Sync {
+    /// A URL that allows a GET of `path` for `ttl`.
+    async fn get_url(&self, path: &ObjectPath, ttl: Duration) -> Result<String, String>;
+    /// A URL that allows a PUT of `path` for `ttl`.
+    async fn put_url(&self, path: &ObjectPath, ttl: Duration) -> Result<String, String>;
+}
+
+/// An object store (S3, GCS) holding the payloads.
+#[derive(Clone)]
+pub struct Remote {
+    /// The store's URL (`s3://bucket/prefix`): a reference is this URL,
+    /// `/` and the object's key under the prefix.
+    pub url: String,
+    pub store: Arc<dyn ObjectStore>,
+    /// The prefix in the bucket, the path part of `url`.
+    pub prefix: ObjectPath,
+    pub presign: Arc<dyn Presign>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote").field("url", &self.url).finish()
+    }
+}
+
+impl Remote {
+    /// The object of a key (`outputs/<run>/<name>`).
+    fn path(&self, key: &str) -> ObjectPath {
+        key.split('/')
+            .fold(self.prefix.clone(), |p, part| p.join(part))
+    }
+
+    fn url_of(&self, key: &str) -> String {
+        format!("{}/{key}", self.url.trim_end_matches('/'))
+    }
+
+    /// A streaming writer of one object: a single PUT up to
+    /// [`UPLOAD_PART`], a multipart upload above, at most two parts in
+    /// flight (the memory it holds is bounded by that, whatever the size).
+    fn writer(&self, path: ObjectPath) -> object_store::buffered::BufWriter {
+        object_store::buffered::BufWriter::with_capacity(self.store.clone(), path, UPLOAD_PART)
+            .with_max_concurrency(2)
+    }
+
+    /// The object a reference names, when it is in this store.
+    fn path_of(&self, url: &str) -> Option<ObjectPath> {
+        let key = url.strip_prefix(self.url.trim_end_matches('/'))?;
+        Some(self.path(key.strip_prefix('/')?))
+    }
+}
+
+/// The size of the parts of a multipart upload (S3's minimum is 5 MiB).
+pub const UPLOAD_PART: usize = 8 << 20;
+
+/// The longest a presigned URL is valid (S3's and GCS's limit for V4 signatures).
+pub const MAX_PRESIGN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The payload store and its size bounds.
 #[derive(Debug, Clone)]
 pub struct Payloads {
+    /// The local payload directory: the store itself when there is no
+    /// `remote`, and where outputs and local processes' inputs are written.
     pub dir: PathBuf,
     pub inline_limit: u64,
     pub max_bytes: u64,
+    pub remote: Option<Remote>,
+}
+
+fn io_error(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
 }
 
 impl Default for Payloads {
@@ -63,11 +144,14 @@ impl Payloads {
             dir: std::path::absolute(&dir).unwrap_or(dir),
             inline_limit: DEFAULT_INLINE_LIMIT,
             max_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            remote: None,
         }
     }
 
     /// Moves a large output (a file an executor validated) into the store,
-    /// under `outputs/<run>/<name>`; copies when a rename cannot.
+    /// under `outputs/<run>/<name>`: a rename in the local directory (a
+    /// copy when a rename cannot), a streamed multipart upload to a remote
+    /// store (the file is removed once uploaded).
     pub async fn adopt(
         &self,
         r: &PayloadRef,
@@ -77,6 +161,18 @@ impl Payloads {
         let Some(src) = r.local_path() else {
             return Ok(r.clone());
         };
+        if let Some(remote) = &self.remote {
+            let key = format!("outputs/{run}/{name}");
+            let mut f = tokio::fs::File::open(&src).await?;
+            let mut out = remote.writer(remote.path(&key));
+            tokio::io::copy(&mut f, &mut out).await?;
+            out.shutdown().await?;
+            let _ = tokio::fs::remove_file(&src).await;
+            return Ok(PayloadRef {
+                url: remote.url_of(&key),
+                ..r.clone()
+            });
+        }
         let dir = self.dir.join("outputs").join(run.to_string());
         if src.starts_with(&dir) {
             return Ok(r.clone());
@@ -93,6 +189,112 @@ impl Payloads {
         })
     }
 
+    /// A URL presigned for a GET of a referenced payload in the remote
+    /// store (a download link); `None` for a reference outside it.
+    pub async fn presigned_get(
+        &self,
+        r: &PayloadRef,
+        ttl: Duration,
+    ) -> Option<Result<String, String>> {
+        let remote = self.remote.as_ref()?;
+        let path = remote.path_of(&r.url)?;
+        Some(
+            remote
+                .presign
+                .get_url(&path, ttl.min(MAX_PRESIGN_TTL))
+                .await,
+        )
+    }
+
+    /// The key of an attempt's output uploaded by its worker.
+    fn upload_key(a: &AttemptRef) -> String {
+        format!(
+            "uploads/{}/{}.{}.{}.json",
+            a.run_id, a.name, a.task_index, a.attempt
+        )
+    }
+
+    /// Where `PUT /outputs` keeps the output of an attempt until its report.
+    pub fn upload_path(&self, a: &AttemptRef) -> PathBuf {
+        self.dir
+            .join("uploads")
+            .join(format!("{}.{}.json", a.task_id, a.attempt))
+    }
+
+    /// A URL presigned for the PUT of an attempt's output into the remote
+    /// store (`ORK_OUTPUT_URL`: a cloud worker's large output goes there,
+    /// not through the control plane); `None` without a remote store.
+    pub async fn output_put_url(
+        &self,
+        a: &AttemptRef,
+        ttl: Duration,
+    ) -> Option<Result<String, String>> {
+        let remote = self.remote.as_ref()?;
+        let path = remote.path(&Self::upload_key(a));
+        Some(
+            remote
+                .presign
+                .put_url(&path, ttl.min(MAX_PRESIGN_TTL))
+                .await,
+        )
+    }
+
+    /// The output a worker uploaded before reporting `output_uploaded`:
+    /// through `PUT /outputs` (a file here), else to its presigned PUT URL
+    /// (an object of the remote store, streamed into a file here to be
+    /// checked, then referenced where it is: nothing is uploaded twice).
+    /// Checked as [`check_output_file`] does; a small one is inline.
+    pub async fn uploaded(&self, a: &AttemptRef) -> Result<OutputFile, String> {
+        let path = self.upload_path(a);
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return check_output_file(&path, self.inline_limit, self.max_bytes).await;
+        }
+        let Some(remote) = &self.remote else {
+            return Ok(OutputFile::None);
+        };
+        let key = Self::upload_key(a);
+        let object = remote.path(&key);
+        let got = match remote.store.get(&object).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(OutputFile::None),
+            Err(e) => return Err(format!("cannot read the uploaded output {key}: {e}")),
+        };
+        if got.meta.size > self.max_bytes {
+            let _ = remote.store.delete(&object).await;
+            return Err(format!(
+                "output is {} bytes, over the limit of {} bytes",
+                got.meta.size, self.max_bytes
+            ));
+        }
+        let copied: std::io::Result<()> = async {
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            let mut f = BufWriter::new(tokio::fs::File::create(&path).await?);
+            let mut chunks = got.into_stream();
+            while let Some(chunk) = chunks.next().await {
+                f.write_all(&chunk.map_err(io_error)?).await?;
+            }
+            f.flush().await
+        }
+        .await;
+        let checked = match copied {
+            Ok(()) => check_output_file(&path, self.inline_limit, self.max_bytes).await,
+            Err(e) => Err(format!("cannot read the uploaded output {key}: {e}")),
+        };
+        let _ = tokio::fs::remove_file(&path).await;
+        match checked {
+            Ok(OutputFile::Ref(r)) => Ok(OutputFile::Ref(PayloadRef {
+                url: remote.url_of(&key),
+                ..r
+            })),
+            other => {
+                let _ = remote.store.delete(&object).await;
+                other
+            }
+        }
+    }
+
     /// Where the input file of an attempt goes.
     pub fn input_path(&self, run: uuid::Uuid, name: &str, index: i64, attempt: i64) -> PathBuf {
         self.dir
@@ -101,8 +303,77 @@ impl Payloads {
             .join(format!("{name}.{index}.{attempt}.json"))
     }
 
-    /// Reads a referenced payload as JSON (for `foreach` over a large output).
+    /// Removes what is left of a finished run's input files (those of
+    /// cancelled attempts; the others went as their attempts ended).
+    pub async fn forget_run_inputs(&self, run: uuid::Uuid) {
+        let dir = self.dir.join("inputs").join(run.to_string());
+        let _ = tokio::fs::remove_dir_all(dir).await;
+    }
+
+    /// The key of an attempt's input document in the remote store.
+    pub fn input_key(a: &AttemptRef) -> String {
+        format!(
+            "inputs/{}/{}.{}.{}.json",
+            a.run_id, a.name, a.task_index, a.attempt
+        )
+    }
+
+    /// Removes the input documents of attempts that ended (nobody reads
+    /// them again): local files, and for attempts of cloud workers
+    /// (`remote_too`) objects of the remote store, in batched deletes.
+    /// Missing ones are no error; a failure is logged, never fatal.
+    pub async fn forget_inputs(&self, attempts: &[(&AttemptRef, bool)]) {
+        let mut runs_with_files = std::collections::HashMap::new();
+        for (a, _) in attempts {
+            // One look per run: most runs never write an input file.
+            let dir = self.dir.join("inputs").join(a.run_id.to_string());
+            let has_files = match runs_with_files.get(&a.run_id) {
+                Some(has) => *has,
+                None => {
+                    let has = tokio::fs::try_exists(&dir).await.unwrap_or(false);
+                    runs_with_files.insert(a.run_id, has);
+                    has
+                }
+            };
+            if has_files {
+                let path = self.input_path(a.run_id, &a.name, a.task_index, a.attempt);
+                let _ = tokio::fs::remove_file(path).await;
+            }
+        }
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        let paths: Vec<object_store::Result<ObjectPath>> = attempts
+            .iter()
+            .filter(|(_, remote_too)| *remote_too)
+            .map(|(a, _)| Ok(remote.path(&Self::input_key(a))))
+            .collect();
+        if paths.is_empty() {
+            return;
+        }
+        let mut deleted = remote
+            .store
+            .delete_stream(futures::stream::iter(paths).boxed());
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot delete an input document"),
+            }
+        }
+    }
+
+    /// Reads a referenced payload as JSON (for `foreach` over a large
+    /// output: its items are all needed, in memory, to create the instances).
     pub async fn read_value(&self, r: &PayloadRef) -> Result<serde_json::Value, String> {
+        if let Some(remote) = &self.remote {
+            if let Some(path) = remote.path_of(&r.url) {
+                let bytes = async { remote.store.get(&path).await?.bytes().await }
+                    .await
+                    .map_err(|e| format!("cannot read payload {}: {e}", r.url))?;
+                return serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("payload {} is not JSON: {e}", r.url));
+            }
+        }
         let path = r
             .local_path()
             .ok_or_else(|| format!("cannot read payload {}", r.url))?;
@@ -196,46 +467,109 @@ pub enum Piece<'a> {
     Raw(std::borrow::Cow<'a, str>),
 }
 
-/// Writes the pieces, in order, to `path` (created with its directory),
-/// streaming referenced payloads from the store. Returns the bytes written.
-pub async fn write_pieces(path: &Path, pieces: &[Piece<'_>]) -> std::io::Result<u64> {
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await?;
+impl Payloads {
+    /// Writes the pieces, in order, to `path` (created with its directory),
+    /// streaming referenced payloads from the store. Returns the bytes written.
+    pub async fn write_pieces(&self, path: &Path, pieces: &[Piece<'_>]) -> std::io::Result<u64> {
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        let file = tokio::fs::File::create(path).await?;
+        let mut out = BufWriter::with_capacity(1 << 16, file);
+        let n = self.write_to(&mut out, pieces).await?;
+        out.flush().await?;
+        Ok(n)
     }
-    let file = tokio::fs::File::create(path).await?;
-    let mut out = BufWriter::with_capacity(1 << 16, file);
-    let mut n = 0u64;
-    let mut buf = Vec::new();
-    for piece in pieces {
-        match piece {
-            Piece::Raw(s) => {
-                out.write_all(s.as_bytes()).await?;
-                n += s.len() as u64;
+
+    /// Writes the pieces to the object `key` of the remote store (a
+    /// multipart upload in chunks) and returns a URL presigned for a GET of
+    /// it, valid for `ttl` (at most [`MAX_PRESIGN_TTL`]). `None` without a
+    /// remote store.
+    pub async fn put_pieces(
+        &self,
+        key: &str,
+        pieces: &[Piece<'_>],
+        ttl: Duration,
+    ) -> Option<std::io::Result<String>> {
+        let remote = self.remote.as_ref()?;
+        Some(
+            async {
+                let path = remote.path(key);
+                let mut out = remote.writer(path.clone());
+                self.write_to(&mut out, pieces).await?;
+                out.shutdown().await?;
+                remote
+                    .presign
+                    .get_url(&path, ttl.min(MAX_PRESIGN_TTL))
+                    .await
+                    .map_err(io_error)
             }
-            Piece::Json(v) => {
-                buf.clear();
-                serde_json::to_writer(&mut buf, v)?;
-                out.write_all(&buf).await?;
-                n += buf.len() as u64;
-            }
-            Piece::Ref(r) => {
-                n += copy_ref(r, &mut out).await?;
+            .await,
+        )
+    }
+
+    async fn write_to<W: AsyncWrite + Unpin>(
+        &self,
+        out: &mut W,
+        pieces: &[Piece<'_>],
+    ) -> std::io::Result<u64> {
+        let mut n = 0u64;
+        let mut buf = Vec::new();
+        for piece in pieces {
+            match piece {
+                Piece::Raw(s) => {
+                    out.write_all(s.as_bytes()).await?;
+                    n += s.len() as u64;
+                }
+                Piece::Json(v) => {
+                    buf.clear();
+                    serde_json::to_writer(&mut buf, v)?;
+                    out.write_all(&buf).await?;
+                    n += buf.len() as u64;
+                }
+                Piece::Ref(r) => {
+                    n += self.copy_ref(r, out).await?;
+                }
             }
         }
+        Ok(n)
     }
-    out.flush().await?;
-    Ok(n)
-}
 
-async fn copy_ref<W: AsyncWrite + Unpin>(r: &PayloadRef, out: &mut W) -> std::io::Result<u64> {
-    let path = r.local_path().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            format!("cannot read payload {}", r.url),
-        )
-    })?;
-    let mut f = tokio::fs::File::open(&path).await?;
-    tokio::io::copy(&mut f, out).await
+    /// Copies a referenced payload into `out`, chunk by chunk.
+    async fn copy_ref<W: AsyncWrite + Unpin>(
+        &self,
+        r: &PayloadRef,
+        out: &mut W,
+    ) -> std::io::Result<u64> {
+        if let Some(path) = self
+            .remote
+            .as_ref()
+            .and_then(|s| Some((s, s.path_of(&r.url)?)))
+        {
+            let (remote, path) = path;
+            let mut chunks = remote
+                .store
+                .get(&path)
+                .await
+                .map_err(io_error)?
+                .into_stream();
+            let mut n = 0;
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.map_err(io_error)?;
+                out.write_all(&chunk).await?;
+                n += chunk.len() as u64;
+            }
+            return Ok(n);
+        }
+        let path = r.local_path().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!("payload {} is not in this payload store", r.url),
+            )
+        })?;
+        let mut f = tokio::fs::File::open(&path).await?;
+        tokio::io::copy(&mut f, out).await
+    }
 }
 
 /// Serialized size of a JSON value, without keeping the bytes.

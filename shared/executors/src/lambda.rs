@@ -180,6 +180,8 @@ mod tests {
             base_dir: None,
             input: json!({"params": {}}),
             input_file: None,
+            input_url: None,
+            output_url: None,
             item: None,
             timeout: Some(Duration::from_millis(1500)),
             callback: None,

@@ -289,10 +289,12 @@ async fn download_input(client: &reqwest::Client, url: &str) -> Result<std::path
     Ok(path)
 }
 
-/// The program's output: inline when small (`read_output`); a larger one
-/// is sent first with `PUT <callback base>/outputs` (the attempt's token as
-/// bearer), and the report then says `output_uploaded`. A server without
-/// that route (404/405) gets it inline, as before.
+/// The program's output: inline when small (`read_output`). A larger one
+/// is sent first, streamed from its file: to `ORK_OUTPUT_URL` when the
+/// engine gave one (a presigned PUT into its object store), else with `PUT
+/// <callback base>/outputs` (the attempt's token as bearer); the report
+/// then says `output_uploaded`. A server without that route (404/405) gets
+/// it inline, as before.
 async fn upload_output(
     client: &reqwest::Client,
     url: &str,
@@ -306,12 +308,17 @@ async fn upload_output(
     if size <= ork_core::payload::DEFAULT_INLINE_LIMIT {
         return (read_output(output).await, false);
     }
-    let outputs_url = format!(
-        "{}/outputs",
-        url.trim_end_matches('/').trim_end_matches("/complete")
-    );
-    let body = match tokio::fs::read(output).await {
-        Ok(b) => b,
+    let request = match std::env::var("ORK_OUTPUT_URL") {
+        Ok(presigned) if !presigned.is_empty() => client.put(presigned),
+        _ => client
+            .put(format!(
+                "{}/outputs",
+                url.trim_end_matches('/').trim_end_matches("/complete")
+            ))
+            .bearer_auth(token),
+    };
+    let file = match tokio::fs::File::open(output).await {
+        Ok(f) => f,
         Err(e) => {
             return (
                 Outcome::failure(Some(0), format!("cannot read output: {e}")),
@@ -319,9 +326,10 @@ async fn upload_output(
             )
         }
     };
-    let sent = client
-        .put(&outputs_url)
-        .bearer_auth(token)
+    let body =
+        reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 16));
+    let sent = request
+        .header(reqwest::header::CONTENT_LENGTH, size)
         .timeout(Duration::from_secs(600))
         .body(body)
         .send()

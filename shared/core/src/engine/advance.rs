@@ -99,21 +99,21 @@ impl Engine {
         let now = Utc::now();
         let requests = claimed.into_iter().map(|t| {
             let spec = wf.spec.tasks[&t.name].clone();
-            let (input, input_file) = inputs.remove(&t.id).unwrap_or_default();
+            let input = inputs.remove(&t.id).unwrap_or_default();
+            let attempt = t.attempt_ref(run);
+            // `ORK_ITEM` within what the executor takes inline (Fargate: 2 KiB).
+            let item_limit = spec
+                .executor
+                .inline_input_cap()
+                .map_or(item_limit, |cap| cap.min(item_limit));
             let item = t.item.filter(|i| payload::json_len(i) <= item_limit);
             let mut req = DispatchRequest {
-                input,
-                input_file,
+                input: input.inline,
+                input_file: input.file,
+                input_url: input.url,
+                output_url: input.output_url,
                 item,
-                attempt: AttemptRef {
-                    run_id: run.id,
-                    workflow: run.workflow.clone(),
-                    version: run.version,
-                    task_id: t.id,
-                    name: t.name,
-                    task_index: t.task_index,
-                    attempt: t.attempt,
-                },
+                attempt,
                 task_count: t.task_count,
                 timeout: spec.timeout,
                 base_dir: wf.spec.base_dir.clone(),
@@ -130,18 +130,19 @@ impl Engine {
                     token: cb.signer.sign(&req.attempt, limits::after(now, valid)),
                 });
             }
-            req
+            (req, input.refused)
         });
         let results: Vec<(
             AttemptRef,
             Option<Duration>,
             Result<Dispatch, ExecutorError>,
         )> = stream::iter(requests)
-            .map(|req| async move {
+            .map(|(req, refused)| async move {
                 let started = std::time::Instant::now();
-                let result = match self.executors.get(req.spec.executor) {
-                    Some(executor) => executor.dispatch(&req).await,
-                    None => Err(ExecutorError::not_configured(
+                let result = match (refused, self.executors.get(req.spec.executor)) {
+                    (Some(why), _) => Err(ExecutorError::permanent(why)),
+                    (None, Some(executor)) => executor.dispatch(&req).await,
+                    (None, None) => Err(ExecutorError::not_configured(
                         Error::NoExecutor(req.spec.executor.as_str().into()).to_string(),
                     )),
                 };
@@ -195,20 +196,19 @@ impl Engine {
     /// Each claimed instance's input: the run's params and its parents'
     /// outputs (one output per parent, or a list by index for a fanned-out
     /// or `foreach` parent; `null` where a parent left none), and its
-    /// `foreach` item, and its `inputs:` mapping. One query per batch. Inline when small; otherwise
+    /// `foreach` item, and its `inputs:` mapping. One query per batch.
+    /// Inline when small; otherwise
     /// written (streaming, with large outputs copied in from the payload
-    /// store) to a file: `(inline input, input file)` by task id.
+    /// store) to a file for a local task, to the remote payload store for a
+    /// cloud one (a presigned URL), by task id.
     async fn inputs(
         &self,
         run: &Run,
         wf: &Workflow,
         claimed: &[ClaimedTask],
-    ) -> Result<HashMap<Uuid, (serde_json::Value, Option<PathBuf>)>, Error> {
+    ) -> Result<HashMap<Uuid, Input>, Error> {
         let names: BTreeSet<&str> = claimed.iter().map(|t| t.name.as_str()).collect();
-        let parents: BTreeSet<&str> = names
-            .iter()
-            .flat_map(|n| wf.dag.parents(n).iter().map(String::as_str))
-            .collect();
+        let parents: BTreeSet<&str> = names.iter().flat_map(|n| input_parents(wf, n)).collect();
         let mut upstream: HashMap<&str, Upstream> = parents
             .iter()
             .map(|p| {
@@ -246,15 +246,12 @@ impl Engine {
                 None => {}
             }
         }
-        let limit = self.config.payloads.inline_limit;
+        let payloads = &self.config.payloads;
         let params_len = payload::json_len(&run.params);
         let mut out = HashMap::new();
         for t in claimed {
-            let mine: Vec<(&str, &Upstream)> = wf
-                .dag
-                .parents(&t.name)
-                .iter()
-                .map(|p| (p.as_str(), &upstream[p.as_str()]))
+            let mine: Vec<(&str, &Upstream)> = input_parents(wf, &t.name)
+                .map(|p| (p, &upstream[p]))
                 .collect();
             // The task's `inputs:` mapping, which the SDKs resolve.
             let task_inputs = &wf.spec.tasks[&t.name].inputs;
@@ -268,6 +265,26 @@ impl Engine {
                 + t.item.as_ref().map_or(0, payload::json_len)
                 + mapping.as_ref().map_or(0, payload::json_len)
                 + 50;
+            let spec = &wf.spec.tasks[&t.name];
+            let kind = spec.executor;
+            let limit = kind
+                .inline_input_cap()
+                .map_or(payloads.inline_limit, |cap| cap.min(payloads.inline_limit));
+            // Presigned URLs are valid while the attempt may run: its
+            // timeout and an hour (at most a week).
+            let ttl = spec
+                .timeout
+                .unwrap_or(Duration::from_secs(24 * 3600))
+                .saturating_add(Duration::from_secs(3600));
+            let output_url = if kind.is_local() {
+                None
+            } else {
+                let a = t.attempt_ref(run);
+                match payloads.output_put_url(&a, ttl).await {
+                    Some(url) => Some(url.map_err(Error::Internal)?),
+                    None => None,
+                }
+            };
             if !by_ref && size <= limit {
                 let mut doc = serde_json::json!({
                     "params": run.params,
@@ -282,7 +299,14 @@ impl Engine {
                 if let Some(m) = &mapping {
                     doc["inputs"] = m.clone();
                 }
-                out.insert(t.id, (doc, None));
+                out.insert(
+                    t.id,
+                    Input {
+                        inline: doc,
+                        output_url,
+                        ..Input::default()
+                    },
+                );
                 continue;
             }
             let mut pieces: Vec<Piece> = vec![
@@ -318,17 +342,86 @@ impl Engine {
                 pieces.push(Piece::Json(m));
             }
             pieces.push(Piece::Raw("}".into()));
-            let path = self
-                .config
-                .payloads
-                .input_path(run.id, &t.name, t.task_index, t.attempt);
-            payload::write_pieces(&path, &pieces)
-                .await
-                .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))?;
-            out.insert(t.id, (serde_json::Value::Null, Some(path)));
+            let input = if kind.is_local() {
+                let path = payloads.input_path(run.id, &t.name, t.task_index, t.attempt);
+                payloads.write_pieces(&path, &pieces).await.map_err(|e| {
+                    Error::Internal(format!("cannot write {}: {e}", path.display()))
+                })?;
+                Input {
+                    file: Some(path),
+                    ..Input::default()
+                }
+            } else {
+                let key = payload::Payloads::input_key(&t.attempt_ref(run));
+                match payloads.put_pieces(&key, &pieces, ttl).await {
+                    Some(url) => Input {
+                        url: Some(url.map_err(|e| {
+                            Error::Internal(format!("cannot store the input {key}: {e}"))
+                        })?),
+                        output_url,
+                        ..Input::default()
+                    },
+                    None => Input {
+                        refused: Some(format!(
+                            "the input is about {size} bytes (or has a parent's output stored by \
+                             reference), over the {limit} bytes a {} task takes inline, and there \
+                             is no remote payload store to pass it by URL: set ORK_PAYLOAD_URL \
+                             (s3://… or gs://…)",
+                            kind.as_str()
+                        )),
+                        ..Input::default()
+                    },
+                }
+            };
+            out.insert(t.id, input);
         }
         Ok(out)
     }
+}
+
+impl ClaimedTask {
+    fn attempt_ref(&self, run: &Run) -> AttemptRef {
+        AttemptRef {
+            run_id: run.id,
+            workflow: run.workflow.clone(),
+            version: run.version,
+            task_id: self.id,
+            name: self.name.clone(),
+            task_index: self.task_index,
+            attempt: self.attempt,
+        }
+    }
+}
+
+/// How an attempt gets its input document: inline (`ORK_INPUT`), a file
+/// (`ORK_INPUT_FILE`), a presigned URL (`ORK_INPUT_URL`); or why it cannot
+/// (the attempt fails for good).
+#[derive(Default)]
+struct Input {
+    inline: serde_json::Value,
+    file: Option<PathBuf>,
+    url: Option<String>,
+    /// A cloud worker's presigned PUT for a large output.
+    output_url: Option<String>,
+    refused: Option<String>,
+}
+
+/// The parents whose outputs are in a task's input document: all of them,
+/// but the one a `foreach` task iterates over (each instance gets its item,
+/// not the whole list again: that made a foreach over `n` items copy the
+/// list `n` times).
+fn input_parents<'a>(wf: &'a Workflow, name: &str) -> impl Iterator<Item = &'a str> {
+    let skip = wf
+        .spec
+        .tasks
+        .get(name)
+        .and_then(|t| t.foreach_source())
+        .map(|(parent, _)| parent);
+    wf.dag
+        .parents(name)
+        .iter()
+        .map(String::as_str)
+        .filter(move |p| skip != Some(*p))
 }
 
 /// A parent's output as it goes into an input document.

@@ -126,6 +126,22 @@ impl Engine {
             self.complete_in_transaction(completions, workflows, expansions)
         })
         .await?;
+        // The attempts are over: their input documents are not read again.
+        let ended: Vec<(&crate::model::AttemptRef, bool)> = completions
+            .iter()
+            .map(|c| {
+                let kind = workflows[&c.attempt.run_id]
+                    .spec
+                    .tasks
+                    .get(&c.attempt.name)
+                    .map(|t| t.executor);
+                (&c.attempt, kind.is_some_and(|k| !k.is_local()))
+            })
+            .collect();
+        self.config.payloads.forget_inputs(&ended).await;
+        for (run_id, _) in &done.finalized {
+            self.config.payloads.forget_run_inputs(*run_id).await;
+        }
         metrics::counter!("ork_tasks_completed_total").increment(done.applied as u64);
         for (run_id, status) in &done.finalized {
             tracing::info!(%run_id, %status, "run finished");

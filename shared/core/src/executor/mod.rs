@@ -33,6 +33,12 @@ pub struct DispatchRequest {
     /// The input document written to a file, when it is too large to be
     /// inline (or includes a parent's large output): `ORK_INPUT_FILE`.
     pub input_file: Option<PathBuf>,
+    /// The input document in the remote payload store, presigned for a GET
+    /// (cloud workers, when it is too large to be inline): `ORK_INPUT_URL`.
+    pub input_url: Option<String>,
+    /// Where a cloud worker PUTs a large output (a URL presigned for the
+    /// remote payload store), when there is one: `ORK_OUTPUT_URL`.
+    pub output_url: Option<String>,
     /// The item of a `foreach` instance, when small enough to be
     /// `ORK_ITEM` (it is in the input document in any case).
     pub item: Option<serde_json::Value>,
@@ -62,9 +68,13 @@ impl DispatchRequest {
             ("ORK_TASK_COUNT", self.task_count.to_string()),
             ("ORK_ATTEMPT", a.attempt.to_string()),
         ];
-        match &self.input_file {
-            Some(path) => env.push(("ORK_INPUT_FILE", path.display().to_string())),
-            None => env.push(("ORK_INPUT", self.input.to_string())),
+        match (&self.input_url, &self.input_file) {
+            (Some(url), _) => env.push(("ORK_INPUT_URL", url.clone())),
+            (None, Some(path)) => env.push(("ORK_INPUT_FILE", path.display().to_string())),
+            (None, None) => env.push(("ORK_INPUT", self.input.to_string())),
+        }
+        if let Some(url) = &self.output_url {
+            env.push(("ORK_OUTPUT_URL", url.clone()));
         }
         if let Some(item) = &self.item {
             env.push(("ORK_ITEM", item.to_string()));

@@ -395,6 +395,28 @@ impl ExecutorKind {
             ExecutorKind::Azure => "azure",
         }
     }
+
+    /// Whether its tasks run on this machine, where a file path is an
+    /// input (`ORK_INPUT_FILE`); the others get a presigned URL.
+    pub fn is_local(self) -> bool {
+        matches!(
+            self,
+            ExecutorKind::Process | ExecutorKind::Python | ExecutorKind::Noop | ExecutorKind::Mock
+        )
+    }
+
+    /// The largest input it takes inline, when lower than the configured
+    /// limit: ECS caps a RunTask's overrides (command and environment) at
+    /// 8 KiB in all, so a Fargate input over 2 KiB goes by reference (the
+    /// rest is for the contract's variables, among them a presigned
+    /// `ORK_OUTPUT_URL` of up to 2 KiB with a session token, the command
+    /// and the task's `env`).
+    pub fn inline_input_cap(self) -> Option<u64> {
+        match self {
+            ExecutorKind::Fargate => Some(2048),
+            _ => None,
+        }
+    }
 }
 
 impl std::str::FromStr for ExecutorKind {
