@@ -197,14 +197,20 @@ fn inputs_entries_are_validated_with_their_line() {
     );
 }
 
-/// Completes each attempt at once with `{"n": 1, "list": [..]}`, keeping the requests.
+/// Completes each attempt at once with `{"n": 1, "list": [..]}`, keeping the
+/// requests, each with its input document read at dispatch (an input file
+/// is deleted once its attempt has ended).
 #[derive(Default)]
 struct Recording(std::sync::Mutex<Vec<DispatchRequest>>);
 
 #[async_trait]
 impl Executor for Recording {
     async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
-        self.0.lock().unwrap().push(req.clone());
+        let mut seen = req.clone();
+        if let Some(path) = &req.input_file {
+            seen.input = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        }
+        self.0.lock().unwrap().push(seen);
         let pad = "p".repeat(if req.attempt.name == "big" {
             100_000
         } else {
@@ -213,13 +219,6 @@ impl Executor for Recording {
         Ok(Dispatch::Finished(Outcome::success(Some(
             json!({"n": 1, "pad": pad}),
         ))))
-    }
-}
-
-fn input_of(req: &DispatchRequest) -> Value {
-    match &req.input_file {
-        Some(path) => serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap(),
-        None => req.input.clone(),
     }
 }
 
@@ -276,7 +275,7 @@ async fn inputs_mapping_and_param_defaults_reach_the_input(db: TestDb) {
     assert_eq!(inline.input["params"]["region"], "eu");
     let by_file = req("by_file");
     assert!(by_file.input_file.is_some(), "a large input goes by file");
-    let doc = input_of(by_file);
+    let doc = &by_file.input;
     assert_eq!(doc["inputs"], json!({"count": "big.n"}));
     assert_eq!(doc["upstream"]["big"]["n"], 1);
     let (_, stored) = db.store.workflow_spec("mapped", None).await.unwrap();
