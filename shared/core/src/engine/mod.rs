@@ -16,6 +16,7 @@ mod cancel;
 mod complete;
 mod drive;
 mod report;
+mod retry;
 mod schedule;
 mod sweep;
 mod trigger;
