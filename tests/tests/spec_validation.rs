@@ -191,8 +191,18 @@ fn non_retryable_exit_codes() {
     );
     rejects(&spec("[256]"), 6, "has 256, which is not");
     rejects(&spec("[-1]"), 6, "has -1, which is not");
-    rejects(&spec("[3, 3]"), 6, r#"task "a": non_retryable_exit_codes has 3 twice"#);
-    let many = format!("[{}]", (1..=65).map(|c| c.to_string()).collect::<Vec<_>>().join(", "));
+    rejects(
+        &spec("[3, 3]"),
+        6,
+        r#"task "a": non_retryable_exit_codes has 3 twice"#,
+    );
+    let many = format!(
+        "[{}]",
+        (1..=65)
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     rejects(
         &spec(&many),
         6,
