@@ -34,6 +34,7 @@ pub use advance::Advanced;
 pub use complete::Completed;
 pub use drive::drive;
 pub use report::Reported;
+pub use retry::RETRY_REQUESTED;
 pub use sweep::{Expired, Swept};
 pub use trigger::{TriggerOptions, Triggered};
 pub use wake::NextDue;

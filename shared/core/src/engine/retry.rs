@@ -17,6 +17,11 @@ use crate::retry::retry;
 use crate::store::RetryTask;
 use crate::Error;
 
+/// How the events of a retry begin: each instance sent back to `pending`
+/// has it as its detail (`retry requested`, or with the task named), and
+/// the run's `running` event too, with the count.
+pub const RETRY_REQUESTED: &str = "retry requested";
+
 impl Engine {
     /// Reopens a `failed` or `cancelled` run and puts its failed,
     /// cancelled and skipped instances back to `pending`: all of them, or
@@ -42,8 +47,8 @@ impl Engine {
             }
         };
         let reason = match task {
-            None => "retry requested".to_owned(),
-            Some(t) => format!("retry of task {t} requested"),
+            None => RETRY_REQUESTED.to_owned(),
+            Some(t) => format!("{RETRY_REQUESTED} (task {t} and its descendants)"),
         };
         let (wf, selected, reason) = (&wf, &selected, reason.as_str());
         let reopened = retry(TRANSIENT_DB, Error::is_transient, || async move {
