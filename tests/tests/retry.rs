@@ -218,10 +218,17 @@ async fn sixteen_racing_retries_reopen_the_run_once(db: TestDb) {
     let run = start(&engine, DIAMOND).await;
     assert_eq!(advance_to_end(&engine, run).await, RunStatus::Failed);
 
+    // 16 handlers, each with its own engine and connection pool.
+    let mut engines = Vec::new();
+    for _ in 0..16 {
+        let store = ork_core::store::Store::connect(&db.url).await.unwrap();
+        engines.push(with_executor(store, exec.clone()));
+    }
     let barrier = Arc::new(tokio::sync::Barrier::new(16));
-    let racers: Vec<_> = (0..16)
-        .map(|_| {
-            let (engine, barrier) = (engine.clone(), barrier.clone());
+    let racers: Vec<_> = engines
+        .into_iter()
+        .map(|engine| {
+            let barrier = barrier.clone();
             tokio::spawn(async move {
                 barrier.wait().await;
                 engine.retry(run, None).await.unwrap()
