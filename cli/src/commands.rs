@@ -68,10 +68,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::ListWorkflows => list_workflows(&ctx).await,
         Command::Trigger {
             workflow,
+            like,
             params,
             idempotency_key,
             wait,
-        } => trigger(ctx, &workflow, &params, idempotency_key, wait).await,
+        } => trigger(ctx, workflow, like, &params, idempotency_key, wait).await,
         Command::Status {
             run_id,
             workflow,
@@ -84,7 +85,18 @@ pub async fn run(cli: Cli) -> Result<i32> {
             task,
             attempt,
         } => logs(&ctx, &config.log_dir(), run_id, &task, attempt).await,
-        Command::Cancel { run_id } => cancel(&ctx, run_id).await,
+        Command::Cancel {
+            run_id: Some(run_id),
+            ..
+        } => cancel(&ctx, run_id).await,
+        Command::Cancel { bulk, .. } => cancel_bulk(&ctx, &bulk).await,
+        Command::Retry {
+            run_id: Some(run_id),
+            task,
+            wait,
+            ..
+        } => retry(ctx, run_id, task.as_deref(), wait).await,
+        Command::Retry { bulk, .. } => retry_bulk(&ctx, &bulk).await,
         Command::Dbt {
             command: DbtCommand::Import(args),
         } => dbt_import(Some(&ctx), &args).await,
@@ -229,19 +241,31 @@ async fn list_workflows(ctx: &Ctx) -> Result<i32> {
 
 async fn trigger(
     mut ctx: Ctx,
-    workflow: &str,
+    workflow: Option<String>,
+    like: Option<Uuid>,
     params: &[String],
     idempotency_key: Option<String>,
     wait: bool,
 ) -> Result<i32> {
+    let mut params = parse_params(params)?;
+    let (workflow, trigger) = match like {
+        // A replay: the run's workflow and params, `--param`s on top.
+        Some(id) => {
+            let run = ctx.store.get_run(id).await?;
+            let mut merged = run.params;
+            if let (Some(m), Some(extra)) = (merged.as_object_mut(), params.as_object()) {
+                m.extend(extra.clone());
+            }
+            params = merged;
+            (run.workflow, "replay")
+        }
+        None => (workflow.context("a workflow name or --like RUN")?, "manual"),
+    };
     let options = TriggerOptions {
-        trigger: "manual".into(),
+        trigger: trigger.into(),
         idempotency_key,
     };
-    let t = ctx
-        .engine
-        .trigger(workflow, parse_params(params)?, options)
-        .await?;
+    let t = ctx.engine.trigger(&workflow, params, options).await?;
     if wait {
         return execute(&mut ctx, t.run.id).await;
     }
@@ -343,6 +367,124 @@ async fn cancel(ctx: &Ctx, run_id: Uuid) -> Result<i32> {
         let run = ctx.store.get_run(run_id).await?;
         println!("run {run_id} is already {}", run.status);
     }
+    Ok(0)
+}
+
+/// `ork retry RUN`: reopens the run; `--wait` drives it here, else an
+/// `ork serve` (or the cloud's sweep) dispatches it.
+async fn retry(mut ctx: Ctx, run_id: Uuid, task: Option<&str>, wait: bool) -> Result<i32> {
+    match ctx.engine.retry(run_id, task).await? {
+        Some(n) => {
+            if !ctx.json {
+                println!("run {run_id} reopened: {}", output::plural(n, "task"));
+            }
+            if wait {
+                return execute(&mut ctx, run_id).await;
+            }
+            let run = ctx.store.get_run(run_id).await?;
+            ctx.print(&run, |_| {});
+            Ok(0)
+        }
+        None => {
+            let run = ctx.store.get_run(run_id).await?;
+            bail!(
+                "run {run_id} is {}: only a failed or cancelled run can be retried",
+                run.status
+            )
+        }
+    }
+}
+
+/// Most runs one bulk `cancel` or `retry` goes through.
+const BULK_LIMIT: i64 = 10_000;
+
+/// The runs `--workflow`, `--status` and `--since` name, of the statuses
+/// the command acts on (`default` when no `--status`).
+async fn bulk_runs(
+    ctx: &Ctx,
+    bulk: &crate::Bulk,
+    allowed: &[RunStatus],
+    default: &[RunStatus],
+    verb: &str,
+) -> Result<Vec<ork_core::model::Run>> {
+    let workflow = bulk.workflow.as_deref().context("--workflow")?;
+    let statuses = match &bulk.status {
+        Some(s) => {
+            let s: RunStatus = s.parse().map_err(|e| anyhow!("--status: {e}"))?;
+            if !allowed.contains(&s) {
+                bail!("--status {s}: only {verb} runs that are {}", join(allowed));
+            }
+            vec![s]
+        }
+        None => default.to_vec(),
+    };
+    let since = match bulk.since {
+        // Further back than the epoch: every run.
+        Some(d) => chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::UNIX_EPOCH),
+        None => chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+    };
+    Ok(ctx
+        .store
+        .runs_for_bulk(workflow, &statuses, since, BULK_LIMIT)
+        .await?)
+}
+
+fn join(statuses: &[RunStatus]) -> String {
+    statuses
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// `ork cancel --workflow W`: cancels each open run of W, one transaction
+/// each (a run finishing meanwhile is left as it ended).
+async fn cancel_bulk(ctx: &Ctx, bulk: &crate::Bulk) -> Result<i32> {
+    let open = [RunStatus::Pending, RunStatus::Running];
+    let runs = bulk_runs(ctx, bulk, &open, &open, "cancel").await?;
+    let mut cancelled = Vec::new();
+    for run in &runs {
+        if ctx.engine.cancel(run.id).await? {
+            cancelled.push(run.id);
+        }
+    }
+    report_bulk(ctx, "cancelled", &cancelled, runs.len())
+}
+
+/// `ork retry --workflow W`: retries each failed (or `--status`) run of W.
+/// A run another caller reopened meanwhile is left to it.
+async fn retry_bulk(ctx: &Ctx, bulk: &crate::Bulk) -> Result<i32> {
+    let runs = bulk_runs(
+        ctx,
+        bulk,
+        &[RunStatus::Failed, RunStatus::Cancelled],
+        &[RunStatus::Failed],
+        "retry",
+    )
+    .await?;
+    let mut retried = Vec::new();
+    for run in &runs {
+        if ctx.engine.retry(run.id, None).await?.is_some() {
+            retried.push(run.id);
+        }
+    }
+    report_bulk(ctx, "retried", &retried, runs.len())
+}
+
+fn report_bulk(ctx: &Ctx, verb: &str, done: &[Uuid], matched: usize) -> Result<i32> {
+    let summary = serde_json::json!({ verb: done, "matched": matched });
+    ctx.print(&summary, |_| {
+        for id in done {
+            println!("{id}");
+        }
+        println!(
+            "{} {verb} (of {matched} matching)",
+            output::plural(done.len() as i64, "run")
+        );
+    });
     Ok(0)
 }
 

@@ -25,6 +25,20 @@ struct Cli {
     command: Command,
 }
 
+/// The runs a bulk `cancel` or `retry` works through.
+#[derive(clap::Args)]
+pub struct Bulk {
+    /// Every run of this workflow (in `--status`, created within `--since`).
+    #[arg(long, conflicts_with = "run_id")]
+    workflow: Option<String>,
+    /// The runs' status (cancel: `pending` and `running` by default; retry: `failed`).
+    #[arg(long, requires = "workflow", value_parser = ["pending", "running", "failed", "cancelled"])]
+    status: Option<String>,
+    /// Only runs created this recently (`1h`, `2d`).
+    #[arg(long, requires = "workflow", value_parser = humantime::parse_duration)]
+    since: Option<std::time::Duration>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create the database (or bring its schema up to date).
@@ -54,7 +68,12 @@ enum Command {
     ListWorkflows,
     /// Start a run of a workflow.
     Trigger {
-        workflow: String,
+        #[arg(required_unless_present = "like")]
+        workflow: Option<String>,
+        /// A new run of the workflow of RUN, with its params (`--param`
+        /// entries override them); its trigger is `replay`.
+        #[arg(long, value_name = "RUN", conflicts_with = "workflow")]
+        like: Option<Uuid>,
         /// A run parameter, `key=value` (the value is parsed as JSON when it can be).
         #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
         params: Vec<String>,
@@ -85,8 +104,29 @@ enum Command {
         #[arg(long)]
         attempt: Option<i64>,
     },
-    /// Cancel a run: its unfinished tasks are cancelled, running ones stopped.
-    Cancel { run_id: Uuid },
+    /// Cancel a run: its unfinished tasks are cancelled, running ones
+    /// stopped. `--workflow W` cancels each open run of W instead.
+    Cancel {
+        #[arg(required_unless_present = "workflow")]
+        run_id: Option<Uuid>,
+        #[command(flatten)]
+        bulk: Bulk,
+    },
+    /// Run a failed or cancelled run's failed, cancelled and skipped tasks
+    /// again, in place, with new attempts (successes and their outputs are
+    /// kept; `--task T`: T and its descendants only). `--workflow W`
+    /// retries each failed run of W instead.
+    Retry {
+        #[arg(required_unless_present = "workflow")]
+        run_id: Option<Uuid>,
+        #[arg(long, conflicts_with = "workflow")]
+        task: Option<String>,
+        #[command(flatten)]
+        bulk: Bulk,
+        /// Execute the run in this process and wait for its end.
+        #[arg(long, conflicts_with = "workflow")]
+        wait: bool,
+    },
     /// Serve the three handlers over HTTP (POST /trigger, /advance,
     /// /complete, /heartbeat), the web UI, and a ticker that sweeps.
     Serve {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use ork_core::engine::RETRY_REQUESTED;
 use ork_core::model::{AttemptRef, Event, Run, Task, TaskStatus};
 use ork_core::store::{reads::WorkflowSummary, Store};
 use ork_executors::ProcessExecutor;
@@ -234,7 +235,7 @@ impl Progress {
                         };
                         if let Some(line) = progress_line(e, &task.label()) {
                             println!("{line}");
-                            if matches!(e.status.as_str(), "failed" | "pending") {
+                            if matches!(e.status.as_str(), "failed" | "pending") && !is_retry(e) {
                                 let attempt = e.attempt.unwrap_or(task.attempt);
                                 for line in log_tail(&log_dir, &run, task, attempt) {
                                     println!("{line}");
@@ -260,6 +261,13 @@ impl Progress {
     }
 }
 
+/// An instance sent back by `ork retry` (not a failed attempt).
+fn is_retry(e: &Event) -> bool {
+    e.detail
+        .as_deref()
+        .is_some_and(|d| d.starts_with(RETRY_REQUESTED))
+}
+
 fn progress_line(e: &Event, task: &str) -> Option<String> {
     let attempt = e.attempt.unwrap_or(0);
     let detail = e
@@ -271,6 +279,7 @@ fn progress_line(e: &Event, task: &str) -> Option<String> {
         "running" => ("▸", format!("started (attempt {attempt})")),
         "success" => ("✓", "succeeded".to_owned()),
         "failed" => ("✗", format!("failed{detail}")),
+        "pending" if is_retry(e) => ("↻", format!("to run again{detail}")),
         "pending" => ("↻", format!("attempt {attempt} failed{detail}; will retry")),
         "skipped" => ("-", format!("skipped{detail}")),
         "cancelled" => ("■", "cancelled".to_owned()),

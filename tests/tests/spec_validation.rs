@@ -178,6 +178,40 @@ fn too_many_retries() {
 }
 
 #[test]
+fn non_retryable_exit_codes() {
+    let spec = |codes: &str| {
+        format!("name: x\ntasks:\n  a:\n    executor: noop\n    retries: 2\n    non_retryable_exit_codes: {codes}\n")
+    };
+    let ok = ork_core::spec::parse_str(&spec("[2, 255]"), None).unwrap();
+    assert_eq!(ok.tasks["a"].non_retryable_exit_codes, [2, 255]);
+    rejects(
+        &spec("[0]"),
+        6,
+        r#"task "a": non_retryable_exit_codes has 0, which is not the exit code of a failure (1 to 255)"#,
+    );
+    rejects(&spec("[256]"), 6, "has 256, which is not");
+    rejects(&spec("[-1]"), 6, "has -1, which is not");
+    rejects(
+        &spec("[3, 3]"),
+        6,
+        r#"task "a": non_retryable_exit_codes has 3 twice"#,
+    );
+    let many = format!(
+        "[{}]",
+        (1..=65)
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    rejects(
+        &spec(&many),
+        6,
+        r#"task "a": non_retryable_exit_codes has 65 entries, the maximum is 64"#,
+    );
+    rejects(&spec("two"), 6, "non_retryable_exit_codes");
+}
+
+#[test]
 fn zero_timeout() {
     rejects(
         "name: x\ntasks:\n  a:\n    executor: noop\n    timeout: 0\n",

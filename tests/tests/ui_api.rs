@@ -1,7 +1,7 @@
 //! The web UI's read API, login cookie and actions over real HTTP, on both
 //! backends: run filters and pages, the run summary (one node per task
 //! name with counts per status, laid out by layers), task pages, attempts,
-//! logs, events, the SSE stream, cancel, workflows, and the session cookie.
+//! logs, events, the SSE stream, cancel, retry, workflows, and the session cookie.
 
 use ork_tests::app::TestApp;
 use ork_tests::db::*;
@@ -329,7 +329,81 @@ async fn the_session_cookie_stands_for_the_key(db: TestDb) {
     }
 }
 
+async fn retry_reopens_a_run_over_http(db: TestDb) {
+    let app = app(&db, Some("k3y")).await;
+    let done = finished_fan(&app).await;
+    let (_, stuck) = app.post("/trigger", &json!({"workflow": "stuck"})).await;
+    let stuck = stuck["run_id"].as_str().unwrap().to_owned();
+    let retry = format!("/api/runs/{stuck}/retry");
+    // Still running: nothing to retry.
+    let (status, body) = app.post(&retry, &json!({})).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("only a failed or cancelled run"));
+    let (status, _) = app
+        .post(&format!("/api/runs/{stuck}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+
+    let anon = reqwest::Client::new();
+    let r = anon
+        .post(format!("{}{retry}", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let (status, body) = app.post(&retry, &json!({"tasks": "wait"})).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = app.post(&retry, &json!({"task": "nope"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains(r#"no task "nope""#),
+        "{body}"
+    );
+
+    let (status, body) = app.post(&retry, &json!({"task": "wait"})).await;
+    assert_eq!(
+        (status, &body["retried"], &body["tasks"]),
+        (200, &json!(true), &json!(1)),
+        "{body}"
+    );
+    // The handler asked for the run's advance: a new attempt is dispatched.
+    let mut attempt = Value::Null;
+    for _ in 0..100 {
+        let (_, page) = get(&app, &format!("/api/runs/{stuck}/tasks")).await;
+        attempt = page["tasks"][0].clone();
+        if attempt["attempt"] == 2 && attempt["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        (&attempt["attempt"], &attempt["status"]),
+        (&json!(2), &json!("running")),
+        "{attempt}"
+    );
+    let (status, _) = app.post(&retry, &json!({})).await;
+    assert_eq!(status, 409, "reopened once");
+    let (status, _) = app
+        .post(&format!("/api/runs/{done}/retry"), &json!({}))
+        .await;
+    assert_eq!(status, 409, "a successful run has nothing to retry");
+    let (status, _) = app
+        .post(
+            &format!("/api/runs/{}/retry", uuid::Uuid::now_v7()),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
 on_both_backends!(
+    retry_reopens_a_run_over_http,
     summary_groups_instances_and_pages_them,
     runs_filter_and_paginate_and_cancel,
     workflows_show_versions_source_graph_and_schedule,

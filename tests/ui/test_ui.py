@@ -251,7 +251,15 @@ def test_a_failed_tasks_log(server, browser):
     assert len(attempts) == 2 and "retried" in attempts[0].text and "failed" in attempts[1].text
     screenshot(browser, "run-failed.png")
     retry = browser.find_element(By.ID, "retry-btn")
-    assert not retry.is_enabled() and retry.get_attribute("title")
+    assert retry.is_enabled() and retry.get_attribute("title")
+    retry.click()
+    # The run reopens (a run event says why) and load fails again.
+    reopened = lambda _: any(
+        e["status"] == "running" and "retry requested" in (e["detail"] or "")
+        for e in server.call("GET", f"/api/runs/{run}/events")["events"]
+    )
+    wait(browser).until(reopened)
+    server.wait_run(run, {"failed"})
 
 
 def test_cancel_a_running_run(server, browser):

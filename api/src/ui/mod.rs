@@ -13,6 +13,8 @@
 //! - `GET /api/runs/{id}/events?after=&limit=`: the run's event history;
 //! - `GET /api/runs/{id}/stream`: server-sent events while the run changes;
 //! - `POST /api/runs/{id}/cancel`: [`ork_core::engine::Engine::cancel`];
+//! - `POST /api/runs/{id}/retry` (`{"task": …}` optional):
+//!   [`ork_core::engine::Engine::retry`], then an advance of the run;
 //! - `GET /api/workflows`, `GET /api/workflows/{name}?version=`;
 //! - `GET /api/session`, `POST /login`, `POST /logout`.
 
@@ -64,6 +66,7 @@ pub fn routes() -> Router<Arc<Handlers>> {
         .route("/api/runs/{id}/events", get(events))
         .route("/api/runs/{id}/stream", get(stream))
         .route("/api/runs/{id}/cancel", post(cancel))
+        .route("/api/runs/{id}/retry", post(retry))
         .route("/api/workflows", get(workflows))
         .route("/api/workflows/{name}", get(workflow))
 }
@@ -755,6 +758,60 @@ async fn cancel(State(h): State<Arc<Handlers>>, id: IdPath, headers: HeaderMap) 
     }
     match h.engine.cancel(id).await {
         Ok(cancelled) => Json(json!({ "run_id": id, "cancelled": cancelled })).into_response(),
+        Err(e) => engine_error(e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RetryRequest {
+    /// Only this task and its descendants.
+    task: Option<String>,
+}
+
+/// `POST /api/runs/{id}/retry`: reopens a failed or cancelled run
+/// (`{"retried": true, "tasks": n}`) and asks for its advance; 409 when
+/// the run is not failed or cancelled (a racing retry reopened it first).
+async fn retry(
+    State(h): State<Arc<Handlers>>,
+    id: IdPath,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(Path(id)) = id else { return bad_id() };
+    if let Err(reply) = check(&h, &headers) {
+        return reply.into_response();
+    }
+    let req = if body.iter().all(u8::is_ascii_whitespace) {
+        RetryRequest::default()
+    } else {
+        match serde_json::from_slice::<RetryRequest>(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return Reply::error(
+                    400,
+                    format!("expected {{\"task\": \"<name>\"}} or no body: {e}"),
+                )
+                .into_response()
+            }
+        }
+    };
+    match h.engine.retry(id, req.task.as_deref()).await {
+        Ok(Some(n)) => {
+            h.advancer.advance(&h.engine, id).await;
+            Json(json!({ "run_id": id, "retried": true, "tasks": n })).into_response()
+        }
+        Ok(None) => match h.engine.store().get_run(id).await {
+            Ok(run) => Reply::error(
+                409,
+                format!(
+                    "run {id} is {}: only a failed or cancelled run can be retried",
+                    run.status
+                ),
+            )
+            .into_response(),
+            Err(e) => engine_error(e),
+        },
         Err(e) => engine_error(e),
     }
 }

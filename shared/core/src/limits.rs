@@ -23,6 +23,9 @@ pub const DEFAULT_MAX_INSTANCES: u32 = 100_000;
 /// Most items one `foreach` fans out over (`EngineConfig::max_foreach_items`,
 /// `ORK_MAX_FOREACH_ITEMS`).
 pub const DEFAULT_MAX_FOREACH_ITEMS: usize = 100_000;
+/// Most `non_retryable_exit_codes` of one task (there are 255 exit codes
+/// that can fail; a longer list is a mistake).
+pub const MAX_NON_RETRYABLE_EXIT_CODES: usize = 64;
 /// Longest idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 /// Largest run params, serialized as JSON.

@@ -217,12 +217,21 @@ async function runPage(id) {
       <div class="muted">trigger ${esc(run.trigger)} · started ${time(run.created_at)} · ${duration(run.created_at, run.finished_at)} · ${progress(run)}
       ${run.error ? ` · <span style="color:var(--failed)">${esc(run.error)}</span>` : ""}</div>
       <div class="actions"><button class="danger" id="cancel-btn" ${final ? "disabled" : ""}>Cancel run</button>
-      <button class="secondary" id="retry-btn" disabled title="Retrying failed tasks comes with its own endpoint (not yet available)">Retry failed tasks</button>
+      <button class="secondary" id="retry-btn" ${["failed", "cancelled"].includes(run.status) ? "" : "disabled"} title="Run the failed, cancelled and skipped tasks again; successes are kept">Retry failed tasks</button>
       <a href="#/workflows/${encodeURIComponent(run.workflow)}">workflow</a></div>`;
     $("#cancel-btn").onclick = async () => {
       if (!confirm("Cancel this run?")) return;
       try { await api(`/api/runs/${id}/cancel`, { method: "POST" }); toast("run cancelled"); await render(); }
       catch (e) { toast(e.message); }
+    };
+    $("#retry-btn").onclick = async () => {
+      try {
+        const r = await api(`/api/runs/${id}/retry`, { method: "POST" });
+        toast(`run reopened: ${r.tasks} task(s) to run again`);
+        // The page follows a live run from its start: open it again.
+        if (live) live.stop();
+        await runPage(id);
+      } catch (e) { toast(e.message); }
     };
     $("#dag-box").innerHTML = dagSvg(summary, true);
     for (const g of document.querySelectorAll("#dag .node")) {

@@ -229,9 +229,14 @@ impl Engine {
             .filter_map(|c| {
                 let a = &c.attempt;
                 let task = workflows[&a.run_id].spec.tasks.get(&a.name)?;
+                // Whether retries are left is the row's `max_attempts`
+                // (see `FINISH_ATTEMPTS_HEAD`): an `ork retry` grants more.
                 let retry = !c.outcome.success
                     && !c.outcome.permanent
-                    && a.attempt <= i64::from(task.retries.count);
+                    && !c
+                        .outcome
+                        .exit_code
+                        .is_some_and(|code| task.non_retryable_exit_codes.contains(&code));
                 let (status, not_before) = match (c.outcome.success, retry) {
                     (true, _) => (TaskStatus::Success, None),
                     (false, true) => {

@@ -172,6 +172,10 @@ pub struct TaskSpec {
     pub timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "RetryPolicy::is_none")]
     pub retries: RetryPolicy,
+    /// Exit codes that mean retrying cannot help (bad input, a usage
+    /// error): an attempt ending with one fails at once, retries left or not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub non_retryable_exit_codes: Vec<i64>,
     /// Static fan-out: the task runs as this many indexed instances, each
     /// told its `ORK_TASK_INDEX` and `ORK_TASK_COUNT`.
     #[serde(default = "one", skip_serializing_if = "is_one")]
@@ -324,6 +328,7 @@ impl Default for TaskSpec {
             depends_on: Vec::new(),
             timeout: None,
             retries: RetryPolicy::default(),
+            non_retryable_exit_codes: Vec::new(),
             task_count: 1,
             foreach: None,
             cloudrun: None,

@@ -9,11 +9,37 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
 use super::{ExecutorKind, SpecError, TaskSpec, WorkflowSpec};
 use crate::dag::Dag;
-use crate::limits::{self, DEFAULT_MAX_INSTANCES, MAX_BACKOFF, MAX_TIMEOUT};
+use crate::limits::{
+    self, DEFAULT_MAX_INSTANCES, MAX_BACKOFF, MAX_NON_RETRYABLE_EXIT_CODES, MAX_TIMEOUT,
+};
 
 /// Upper bound on `retries.count`: more is almost surely a typo, and each
 /// retry is a row in the store.
 const MAX_RETRIES: u32 = 100;
+
+/// `non_retryable_exit_codes`: exit codes of a failure (1 to 255), each
+/// once, at most [`MAX_NON_RETRYABLE_EXIT_CODES`].
+fn check_exit_codes(name: &str, codes: &[i64]) -> Result<(), String> {
+    if codes.len() > MAX_NON_RETRYABLE_EXIT_CODES {
+        return Err(format!(
+            "task {name:?}: non_retryable_exit_codes has {} entries, the maximum is {MAX_NON_RETRYABLE_EXIT_CODES}",
+            codes.len()
+        ));
+    }
+    for (i, code) in codes.iter().enumerate() {
+        if !(1..=255).contains(code) {
+            return Err(format!(
+                "task {name:?}: non_retryable_exit_codes has {code}, which is not the exit code of a failure (1 to 255)"
+            ));
+        }
+        if codes[..i].contains(code) {
+            return Err(format!(
+                "task {name:?}: non_retryable_exit_codes has {code} twice"
+            ));
+        }
+    }
+    Ok(())
+}
 
 pub(super) fn validate(spec: &WorkflowSpec, src: &str) -> Result<(), SpecError> {
     let at = |task: &str, within: &[&str], msg: String| {
@@ -114,6 +140,9 @@ pub(super) fn validate(spec: &WorkflowSpec, src: &str) -> Result<(), SpecError> 
                 task.retries.count
             );
             return at(name, &["retries"], msg);
+        }
+        if let Err(msg) = check_exit_codes(name, &task.non_retryable_exit_codes) {
+            return at(name, &["non_retryable_exit_codes"], msg);
         }
         if task.timeout == Some(std::time::Duration::ZERO) {
             return at(

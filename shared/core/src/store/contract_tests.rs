@@ -516,6 +516,104 @@ async fn cancel_run_closes_unfinished_tasks_once(db: TestDb) {
     assert_eq!(events(&db.store, run.id).await, ev);
 }
 
+async fn finish_attempts_fails_a_retry_past_max_attempts(db: TestDb) {
+    let run = run_of(&db.store).await;
+    let a = claim_all(&db.store, run.id).await[0].id;
+    let finish = |attempt| {
+        let store = db.store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            let done = tx
+                .finish_attempts(&[result(a, attempt, TaskStatus::Pending)], now())
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            done
+        }
+    };
+    // Attempt 1 of 2: the retry applies.
+    assert_eq!(finish(1).await[0].status, TaskStatus::Pending);
+    claim_all(&db.store, run.id).await;
+    // Attempt 2 of 2: a retry asked past `max_attempts` fails.
+    assert_eq!(finish(2).await[0].status, TaskStatus::Failed);
+    let t = db.store.get_task(a).await.unwrap().unwrap();
+    assert_eq!((t.status, t.attempt), (TaskStatus::Failed, 2));
+    assert!(t.finished_at.is_some());
+    let ev = events(&db.store, run.id).await;
+    assert_eq!(ev.last().unwrap(), &(Some(a), Some(2), "failed".to_owned()));
+}
+
+async fn reopen_run_and_retry_tasks_put_unsuccessful_instances_back_once(db: TestDb) {
+    let run = run_of(&db.store).await;
+    let claimed = claim_all(&db.store, run.id).await;
+    let mut tx = db.store.begin().await.unwrap();
+    assert!(
+        !tx.reopen_run(run.id).await.unwrap(),
+        "an open run is not reopened"
+    );
+    drop(tx);
+    let mut tx = db.store.begin().await.unwrap();
+    tx.cancel_run(run.id, now()).await.unwrap().unwrap();
+    tx.commit().await.unwrap();
+    let before = events(&db.store, run.id).await.len();
+
+    let retry = |name: &str, deps| super::RetryTask {
+        name: name.into(),
+        attempts: 2,
+        deps,
+    };
+    let mut tx = db.store.begin().await.unwrap();
+    assert!(tx.reopen_run(run.id).await.unwrap());
+    let mut counts = tx.task_status_counts(run.id).await.unwrap();
+    counts.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        counts,
+        [
+            ("a".to_owned(), TaskStatus::Cancelled, 2),
+            ("b".to_owned(), TaskStatus::Cancelled, 1)
+        ]
+    );
+    let n = tx
+        .retry_tasks(
+            run.id,
+            &[retry("a", 0), retry("b", 2)],
+            "retry requested",
+            now(),
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(n, 3);
+    // A second reopening finds the run running: nothing changes.
+    let mut tx = db.store.begin().await.unwrap();
+    assert!(!tx.reopen_run(run.id).await.unwrap());
+    drop(tx);
+
+    let r = db.store.get_run(run.id).await.unwrap();
+    assert_eq!(
+        (r.status, r.tasks_open, r.tasks_failed, r.finished_at),
+        (RunStatus::Running, 3, 0, None)
+    );
+    for t in tasks(&db.store, run.id).await {
+        assert_eq!((t.status, t.finished_at), (TaskStatus::Pending, None));
+        assert_eq!(t.max_attempts, t.attempt + 2, "{}", t.name);
+        // a is ready at once; b waits for both a's again.
+        let ready = t.name == "a";
+        assert_eq!(
+            (t.deps_remaining == 0, t.ready_at.is_some()),
+            (ready, ready)
+        );
+    }
+    let ev = events(&db.store, run.id).await;
+    assert_eq!(ev.len(), before + 3 + 1, "three tasks and the run");
+    assert_eq!(ev.last().unwrap(), &(None, None, "running".to_owned()));
+    // The a's are claimed again, on a new attempt.
+    let again = claim_all(&db.store, run.id).await;
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|c| c.attempt == 2));
+    assert!(claimed.iter().all(|c| c.attempt == 1));
+}
+
 /// A transaction dropped without commit leaves nothing behind.
 async fn a_dropped_transaction_rolls_back(db: TestDb) {
     let run = run_of(&db.store).await;
@@ -548,5 +646,7 @@ crate::on_both_backends!(
     requeue_expired_claims_puts_back_only_expired_leases,
     record_schedule_slot_never_moves_back,
     cancel_run_closes_unfinished_tasks_once,
+    finish_attempts_fails_a_retry_past_max_attempts,
+    reopen_run_and_retry_tasks_put_unsuccessful_instances_back_once,
     a_dropped_transaction_rolls_back,
 );

@@ -31,7 +31,7 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
 
 use sql::Conn;
 pub use sql::Dialect;
-pub(crate) use writes::{AttemptResult, ClaimedTask, NewTask, Started};
+pub(crate) use writes::{AttemptResult, ClaimedTask, NewTask, RetryTask, Started};
 
 use crate::Error;
 

@@ -7,7 +7,7 @@ use super::statements::*;
 use super::Store;
 use chrono::{DateTime, Utc};
 
-use crate::model::{Event, InFlight, Run, Task};
+use crate::model::{Event, InFlight, Run, RunStatus, Task};
 use crate::Error;
 
 /// A workflow's latest version, as listed by `ork list-workflows`.
@@ -288,6 +288,26 @@ impl Store {
             .bind(filter.trigger.clone())
             .bind(limit)
             .bind(offset);
+        self.read_readable(sql).await
+    }
+
+    /// Runs of `workflow` created at or after `since` in one of
+    /// `statuses`, oldest first, at most `limit`: what a bulk cancel or
+    /// retry works through.
+    pub async fn runs_for_bulk(
+        &self,
+        workflow: &str,
+        statuses: &[RunStatus],
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Run>, Error> {
+        if statuses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::new(RUNS_FOR_BULK_HEAD).bind(workflow).bind(since);
+        sql.push_list(statuses.iter().map(|s| s.as_str()));
+        sql.push(RUNS_FOR_BULK_TAIL);
+        sql.push_arg(limit);
         self.read_readable(sql).await
     }
 

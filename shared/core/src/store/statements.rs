@@ -76,6 +76,47 @@ pub(super) const CANCEL_TASKS_OF_RUN: &str =
      WHERE run_id = $1 AND status IN ('pending', 'dispatched', 'running') \
      RETURNING id, run_id, attempt, status";
 
+// ---- retry (`Tx::reopen_run`, `Tx::retry_tasks`) ----
+/// The conditional update that reopens a finished run once: racing
+/// retries wait on its row lock, and the later ones find it running.
+pub(super) const REOPEN_RUN: &str =
+    "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL \
+     WHERE id = $1 AND status IN ('failed', 'cancelled') RETURNING status";
+/// A run's instances counted per task name and status.
+pub(super) const TASK_STATUS_COUNTS: &str =
+    "SELECT name, status, COUNT(*) AS n FROM tasks WHERE run_id = $1 GROUP BY name, status";
+/// `$1` is the run; followed by one `(name, parent instances not yet
+/// succeeded)` tuple per task name, then [`SET_GROUP_DEPS_TAIL`].
+pub(super) const SET_GROUP_DEPS_HEAD: &str =
+    "UPDATE task_groups SET deps_remaining = v.column2 FROM (VALUES ";
+pub(super) const SET_GROUP_DEPS_TAIL: &str =
+    ") AS v WHERE task_groups.run_id = $1 AND task_groups.name = v.column1";
+/// `$1` is the run, `$2` the time; followed by one `(name, attempts
+/// granted, deps remaining)` tuple per task name, then
+/// [`RETRY_TASKS_TAIL`]. The unsuccessful instances go back to `pending`
+/// with new attempts (the attempt number goes on; the last outcome stays
+/// visible until the next claim).
+pub(super) const RETRY_TASKS_HEAD: &str =
+    "UPDATE tasks SET status = 'pending', max_attempts = tasks.attempt + v.column2, \
+     deps_remaining = v.column3, ready_at = CASE WHEN v.column3 = 0 THEN $2 ELSE NULL END, \
+     not_before = NULL, lease_expires_at = NULL, deadline_at = NULL, finished_at = NULL \
+     FROM (VALUES ";
+pub(super) const RETRY_TASKS_TAIL: &str =
+    ") AS v WHERE tasks.run_id = $1 AND tasks.name = v.column1 \
+     AND tasks.status IN ('failed', 'cancelled', 'skipped') \
+     RETURNING tasks.id, tasks.run_id, tasks.attempt, tasks.status";
+/// The run's counters from its rows, after a retry reopened some.
+pub(super) const RECOUNT_RUN: &str = "UPDATE runs SET \
+     tasks_open = (SELECT COUNT(*) FROM tasks WHERE run_id = $1 \
+       AND status IN ('pending', 'dispatched', 'running')), \
+     tasks_failed = (SELECT COUNT(*) FROM tasks WHERE run_id = $1 AND status = 'failed') \
+     WHERE id = $1";
+/// Runs of a workflow created since `$2`, oldest first, followed by their
+/// statuses, then [`RUNS_FOR_BULK_TAIL`] (the limit): what a bulk cancel
+/// or retry works through.
+pub(super) const RUNS_FOR_BULK_HEAD: &str =
+    "SELECT * FROM runs WHERE workflow = $1 AND created_at >= $2 AND status IN (";
+pub(super) const RUNS_FOR_BULK_TAIL: &str = ") ORDER BY created_at LIMIT ";
 // ---- attempts (`Tx::claim`, `mark_started`, `finish_attempts`, `heartbeat`, `requeue_expired_claims`) ----
 
 /// Followed by [`super::Dialect::skip_locked`], then [`CLAIM_TAIL`].
@@ -112,10 +153,14 @@ pub(super) const MARK_STARTED_TAIL: &str =
 /// error, output, not before)` tuple per result, then
 /// [`FINISH_ATTEMPTS_TAIL`]. A retry goes back to pending: it is not
 /// finished, its outcome stays visible until the next attempt is claimed.
+/// The row's `max_attempts` decides whether a retry is left (an `ork
+/// retry` grants a task new attempts there): a retry asked past it fails.
 pub(super) const FINISH_ATTEMPTS_HEAD: &str =
-    "UPDATE tasks SET status = v.column3, exit_code = v.column4, error = v.column5, \
+    "UPDATE tasks SET status = CASE WHEN v.column3 = 'pending' AND tasks.attempt >= tasks.max_attempts \
+       THEN 'failed' ELSE v.column3 END, exit_code = v.column4, error = v.column5, \
      output = v.column6, not_before = v.column7, output_ref = v.column8, lease_expires_at = NULL, deadline_at = NULL, \
-     finished_at = CASE WHEN v.column3 = 'pending' THEN NULL ELSE $1 END FROM (VALUES ";
+     finished_at = CASE WHEN v.column3 = 'pending' AND tasks.attempt < tasks.max_attempts \
+       THEN NULL ELSE $1 END FROM (VALUES ";
 
 pub(super) const FINISH_ATTEMPTS_TAIL: &str =
     ") AS v WHERE tasks.id = v.column1 AND tasks.attempt = v.column2 \

@@ -682,6 +682,99 @@ impl Tx {
     }
 }
 
+/// A task name an `ork retry` reopens: its unsuccessful instances go back
+/// to `pending`, granted `attempts` new attempts, and wait for `deps`
+/// parent instances (its group's count, set from the rows).
+#[derive(Debug, Clone)]
+pub(crate) struct RetryTask {
+    pub name: String,
+    pub attempts: i64,
+    pub deps: i64,
+}
+
+impl Tx {
+    /// Reopens a `failed` or `cancelled` run (`running` again, not
+    /// finished). The conditional update of the run row makes racing
+    /// retries reopen it once: returns whether this call did.
+    pub(crate) async fn reopen_run(&mut self, run_id: Uuid) -> Result<bool, Error> {
+        let row: Option<StatusRow> = self
+            .conn()
+            .fetch_optional(Sql::new(REOPEN_RUN).bind(run_id))
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// A run's instances counted per `(task name, status)`.
+    pub(crate) async fn task_status_counts(
+        &mut self,
+        run_id: Uuid,
+    ) -> Result<Vec<(String, TaskStatus, i64)>, Error> {
+        #[derive(sqlx::FromRow)]
+        struct Counted {
+            name: String,
+            #[sqlx(try_from = "String")]
+            status: TaskStatus,
+            n: i64,
+        }
+        let rows: Vec<Counted> = self
+            .conn()
+            .fetch_all(Sql::new(TASK_STATUS_COUNTS).bind(run_id))
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.name, r.status, r.n)).collect())
+    }
+
+    /// After [`Tx::reopen_run`]: sets the groups' counts of `tasks`, puts
+    /// their failed, cancelled and skipped instances back to `pending`
+    /// (each with a `pending` event saying why, and the run a `running`
+    /// one), and recounts the run's open and failed instances. Returns how
+    /// many instances it reopened.
+    pub(crate) async fn retry_tasks(
+        &mut self,
+        run_id: Uuid,
+        tasks: &[RetryTask],
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64, Error> {
+        let mut c = self.conn();
+        let mut reopened = 0;
+        let mut tasks = tasks.to_vec();
+        tasks.sort_by(|a, b| a.name.cmp(&b.name));
+        for chunk in tasks.chunks(CHUNK) {
+            let mut sql = Sql::new(SET_GROUP_DEPS_HEAD).bind(run_id);
+            sql.push_values(chunk, |s, t| vec![s.arg(t.name.as_str()), s.arg(t.deps)]);
+            sql.push(SET_GROUP_DEPS_TAIL);
+            c.execute(sql).await?;
+            let mut sql = Sql::new(RETRY_TASKS_HEAD).bind(run_id).bind(now);
+            sql.push_values(chunk, |s, t| {
+                vec![s.arg(t.name.as_str()), s.arg(t.attempts), s.arg(t.deps)]
+            });
+            sql.push(RETRY_TASKS_TAIL);
+            let rows: Vec<TaskEventRow> = c.fetch_all(sql).await?;
+            let mut events = task_events(&rows);
+            for e in &mut events {
+                e.detail = Some(reason.to_owned());
+            }
+            insert_events(&mut c, now, events).await?;
+            reopened += rows.len() as i64;
+        }
+        c.execute(Sql::new(RECOUNT_RUN).bind(run_id)).await?;
+        let detail = format!("{reason}: {reopened} task instance(s) to run again");
+        insert_events(
+            &mut c,
+            now,
+            vec![NewEvent {
+                run_id,
+                task_id: None,
+                attempt: None,
+                status: RunStatus::Running.as_str(),
+                detail: Some(detail),
+            }],
+        )
+        .await?;
+        Ok(reopened)
+    }
+}
+
 fn task_events(rows: &[TaskEventRow]) -> Vec<NewEvent<'_>> {
     rows.iter()
         .map(|r| NewEvent {
