@@ -8,13 +8,15 @@
 //! (`advance.rs`), [`complete`](Engine::complete) (`complete.rs`, which also
 //! documents the completion path), [`cancel`](Engine::cancel) (`cancel.rs`),
 //! worker reports (`report.rs`), the sweeper (`sweep.rs`), cron firing
-//! (`schedule.rs`) and `ork run`'s loop (`drive.rs`). This file has the
+//! (`schedule.rs`), pause, version deletion and backfills (`operations.rs`),
+//! what runs cost (`cost.rs`) and `ork run`'s loop (`drive.rs`). This file has the
 //! engine itself, its configuration and its cache of workflow versions.
 
 mod advance;
 mod cancel;
 mod complete;
 mod drive;
+mod operations;
 mod report;
 mod schedule;
 mod sweep;
@@ -32,6 +34,7 @@ use sha2::{Digest, Sha256};
 pub use advance::Advanced;
 pub use complete::Completed;
 pub use drive::drive;
+pub use operations::{Backfill, BackfillProgress, BackfillRequest};
 pub use report::Reported;
 pub use sweep::{Expired, Swept};
 pub use trigger::{TriggerOptions, Triggered};

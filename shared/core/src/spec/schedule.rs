@@ -38,6 +38,24 @@ impl Schedule {
             .map(|t| t.with_timezone(&Utc))
     }
 
+    /// The slots in `[from, until)`, at most `max` of them (`from` may be
+    /// a slot itself).
+    pub fn between(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        max: usize,
+    ) -> Vec<DateTime<Utc>> {
+        let start = from - chrono::Duration::seconds(1);
+        self.cron
+            .iter_after(start.with_timezone(&self.tz))
+            .map(|t| t.with_timezone(&Utc))
+            .skip_while(|t| *t < from)
+            .take_while(|t| *t < until)
+            .take(max)
+            .collect()
+    }
+
     /// The slots after `after` and up to `now` that should fire: all of
     /// them (at most 100) when catching up, else only the latest.
     pub fn due(&self, after: DateTime<Utc>, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
@@ -89,6 +107,25 @@ mod tests {
                 at("2026-11-22T05:00:00Z"),
                 at("2026-11-23T05:00:00Z")
             ]
+        );
+    }
+
+    #[test]
+    fn between_is_half_open_and_bounded() {
+        let s = Schedule::parse("0 6 * * *", None, false).unwrap();
+        let slots = s.between(at("2026-11-01T06:00:00Z"), at("2026-11-04T06:00:00Z"), 10);
+        assert_eq!(
+            slots,
+            vec![
+                at("2026-11-01T06:00:00Z"),
+                at("2026-11-02T06:00:00Z"),
+                at("2026-11-03T06:00:00Z")
+            ]
+        );
+        assert_eq!(
+            s.between(at("2026-11-01T00:00:00Z"), at("2027-11-01T00:00:00Z"), 5)
+                .len(),
+            5
         );
     }
 
