@@ -11,6 +11,7 @@ pub mod http;
 pub mod lambda;
 pub mod metrics;
 pub mod oidc;
+pub mod operations;
 pub mod sweeper;
 pub mod ui;
 pub mod waker;

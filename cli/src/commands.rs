@@ -394,6 +394,7 @@ fn local_engine(
         heartbeat_timeout: config.heartbeat_timeout,
         payloads: config.payloads(),
         max_foreach_items: config.max_foreach_items,
+        prices: config.prices(),
         ..EngineConfig::default()
     };
     Engine::new(store, executors, engine_config)

@@ -8,8 +8,7 @@
 //! (`advance.rs`), [`complete`](Engine::complete) (`complete.rs`, which also
 //! documents the completion path), [`cancel`](Engine::cancel) (`cancel.rs`),
 //! worker reports (`report.rs`), the sweeper (`sweep.rs`), cron firing
-//! (`schedule.rs`), pause, version deletion and backfills (`operations.rs`),
-//! what runs cost (`cost.rs`) and `ork run`'s loop (`drive.rs`). This file has the
+//! (`schedule.rs`), pause, version deletion and backfills (`operations.rs`) and `ork run`'s loop (`drive.rs`). This file has the
 //! engine itself, its configuration and its cache of workflow versions.
 
 mod advance;
@@ -78,6 +77,8 @@ pub struct EngineConfig {
     /// Claim only tasks of these executor kinds (`ork serve --executors`);
     /// `None` claims every task.
     pub executors: Option<Vec<crate::spec::ExecutorKind>>,
+    /// The price table [`Engine::run_cost`] uses (`crate::cost`).
+    pub prices: crate::cost::Prices,
 }
 
 /// Where workers report, and the key their tokens are signed with.
@@ -102,6 +103,7 @@ impl Default for EngineConfig {
             payloads: crate::payload::Payloads::default(),
             max_foreach_items: crate::limits::DEFAULT_MAX_FOREACH_ITEMS,
             executors: None,
+            prices: crate::cost::Prices::default(),
         }
     }
 }

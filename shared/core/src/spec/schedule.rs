@@ -77,6 +77,20 @@ impl Schedule {
     }
 }
 
+/// A backfill bound: an RFC 3339 time as is, or a day `YYYY-MM-DD` (UTC)
+/// whose start is the bound, or with `end` the next day's start, so that
+/// `--to 2026-11-07` covers the 7th.
+pub fn parse_bound(s: &str, end: bool) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let day = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+        format!("{s:?} is neither a day (2026-11-01) nor an RFC 3339 time (2026-11-01T06:00:00Z)")
+    })?;
+    let day = if end { day.succ_opt().unwrap_or(day) } else { day };
+    Ok(day.and_time(chrono::NaiveTime::MIN).and_utc())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +141,17 @@ mod tests {
                 .len(),
             5
         );
+    }
+
+    #[test]
+    fn bounds_are_days_or_times() {
+        assert_eq!(parse_bound("2026-11-07", false).unwrap(), at("2026-11-07T00:00:00Z"));
+        assert_eq!(parse_bound("2026-11-07", true).unwrap(), at("2026-11-08T00:00:00Z"));
+        assert_eq!(
+            parse_bound("2026-11-07T06:00:00+01:00", true).unwrap(),
+            at("2026-11-07T05:00:00Z")
+        );
+        assert!(parse_bound("7 Nov", false).unwrap_err().contains("neither a day"));
     }
 
     #[test]

@@ -432,4 +432,6 @@ pub struct WorkflowSource {
     #[sqlx(json)]
     pub spec: serde_json::Value,
     pub source: Option<String>,
+    /// Whether the workflow is paused.
+    pub paused: bool,
 }

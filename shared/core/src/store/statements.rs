@@ -342,7 +342,7 @@ pub(super) const WORKFLOW_VERSIONS: &str =
      FROM workflow_versions WHERE workflow = $1 ORDER BY version DESC";
 
 /// The YAML a version was applied from (NULL when applied from a spec).
-pub(super) const WORKFLOW_SOURCE: &str = "SELECT v.version, v.spec, v.source \
+pub(super) const WORKFLOW_SOURCE: &str = "SELECT v.version, v.spec, v.source, w.paused \
      FROM workflow_versions v JOIN workflows w ON w.name = v.workflow \
      WHERE v.workflow = $1 AND v.version = COALESCE($2, w.latest_version)";
 
