@@ -70,8 +70,9 @@ async fn delete_version(
         return reply.into_response();
     }
     match h.engine.delete_version(&name, version).await {
-        Ok(()) => Json(json!({ "workflow": name, "version": version, "deleted": true }))
-            .into_response(),
+        Ok(()) => {
+            Json(json!({ "workflow": name, "version": version, "deleted": true })).into_response()
+        }
         Err(e) => Reply::from_engine(e).into_response(),
     }
 }

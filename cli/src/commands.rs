@@ -89,7 +89,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Unpause { workflow } => pause(&ctx, &workflow, false).await,
         Command::DeleteVersion { workflow, version } => {
             ctx.engine.delete_version(&workflow, version).await?;
-            let done = serde_json::json!({ "workflow": workflow, "version": version, "deleted": true });
+            let done =
+                serde_json::json!({ "workflow": workflow, "version": version, "deleted": true });
             ctx.print(&done, |_| println!("deleted {workflow} v{version}"));
             Ok(0)
         }
@@ -292,7 +293,10 @@ async fn status(
             let run = ctx.store.get_run(id).await?;
             let tasks = ctx.store.run_tasks(id).await?;
             let cost = ctx.engine.run_cost(id).await?;
-            let shown = WithCost { item: &run, cost: &cost };
+            let shown = WithCost {
+                item: &run,
+                cost: &cost,
+            };
             ctx.print(&shown, |_| {
                 output::runs(std::slice::from_ref(&run));
                 output::cost(&cost);

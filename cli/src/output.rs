@@ -89,7 +89,14 @@ pub fn workflows(list: &[WorkflowSummary]) {
         })
         .collect();
     table(
-        &["workflow", "version", "state", "tasks", "updated", "description"],
+        &[
+            "workflow",
+            "version",
+            "state",
+            "tasks",
+            "updated",
+            "description",
+        ],
         rows,
     );
 }

@@ -251,7 +251,12 @@ async fn summary(State(h): State<Arc<Handlers>>, id: IdPath, headers: HeaderMap)
     let mut nodes = nodes;
     for node in &mut nodes {
         let name = node["name"].as_str().unwrap_or_default();
-        let usd: f64 = cost.tasks.iter().filter(|t| t.name == name).map(|t| t.usd).sum();
+        let usd: f64 = cost
+            .tasks
+            .iter()
+            .filter(|t| t.name == name)
+            .map(|t| t.usd)
+            .sum();
         node["cost_usd"] = json!(usd);
     }
     Json(json!({

@@ -57,8 +57,12 @@ impl Prices {
         match task.executor {
             ExecutorKind::Fargate => {
                 let f = task.fargate.as_ref();
-                let vcpu = f.and_then(|f| f.cpu).map_or(0.25, |c| f64::from(c) / 1024.0);
-                let gb = f.and_then(|f| f.memory).map_or(0.5, |m| f64::from(m) / 1024.0);
+                let vcpu = f
+                    .and_then(|f| f.cpu)
+                    .map_or(0.25, |c| f64::from(c) / 1024.0);
+                let gb = f
+                    .and_then(|f| f.memory)
+                    .map_or(0.5, |m| f64::from(m) / 1024.0);
                 vcpu * self.fargate_vcpu_second + gb * self.fargate_gb_second
             }
             ExecutorKind::Cloudrun => self.cloudrun_vcpu_second + 0.5 * self.cloudrun_gib_second,
@@ -82,7 +86,7 @@ pub struct TaskCost {
     pub name: String,
     pub task_index: i64,
     pub executor: String,
-    /// Attempts that started.
+    /// Attempts that started (ran on their executor).
     pub attempts: i64,
     /// Seconds run, summed over attempts (an attempt in flight counts to now).
     pub seconds: f64,
@@ -95,8 +99,9 @@ pub struct RunCost {
     pub run_id: Uuid,
     /// The tasks' attempts.
     pub compute_usd: f64,
-    /// Handler invocations the run took: its trigger, and per attempt its
-    /// dispatch and its completion report (an upper bound: a batch is one).
+    /// Handler invocations the run took: its trigger, and per attempt
+    /// dispatched its dispatch and its completion report (an upper bound:
+    /// a batch of them is one invocation).
     pub invocations: i64,
     pub control_plane_usd: f64,
     pub total_usd: f64,
@@ -129,17 +134,22 @@ pub fn run_cost(
         }
     }
     let mut costs = Vec::with_capacity(tasks.len());
-    let mut attempts_total = 0;
+    // Attempts dispatched (including those that ended at dispatch).
+    let mut dispatched = 0;
     for t in tasks {
-        let rate = spec.tasks.get(&t.name).map_or(0.0, |s| prices.per_second(s));
+        let rate = spec
+            .tasks
+            .get(&t.name)
+            .map_or(0.0, |s| prices.per_second(s));
         let (mut attempts, mut seconds) = (0, 0.0);
         for (_, (start, end)) in spans.range((t.id, 0)..=(t.id, i64::MAX)) {
+            dispatched += 1;
             let Some(start) = start else { continue };
             let end = end.or(t.finished_at).unwrap_or(now).max(*start);
             attempts += 1;
             seconds += (end - *start).num_milliseconds() as f64 / 1000.0;
         }
-        attempts_total += attempts;
+
         costs.push(TaskCost {
             task_id: t.id,
             name: t.name.clone(),
@@ -151,7 +161,7 @@ pub fn run_cost(
         });
     }
     let compute_usd: f64 = costs.iter().map(|c| c.usd).sum();
-    let invocations = 1 + 2 * attempts_total;
+    let invocations = 1 + 2 * dispatched;
     let control_plane_usd = invocations as f64 * prices.per_invocation();
     RunCost {
         run_id,
@@ -193,6 +203,9 @@ mod tests {
         assert!((hour - 0.04937).abs() < 1e-9, "{hour}");
         // A 256 MB, 100 ms invocation: $0.0000002 + 0.025 GB-s.
         let inv = p.per_invocation();
-        assert!((inv - (0.0000002 + 0.025 * 0.0000166667)).abs() < 1e-12, "{inv}");
+        assert!(
+            (inv - (0.0000002 + 0.025 * 0.0000166667)).abs() < 1e-12,
+            "{inv}"
+        );
     }
 }

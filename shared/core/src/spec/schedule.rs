@@ -87,7 +87,11 @@ pub fn parse_bound(s: &str, end: bool) -> Result<DateTime<Utc>, String> {
     let day = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
         format!("{s:?} is neither a day (2026-11-01) nor an RFC 3339 time (2026-11-01T06:00:00Z)")
     })?;
-    let day = if end { day.succ_opt().unwrap_or(day) } else { day };
+    let day = if end {
+        day.succ_opt().unwrap_or(day)
+    } else {
+        day
+    };
     Ok(day.and_time(chrono::NaiveTime::MIN).and_utc())
 }
 
@@ -145,13 +149,21 @@ mod tests {
 
     #[test]
     fn bounds_are_days_or_times() {
-        assert_eq!(parse_bound("2026-11-07", false).unwrap(), at("2026-11-07T00:00:00Z"));
-        assert_eq!(parse_bound("2026-11-07", true).unwrap(), at("2026-11-08T00:00:00Z"));
+        assert_eq!(
+            parse_bound("2026-11-07", false).unwrap(),
+            at("2026-11-07T00:00:00Z")
+        );
+        assert_eq!(
+            parse_bound("2026-11-07", true).unwrap(),
+            at("2026-11-08T00:00:00Z")
+        );
         assert_eq!(
             parse_bound("2026-11-07T06:00:00+01:00", true).unwrap(),
             at("2026-11-07T05:00:00Z")
         );
-        assert!(parse_bound("7 Nov", false).unwrap_err().contains("neither a day"));
+        assert!(parse_bound("7 Nov", false)
+            .unwrap_err()
+            .contains("neither a day"));
     }
 
     #[test]

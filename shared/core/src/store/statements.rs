@@ -41,8 +41,7 @@ pub(super) const DELETE_WORKFLOW_VERSION: &str =
      AND NOT EXISTS (SELECT 1 FROM runs WHERE workflow = $1 AND version = $2)";
 
 /// Why [`DELETE_WORKFLOW_VERSION`] deleted nothing.
-pub(super) const WORKFLOW_VERSION_STATE: &str =
-    "SELECT w.latest_version, \
+pub(super) const WORKFLOW_VERSION_STATE: &str = "SELECT w.latest_version, \
      (SELECT COUNT(*) FROM workflow_versions WHERE workflow = $1 AND version = $2) AS versions, \
      (SELECT COUNT(*) FROM runs WHERE workflow = $1 AND version = $2) AS runs \
      FROM workflows w WHERE w.name = $1";

@@ -676,7 +676,11 @@ impl Tx {
 
     /// Deletes a workflow version that is not the latest and has no run.
     /// The error says which rule refused it.
-    pub(crate) async fn delete_version(&mut self, workflow: &str, version: i64) -> Result<(), Error> {
+    pub(crate) async fn delete_version(
+        &mut self,
+        workflow: &str,
+        version: i64,
+    ) -> Result<(), Error> {
         let mut c = self.conn();
         let deleted = c
             .execute(
@@ -742,10 +746,11 @@ impl Tx {
         let Some(to) = to else {
             return Ok(c.execute(Sql::new(END_BACKFILL).bind(id)).await? > 0);
         };
-        Ok(c
-            .execute(Sql::new(MOVE_BACKFILL).bind(id).bind(from).bind(to))
-            .await?
-            > 0)
+        Ok(
+            c.execute(Sql::new(MOVE_BACKFILL).bind(id).bind(from).bind(to))
+                .await?
+                > 0,
+        )
     }
 
     /// Cancels a run that is not final: its unfinished tasks become
