@@ -108,7 +108,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 rerun,
             };
             let b = ctx.engine.backfill(&workflow, req).await?;
-            ctx.print(&b, |b| output::backfill(b));
+            ctx.print(&b, output::backfill);
             Ok(0)
         }
         Command::Dbt {

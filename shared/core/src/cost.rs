@@ -108,6 +108,9 @@ pub struct RunCost {
     pub tasks: Vec<TaskCost>,
 }
 
+/// When an attempt started and ended, as its events say.
+type Span = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// Computes a run's cost from its tasks and events.
 pub fn run_cost(
     prices: &Prices,
@@ -118,8 +121,7 @@ pub fn run_cost(
     now: DateTime<Utc>,
 ) -> RunCost {
     // Per (task, attempt): when it started and when it ended.
-    let mut spans: BTreeMap<(Uuid, i64), (Option<DateTime<Utc>>, Option<DateTime<Utc>>)> =
-        BTreeMap::new();
+    let mut spans: BTreeMap<(Uuid, i64), Span> = BTreeMap::new();
     for e in events {
         let (Some(task), Some(n)) = (e.task_id, e.attempt.filter(|n| *n > 0)) else {
             continue;
