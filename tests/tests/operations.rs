@@ -378,7 +378,121 @@ async fn cost_is_attempt_time_times_resources_plus_invocations(db: TestDb) {
     assert_eq!(engine.run_cost(run.id).await.unwrap(), cost);
 }
 
+/// The same controls through the HTTP API, key-protected.
+async fn operations_over_http(db: TestDb) {
+    let executors = Executors::new().with(
+        ExecutorKind::Noop,
+        Arc::new(ork_core::executor::NoopExecutor),
+    );
+    let app = ork_tests::app::TestApp::builder(db.store.clone())
+        .executors(executors)
+        .api_key("k")
+        .spawn()
+        .await;
+    app.engine.apply(&parse(DAILY), None).await.unwrap();
+    let url = |p: &str| format!("{}{p}", app.url);
+    let get = |p: String| {
+        let req = app.http.get(p).bearer_auth("k");
+        async move {
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+
+    let anonymous = app
+        .http
+        .post(url("/api/workflows/daily/pause"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let (status, body) = app
+        .post("/api/workflows/daily/pause", &serde_json::json!({}))
+        .await;
+    assert_eq!(
+        (status, body["paused"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+    let (_, list) = get(url("/api/workflows")).await;
+    assert_eq!(list[0]["paused"], true, "{list}");
+    let (_, page) = get(url("/api/workflows/daily")).await;
+    assert_eq!(page["paused"], true);
+    let (status, _) = app
+        .post("/api/workflows/nope/pause", &serde_json::json!({}))
+        .await;
+    assert_eq!(status, 404);
+
+    let (status, body) = app
+        .post(
+            "/api/workflows/daily/backfill",
+            &serde_json::json!({"from": "2026-11-01", "to": "2026-11-03", "max_parallel": 1}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["slots"].as_array().unwrap().len(), 3);
+    assert_eq!(body["started"].as_array().unwrap().len(), 1);
+    assert_eq!(body["waiting"], 2);
+    // The sweeper (here called directly) starts the rest as runs end.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let runs = runs_of(&db, "daily").await;
+        if runs.len() == 3 && runs.iter().all(|r| r.status == RunStatus::Success) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{runs:?}");
+        app.engine.sweep().await.unwrap();
+    }
+    for (bad, says) in [
+        (
+            serde_json::json!({"from": "nope", "to": "2026-11-03"}),
+            "from:",
+        ),
+        (
+            serde_json::json!({"from": "2026-11-01"}),
+            "missing field `to`",
+        ),
+        (
+            serde_json::json!({"from": "2026-11-01", "to": "2026-11-03", "x": 1}),
+            "unknown field",
+        ),
+    ] {
+        let (status, body) = app.post("/api/workflows/daily/backfill", &bad).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body["error"].as_str().unwrap().contains(says), "{body}");
+    }
+
+    let run = &runs_of(&db, "daily").await[0];
+    let (status, cost) = get(url(&format!("/api/runs/{}/cost", run.id))).await;
+    assert_eq!(status, 200, "{cost}");
+    assert_eq!(cost["invocations"], 3);
+    assert_eq!(cost["tasks"].as_array().unwrap().len(), 1);
+    let (_, detail) = get(url(&format!("/api/runs/{}", run.id))).await;
+    assert_eq!(detail["cost"], cost);
+    let (_, summary) = get(url(&format!("/api/runs/{}/summary", run.id))).await;
+    assert_eq!(summary["cost"]["total_usd"], cost["total_usd"]);
+    assert_eq!(summary["nodes"][0]["cost_usd"], 0.0);
+
+    let r = app
+        .http
+        .delete(url("/api/workflows/daily/versions/1"))
+        .bearer_auth("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("is the latest"),
+        "{body}"
+    );
+}
+
 on_both_backends!(
+    operations_over_http,
     backfill_runs_each_slot_once_and_respects_the_schedule,
     backfill_max_parallel_holds_under_racing_callers,
     pause_stops_the_schedule_and_unpause_resumes_from_now,
