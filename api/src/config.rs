@@ -146,6 +146,29 @@ pub struct Config {
     /// Most items one `foreach` fans out over; more fail the parent.
     #[arg(long, global = true, env = "ORK_MAX_FOREACH_ITEMS", default_value_t = ork_core::limits::DEFAULT_MAX_FOREACH_ITEMS)]
     pub max_foreach_items: usize,
+    /// Cost: Fargate USD per vCPU-second (list price $0.04048 per vCPU-hour).
+    #[arg(long, global = true, env = "ORK_PRICE_FARGATE_VCPU_SECOND", default_value_t = ork_core::cost::Prices::default().fargate_vcpu_second)]
+    pub price_fargate_vcpu_second: f64,
+    /// Cost: Fargate USD per GB-second (list price $0.004445 per GB-hour).
+    #[arg(long, global = true, env = "ORK_PRICE_FARGATE_GB_SECOND", default_value_t = ork_core::cost::Prices::default().fargate_gb_second)]
+    pub price_fargate_gb_second: f64,
+    /// Cost: Cloud Run Jobs USD per vCPU-second.
+    #[arg(long, global = true, env = "ORK_PRICE_CLOUDRUN_VCPU_SECOND", default_value_t = ork_core::cost::Prices::default().cloudrun_vcpu_second)]
+    pub price_cloudrun_vcpu_second: f64,
+    /// Cost: Cloud Run Jobs USD per GiB-second.
+    #[arg(long, global = true, env = "ORK_PRICE_CLOUDRUN_GIB_SECOND", default_value_t = ork_core::cost::Prices::default().cloudrun_gib_second)]
+    pub price_cloudrun_gib_second: f64,
+    /// Cost: Lambda USD per GB-second (the control plane's invocations).
+    #[arg(long, global = true, env = "ORK_PRICE_LAMBDA_GB_SECOND", default_value_t = ork_core::cost::Prices::default().lambda_gb_second)]
+    pub price_lambda_gb_second: f64,
+    /// Cost: Lambda USD per request (the control plane's invocations).
+    #[arg(long, global = true, env = "ORK_PRICE_LAMBDA_REQUEST", default_value_t = ork_core::cost::Prices::default().lambda_request)]
+    pub price_lambda_request: f64,
+    /// Cost: the control plane's memory in MB and average seconds per invocation.
+    #[arg(long, global = true, env = "ORK_CONTROL_PLANE_MEMORY_MB", default_value_t = ork_core::cost::Prices::default().control_plane_memory_mb)]
+    pub control_plane_memory_mb: f64,
+    #[arg(long, global = true, env = "ORK_CONTROL_PLANE_SECONDS", default_value_t = ork_core::cost::Prices::default().control_plane_seconds)]
+    pub control_plane_seconds: f64,
     /// `ork serve`: claim only tasks of these executor kinds
     /// (comma-separated: `kubernetes,process`; `process` includes
     /// `python`), leaving the others to another server [default: all].
@@ -196,6 +219,20 @@ impl Config {
             .clone()
             .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()))
             .unwrap_or_else(|| format!("sqlite:{}", state_dir().join("ork.db").display()))
+    }
+
+    /// The price table of `ork_core::cost` from the `ORK_PRICE_*` settings.
+    pub fn prices(&self) -> ork_core::cost::Prices {
+        ork_core::cost::Prices {
+            fargate_vcpu_second: self.price_fargate_vcpu_second,
+            fargate_gb_second: self.price_fargate_gb_second,
+            cloudrun_vcpu_second: self.price_cloudrun_vcpu_second,
+            cloudrun_gib_second: self.price_cloudrun_gib_second,
+            lambda_gb_second: self.price_lambda_gb_second,
+            lambda_request: self.price_lambda_request,
+            control_plane_memory_mb: self.control_plane_memory_mb,
+            control_plane_seconds: self.control_plane_seconds,
+        }
     }
 
     /// The payload store and its bounds: `--payload-url` (S3, GCS) when
@@ -442,6 +479,7 @@ pub async fn setup(config: &Config, defaults: Defaults) -> Result<Setup> {
         max_foreach_items: config.max_foreach_items,
         claim_batch: config.batch_size,
         executors: config.claimed_executors(),
+        prices: config.prices(),
         ..EngineConfig::default()
     };
     let engine = Arc::new(Engine::new(store, executors, engine_config));

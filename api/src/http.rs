@@ -60,6 +60,7 @@ pub fn router_with_health(handlers: Arc<Handlers>, health: Option<Arc<Health>>) 
         .route("/api/runs", get(runs))
         .route("/api/runs/{id}", get(run))
         .merge(crate::ui::routes())
+        .merge(crate::operations::routes())
         .route_layer(middleware::from_fn(crate::metrics::track))
         .fallback(|| async { Reply::error(404, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -354,10 +355,14 @@ async fn run(
         return reply.into_response();
     }
     let store = h.engine.store();
-    match (store.get_run(id).await, store.run_tasks(id).await) {
-        (Ok(run), Ok(tasks)) => {
-            Json(serde_json::json!({ "run": run, "tasks": tasks })).into_response()
+    match (
+        store.get_run(id).await,
+        store.run_tasks(id).await,
+        h.engine.run_cost(id).await,
+    ) {
+        (Ok(run), Ok(tasks), Ok(cost)) => {
+            Json(serde_json::json!({ "run": run, "tasks": tasks, "cost": cost })).into_response()
         }
-        (Err(e), _) | (_, Err(e)) => Reply::from_engine(e).into_response(),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Reply::from_engine(e).into_response(),
     }
 }

@@ -12,6 +12,7 @@ pub mod lambda;
 pub mod metrics;
 pub mod oidc;
 pub mod payload_store;
+pub mod operations;
 pub mod sweeper;
 pub mod ui;
 pub mod waker;

@@ -97,6 +97,32 @@ pub async fn run(cli: Cli) -> Result<i32> {
             ..
         } => retry(ctx, run_id, task.as_deref(), wait).await,
         Command::Retry { bulk, .. } => retry_bulk(&ctx, &bulk).await,
+        Command::Pause { workflow } => pause(&ctx, &workflow, true).await,
+        Command::Unpause { workflow } => pause(&ctx, &workflow, false).await,
+        Command::DeleteVersion { workflow, version } => {
+            ctx.engine.delete_version(&workflow, version).await?;
+            let done =
+                serde_json::json!({ "workflow": workflow, "version": version, "deleted": true });
+            ctx.print(&done, |_| println!("deleted {workflow} v{version}"));
+            Ok(0)
+        }
+        Command::Backfill {
+            workflow,
+            from,
+            to,
+            max_parallel,
+            rerun,
+        } => {
+            let req = engine::BackfillRequest {
+                from: spec::parse_bound(&from, false).map_err(|e| anyhow!("--from: {e}"))?,
+                until: spec::parse_bound(&to, true).map_err(|e| anyhow!("--to: {e}"))?,
+                max_parallel,
+                rerun,
+            };
+            let b = ctx.engine.backfill(&workflow, req).await?;
+            ctx.print(&b, output::backfill);
+            Ok(0)
+        }
         Command::Dbt {
             command: DbtCommand::Import(args),
         } => dbt_import(Some(&ctx), &args).await,
@@ -290,9 +316,15 @@ async fn status(
         Some(id) => {
             let run = ctx.store.get_run(id).await?;
             let tasks = ctx.store.run_tasks(id).await?;
-            ctx.print(&run, |run| {
-                output::runs(std::slice::from_ref(run));
-                output::tasks(&tasks);
+            let cost = ctx.engine.run_cost(id).await?;
+            let shown = WithCost {
+                item: &run,
+                cost: &cost,
+            };
+            ctx.print(&shown, |_| {
+                output::runs(std::slice::from_ref(&run));
+                output::cost(&cost);
+                output::tasks(&tasks, Some(&cost));
             });
         }
         None => {
@@ -306,7 +338,41 @@ async fn status(
 async fn tasks(ctx: &Ctx, run_id: Uuid) -> Result<i32> {
     ctx.store.get_run(run_id).await?;
     let tasks = ctx.store.run_tasks(run_id).await?;
-    ctx.print(&tasks, |t| output::tasks(t));
+    let cost = ctx.engine.run_cost(run_id).await?;
+    // JSON: each instance with its `cost_usd` and `seconds` run.
+    let shown: Vec<serde_json::Value> = tasks
+        .iter()
+        .zip(&cost.tasks)
+        .map(|(t, c)| {
+            let mut v = serde_json::to_value(t).unwrap_or_default();
+            v["cost_usd"] = serde_json::json!(c.usd);
+            v["seconds"] = serde_json::json!(c.seconds);
+            v
+        })
+        .collect();
+    ctx.print(&shown, |_| output::tasks(&tasks, Some(&cost)));
+    Ok(0)
+}
+
+/// A run (or anything) with its cost, as `--json` prints it: the item's
+/// fields and `cost`.
+#[derive(serde::Serialize)]
+struct WithCost<'a, T: serde::Serialize> {
+    #[serde(flatten)]
+    item: &'a T,
+    cost: &'a ork_core::cost::RunCost,
+}
+
+async fn pause(ctx: &Ctx, workflow: &str, paused: bool) -> Result<i32> {
+    ctx.engine.set_paused(workflow, paused).await?;
+    let done = serde_json::json!({ "workflow": workflow, "paused": paused });
+    ctx.print(&done, |_| {
+        if paused {
+            println!("{workflow}: paused (its schedule does not fire; manual triggers still run)");
+        } else {
+            println!("{workflow}: unpaused (its schedule fires from now on)");
+        }
+    });
     Ok(0)
 }
 
@@ -537,6 +603,7 @@ fn local_engine(
         heartbeat_timeout: config.heartbeat_timeout,
         payloads,
         max_foreach_items: config.max_foreach_items,
+        prices: config.prices(),
         ..EngineConfig::default()
     };
     Engine::new(store, executors, engine_config)

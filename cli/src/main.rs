@@ -127,6 +127,31 @@ enum Command {
         #[arg(long, conflicts_with = "workflow")]
         wait: bool,
     },
+    /// Stop a workflow's schedule from firing (manual triggers still run).
+    Pause { workflow: String },
+    /// Resume a paused workflow's schedule from now.
+    Unpause { workflow: String },
+    /// Delete a version of a workflow that has no runs (not the latest).
+    DeleteVersion { workflow: String, version: i64 },
+    /// One run per cron slot of a workflow's schedule in a date range,
+    /// trigger `backfill`; executed by `ork serve` or the cloud handlers.
+    Backfill {
+        workflow: String,
+        /// The first day (`2026-11-01`, UTC) or time (RFC 3339) covered.
+        #[arg(long)]
+        from: String,
+        /// The last day covered (`2026-11-07` includes the 7th), or an
+        /// RFC 3339 time (excluded).
+        #[arg(long)]
+        to: String,
+        /// Most backfill runs of the workflow open at once; the others
+        /// start as those end [default: all at once].
+        #[arg(long)]
+        max_parallel: Option<u32>,
+        /// Run again slots that already ran (by schedule or backfill).
+        #[arg(long)]
+        rerun: bool,
+    },
     /// Serve the three handlers over HTTP (POST /trigger, /advance,
     /// /complete, /heartbeat), the web UI, and a ticker that sweeps.
     Serve {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ork_core::engine::RETRY_REQUESTED;
+use ork_core::cost::RunCost;
+use ork_core::engine::Backfill;
 use ork_core::model::{AttemptRef, Event, Run, Task, TaskStatus};
 use ork_core::store::{reads::WorkflowSummary, Store};
 use ork_executors::ProcessExecutor;
@@ -80,6 +82,7 @@ pub fn workflows(list: &[WorkflowSummary]) {
             vec![
                 w.name.clone(),
                 w.latest_version.to_string(),
+                if w.paused { "paused" } else { "active" }.into(),
                 tasks.to_string(),
                 time(w.updated_at),
                 description.to_owned(),
@@ -87,7 +90,14 @@ pub fn workflows(list: &[WorkflowSummary]) {
         })
         .collect();
     table(
-        &["workflow", "version", "tasks", "updated", "description"],
+        &[
+            "workflow",
+            "version",
+            "state",
+            "tasks",
+            "updated",
+            "description",
+        ],
         rows,
     );
 }
@@ -112,16 +122,23 @@ pub fn runs(list: &[Run]) {
     );
 }
 
-pub fn tasks(list: &[Task]) {
+/// Task instances, with each one's cost when given (`cost.tasks` in the
+/// same order as `list`).
+pub fn tasks(list: &[Task], cost: Option<&RunCost>) {
     let rows = list
         .iter()
-        .map(|t| {
+        .enumerate()
+        .map(|(i, t)| {
+            let usd = cost
+                .and_then(|c| c.tasks.get(i))
+                .map_or("-".into(), |c| usd(c.usd));
             vec![
                 t.label(),
                 t.status.to_string(),
                 format!("{}/{}", t.attempt, t.max_attempts),
                 t.executor.clone(),
                 span(t.started_at.or(t.dispatched_at), t.finished_at),
+                usd,
                 t.exit_code.map_or("-".into(), |c| c.to_string()),
                 t.error.clone().unwrap_or_default(),
             ]
@@ -129,10 +146,41 @@ pub fn tasks(list: &[Task]) {
         .collect();
     table(
         &[
-            "task", "status", "attempt", "executor", "took", "exit", "error",
+            "task", "status", "attempt", "executor", "took", "cost", "exit", "error",
         ],
         rows,
     );
+}
+
+/// A run's cost in one line.
+pub fn cost(c: &RunCost) {
+    println!(
+        "cost: {} ({} compute + {} control plane, {} invocations)",
+        usd(c.total_usd),
+        usd(c.compute_usd),
+        usd(c.control_plane_usd),
+        c.invocations
+    );
+}
+
+/// Dollars with enough digits for sub-cent attempts.
+fn usd(v: f64) -> String {
+    format!("${v:.6}")
+}
+
+pub fn backfill(b: &Backfill) {
+    println!(
+        "backfill {} of {}: {} slots, {} started, {} already ran, {} waiting",
+        b.id,
+        b.workflow,
+        b.slots.len(),
+        b.started.len(),
+        b.existing,
+        b.waiting
+    );
+    for run in &b.started {
+        println!("{run}");
+    }
 }
 
 pub fn events(list: &[Event], tasks: &[Task]) {
@@ -177,7 +225,7 @@ fn log_tail(log_dir: &Path, run: &Run, task: &Task, attempt: i64) -> Vec<String>
 /// last, and the counts.
 pub fn summary(run: &Run, list: &[Task], log_dir: &Path) {
     println!();
-    tasks(list);
+    tasks(list, None);
     for t in list.iter().filter(|t| t.status == TaskStatus::Failed) {
         println!(
             "\n{} failed (attempt {}/{}): {}",

@@ -357,3 +357,95 @@ fn a_run_killed_with_9_is_finished_by_the_sweeper_of_ork_serve() {
     serve.wait().unwrap();
     assert!(status.contains("\"success\""), "{status}");
 }
+
+#[test]
+fn backfill_pause_delete_version_and_cost_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(ork(dir.path(), &["apply", "workflows/nightly.yaml"])
+        .status
+        .success());
+    let out = ork(
+        dir.path(),
+        &[
+            "backfill",
+            "nightly",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-03",
+            "--max-parallel",
+            "2",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let b: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(b["slots"].as_array().unwrap().len(), 3, "{b}");
+    assert_eq!(
+        (
+            b["started"].as_array().unwrap().len(),
+            b["waiting"].as_i64()
+        ),
+        (2, Some(1))
+    );
+    let again = text(&ork(
+        dir.path(),
+        &[
+            "backfill",
+            "nightly",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-02",
+        ],
+    ));
+    assert!(again.contains("0 started, 2 already ran"), "{again}");
+    let bad = ork(
+        dir.path(),
+        &[
+            "backfill",
+            "nightly",
+            "--from",
+            "Nov 1",
+            "--to",
+            "2026-11-02",
+        ],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad).contains("--from: \"Nov 1\" is neither a day"),
+        "{}",
+        text(&bad)
+    );
+
+    assert!(text(&ork(dir.path(), &["pause", "nightly"])).contains("paused"));
+    let listed = text(&ork(dir.path(), &["list-workflows"]));
+    assert!(listed.contains("paused"), "{listed}");
+    assert!(text(&ork(dir.path(), &["unpause", "nightly"])).contains("unpaused"));
+    assert!(text(&ork(dir.path(), &["list-workflows"])).contains("active"));
+
+    let refused = ork(dir.path(), &["delete-version", "nightly", "1"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused).contains("is the latest"),
+        "{}",
+        text(&refused)
+    );
+
+    let run_id = b["started"][0].as_str().unwrap();
+    let status = text(&ork(dir.path(), &["status", run_id]));
+    assert!(
+        status.contains("cost: $") && status.contains("invocations"),
+        "{status}"
+    );
+    let json = ork(dir.path(), &["status", run_id, "--json"]);
+    let run: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(run["trigger"], "backfill");
+    assert_eq!(
+        run["cost"]["invocations"], 1,
+        "pending: only its trigger so far"
+    );
+    let tasks: serde_json::Value =
+        serde_json::from_slice(&ork(dir.path(), &["tasks", run_id, "--json"]).stdout).unwrap();
+    assert_eq!(tasks[0]["cost_usd"], 0.0, "{tasks}");
+}

@@ -17,7 +17,7 @@ use ork_core::executor::{Dispatch, DispatchRequest, Executor, ExecutorError, Exe
 use ork_core::model::RunStatus;
 use ork_core::payload::Payloads;
 use ork_core::spec::{self, ExecutorKind};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// `check_types` on a YAML source: `Ok` or the error's text.
 fn check(src: &str) -> Result<(), String> {

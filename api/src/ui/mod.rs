@@ -15,6 +15,7 @@
 //! - `POST /api/runs/{id}/cancel`: [`ork_core::engine::Engine::cancel`];
 //! - `POST /api/runs/{id}/retry` (`{"task": …}` optional):
 //!   [`ork_core::engine::Engine::retry`], then an advance of the run;
+//!   (pause, backfill, version deletion and `/cost` are in `crate::operations`);
 //! - `GET /api/workflows`, `GET /api/workflows/{name}?version=`;
 //! - `GET /api/session`, `POST /login`, `POST /logout`.
 
@@ -245,8 +246,26 @@ async fn summary(State(h): State<Arc<Handlers>>, id: IdPath, headers: HeaderMap)
             node
         })
         .collect();
+    // Cost per task name (instances summed) and for the run.
+    let cost = match h.engine.run_cost(run.id).await {
+        Ok(c) => c,
+        Err(e) => return engine_error(e),
+    };
+    let mut nodes = nodes;
+    for node in &mut nodes {
+        let name = node["name"].as_str().unwrap_or_default();
+        let usd: f64 = cost
+            .tasks
+            .iter()
+            .filter(|t| t.name == name)
+            .map(|t| t.usd)
+            .sum();
+        node["cost_usd"] = json!(usd);
+    }
     Json(json!({
         "run": run,
+        "cost": { "total_usd": cost.total_usd, "compute_usd": cost.compute_usd,
+                  "control_plane_usd": cost.control_plane_usd, "invocations": cost.invocations },
         "nodes": nodes,
         "edges": laid.edges,
         "width": laid.width,
@@ -851,6 +870,7 @@ async fn workflows(State(h): State<Arc<Handlers>>, headers: HeaderMap) -> Respon
                 .map(|w| {
                     json!({
                         "name": w.name, "latest_version": w.latest_version, "updated_at": w.updated_at,
+                        "paused": w.paused,
                         "description": w.spec["description"],
                         "tasks": w.spec["tasks"].as_object().map_or(0, |t| t.len()),
                         "schedule": schedule_of(&w.spec, 3),
@@ -929,6 +949,7 @@ async fn workflow(
         "graph": graph,
         "schedule": schedule_of(&source.spec, 5),
         "schemas": schemas_of(&source.spec),
+        "paused": source.paused,
     }))
     .into_response()
 }

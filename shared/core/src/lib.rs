@@ -7,6 +7,7 @@
 //! `ork-executors`, the handlers in `ork-api`, over [`engine::Engine`].
 
 pub mod contract;
+pub mod cost;
 pub mod dag;
 pub mod engine;
 mod error;

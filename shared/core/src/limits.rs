@@ -27,6 +27,10 @@ pub const DEFAULT_MAX_FOREACH_ITEMS: usize = 100_000;
 /// that can fail; a longer list is a mistake).
 pub const MAX_NON_RETRYABLE_EXIT_CODES: usize = 64;
 /// Longest idempotency key, in bytes.
+/// Most cron slots one backfill may cover.
+pub const MAX_BACKFILL_SLOTS: usize = 10_000;
+/// Most runs a backfill may keep open at once (`--max-parallel`).
+pub const MAX_BACKFILL_PARALLEL: u32 = 10_000;
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 /// Largest run params, serialized as JSON.
 pub const MAX_PARAMS_BYTES: usize = 64 * 1024;

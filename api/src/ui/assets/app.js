@@ -215,6 +215,7 @@ async function runPage(id) {
     $("#run-head").innerHTML = `<h1>${esc(run.workflow)} <span class="muted">v${run.version}</span> · run ${run.id.slice(-8)}
       <span id="run-status" data-status="${run.status}">${badge(run.status)}</span></h1>
       <div class="muted">trigger ${esc(run.trigger)} · started ${time(run.created_at)} · ${duration(run.created_at, run.finished_at)} · ${progress(run)}
+      · cost <span id="run-cost" title="${summary.cost.invocations} control-plane invocations">$${summary.cost.total_usd.toFixed(6)}</span>
       ${run.error ? ` · <span style="color:var(--failed)">${esc(run.error)}</span>` : ""}</div>
       <div class="actions"><button class="danger" id="cancel-btn" ${final ? "disabled" : ""}>Cancel run</button>
       <button class="secondary" id="retry-btn" ${["failed", "cancelled"].includes(run.status) ? "" : "disabled"} title="Run the failed, cancelled and skipped tasks again; successes are kept">Retry failed tasks</button>
@@ -339,7 +340,7 @@ async function workflowsPage() {
   const list = await api("/api/workflows");
   main().innerHTML = `<h1>Workflows</h1><div class="card"><table id="workflows"><thead><tr><th>Name</th><th>Version</th>
     <th>Tasks</th><th>Schedule</th><th>Next run</th><th>Updated</th></tr></thead><tbody>
-    ${list.map((w) => `<tr class="link wf" data-name="${esc(w.name)}"><td><a href="#/workflows/${encodeURIComponent(w.name)}">${esc(w.name)}</a>
+    ${list.map((w) => `<tr class="link wf" data-name="${esc(w.name)}"><td><a href="#/workflows/${encodeURIComponent(w.name)}">${esc(w.name)}</a>${w.paused ? ' <span class="badge paused">paused</span>' : ""}
       <div class="muted">${esc(w.description || "")}</div></td><td>v${w.latest_version}</td><td>${w.tasks}</td>
       <td>${w.schedule ? `<code>${esc(w.schedule.cron)}</code> ${esc(w.schedule.timezone || "")}` : '<span class="muted">—</span>'}</td>
       <td>${w.schedule?.next?.[0] ? esc(new Date(w.schedule.next[0]).toLocaleString()) : ""}</td><td>${time(w.updated_at)}</td></tr>`).join("")
@@ -392,7 +393,7 @@ async function workflowPage(name, params) {
   const v = new URLSearchParams(params).get("version");
   const w = await api(`/api/workflows/${encodeURIComponent(name)}${v ? "?version=" + v : ""}`);
   const sched = w.schedule;
-  main().innerHTML = `<h1>${esc(w.name)} <span class="muted">v${w.version}</span></h1>
+  main().innerHTML = `<h1>${esc(w.name)} <span class="muted">v${w.version}</span>${w.paused ? ' <span class="badge paused" id="wf-paused">paused</span>' : ""}</h1>
     <div class="grid"><div>
       <div class="card"><h2 style="margin-top:0">Graph</h2>${dagSvg(w.graph, false)}</div>
       <div class="card" id="schemas"><h2 style="margin-top:0">Types</h2>${schemasHtml(w.schemas)}</div>
@@ -401,7 +402,7 @@ async function workflowPage(name, params) {
       <form class="card" id="trigger-form"><h2 style="margin-top:0">Trigger a run</h2>
         <label>Params (JSON object)<br><textarea id="trigger-params" rows="5" style="width:100%">{}</textarea></label><br>
         <button type="submit" id="trigger-btn">Trigger</button> <span id="trigger-error" style="color:var(--failed)"></span></form>
-      <div class="card"><h2 style="margin-top:0">Schedule</h2>${sched ? `<code>${esc(sched.cron)}</code> (${esc(sched.timezone || "UTC")})
+      <div class="card"><h2 style="margin-top:0">Schedule</h2>${w.paused ? '<p class="muted">Paused: the schedule does not fire (<code>ork unpause</code>).</p>' : ""}${sched ? `<code>${esc(sched.cron)}</code> (${esc(sched.timezone || "UTC")})
         ${sched.error ? `<p style="color:var(--failed)">${esc(sched.error)}</p>` : ""}
         <ul id="next-fires">${sched.next.map((t) => `<li>${esc(new Date(t).toLocaleString())}</li>`).join("")}</ul>` : '<span class="muted">No schedule.</span>'}</div>
       <div class="card"><h2 style="margin-top:0">Versions</h2><table id="versions"><tbody>

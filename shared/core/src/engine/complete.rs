@@ -122,7 +122,7 @@ impl Engine {
         }
         let (workflows, expansions) = (&workflows, &expansions);
         let completions = &completions;
-        let done = retry(TRANSIENT_DB, Error::is_transient, || {
+        let mut done = retry(TRANSIENT_DB, Error::is_transient, || {
             self.complete_in_transaction(completions, workflows, expansions)
         })
         .await?;
@@ -147,6 +147,15 @@ impl Engine {
             tracing::info!(%run_id, %status, "run finished");
             metrics::counter!("ork_runs_finished_total", "status" => status.to_string())
                 .increment(1);
+        }
+        // A finished run may free a backfill's slot: start its next runs.
+        if !done.finalized.is_empty() {
+            match self.continue_backfills().await {
+                Ok(p) => done
+                    .to_advance
+                    .extend(p.into_iter().flat_map(|p| p.started)),
+                Err(e) => tracing::error!(error = %e, "backfill: cannot continue"),
+            }
         }
         Ok(done)
     }

@@ -8,13 +8,14 @@
 //! (`advance.rs`), [`complete`](Engine::complete) (`complete.rs`, which also
 //! documents the completion path), [`cancel`](Engine::cancel) (`cancel.rs`),
 //! worker reports (`report.rs`), the sweeper (`sweep.rs`), cron firing
-//! (`schedule.rs`) and `ork run`'s loop (`drive.rs`). This file has the
+//! (`schedule.rs`), pause, version deletion and backfills (`operations.rs`) and `ork run`'s loop (`drive.rs`). This file has the
 //! engine itself, its configuration and its cache of workflow versions.
 
 mod advance;
 mod cancel;
 mod complete;
 mod drive;
+mod operations;
 mod report;
 mod retry;
 mod schedule;
@@ -33,6 +34,7 @@ use sha2::{Digest, Sha256};
 pub use advance::Advanced;
 pub use complete::Completed;
 pub use drive::drive;
+pub use operations::{Backfill, BackfillProgress, BackfillRequest};
 pub use report::Reported;
 pub use retry::RETRY_REQUESTED;
 pub use sweep::{Expired, Swept};
@@ -77,6 +79,8 @@ pub struct EngineConfig {
     /// Claim only tasks of these executor kinds (`ork serve --executors`);
     /// `None` claims every task.
     pub executors: Option<Vec<crate::spec::ExecutorKind>>,
+    /// The price table [`Engine::run_cost`] uses (`crate::cost`).
+    pub prices: crate::cost::Prices,
 }
 
 /// Where workers report, and the key their tokens are signed with.
@@ -101,6 +105,7 @@ impl Default for EngineConfig {
             payloads: crate::payload::Payloads::default(),
             max_foreach_items: crate::limits::DEFAULT_MAX_FOREACH_ITEMS,
             executors: None,
+            prices: crate::cost::Prices::default(),
         }
     }
 }

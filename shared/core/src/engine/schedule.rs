@@ -10,11 +10,15 @@ impl Engine {
     /// Starts a run for each due slot of each scheduled workflow. A slot's
     /// run carries the idempotency key `schedule:<slot>`, so ticks that
     /// overlap or repeat start it once. A workflow's first slot is the first
-    /// after its latest version was applied. Returns the runs started.
+    /// after its latest version was applied (or it was unpaused); a paused
+    /// workflow's schedule does not fire. Returns the runs started.
     pub async fn fire_schedules(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, Error> {
         let last = self.store.schedule_slots().await?;
         let mut fired = Vec::new();
         for summary in self.store.list_workflows().await? {
+            if summary.paused {
+                continue;
+            }
             // One workflow that cannot be loaded does not stop the others.
             let wf = match self
                 .workflow(&summary.name, Some(summary.latest_version))

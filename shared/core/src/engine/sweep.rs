@@ -2,7 +2,7 @@
 //! event will: claims whose dispatch never happened, attempts past their
 //! timeout or lease (every attempt in flight has one: a start lease, then
 //! heartbeats), attempts whose callback never came, retries whose
-//! backoff has passed, and cron schedules that are due.
+//! backoff has passed, cron schedules that are due, and backfills with room.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -105,6 +105,9 @@ impl Engine {
 
         swept.fired = self.fire_schedules(now).await?;
         to_advance.extend(swept.fired.iter().copied());
+        for p in self.continue_backfills().await? {
+            to_advance.extend(p.started);
+        }
         to_advance.extend(self.store.ready_runs(now, SWEEP_LIMIT).await?);
 
         // Each run on its own: one that fails (an unreadable row, a stored

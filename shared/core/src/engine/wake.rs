@@ -21,7 +21,8 @@ pub struct NextDue {
     /// backoff ends, an attempt's timeout or lease expires, a cron slot
     /// comes. `None`: nothing is scheduled.
     pub at: Option<DateTime<Utc>>,
-    /// An attempt of a polled executor is running: sweep every tick.
+    /// An attempt of a polled executor is running, or a backfill is in
+    /// progress: sweep every tick.
     pub polled: bool,
 }
 
@@ -59,7 +60,7 @@ impl Engine {
         let at = [due.earliest(), slot].into_iter().flatten().min();
         Ok(NextDue {
             at,
-            polled: due.polled > 0,
+            polled: due.polled > 0 || due.backfills > 0,
         })
     }
 
@@ -80,6 +81,9 @@ impl Engine {
                 let Some(Ok(schedule)) = wf.spec.parsed_schedule() else {
                     continue;
                 };
+                if summary.paused {
+                    continue;
+                }
                 let from = last
                     .iter()
                     .find(|(w, _)| *w == summary.name)

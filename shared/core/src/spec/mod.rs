@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use load::{load_dir, load_dir_files, load_file, parse_str};
-pub use schedule::Schedule;
+pub use schedule::{parse_bound, Schedule};
 pub use types::check_types;
 
 /// A spec that cannot be loaded, with where it went wrong, so the message

@@ -16,8 +16,25 @@ pub struct WorkflowSummary {
     pub name: String,
     pub latest_version: i64,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// A paused workflow's schedule does not fire.
+    pub paused: bool,
     #[sqlx(json)]
     pub spec: serde_json::Value,
+}
+
+/// A backfill in progress ([`Store::active_backfills`]).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ActiveBackfill {
+    pub id: Uuid,
+    pub workflow: String,
+    /// The slots at or after this one, and before `until_at`, are not started.
+    pub next_slot: DateTime<Utc>,
+    pub until_at: DateTime<Utc>,
+    pub max_parallel: i64,
+    /// Slots that already ran run again (keys `backfill:<id>:<slot>`).
+    pub rerun: bool,
+    /// Backfill runs of the workflow now pending or running.
+    pub open: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -65,6 +82,8 @@ pub struct Due {
     pub workflows: i64,
     pub workflows_at: Option<DateTime<Utc>>,
     pub slots_at: Option<DateTime<Utc>>,
+    /// Backfills in progress: the sweeper starts their next slots each tick.
+    pub backfills: i64,
 }
 
 impl Due {
@@ -108,6 +127,11 @@ impl Store {
     pub async fn run_counts(&self) -> Result<Vec<(String, i64)>, Error> {
         let rows: Vec<RunCount> = self.read_all(Sql::new(RUN_COUNTS)).await?;
         Ok(rows.into_iter().map(|r| (r.status, r.runs)).collect())
+    }
+
+    /// The backfills in progress, oldest first, with their open runs.
+    pub async fn active_backfills(&self) -> Result<Vec<ActiveBackfill>, Error> {
+        self.read_all(Sql::new(ACTIVE_BACKFILLS)).await
     }
 
     pub async fn list_workflows(&self) -> Result<Vec<WorkflowSummary>, Error> {
@@ -428,4 +452,6 @@ pub struct WorkflowSource {
     #[sqlx(json)]
     pub spec: serde_json::Value,
     pub source: Option<String>,
+    /// Whether the workflow is paused.
+    pub paused: bool,
 }

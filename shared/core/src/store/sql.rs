@@ -24,6 +24,13 @@ pub(crate) enum Arg {
     Int(Option<i64>),
     Time(Option<DateTime<Utc>>),
     Json(Option<serde_json::Value>),
+    Bool(Option<bool>),
+}
+
+impl From<bool> for Arg {
+    fn from(v: bool) -> Self {
+        Arg::Bool(Some(v))
+    }
 }
 
 impl From<Uuid> for Arg {
@@ -240,6 +247,7 @@ macro_rules! bind_all {
                 Arg::Int(v) => q.bind(v),
                 Arg::Time(v) => q.bind(v),
                 Arg::Json(v) => q.bind(v.map(sqlx::types::Json)),
+                Arg::Bool(v) => q.bind(v),
             };
         }
         q

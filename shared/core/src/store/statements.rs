@@ -26,6 +26,47 @@ pub(super) const INSERT_WORKFLOW_VERSION: &str =
 pub(super) const SET_LATEST_WORKFLOW_VERSION: &str =
     "UPDATE workflows SET latest_version = $2, updated_at = $3 WHERE name = $1";
 
+// ---- operations (writes.rs: pause, version deletion, backfills) ----
+
+/// Pauses (`$2` true) or unpauses a workflow; `updated_at` moves so that
+/// hosts reload their cron cache (`NEXT_DUE_AT`'s `workflows_at`).
+pub(super) const SET_WORKFLOW_PAUSED: &str =
+    "UPDATE workflows SET paused = $2, updated_at = $3 WHERE name = $1";
+
+/// Deletes a version that is not the one in force and has no run. Version
+/// numbers are never reused (the latest stays), so cached versions stay true.
+pub(super) const DELETE_WORKFLOW_VERSION: &str =
+    "DELETE FROM workflow_versions WHERE workflow = $1 AND version = $2 \
+     AND version <> (SELECT latest_version FROM workflows WHERE name = $1) \
+     AND NOT EXISTS (SELECT 1 FROM runs WHERE workflow = $1 AND version = $2)";
+
+/// Why [`DELETE_WORKFLOW_VERSION`] deleted nothing.
+pub(super) const WORKFLOW_VERSION_STATE: &str = "SELECT w.latest_version, \
+     (SELECT COUNT(*) FROM workflow_versions WHERE workflow = $1 AND version = $2) AS versions, \
+     (SELECT COUNT(*) FROM runs WHERE workflow = $1 AND version = $2) AS runs \
+     FROM workflows w WHERE w.name = $1";
+
+pub(super) const INSERT_BACKFILL: &str =
+    "INSERT INTO backfills (id, workflow, next_slot, until_at, max_parallel, rerun, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// The backfills in progress, each with how many backfill runs of its
+/// workflow are open, read in the same statement as its cursor (so a run
+/// started after the cursor was read is at or after it).
+pub(super) const ACTIVE_BACKFILLS: &str =
+    "SELECT b.id, b.workflow, b.next_slot, b.until_at, b.max_parallel, b.rerun, \
+     (SELECT COUNT(*) FROM runs r WHERE r.workflow = b.workflow AND r.trigger = 'backfill' \
+       AND r.status IN ('pending', 'running')) AS open \
+     FROM backfills b ORDER BY b.created_at, b.id";
+
+/// Moves a backfill's cursor from `$2` to `$3`; a racing caller that moved
+/// it first wins.
+pub(super) const MOVE_BACKFILL: &str =
+    "UPDATE backfills SET next_slot = $3 WHERE id = $1 AND next_slot = $2";
+
+/// Ends a backfill whose last slot started.
+pub(super) const END_BACKFILL: &str = "DELETE FROM backfills WHERE id = $1";
+
 // ---- runs (`Tx::create_run`, `Tx::close_tasks`, `Tx::cancel_run`) ----
 
 pub(super) const INSERT_RUN: &str =
@@ -229,7 +270,7 @@ pub(super) const INSERT_EVENTS_HEAD: &str =
 pub(super) const RUN_COUNTS: &str = "SELECT status, COUNT(*) AS runs FROM runs GROUP BY status";
 
 pub(super) const LIST_WORKFLOWS: &str =
-    "SELECT w.name, w.latest_version, w.updated_at, v.spec FROM workflows w \
+    "SELECT w.name, w.latest_version, w.updated_at, w.paused, v.spec FROM workflows w \
      JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.latest_version \
      ORDER BY w.name";
 
@@ -345,7 +386,7 @@ pub(super) const WORKFLOW_VERSIONS: &str =
      FROM workflow_versions WHERE workflow = $1 ORDER BY version DESC";
 
 /// The YAML a version was applied from (NULL when applied from a spec).
-pub(super) const WORKFLOW_SOURCE: &str = "SELECT v.version, v.spec, v.source \
+pub(super) const WORKFLOW_SOURCE: &str = "SELECT v.version, v.spec, v.source, w.paused \
      FROM workflow_versions v JOIN workflows w ON w.name = v.workflow \
      WHERE v.workflow = $1 AND v.version = COALESCE($2, w.latest_version)";
 
@@ -370,7 +411,8 @@ pub(super) const NEXT_DUE_AT: &str =
        AND execution_id IS NOT NULL AND executor IN ('cloudrun', 'fargate', 'azure') LIMIT 1) AS p) AS polled, \
      (SELECT COUNT(*) FROM workflows) AS workflows, \
      (SELECT MAX(updated_at) FROM workflows) AS workflows_at, \
-     (SELECT MAX(last_slot) FROM schedules) AS slots_at";
+     (SELECT MAX(last_slot) FROM schedules) AS slots_at, \
+     (SELECT COUNT(*) FROM backfills) AS backfills";
 
 /// The PostgreSQL channel hosts `LISTEN` on; trigger and complete
 /// transactions notify it (delivered at commit).

@@ -102,6 +102,13 @@ struct TaskEventRow {
 }
 
 #[derive(sqlx::FromRow)]
+struct VersionState {
+    latest_version: i64,
+    versions: i64,
+    runs: i64,
+}
+
+#[derive(sqlx::FromRow)]
 struct StatusRow {
     status: String,
 }
@@ -646,6 +653,104 @@ impl Tx {
             .execute(Sql::new(RECORD_SCHEDULE_SLOT).bind(workflow).bind(slot))
             .await?;
         Ok(())
+    }
+
+    /// Pauses or unpauses a workflow; `false` if there is no such workflow.
+    pub(crate) async fn set_paused(
+        &mut self,
+        workflow: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let n = self
+            .conn()
+            .execute(
+                Sql::new(SET_WORKFLOW_PAUSED)
+                    .bind(workflow)
+                    .bind(paused)
+                    .bind(now),
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Deletes a workflow version that is not the latest and has no run.
+    /// The error says which rule refused it.
+    pub(crate) async fn delete_version(
+        &mut self,
+        workflow: &str,
+        version: i64,
+    ) -> Result<(), Error> {
+        let mut c = self.conn();
+        let deleted = c
+            .execute(
+                Sql::new(DELETE_WORKFLOW_VERSION)
+                    .bind(workflow)
+                    .bind(version),
+            )
+            .await?;
+        if deleted > 0 {
+            return Ok(());
+        }
+        let state: Option<VersionState> = c
+            .fetch_optional(
+                Sql::new(WORKFLOW_VERSION_STATE)
+                    .bind(workflow)
+                    .bind(version),
+            )
+            .await?;
+        let state = state.ok_or_else(|| Error::WorkflowNotFound(workflow.to_owned()))?;
+        Err(Error::Invalid(if state.versions == 0 {
+            format!("workflow {workflow:?} has no version {version}")
+        } else if state.latest_version == version {
+            format!(
+                "version {version} is the latest of {workflow:?}: apply another version before deleting it"
+            )
+        } else {
+            format!(
+                "version {version} of {workflow:?} has {} runs: only a version without runs can be deleted",
+                state.runs
+            )
+        }))
+    }
+
+    pub(crate) async fn insert_backfill(
+        &mut self,
+        b: &super::reads::ActiveBackfill,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.conn()
+            .execute(
+                Sql::new(INSERT_BACKFILL)
+                    .bind(b.id)
+                    .bind(b.workflow.as_str())
+                    .bind(b.next_slot)
+                    .bind(b.until_at)
+                    .bind(b.max_parallel)
+                    .bind(b.rerun)
+                    .bind(now),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Moves a backfill's cursor from `from` to `to` (`None`: it is done);
+    /// `false` when another caller moved it first.
+    pub(crate) async fn move_backfill(
+        &mut self,
+        id: Uuid,
+        from: DateTime<Utc>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<bool, Error> {
+        let mut c = self.conn();
+        let Some(to) = to else {
+            return Ok(c.execute(Sql::new(END_BACKFILL).bind(id)).await? > 0);
+        };
+        Ok(
+            c.execute(Sql::new(MOVE_BACKFILL).bind(id).bind(from).bind(to))
+                .await?
+                > 0,
+        )
     }
 
     /// Cancels a run that is not final: its unfinished tasks become
