@@ -463,6 +463,8 @@ async fn apply_refuses_an_unvalidated_spec_and_stores_nothing() {
         timezone: None,
         catchup: false,
         params: BTreeMap::new(),
+        concurrency: None,
+        rate_limits: BTreeMap::new(),
     };
     let invalid = [
         WorkflowSpec {

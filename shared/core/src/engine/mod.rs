@@ -15,6 +15,7 @@ mod advance;
 mod cancel;
 mod complete;
 mod drive;
+mod limits;
 mod report;
 mod schedule;
 mod sweep;

@@ -76,12 +76,15 @@ impl Engine {
                 } else {
                     i64::from(spec.task_count)
                 };
+                let (limit_group, limit_key) = super::limits::task_keys(&wf.spec, name, &params);
                 NewTask {
                     name: name.clone(),
                     task_count,
                     executor: spec.executor.as_str().to_owned(),
                     max_attempts: i64::from(spec.retries.count) + 1,
                     deps_remaining: deps,
+                    limit_group,
+                    limit_key,
                 }
             })
             .collect();
@@ -105,10 +108,14 @@ impl Engine {
             created_at: now,
             finished_at: None,
         };
-        let (run_ref, tasks) = (&run, &tasks);
+        let run_key = super::limits::run_key(&wf.spec, &run.params);
+        let (run_ref, tasks, run_key) = (&run, &tasks, &run_key);
         let created = retry(TRANSIENT_DB, Error::is_transient, || async move {
             let mut tx = self.store.begin().await?;
             let created = tx.create_run(run_ref, tasks).await?;
+            if let (true, Some(key)) = (created, run_key) {
+                tx.set_run_key(run_ref.id, key).await?;
+            }
             if created {
                 tx.notify_wake().await?;
             }

@@ -15,6 +15,7 @@
 
 #[cfg(test)]
 mod contract_tests;
+mod limits;
 pub mod reads;
 pub(crate) mod sql;
 mod statements;
@@ -31,7 +32,8 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
 
 use sql::Conn;
 pub use sql::Dialect;
-pub(crate) use writes::{AttemptResult, ClaimedTask, NewTask, Started};
+pub(crate) use limits::{ClaimLimits, RateGate, RunGate, TaskGate};
+pub(crate) use writes::{AttemptResult, ClaimedTask, Finished, NewTask, Started};
 
 use crate::Error;
 

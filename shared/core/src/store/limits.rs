@@ -1,0 +1,350 @@
+//! The claim under limits (docs/concurrency.md): `max_runs` and run keys,
+//! `max_parallel`, task keys and rate limits, checked and taken in the
+//! claim's transaction.
+//!
+//! Claims of a run with limits first lock one `limits` row per limit they
+//! check (an upsert, in key order: no deadlock), so two claims under the
+//! same limit never interleave; each statement after the lock reads what
+//! the previous holder committed (PostgreSQL's read committed; SQLite's
+//! single writer). The attempts in flight are counted from the task rows
+//! themselves (by `limit_group` / `limit_key`, indexed), so a slot frees
+//! with the status change that ends an attempt, on every path (completion,
+//! sweep, cancel): there is no counter to leak.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::sql::Sql;
+use super::statements::*;
+use super::writes::{insert_events, ClaimedTask, NewEvent};
+use super::Tx;
+use crate::model::{RunStatus, TaskStatus};
+use crate::spec::ExecutorKind;
+use crate::Error;
+
+/// The limits a run's claims are checked against, built by the engine
+/// from the workflow's spec and the run's params.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClaimLimits {
+    /// Admission of the run itself, while it has not started.
+    pub run: Option<RunGate>,
+    /// By task name.
+    pub tasks: HashMap<String, TaskGate>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct RunGate {
+    pub workflow: String,
+    pub max_runs: Option<i64>,
+    /// The run's key and the limit of runs in flight under it.
+    pub key: Option<(String, i64)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TaskGate {
+    /// `max_parallel`: `(group, limit)`.
+    pub group: Option<(String, i64)>,
+    /// `concurrency`: `(rendered key, limit)`.
+    pub key: Option<(String, i64)>,
+    pub rate: Option<RateGate>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct RateGate {
+    pub name: String,
+    /// The time one token takes to come back (`1 / per_second`).
+    pub interval: Duration,
+    pub cost: u32,
+}
+
+impl ClaimLimits {
+    /// The `limits` rows to lock, sorted and unique.
+    fn locks(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        if let Some(r) = &self.run {
+            if r.max_runs.is_some() {
+                keys.push(format!("runs:{}", r.workflow));
+            }
+            if let Some((k, _)) = &r.key {
+                keys.push(format!("runkey:{}/{k}", r.workflow));
+            }
+        }
+        for g in self.tasks.values() {
+            if let Some((k, _)) = &g.group {
+                keys.push(format!("group:{k}"));
+            }
+            if let Some((k, _)) = &g.key {
+                keys.push(format!("key:{k}"));
+            }
+            if let Some(r) = &g.rate {
+                keys.push(rate_lock(&r.name));
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+}
+
+fn rate_lock(name: &str) -> String {
+    format!("rate:{name}")
+}
+
+#[derive(sqlx::FromRow)]
+struct Locked {
+    key: String,
+    next_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Gate {
+    status: Option<String>,
+    runs: i64,
+    keyed: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct Candidate {
+    id: Uuid,
+    name: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct InFlight {
+    kind: String,
+    k: Option<String>,
+    n: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct Id {
+    id: Uuid,
+}
+
+/// How far back a rate limit's tokens accrue while nobody claims: the lag
+/// of a wake-up is made up, an idle limit gives no long burst.
+fn accrual(interval: Duration) -> Duration {
+    (interval * 5).min(Duration::from_secs(1))
+}
+
+impl Tx {
+    /// [`Tx::claim`] under limits: up to `limit` ready instances of the run
+    /// that fit under every limit they are subject to. Instances a rate
+    /// limit holds back get `not_before` = when its next token is due, so
+    /// the sweeper comes back for them then; ones a concurrency limit holds
+    /// back wait for the completion that frees a slot
+    /// ([`Tx::waiting_runs`]).
+    pub(crate) async fn claim_limited(
+        &mut self,
+        run_id: Uuid,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+        executors: Option<&[ExecutorKind]>,
+        limits: &ClaimLimits,
+    ) -> Result<Vec<ClaimedTask>, Error> {
+        let mut c = self.conn();
+        let locks = limits.locks();
+        let mut next_at: HashMap<String, Option<DateTime<Utc>>> = HashMap::new();
+        if !locks.is_empty() {
+            let mut sql = Sql::new(LOCK_LIMITS_HEAD);
+            sql.push_values(&locks, |s, k| vec![s.arg(k.as_str())]);
+            sql.push(LOCK_LIMITS_TAIL);
+            let locked: Vec<Locked> = c.fetch_all(sql).await?;
+            next_at.extend(locked.into_iter().map(|l| (l.key, l.next_at)));
+        }
+        if let Some(gate) = &limits.run {
+            let (key, key_limit) = gate.key.clone().map_or((None, 0), |(k, n)| (Some(k), n));
+            let g: Option<Gate> = c
+                .fetch_optional(
+                    Sql::new(RUN_GATE)
+                        .bind(run_id)
+                        .bind(gate.workflow.as_str())
+                        .bind(key.clone()),
+                )
+                .await?;
+            let Some(g) = g else { return Ok(Vec::new()) };
+            let started = g.status.as_deref() != Some(RunStatus::Pending.as_str());
+            let full = gate.max_runs.is_some_and(|m| g.runs >= m)
+                || (key.is_some() && g.keyed >= key_limit);
+            if !started && full {
+                return Ok(Vec::new());
+            }
+        }
+        let mut sql = Sql::new(CLAIM_CANDIDATES_HEAD)
+            .bind(run_id)
+            .bind(now)
+            .bind(limit);
+        if let Some(kinds) = executors {
+            sql.push(CLAIM_EXECUTORS);
+            if kinds.is_empty() {
+                sql.push("NULL");
+            } else {
+                sql.push_list(kinds.iter().map(|k| k.as_str().to_owned()));
+            }
+            sql.push(")");
+        }
+        sql.push(CLAIM_CANDIDATES_TAIL);
+        let candidates: Vec<Candidate> = c.fetch_all(sql).await?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Attempts in flight under each group and key these candidates use.
+        let gates = |n: &str| limits.tasks.get(n);
+        let mut groups: Vec<String> = Vec::new();
+        let mut keys: Vec<String> = Vec::new();
+        for cand in &candidates {
+            if let Some(g) = gates(&cand.name) {
+                groups.extend(g.group.as_ref().map(|(k, _)| k.clone()));
+                keys.extend(g.key.as_ref().map(|(k, _)| k.clone()));
+            }
+        }
+        groups.sort();
+        groups.dedup();
+        keys.sort();
+        keys.dedup();
+        let mut in_flight: HashMap<(bool, String), i64> = HashMap::new();
+        if !groups.is_empty() || !keys.is_empty() {
+            let mut sql = Sql::new(IN_FLIGHT_GROUPS);
+            push_list_or_null(&mut sql, &groups);
+            sql.push(IN_FLIGHT_KEYS);
+            push_list_or_null(&mut sql, &keys);
+            sql.push(IN_FLIGHT_TAIL);
+            let rows: Vec<InFlight> = c.fetch_all(sql).await?;
+            for r in rows {
+                if let Some(k) = r.k {
+                    in_flight.insert((r.kind == "group", k), r.n);
+                }
+            }
+        }
+        // Rate limits: the time of the next token (a new limit's first is
+        // now), made up to `accrual` in the past.
+        let mut tokens: HashMap<String, DateTime<Utc>> = HashMap::new();
+        let mut chosen: Vec<Uuid> = Vec::new();
+        let mut deferred: HashMap<DateTime<Utc>, Vec<Uuid>> = HashMap::new();
+        for cand in &candidates {
+            let Some(g) = gates(&cand.name) else {
+                chosen.push(cand.id);
+                continue;
+            };
+            let fits = |group: bool, gate: &Option<(String, i64)>| {
+                gate.as_ref().is_none_or(|(k, n)| {
+                    in_flight.get(&(group, k.clone())).copied().unwrap_or(0) < *n
+                })
+            };
+            if !fits(true, &g.group) || !fits(false, &g.key) {
+                continue;
+            }
+            if let Some(r) = &g.rate {
+                let floor = now - chrono::TimeDelta::from_std(accrual(r.interval)).unwrap_or_default();
+                let next = tokens.entry(r.name.clone()).or_insert_with(|| {
+                    next_at
+                        .get(&rate_lock(&r.name))
+                        .copied()
+                        .flatten()
+                        .map_or(now, |t| t.max(floor))
+                });
+                if *next > now {
+                    deferred.entry(*next).or_default().push(cand.id);
+                    continue;
+                }
+                let cost = chrono::TimeDelta::from_std(r.interval * r.cost).unwrap_or_default();
+                *next += cost;
+            }
+            for (group, gate) in [(true, &g.group), (false, &g.key)] {
+                if let Some((k, _)) = gate {
+                    *in_flight.entry((group, k.clone())).or_default() += 1;
+                }
+            }
+            chosen.push(cand.id);
+        }
+        for (name, next) in &tokens {
+            c.execute(
+                Sql::new(SET_LIMIT_NEXT_AT)
+                    .bind(rate_lock(name))
+                    .bind(*next),
+            )
+            .await?;
+        }
+        for (at, ids) in deferred {
+            let mut sql = Sql::new(DEFER_TASKS_HEAD).bind(at);
+            sql.push_list(ids);
+            sql.push(")");
+            c.execute(sql).await?;
+        }
+        if chosen.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::new(CLAIM_IDS_HEAD).bind(now).bind(lease_until);
+        sql.push_list(chosen);
+        sql.push(CLAIM_TAIL);
+        let claimed: Vec<ClaimedTask> = c.fetch_all(sql).await?;
+        if claimed.is_empty() {
+            return Ok(claimed);
+        }
+        let mut events: Vec<NewEvent> = claimed
+            .iter()
+            .map(|t| NewEvent {
+                run_id: t.run_id,
+                task_id: Some(t.id),
+                attempt: Some(t.attempt),
+                status: TaskStatus::Dispatched.as_str(),
+                detail: None,
+            })
+            .collect();
+        if c.execute(Sql::new(START_RUN).bind(run_id)).await? == 1 {
+            events.push(NewEvent {
+                run_id,
+                task_id: None,
+                attempt: None,
+                status: RunStatus::Running.as_str(),
+                detail: None,
+            });
+        }
+        insert_events(&mut c, now, events).await?;
+        Ok(claimed)
+    }
+
+    /// Stores a new run's `concurrency.key`, rendered.
+    pub(crate) async fn set_run_key(&mut self, run_id: Uuid, key: &str) -> Result<(), Error> {
+        self.conn()
+            .execute(Sql::new(SET_RUN_KEY).bind(run_id).bind(key))
+            .await?;
+        Ok(())
+    }
+
+    /// Runs with ready instances waiting on a limit that one of these
+    /// (just finished) instances was under: advance them, a slot is free.
+    pub(crate) async fn waiting_runs(&mut self, finished: &[Uuid]) -> Result<Vec<Uuid>, Error> {
+        if finished.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::new(WAITING_RUNS_HEAD);
+        sql.push_list(finished.iter().copied());
+        sql.push(WAITING_RUNS_MID);
+        sql.push_list(finished.iter().copied());
+        sql.push(WAITING_RUNS_TAIL);
+        let rows: Vec<Id> = self.conn().fetch_all(sql).await?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    /// The oldest runs of the workflow waiting for a run slot.
+    pub(crate) async fn queued_runs(&mut self, workflow: &str, n: i64) -> Result<Vec<Uuid>, Error> {
+        let rows: Vec<Id> = self
+            .conn()
+            .fetch_all(Sql::new(QUEUED_RUNS).bind(workflow).bind(n))
+            .await?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+}
+
+fn push_list_or_null(sql: &mut Sql, items: &[String]) {
+    if items.is_empty() {
+        sql.push("NULL");
+    } else {
+        sql.push_list(items.iter().map(String::as_str));
+    }
+}
