@@ -274,4 +274,49 @@ async fn rate_limit_paces_claims(db: TestDb) {
     }
 }
 
-on_both_backends!(limits_hold_under_thirty_two_handlers, rate_limit_paces_claims);
+/// `on_limit: skip` and `cancel_oldest` decide at trigger, under the lock
+/// claims take: 16 racing triggers leave exactly `max_runs` runs open.
+async fn on_limit_skip_and_cancel_oldest(db: TestDb) {
+    let engine = Arc::new(noop_engine(db.store.clone()));
+    for policy in ["skip", "cancel_oldest"] {
+        let yaml = format!(
+            "name: {}\nconcurrency: {{max_runs: 2, on_limit: {policy}}}\ntasks:\n  t: {{executor: noop}}\n",
+            policy.replace('_', "-")
+        );
+        let spec = parse(&yaml);
+        engine.apply(&spec, None).await.unwrap();
+        let triggers: Vec<_> = (0..16)
+            .map(|_| {
+                let (engine, name) = (engine.clone(), spec.name.clone());
+                tokio::spawn(async move { trigger(&engine, &name, serde_json::json!({})).await })
+            })
+            .collect();
+        for t in triggers {
+            t.await.unwrap();
+        }
+        let runs = db.store.list_runs(Some(&spec.name), 100).await.unwrap();
+        assert_eq!(runs.len(), 16);
+        let open: Vec<Uuid> = runs.iter().filter(|r| !r.status.is_final()).map(|r| r.id).collect();
+        assert_eq!(open.len(), 2, "{policy}: open runs");
+        if policy == "cancel_oldest" {
+            // One at a time, each new run displaces the oldest open one.
+            let (a, b) = (
+                trigger(&engine, &spec.name, serde_json::json!({})).await,
+                trigger(&engine, &spec.name, serde_json::json!({})).await,
+            );
+            let mut open: Vec<Uuid> = db.store.list_runs(Some(&spec.name), 100).await.unwrap()
+                .iter().filter(|r| !r.status.is_final()).map(|r| r.id).collect();
+            open.sort();
+            assert_eq!(open, vec![a, b], "cancel_oldest keeps the newest runs");
+        }
+        for r in runs.iter().filter(|r| r.status.is_final()) {
+            assert_eq!(r.status, RunStatus::Cancelled);
+        }
+    }
+}
+
+on_both_backends!(
+    limits_hold_under_thirty_two_handlers,
+    rate_limit_paces_claims,
+    on_limit_skip_and_cancel_oldest
+);

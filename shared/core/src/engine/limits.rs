@@ -34,6 +34,20 @@ pub(super) fn run_key(spec: &WorkflowSpec, params: &serde_json::Value) -> Option
     Some(render_key(key, params))
 }
 
+/// The workflow's run limits for a run with `params`.
+pub(super) fn run_gate(spec: &WorkflowSpec, params: &serde_json::Value) -> Option<RunGate> {
+    let c = spec.concurrency.as_ref()?;
+    Some(RunGate {
+        workflow: spec.name.clone(),
+        max_runs: c.max_runs.map(i64::from),
+        key: c
+            .key
+            .as_ref()
+            .zip(c.limit)
+            .map(|(k, n)| (render_key(k, params), i64::from(n))),
+    })
+}
+
 /// The gates a claim of `run` passes, or `None` when the workflow has no
 /// limits (the plain one-statement claim).
 pub(super) fn claim_limits(wf: &Workflow, run: &Run) -> Option<ClaimLimits> {
@@ -41,19 +55,7 @@ pub(super) fn claim_limits(wf: &Workflow, run: &Run) -> Option<ClaimLimits> {
     if !spec.has_limits() {
         return None;
     }
-    let run_gate = spec
-        .concurrency
-        .as_ref()
-        .filter(|_| run.status == RunStatus::Pending)
-        .map(|c| RunGate {
-            workflow: run.workflow.clone(),
-            max_runs: c.max_runs.map(i64::from),
-            key: c
-                .key
-                .as_ref()
-                .zip(c.limit)
-                .map(|(k, n)| (render_key(k, &run.params), i64::from(n))),
-        });
+    let run_gate = run_gate(spec, &run.params).filter(|_| run.status == RunStatus::Pending);
     let tasks = spec
         .tasks
         .iter()

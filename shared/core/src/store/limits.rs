@@ -60,18 +60,23 @@ pub(crate) struct RateGate {
     pub cost: u32,
 }
 
+impl RunGate {
+    fn locks(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        if self.max_runs.is_some() {
+            keys.push(format!("runs:{}", self.workflow));
+        }
+        if let Some((k, _)) = &self.key {
+            keys.push(format!("runkey:{}/{k}", self.workflow));
+        }
+        keys
+    }
+}
+
 impl ClaimLimits {
     /// The `limits` rows to lock, sorted and unique.
     fn locks(&self) -> Vec<String> {
-        let mut keys = Vec::new();
-        if let Some(r) = &self.run {
-            if r.max_runs.is_some() {
-                keys.push(format!("runs:{}", r.workflow));
-            }
-            if let Some((k, _)) = &r.key {
-                keys.push(format!("runkey:{}/{k}", r.workflow));
-            }
-        }
+        let mut keys = self.run.as_ref().map(RunGate::locks).unwrap_or_default();
         for g in self.tasks.values() {
             if let Some((k, _)) = &g.group {
                 keys.push(format!("group:{k}"));
@@ -146,16 +151,8 @@ impl Tx {
         executors: Option<&[ExecutorKind]>,
         limits: &ClaimLimits,
     ) -> Result<Vec<ClaimedTask>, Error> {
+        let next_at = self.lock_limits(&limits.locks()).await?;
         let mut c = self.conn();
-        let locks = limits.locks();
-        let mut next_at: HashMap<String, Option<DateTime<Utc>>> = HashMap::new();
-        if !locks.is_empty() {
-            let mut sql = Sql::new(LOCK_LIMITS_HEAD);
-            sql.push_values(&locks, |s, k| vec![s.arg(k.as_str())]);
-            sql.push(LOCK_LIMITS_TAIL);
-            let locked: Vec<Locked> = c.fetch_all(sql).await?;
-            next_at.extend(locked.into_iter().map(|l| (l.key, l.next_at)));
-        }
         if let Some(gate) = &limits.run {
             let (key, key_limit) = gate.key.clone().map_or((None, 0), |(k, n)| (Some(k), n));
             let g: Option<Gate> = c
@@ -306,6 +303,51 @@ impl Tx {
         }
         insert_events(&mut c, now, events).await?;
         Ok(claimed)
+    }
+
+    /// Locks the `limits` rows of these keys (sorted) until commit; their
+    /// `next_at`, by key.
+    async fn lock_limits(
+        &mut self,
+        locks: &[String],
+    ) -> Result<HashMap<String, Option<DateTime<Utc>>>, Error> {
+        if locks.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut sql = Sql::new(LOCK_LIMITS_HEAD);
+        sql.push_values(locks, |s, k| vec![s.arg(k.as_str())]);
+        sql.push(LOCK_LIMITS_TAIL);
+        let locked: Vec<Locked> = self.conn().fetch_all(sql).await?;
+        Ok(locked.into_iter().map(|l| (l.key, l.next_at)).collect())
+    }
+
+    /// At trigger, for `on_limit: skip | cancel_oldest`: locks the run
+    /// limits (claims and triggers of the workflow take turns) and returns
+    /// the runs not final that hold a slot of a full limit, oldest first
+    /// (empty: the new run fits).
+    pub(crate) async fn full_run_slots(&mut self, gate: &RunGate) -> Result<Vec<Uuid>, Error> {
+        let mut locks = gate.locks();
+        locks.sort();
+        self.lock_limits(&locks).await?;
+        let mut c = self.conn();
+        if let Some(max) = gate.max_runs {
+            let sql = Sql::new(ACTIVE_RUNS).bind(gate.workflow.as_str()).bind(max);
+            let active: Vec<Id> = c.fetch_all(sql).await?;
+            if active.len() as i64 >= max {
+                return Ok(active.into_iter().map(|r| r.id).collect());
+            }
+        }
+        if let Some((key, limit)) = &gate.key {
+            let sql = Sql::new(ACTIVE_RUNS_KEYED)
+                .bind(gate.workflow.as_str())
+                .bind(*limit)
+                .bind(key.as_str());
+            let active: Vec<Id> = c.fetch_all(sql).await?;
+            if active.len() as i64 >= *limit {
+                return Ok(active.into_iter().map(|r| r.id).collect());
+            }
+        }
+        Ok(Vec::new())
     }
 
     /// Stores a new run's `concurrency.key`, rendered.

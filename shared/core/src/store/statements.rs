@@ -411,3 +411,13 @@ pub(super) const WAITING_RUNS_TAIL: &str = ") LIMIT 64";
 /// The oldest runs of workflow `$1` waiting for a run slot, `$2` at most.
 pub(super) const QUEUED_RUNS: &str = "SELECT id FROM runs WHERE workflow = $1 \
      AND status = 'pending' ORDER BY created_at, id LIMIT $2";
+
+/// The runs of workflow `$1` not final, oldest first, `$2` at most: what
+/// `on_limit: skip | cancel_oldest` counts at trigger.
+pub(super) const ACTIVE_RUNS: &str = "SELECT id FROM runs WHERE workflow = $1 \
+     AND status IN ('pending', 'running') ORDER BY created_at, id LIMIT $2";
+
+/// [`ACTIVE_RUNS`] under the run key `$3`.
+pub(super) const ACTIVE_RUNS_KEYED: &str = "SELECT id FROM runs WHERE workflow = $1 \
+     AND status IN ('pending', 'running') AND concurrency_key = $3 \
+     ORDER BY created_at, id LIMIT $2";
