@@ -1,6 +1,7 @@
 //! `cargo bench --bench limits`: claim-time limits under load. Five
 //! workflows share the rate limit `api` (50/s) and the concurrency key
-//! `shared` (limit 4); 32 handlers complete attempts (each runs 70 ms) and
+//! `shared` (limit 4); 32 handlers complete attempts (30 ms, every tenth
+//! 300 ms) and
 //! advance the runs their completions free, one of them also sweeping when
 //! `next_due` says (the rate limit's next token). Prints, per backend, the
 //! most attempts in flight under the key (sampled from the events table:
@@ -17,7 +18,7 @@ use ork_tests::db as common;
 
 use async_trait::async_trait;
 use common::TestDb;
-use ork_core::engine::{Engine, TriggerOptions};
+use ork_core::engine::TriggerOptions;
 use ork_core::executor::{Completion, Dispatch, DispatchRequest, Executor, ExecutorError, Outcome};
 use tokio::sync::{mpsc, Mutex};
 use uuid::Uuid;
@@ -26,7 +27,11 @@ const RATE: f64 = 50.0;
 const KEY_LIMIT: i64 = 4;
 const WORKFLOWS: usize = 5;
 const HANDLERS: usize = 32;
-const ATTEMPT: Duration = Duration::from_millis(70);
+/// How long an attempt runs: most are short, every tenth long, so that
+/// the key's limit is reached now and then while the rate limit paces.
+fn attempt_time(index: i64) -> Duration {
+    Duration::from_millis(if index % 10 == 0 { 300 } else { 30 })
+}
 
 fn spec(i: usize, tasks: usize) -> String {
     format!(
@@ -44,15 +49,16 @@ tasks:
     )
 }
 
-/// Each attempt "runs" for [`ATTEMPT`], then its completion is queued.
+/// Each attempt "runs" for [`attempt_time`], then its completion is queued.
 struct Timed(mpsc::UnboundedSender<Completion>);
 
 #[async_trait]
 impl Executor for Timed {
     async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         let (tx, attempt) = (self.0.clone(), req.attempt.clone());
+        let time = attempt_time(attempt.task_index);
         tokio::spawn(async move {
-            tokio::time::sleep(ATTEMPT).await;
+            tokio::time::sleep(time).await;
             let _ = tx.send(Completion {
                 attempt,
                 outcome: Outcome::success(None),
@@ -131,26 +137,37 @@ async fn bench(backend: &str, db: TestDb, tasks: usize) -> bool {
     events.sort_by_key(|e| e.id);
     let (mut now, mut max) = (0i64, 0i64);
     let mut dispatched = Vec::new();
+    let mut since: std::collections::HashMap<Uuid, chrono::DateTime<chrono::Utc>> =
+        Default::default();
+    let mut held = 0.0;
     for e in events.iter().filter(|e| e.task_id.is_some()) {
         match e.status.as_str() {
             "dispatched" => {
                 now += 1;
                 dispatched.push(e.at);
+                since.insert(e.task_id.unwrap(), e.at);
             }
-            "success" | "failed" | "pending" | "cancelled" => now -= 1,
+            "success" | "failed" | "pending" | "cancelled" => {
+                now -= 1;
+                if let Some(at) = since.get(&e.task_id.unwrap()) {
+                    held += (e.at - *at).num_microseconds().unwrap_or(0) as f64 / 1e3;
+                }
+            }
             _ => continue,
         }
         max = max.max(now);
     }
+    let held = held / total as f64;
     dispatched.sort();
     let span = (dispatched[dispatched.len() - 1] - dispatched[0]).num_microseconds().unwrap_or(1) as f64 / 1e6;
     let rate = (dispatched.len() - 1) as f64 / span;
     let ok_rate = (rate - RATE).abs() <= RATE * 0.05;
     println!(
         "limits/{backend}: {total} attempts of {WORKFLOWS} workflows, {HANDLERS} handlers, {:.1}s: \
-         max in flight under the key {max} (limit {KEY_LIMIT}), achieved rate {rate:.2}/s (limit {RATE}/s, {:+.1} %)",
+         max in flight under the key {max} (limit {KEY_LIMIT}), achieved rate {rate:.2}/s (limit {RATE}/s, {:+.1} %), a slot held {held:.1} ms per attempt ({:.1} ms running)",
         elapsed.as_secs_f64(),
-        (rate / RATE - 1.0) * 100.0
+        (rate / RATE - 1.0) * 100.0,
+        (0..tasks as i64).map(|i| attempt_time(i).as_secs_f64() * 1e3).sum::<f64>() / tasks as f64
     );
     max == KEY_LIMIT && ok_rate
 }

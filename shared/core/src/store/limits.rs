@@ -124,15 +124,28 @@ struct InFlight {
     n: i64,
 }
 
+/// What a claim takes: the instances that fit, the ones a rate limit
+/// holds back (by when its token is due), the rate limits' new `next_at`.
+#[derive(Default)]
+struct Plan {
+    chosen: Vec<Uuid>,
+    deferred: HashMap<DateTime<Utc>, Vec<Uuid>>,
+    tokens: HashMap<String, DateTime<Utc>>,
+}
+
 #[derive(sqlx::FromRow)]
 struct Id {
     id: Uuid,
 }
 
 /// How far back a rate limit's tokens accrue while nobody claims: the lag
-/// of a wake-up is made up, an idle limit gives no long burst.
+/// of a wake-up (a sweep, a busy database) is made up, an idle limit gives
+/// no long burst: 5 tokens or a quarter second's, at most one second's.
 fn accrual(interval: Duration) -> Duration {
-    (interval * 5).min(Duration::from_secs(1))
+    (interval * 5)
+        .max(Duration::from_millis(250))
+        .min(Duration::from_secs(1))
+        .max(interval)
 }
 
 impl Tx {
@@ -151,113 +164,38 @@ impl Tx {
         executors: Option<&[ExecutorKind]>,
         limits: &ClaimLimits,
     ) -> Result<Vec<ClaimedTask>, Error> {
-        let next_at = self.lock_limits(&limits.locks()).await?;
-        let mut c = self.conn();
-        if let Some(gate) = &limits.run {
-            let (key, key_limit) = gate.key.clone().map_or((None, 0), |(k, n)| (Some(k), n));
-            let g: Option<Gate> = c
-                .fetch_optional(
-                    Sql::new(RUN_GATE)
-                        .bind(run_id)
-                        .bind(gate.workflow.as_str())
-                        .bind(key.clone()),
-                )
-                .await?;
-            let Some(g) = g else { return Ok(Vec::new()) };
-            let started = g.status.as_deref() != Some(RunStatus::Pending.as_str());
-            let full = gate.max_runs.is_some_and(|m| g.runs >= m)
-                || (key.is_some() && g.keyed >= key_limit);
-            if !started && full {
-                return Ok(Vec::new());
-            }
-        }
-        let mut sql = Sql::new(CLAIM_CANDIDATES_HEAD)
-            .bind(run_id)
-            .bind(now)
-            .bind(limit);
-        if let Some(kinds) = executors {
-            sql.push(CLAIM_EXECUTORS);
-            if kinds.is_empty() {
-                sql.push("NULL");
-            } else {
-                sql.push_list(kinds.iter().map(|k| k.as_str().to_owned()));
-            }
-            sql.push(")");
-        }
-        sql.push(CLAIM_CANDIDATES_TAIL);
-        let candidates: Vec<Candidate> = c.fetch_all(sql).await?;
+        let candidates = self
+            .claim_candidates(run_id, now, limit, executors)
+            .await?;
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        // Attempts in flight under each group and key these candidates use.
-        let gates = |n: &str| limits.tasks.get(n);
-        let mut groups: Vec<String> = Vec::new();
-        let mut keys: Vec<String> = Vec::new();
-        for cand in &candidates {
-            if let Some(g) = gates(&cand.name) {
-                groups.extend(g.group.as_ref().map(|(k, _)| k.clone()));
-                keys.extend(g.key.as_ref().map(|(k, _)| k.clone()));
-            }
+        let locks = limits.locks();
+        // An optimistic pass without the locks first: most claims under a
+        // busy limit find it full, and leave without waiting for its lock.
+        // (A slot freed after this read is taken by the advance that the
+        // completion freeing it asks for.)
+        let peeked = self.peek_limits(&locks).await?;
+        if !self.run_admitted(run_id, limits).await? {
+            return Ok(Vec::new());
         }
-        groups.sort();
-        groups.dedup();
-        keys.sort();
-        keys.dedup();
-        let mut in_flight: HashMap<(bool, String), i64> = HashMap::new();
-        if !groups.is_empty() || !keys.is_empty() {
-            let mut sql = Sql::new(IN_FLIGHT_GROUPS);
-            push_list_or_null(&mut sql, &groups);
-            sql.push(IN_FLIGHT_KEYS);
-            push_list_or_null(&mut sql, &keys);
-            sql.push(IN_FLIGHT_TAIL);
-            let rows: Vec<InFlight> = c.fetch_all(sql).await?;
-            for r in rows {
-                if let Some(k) = r.k {
-                    in_flight.insert((r.kind == "group", k), r.n);
-                }
-            }
+        let plan = self.plan(&candidates, limits, &peeked, now).await?;
+        if plan.chosen.is_empty() {
+            self.defer(plan.deferred).await?;
+            return Ok(Vec::new());
         }
-        // Rate limits: the time of the next token (a new limit's first is
-        // now), made up to `accrual` in the past.
-        let mut tokens: HashMap<String, DateTime<Utc>> = HashMap::new();
-        let mut chosen: Vec<Uuid> = Vec::new();
-        let mut deferred: HashMap<DateTime<Utc>, Vec<Uuid>> = HashMap::new();
-        for cand in &candidates {
-            let Some(g) = gates(&cand.name) else {
-                chosen.push(cand.id);
-                continue;
-            };
-            let fits = |group: bool, gate: &Option<(String, i64)>| {
-                gate.as_ref().is_none_or(|(k, n)| {
-                    in_flight.get(&(group, k.clone())).copied().unwrap_or(0) < *n
-                })
-            };
-            if !fits(true, &g.group) || !fits(false, &g.key) {
-                continue;
-            }
-            if let Some(r) = &g.rate {
-                let floor = now - chrono::TimeDelta::from_std(accrual(r.interval)).unwrap_or_default();
-                let next = tokens.entry(r.name.clone()).or_insert_with(|| {
-                    next_at
-                        .get(&rate_lock(&r.name))
-                        .copied()
-                        .flatten()
-                        .map_or(now, |t| t.max(floor))
-                });
-                if *next > now {
-                    deferred.entry(*next).or_default().push(cand.id);
-                    continue;
-                }
-                let cost = chrono::TimeDelta::from_std(r.interval * r.cost).unwrap_or_default();
-                *next += cost;
-            }
-            for (group, gate) in [(true, &g.group), (false, &g.key)] {
-                if let Some((k, _)) = gate {
-                    *in_flight.entry((group, k.clone())).or_default() += 1;
-                }
-            }
-            chosen.push(cand.id);
+        let next_at = self.lock_limits(&locks).await?;
+        // The time the tokens are counted at is after the wait for the lock.
+        let now = Utc::now().max(now);
+        if !self.run_admitted(run_id, limits).await? {
+            return Ok(Vec::new());
         }
+        let Plan {
+            chosen,
+            deferred,
+            tokens,
+        } = self.plan(&candidates, limits, &next_at, now).await?;
+        let mut c = self.conn();
         for (name, next) in &tokens {
             c.execute(
                 Sql::new(SET_LIMIT_NEXT_AT)
@@ -266,12 +204,9 @@ impl Tx {
             )
             .await?;
         }
-        for (at, ids) in deferred {
-            let mut sql = Sql::new(DEFER_TASKS_HEAD).bind(at);
-            sql.push_list(ids);
-            sql.push(")");
-            c.execute(sql).await?;
-        }
+        drop(c);
+        self.defer(deferred).await?;
+        let mut c = self.conn();
         if chosen.is_empty() {
             return Ok(Vec::new());
         }
@@ -303,6 +238,156 @@ impl Tx {
         }
         insert_events(&mut c, now, events).await?;
         Ok(claimed)
+    }
+
+    /// The run may start (or has): its run limits have room.
+    async fn run_admitted(&mut self, run_id: Uuid, limits: &ClaimLimits) -> Result<bool, Error> {
+        let Some(gate) = &limits.run else {
+            return Ok(true);
+        };
+        let (key, key_limit) = gate.key.clone().map_or((None, 0), |(k, n)| (Some(k), n));
+        let g: Option<Gate> = self
+            .conn()
+            .fetch_optional(
+                Sql::new(RUN_GATE)
+                    .bind(run_id)
+                    .bind(gate.workflow.as_str())
+                    .bind(key.clone()),
+            )
+            .await?;
+        let Some(g) = g else { return Ok(false) };
+        let started = g.status.as_deref() != Some(RunStatus::Pending.as_str());
+        let full = gate.max_runs.is_some_and(|m| g.runs >= m)
+            || (key.is_some() && g.keyed >= key_limit);
+        Ok(started || !full)
+    }
+
+    async fn claim_candidates(
+        &mut self,
+        run_id: Uuid,
+        now: DateTime<Utc>,
+        limit: i64,
+        executors: Option<&[ExecutorKind]>,
+    ) -> Result<Vec<Candidate>, Error> {
+        let mut sql = Sql::new(CLAIM_CANDIDATES_HEAD)
+            .bind(run_id)
+            .bind(now)
+            .bind(limit);
+        if let Some(kinds) = executors {
+            sql.push(CLAIM_EXECUTORS);
+            if kinds.is_empty() {
+                sql.push("NULL");
+            } else {
+                sql.push_list(kinds.iter().map(|k| k.as_str().to_owned()));
+            }
+            sql.push(")");
+        }
+        sql.push(CLAIM_CANDIDATES_TAIL);
+        Ok(self.conn().fetch_all(sql).await?)
+    }
+
+    /// The `next_at` of these limits, read without locking.
+    async fn peek_limits(
+        &mut self,
+        locks: &[String],
+    ) -> Result<HashMap<String, Option<DateTime<Utc>>>, Error> {
+        if locks.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut sql = Sql::new(PEEK_LIMITS_HEAD);
+        sql.push_list(locks.iter().map(String::as_str));
+        sql.push(")");
+        let rows: Vec<Locked> = self.conn().fetch_all(sql).await?;
+        Ok(rows.into_iter().map(|l| (l.key, l.next_at)).collect())
+    }
+
+    /// Which candidates fit under their limits, given the attempts in
+    /// flight (read now) and the rate limits' `next_at`.
+    async fn plan(
+        &mut self,
+        candidates: &[Candidate],
+        limits: &ClaimLimits,
+        next_at: &HashMap<String, Option<DateTime<Utc>>>,
+        now: DateTime<Utc>,
+    ) -> Result<Plan, Error> {
+        let gates = |n: &str| limits.tasks.get(n);
+        let mut groups: Vec<String> = Vec::new();
+        let mut keys: Vec<String> = Vec::new();
+        for cand in candidates {
+            if let Some(g) = gates(&cand.name) {
+                groups.extend(g.group.as_ref().map(|(k, _)| k.clone()));
+                keys.extend(g.key.as_ref().map(|(k, _)| k.clone()));
+            }
+        }
+        groups.sort();
+        groups.dedup();
+        keys.sort();
+        keys.dedup();
+        let mut in_flight: HashMap<(bool, String), i64> = HashMap::new();
+        if !groups.is_empty() || !keys.is_empty() {
+            let mut sql = Sql::new(IN_FLIGHT_GROUPS);
+            push_list_or_null(&mut sql, &groups);
+            sql.push(IN_FLIGHT_KEYS);
+            push_list_or_null(&mut sql, &keys);
+            sql.push(IN_FLIGHT_TAIL);
+            let rows: Vec<InFlight> = self.conn().fetch_all(sql).await?;
+            for r in rows {
+                if let Some(k) = r.k {
+                    in_flight.insert((r.kind == "group", k), r.n);
+                }
+            }
+        }
+        // Rate limits: the time of the next token (a new limit's first is
+        // now), made up to `accrual` in the past.
+        let mut plan = Plan::default();
+        for cand in candidates {
+            let Some(g) = gates(&cand.name) else {
+                plan.chosen.push(cand.id);
+                continue;
+            };
+            let fits = |group: bool, gate: &Option<(String, i64)>| {
+                gate.as_ref().is_none_or(|(k, n)| {
+                    in_flight.get(&(group, k.clone())).copied().unwrap_or(0) < *n
+                })
+            };
+            if !fits(true, &g.group) || !fits(false, &g.key) {
+                continue;
+            }
+            if let Some(r) = &g.rate {
+                let floor =
+                    now - chrono::TimeDelta::from_std(accrual(r.interval)).unwrap_or_default();
+                let next = plan.tokens.entry(r.name.clone()).or_insert_with(|| {
+                    next_at
+                        .get(&rate_lock(&r.name))
+                        .copied()
+                        .flatten()
+                        .map_or(now, |t| t.max(floor))
+                });
+                if *next > now {
+                    plan.deferred.entry(*next).or_default().push(cand.id);
+                    continue;
+                }
+                *next += chrono::TimeDelta::from_std(r.interval * r.cost).unwrap_or_default();
+            }
+            for (group, gate) in [(true, &g.group), (false, &g.key)] {
+                if let Some((k, _)) = gate {
+                    *in_flight.entry((group, k.clone())).or_default() += 1;
+                }
+            }
+            plan.chosen.push(cand.id);
+        }
+        Ok(plan)
+    }
+
+    /// Instances waiting for a rate limit's token: not before it is due.
+    async fn defer(&mut self, deferred: HashMap<DateTime<Utc>, Vec<Uuid>>) -> Result<(), Error> {
+        for (at, ids) in deferred {
+            let mut sql = Sql::new(DEFER_TASKS_HEAD).bind(at);
+            sql.push_list(ids);
+            sql.push(")");
+            self.conn().execute(sql).await?;
+        }
+        Ok(())
     }
 
     /// Locks the `limits` rows of these keys (sorted) until commit; their

@@ -349,6 +349,9 @@ pub(super) const LOCK_LIMITS_HEAD: &str = "INSERT INTO limits (key) VALUES ";
 pub(super) const LOCK_LIMITS_TAIL: &str =
     " ON CONFLICT (key) DO UPDATE SET key = excluded.key RETURNING key, next_at";
 
+/// [`LOCK_LIMITS_HEAD`]'s answer without the lock: followed by the keys and `)`.
+pub(super) const PEEK_LIMITS_HEAD: &str = "SELECT key, next_at FROM limits WHERE key IN (";
+
 /// `$1` the run, `$2` its workflow, `$3` its concurrency key: the run's
 /// status and the runs of the workflow in flight (all, and under the key).
 pub(super) const RUN_GATE: &str = "SELECT (SELECT status FROM runs WHERE id = $1) AS status, \
