@@ -75,7 +75,10 @@ async fn bench(backend: &str, db: TestDb, tasks: usize) -> bool {
     let engine = Arc::new(common::with_executor(db.store.clone(), Arc::new(Timed(tx))));
     let mut runs: Vec<Uuid> = Vec::new();
     for i in 0..WORKFLOWS {
-        engine.apply(&common::parse(&spec(i, tasks)), None).await.unwrap();
+        engine
+            .apply(&common::parse(&spec(i, tasks)), None)
+            .await
+            .unwrap();
     }
     let started = Instant::now();
     for i in 0..WORKFLOWS {
@@ -159,7 +162,10 @@ async fn bench(backend: &str, db: TestDb, tasks: usize) -> bool {
     }
     let held = held / total as f64;
     dispatched.sort();
-    let span = (dispatched[dispatched.len() - 1] - dispatched[0]).num_microseconds().unwrap_or(1) as f64 / 1e6;
+    let span = (dispatched[dispatched.len() - 1] - dispatched[0])
+        .num_microseconds()
+        .unwrap_or(1) as f64
+        / 1e6;
     let rate = (dispatched.len() - 1) as f64 / span;
     let ok_rate = (rate - RATE).abs() <= RATE * 0.05;
     println!(
@@ -190,7 +196,9 @@ async fn main() {
         ok &= bench("postgres", common::postgres().await, tasks).await;
     }
     if !ok {
-        eprintln!("limits: a limit was exceeded or not reached, or the rate is off by more than 5 %");
+        eprintln!(
+            "limits: a limit was exceeded or not reached, or the rate is off by more than 5 %"
+        );
         std::process::exit(1);
     }
 }

@@ -78,7 +78,13 @@ async fn drive(engine: Arc<Engine>, rx: mpsc::UnboundedReceiver<Completion>, run
             loop {
                 let mut open = false;
                 for run in &runs {
-                    open |= !engine.store().get_run(*run).await.unwrap().status.is_final();
+                    open |= !engine
+                        .store()
+                        .get_run(*run)
+                        .await
+                        .unwrap()
+                        .status
+                        .is_final();
                 }
                 if !open {
                     return;
@@ -121,7 +127,10 @@ async fn events(db: &TestDb, runs: &[Uuid]) -> Vec<Event> {
 
 /// The most attempts in flight at once, per group (`group_of` a task's
 /// events; `None`: not counted).
-fn max_in_flight(events: &[Event], group_of: impl Fn(&Event) -> Option<String>) -> HashMap<String, i64> {
+fn max_in_flight(
+    events: &[Event],
+    group_of: impl Fn(&Event) -> Option<String>,
+) -> HashMap<String, i64> {
     let (mut now, mut max): (HashMap<String, i64>, HashMap<String, i64>) = Default::default();
     for e in events.iter().filter(|e| e.task_id.is_some()) {
         let Some(g) = group_of(e) else { continue };
@@ -190,7 +199,10 @@ async fn limits_hold_under_thirty_two_handlers(db: TestDb) {
 
     // max_runs: 2 runs of `limited` running at once.
     let (mut running, mut max_running) = (0, 0);
-    for e in events.iter().filter(|e| e.task_id.is_none() && limited.contains(&e.run_id)) {
+    for e in events
+        .iter()
+        .filter(|e| e.task_id.is_none() && limited.contains(&e.run_id))
+    {
         match e.status.as_str() {
             "running" => running += 1,
             "success" | "failed" | "cancelled" => running -= 1,
@@ -266,10 +278,20 @@ async fn rate_limit_paces_claims(db: TestDb) {
     let (first, last) = (times[0], times[times.len() - 1]);
     let span = (last - first).num_milliseconds() as f64 / 1000.0;
     let rate = 89.0 / span;
-    assert!((17.0..=21.0).contains(&rate), "achieved {rate:.2}/s over {span:.2}s, the limit is 20/s");
+    let gaps: Vec<i64> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).num_milliseconds())
+        .collect();
+    assert!(
+        (17.0..=21.0).contains(&rate),
+        "achieved {rate:.2}/s over {span:.2}s, the limit is 20/s; ms between claims: {gaps:?}"
+    );
     // No second holds more than a second's tokens (plus the 5-token accrual).
     for (i, t) in times.iter().enumerate() {
-        let within = times[i..].iter().take_while(|u| (**u - *t).num_milliseconds() < 1000).count();
+        let within = times[i..]
+            .iter()
+            .take_while(|u| (**u - *t).num_milliseconds() < 1000)
+            .count();
         assert!(within <= 25, "{within} claims in the second from {t}");
     }
 }
@@ -296,7 +318,11 @@ async fn on_limit_skip_and_cancel_oldest(db: TestDb) {
         }
         let runs = db.store.list_runs(Some(&spec.name), 100).await.unwrap();
         assert_eq!(runs.len(), 16);
-        let open: Vec<Uuid> = runs.iter().filter(|r| !r.status.is_final()).map(|r| r.id).collect();
+        let open: Vec<Uuid> = runs
+            .iter()
+            .filter(|r| !r.status.is_final())
+            .map(|r| r.id)
+            .collect();
         assert_eq!(open.len(), 2, "{policy}: open runs");
         if policy == "cancel_oldest" {
             // One at a time, each new run displaces the oldest open one.
@@ -304,8 +330,15 @@ async fn on_limit_skip_and_cancel_oldest(db: TestDb) {
                 trigger(&engine, &spec.name, serde_json::json!({})).await,
                 trigger(&engine, &spec.name, serde_json::json!({})).await,
             );
-            let mut open: Vec<Uuid> = db.store.list_runs(Some(&spec.name), 100).await.unwrap()
-                .iter().filter(|r| !r.status.is_final()).map(|r| r.id).collect();
+            let mut open: Vec<Uuid> = db
+                .store
+                .list_runs(Some(&spec.name), 100)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|r| !r.status.is_final())
+                .map(|r| r.id)
+                .collect();
             open.sort();
             assert_eq!(open, vec![a, b], "cancel_oldest keeps the newest runs");
         }

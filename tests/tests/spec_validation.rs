@@ -753,7 +753,10 @@ fn limits_parse_and_render() {
     );
     assert!(s.has_limits());
     let c = s.concurrency.as_ref().unwrap();
-    assert_eq!((c.max_runs, c.on_limit), (Some(2), spec::OnLimit::CancelOldest));
+    assert_eq!(
+        (c.max_runs, c.on_limit),
+        (Some(2), spec::OnLimit::CancelOldest)
+    );
     let a = &s.tasks["a"];
     assert_eq!(a.max_parallel, Some(3));
     assert_eq!(a.rate_limit.as_ref().map(|r| r.cost), Some(2));
@@ -762,5 +765,8 @@ fn limits_parse_and_render() {
         spec::render_key(key, &serde_json::json!({"customer": "acme"})),
         "c-acme"
     );
-    assert_eq!(spec::render_key(key, &serde_json::json!({"customer": 7})), "c-7");
+    assert_eq!(
+        spec::render_key(key, &serde_json::json!({"customer": 7})),
+        "c-7"
+    );
 }

@@ -48,7 +48,8 @@ impl Engine {
                 let mut tx = self.store.begin().await?;
                 let now = Utc::now();
                 let lease_until = limits::after(now, self.config.lease);
-                let (batch, executors) = (self.config.claim_batch, self.config.executors.as_deref());
+                let (batch, executors) =
+                    (self.config.claim_batch, self.config.executors.as_deref());
                 let claimed = match gates {
                     None => tx.claim(run_id, now, lease_until, batch, executors).await?,
                     Some(gates) => {

@@ -276,7 +276,8 @@ impl Engine {
             // (which applies once). Their own children counted the task as
             // one parent instance: they wait for `n` now (none: released).
             for f in rows.iter().filter(|f| f.status == TaskStatus::Success) {
-                for (child, items, key) in expansions.get(&(f.id, f.attempt)).into_iter().flatten() {
+                for (child, items, key) in expansions.get(&(f.id, f.attempt)).into_iter().flatten()
+                {
                     let spec = &wf.spec.tasks[child];
                     let task = NewTask {
                         name: child.clone(),
@@ -284,7 +285,12 @@ impl Engine {
                         executor: spec.executor.as_str().to_owned(),
                         max_attempts: i64::from(spec.retries.count) + 1,
                         deps_remaining: 1,
-                        limit_group: super::limits::task_keys(&wf.spec, child, &serde_json::Value::Null).0,
+                        limit_group: super::limits::task_keys(
+                            &wf.spec,
+                            child,
+                            &serde_json::Value::Null,
+                        )
+                        .0,
                         limit_key: key.clone(),
                     };
                     tx.expand_foreach(run_id, &task, items).await?;

@@ -116,35 +116,36 @@ impl Engine {
         let gate = super::limits::run_gate(&wf.spec, &run.params)
             .filter(|_| on_limit.is_some_and(|o| o != OnLimit::Queue));
         let (run_ref, tasks, run_key, gate) = (&run, &tasks, &run_key, &gate);
-        let (created, skipped, displaced) = retry(TRANSIENT_DB, Error::is_transient, || async move {
-            let mut tx = self.store.begin().await?;
-            let full = match gate {
-                Some(g) => tx.full_run_slots(g).await?,
-                None => Vec::new(),
-            };
-            let created = tx.create_run(run_ref, tasks).await?;
-            let (mut skipped, mut displaced) = (false, None);
-            if created {
-                if let Some(key) = run_key {
-                    tx.set_run_key(run_ref.id, key).await?;
-                }
-                match (full.first(), on_limit) {
-                    (Some(_), Some(OnLimit::Skip)) => {
-                        tx.cancel_run(run_ref.id, now).await?;
-                        skipped = true;
+        let (created, skipped, displaced) =
+            retry(TRANSIENT_DB, Error::is_transient, || async move {
+                let mut tx = self.store.begin().await?;
+                let full = match gate {
+                    Some(g) => tx.full_run_slots(g).await?,
+                    None => Vec::new(),
+                };
+                let created = tx.create_run(run_ref, tasks).await?;
+                let (mut skipped, mut displaced) = (false, None);
+                if created {
+                    if let Some(key) = run_key {
+                        tx.set_run_key(run_ref.id, key).await?;
                     }
-                    (Some(oldest), Some(OnLimit::CancelOldest)) => {
-                        let in_flight = tx.cancel_run(*oldest, now).await?;
-                        displaced = in_flight.map(|t| (*oldest, t));
+                    match (full.first(), on_limit) {
+                        (Some(_), Some(OnLimit::Skip)) => {
+                            tx.cancel_run(run_ref.id, now).await?;
+                            skipped = true;
+                        }
+                        (Some(oldest), Some(OnLimit::CancelOldest)) => {
+                            let in_flight = tx.cancel_run(*oldest, now).await?;
+                            displaced = in_flight.map(|t| (*oldest, t));
+                        }
+                        _ => {}
                     }
-                    _ => {}
+                    tx.notify_wake().await?;
                 }
-                tx.notify_wake().await?;
-            }
-            tx.commit().await?;
-            Ok((created, skipped, displaced))
-        })
-        .await?;
+                tx.commit().await?;
+                Ok((created, skipped, displaced))
+            })
+            .await?;
         let mut run = run;
         if skipped {
             run.status = RunStatus::Cancelled;

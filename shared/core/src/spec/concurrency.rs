@@ -195,7 +195,10 @@ pub(super) fn validate(spec: &WorkflowSpec, src: &str) -> Result<(), SpecError> 
     }
     for (name, rate) in &spec.rate_limits {
         if name.is_empty() || name.len() > MAX_KEY_BYTES {
-            return top("rate_limits", format!("rate_limits: the name {name:?} must be 1 to {MAX_KEY_BYTES} bytes"));
+            return top(
+                "rate_limits",
+                format!("rate_limits: the name {name:?} must be 1 to {MAX_KEY_BYTES} bytes"),
+            );
         }
         if !(MIN_PER_SECOND..=MAX_PER_SECOND).contains(&rate.per_second) {
             return top(
@@ -247,9 +250,8 @@ impl WorkflowSpec {
     /// Whether claims of this workflow's runs go through the limits.
     pub fn has_limits(&self) -> bool {
         self.concurrency.is_some()
-            || self
-                .tasks
-                .values()
-                .any(|t| t.max_parallel.is_some() || t.concurrency.is_some() || t.rate_limit.is_some())
+            || self.tasks.values().any(|t| {
+                t.max_parallel.is_some() || t.concurrency.is_some() || t.rate_limit.is_some()
+            })
     }
 }

@@ -164,9 +164,7 @@ impl Tx {
         executors: Option<&[ExecutorKind]>,
         limits: &ClaimLimits,
     ) -> Result<Vec<ClaimedTask>, Error> {
-        let candidates = self
-            .claim_candidates(run_id, now, limit, executors)
-            .await?;
+        let candidates = self.claim_candidates(run_id, now, limit, executors).await?;
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
@@ -257,8 +255,8 @@ impl Tx {
             .await?;
         let Some(g) = g else { return Ok(false) };
         let started = g.status.as_deref() != Some(RunStatus::Pending.as_str());
-        let full = gate.max_runs.is_some_and(|m| g.runs >= m)
-            || (key.is_some() && g.keyed >= key_limit);
+        let full =
+            gate.max_runs.is_some_and(|m| g.runs >= m) || (key.is_some() && g.keyed >= key_limit);
         Ok(started || !full)
     }
 

@@ -30,9 +30,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
 
+pub(crate) use limits::{ClaimLimits, RateGate, RunGate, TaskGate};
 use sql::Conn;
 pub use sql::Dialect;
-pub(crate) use limits::{ClaimLimits, RateGate, RunGate, TaskGate};
 pub(crate) use writes::{AttemptResult, ClaimedTask, Finished, NewTask, Started};
 
 use crate::Error;
