@@ -193,16 +193,15 @@ impl Tx {
             deferred,
             tokens,
         } = self.plan(&candidates, limits, &next_at, now).await?;
-        let mut c = self.conn();
         for (name, next) in &tokens {
-            c.execute(
-                Sql::new(SET_LIMIT_NEXT_AT)
-                    .bind(rate_lock(name))
-                    .bind(*next),
-            )
-            .await?;
+            self.conn()
+                .execute(
+                    Sql::new(SET_LIMIT_NEXT_AT)
+                        .bind(rate_lock(name))
+                        .bind(*next),
+                )
+                .await?;
         }
-        drop(c);
         self.defer(deferred).await?;
         let mut c = self.conn();
         if chosen.is_empty() {
