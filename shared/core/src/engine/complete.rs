@@ -375,9 +375,13 @@ impl Engine {
             let Some(c) = &wf.spec.concurrency else {
                 continue;
             };
-            if seen.insert(wf.spec.name.as_str()) {
-                let n = i64::from(c.max_runs.or(c.limit).unwrap_or(1));
-                runs.extend(tx.queued_runs(&wf.spec.name, n).await?);
+            if let Some(limit) = c.limit.filter(|_| c.key.is_some()) {
+                runs.extend(tx.queued_runs_keyed(*run_id, i64::from(limit)).await?);
+            }
+            if let Some(max) = c.max_runs {
+                if seen.insert(wf.spec.name.as_str()) {
+                    runs.extend(tx.queued_runs(&wf.spec.name, i64::from(max)).await?);
+                }
             }
         }
         for run in runs {

@@ -455,6 +455,20 @@ impl Tx {
         Ok(rows.into_iter().map(|r| r.id).collect())
     }
 
+    /// The oldest runs waiting for the slot that the final run `freed` held
+    /// under its run key.
+    pub(crate) async fn queued_runs_keyed(
+        &mut self,
+        freed: Uuid,
+        n: i64,
+    ) -> Result<Vec<Uuid>, Error> {
+        let rows: Vec<Id> = self
+            .conn()
+            .fetch_all(Sql::new(QUEUED_RUNS_KEYED).bind(freed).bind(n))
+            .await?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
     /// The oldest runs of the workflow waiting for a run slot.
     pub(crate) async fn queued_runs(&mut self, workflow: &str, n: i64) -> Result<Vec<Uuid>, Error> {
         let rows: Vec<Id> = self

@@ -411,6 +411,12 @@ pub(super) const WAITING_RUNS_MID: &str = ") UNION SELECT DISTINCT w.run_id AS i
 
 pub(super) const WAITING_RUNS_TAIL: &str = ") LIMIT 64";
 
+/// The oldest runs waiting for the run slot that run `$1` (final) freed
+/// under its key, `$2` at most.
+pub(super) const QUEUED_RUNS_KEYED: &str = "SELECT w.id FROM runs f JOIN runs w \
+     ON w.workflow = f.workflow AND w.concurrency_key = f.concurrency_key \
+     WHERE f.id = $1 AND w.status = 'pending' ORDER BY w.created_at, w.id LIMIT $2";
+
 /// The oldest runs of workflow `$1` waiting for a run slot, `$2` at most.
 pub(super) const QUEUED_RUNS: &str = "SELECT id FROM runs WHERE workflow = $1 \
      AND status = 'pending' ORDER BY created_at, id LIMIT $2";
