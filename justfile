@@ -97,6 +97,7 @@ bench:
     cargo build --release -p ork-functions
     cargo bench -p ork-tests --bench engine
     cargo bench -p ork-tests --bench http
+    cargo bench -p ork-tests --bench limits
 
 fmt:
     cargo fmt --all

@@ -251,6 +251,8 @@ async fn create_workflow(ctx: &Ctx, job: OneJob) -> Result<i32> {
         timezone: None,
         catchup: false,
         params: BTreeMap::new(),
+        concurrency: None,
+        rate_limits: BTreeMap::new(),
     };
     let a = ctx.engine.apply(&spec, None).await?;
     ctx.print(&a, |a| {

@@ -261,6 +261,8 @@ pub fn import(args: &ImportArgs) -> Result<WorkflowSpec> {
         timezone: None,
         catchup: false,
         params: BTreeMap::new(),
+        concurrency: None,
+        rate_limits: BTreeMap::new(),
     };
     spec.validate()?;
     Ok(spec)

@@ -532,6 +532,8 @@ async fn apply_refuses_an_unvalidated_spec_and_stores_nothing() {
         timezone: None,
         catchup: false,
         params: BTreeMap::new(),
+        concurrency: None,
+        rate_limits: BTreeMap::new(),
     };
     let invalid = [
         WorkflowSpec {
@@ -755,4 +757,85 @@ fn kubernetes_blocks_are_checked_where_they_are_written() {
     assert_eq!(k.cpu.as_deref(), Some("2"));
     assert_eq!(k.memory.as_deref(), Some("1.5Gi"));
     assert_eq!(k.node_selector["pool"], "a");
+}
+
+// ---- limits (docs/concurrency.md) ----------------------------------------
+
+#[test]
+fn limits_are_checked_with_their_line() {
+    rejects(
+        "name: w\nconcurrency:\n  on_limit: skip\ntasks:\n  a: {executor: noop}\n",
+        2,
+        "concurrency: needs `max_runs` or `key`",
+    );
+    rejects(
+        "name: w\nconcurrency:\n  on_limit: skip\n  max_runs: 0\ntasks:\n  a: {executor: noop}\n",
+        4,
+        "concurrency.max_runs must be at least 1",
+    );
+    rejects(
+        "name: w\nconcurrency:\n  key: \"{{ params.c }}\"\ntasks:\n  a: {executor: noop}\n",
+        3,
+        "concurrency.key needs a `limit`",
+    );
+    rejects(
+        "name: w\nconcurrency: {max_runs: 100001}\ntasks:\n  a: {executor: noop}\n",
+        2,
+        "the maximum is 100000",
+    );
+    rejects(
+        "name: w\ntasks:\n  a:\n    executor: noop\n    max_parallel: 0\n",
+        5,
+        "task \"a\": max_parallel must be at least 1",
+    );
+    rejects(
+        "name: w\ntasks:\n  a:\n    executor: noop\n    concurrency:\n      key: \"{{ run.id }}\"\n      limit: 1\n",
+        6,
+        "must be `{{ params.NAME }}`",
+    );
+    rejects(
+        "name: w\ntasks:\n  a:\n    executor: noop\n    concurrency:\n      key: k\n      limit: 0\n",
+        7,
+        "concurrency.limit must be at least 1",
+    );
+    rejects(
+        "name: w\nrate_limits:\n  api: {per_second: 10}\ntasks:\n  a:\n    executor: noop\n    rate_limit:\n      name: openai\n",
+        8,
+        "rate_limit.name \"openai\" is not declared",
+    );
+    rejects(
+        "name: w\nrate_limits:\n  api: {per_second: 0}\ntasks:\n  a: {executor: noop}\n",
+        2,
+        "rate_limits.api.per_second is 0",
+    );
+    rejects(
+        "name: w\nconcurrency: {max_runs: 1, on_limit: drop}\ntasks:\n  a: {executor: noop}\n",
+        2,
+        "unknown variant `drop`",
+    );
+}
+
+#[test]
+fn limits_parse_and_render() {
+    let s = parse(
+        "name: w\nconcurrency: {max_runs: 2, on_limit: cancel_oldest}\nrate_limits:\n  api: {per_second: 2.5}\ntasks:\n  a:\n    executor: noop\n    max_parallel: 3\n    concurrency: {key: \"c-{{ params.customer }}\", limit: 1}\n    rate_limit: {name: api, cost: 2}\n",
+    );
+    assert!(s.has_limits());
+    let c = s.concurrency.as_ref().unwrap();
+    assert_eq!(
+        (c.max_runs, c.on_limit),
+        (Some(2), spec::OnLimit::CancelOldest)
+    );
+    let a = &s.tasks["a"];
+    assert_eq!(a.max_parallel, Some(3));
+    assert_eq!(a.rate_limit.as_ref().map(|r| r.cost), Some(2));
+    let key = &a.concurrency.as_ref().unwrap().key;
+    assert_eq!(
+        spec::render_key(key, &serde_json::json!({"customer": "acme"})),
+        "c-acme"
+    );
+    assert_eq!(
+        spec::render_key(key, &serde_json::json!({"customer": 7})),
+        "c-7"
+    );
 }

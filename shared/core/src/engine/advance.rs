@@ -41,20 +41,22 @@ impl Engine {
             return Ok(advanced);
         }
         let wf = self.workflow(&run.workflow, Some(run.version)).await?;
+        let gates = super::limits::claim_limits(&wf, &run);
+        let gates = gates.as_ref();
         loop {
             let claimed = retry(TRANSIENT_DB, Error::is_transient, || async move {
                 let mut tx = self.store.begin().await?;
                 let now = Utc::now();
                 let lease_until = limits::after(now, self.config.lease);
-                let claimed = tx
-                    .claim(
-                        run_id,
-                        now,
-                        lease_until,
-                        self.config.claim_batch,
-                        self.config.executors.as_deref(),
-                    )
-                    .await?;
+                let (batch, executors) =
+                    (self.config.claim_batch, self.config.executors.as_deref());
+                let claimed = match gates {
+                    None => tx.claim(run_id, now, lease_until, batch, executors).await?,
+                    Some(gates) => {
+                        tx.claim_limited(run_id, now, lease_until, batch, executors, gates)
+                            .await?
+                    }
+                };
                 tx.commit().await?;
                 Ok(claimed)
             })

@@ -39,7 +39,8 @@ use crate::store::{AttemptResult, NewTask};
 use crate::Error;
 
 /// The items of the `foreach` children of a success, by attempt.
-type Expansions = HashMap<(Uuid, i64), Vec<(String, Vec<serde_json::Value>)>>;
+/// With each child, its instances' rendered `concurrency.key`.
+type Expansions = HashMap<(Uuid, i64), Vec<(String, Vec<serde_json::Value>, Option<String>)>>;
 
 /// The array at `path` in a parent's output, or why it is not one.
 fn foreach_items(
@@ -206,9 +207,26 @@ impl Engine {
             (None, None) => serde_json::Value::Null,
         };
         let mut found = Vec::new();
+        let mut params = None;
         for (child, path) in children {
+            let key = match &wf.spec.tasks[child].concurrency {
+                Some(_) => {
+                    if params.is_none() {
+                        params = match self.store.get_run(a.run_id).await {
+                            Ok(run) => Some(run.params),
+                            Err(e) => {
+                                c.outcome = Outcome::failure(c.outcome.exit_code, e.to_string());
+                                return;
+                            }
+                        };
+                    }
+                    let params = params.as_ref().expect("read above");
+                    super::limits::task_keys(&wf.spec, child, params).1
+                }
+                None => None,
+            };
             match foreach_items(&output, &a.name, &path, self.config.max_foreach_items) {
-                Ok(items) => found.push((child.clone(), items)),
+                Ok(items) => found.push((child.clone(), items, key)),
                 Err(e) => {
                     c.outcome = Outcome {
                         permanent: true,
@@ -288,7 +306,8 @@ impl Engine {
             // (which applies once). Their own children counted the task as
             // one parent instance: they wait for `n` now (none: released).
             for f in rows.iter().filter(|f| f.status == TaskStatus::Success) {
-                for (child, items) in expansions.get(&(f.id, f.attempt)).into_iter().flatten() {
+                for (child, items, key) in expansions.get(&(f.id, f.attempt)).into_iter().flatten()
+                {
                     let spec = &wf.spec.tasks[child];
                     let task = NewTask {
                         name: child.clone(),
@@ -296,6 +315,13 @@ impl Engine {
                         executor: spec.executor.as_str().to_owned(),
                         max_attempts: i64::from(spec.retries.count) + 1,
                         deps_remaining: 1,
+                        limit_group: super::limits::task_keys(
+                            &wf.spec,
+                            child,
+                            &serde_json::Value::Null,
+                        )
+                        .0,
+                        limit_key: key.clone(),
                     };
                     tx.expand_foreach(run_id, &task, items).await?;
                     for grandchild in dag.children(child) {
@@ -343,6 +369,8 @@ impl Engine {
                 completed.to_advance.push(run_id);
             }
         }
+        self.free_slots(&mut tx, &finished, workflows, &mut completed)
+            .await?;
         if completed.applied > 0 {
             tx.notify_wake().await?;
         }
@@ -351,5 +379,47 @@ impl Engine {
             self.poke();
         }
         Ok(completed)
+    }
+
+    /// A queued task starts when a slot frees, not at the next sweep: the
+    /// runs waiting on a limit that a finished attempt was under, and the
+    /// oldest runs queued behind a finalized run's `max_runs`, are advanced
+    /// next (docs/concurrency.md).
+    async fn free_slots(
+        &self,
+        tx: &mut crate::store::Tx,
+        finished: &[crate::store::Finished],
+        workflows: &HashMap<Uuid, Arc<Workflow>>,
+        completed: &mut Completed,
+    ) -> Result<(), Error> {
+        let limited = |run: &Uuid| workflows.get(run).is_some_and(|w| w.spec.has_limits());
+        let freed: Vec<Uuid> = finished
+            .iter()
+            .filter(|f| limited(&f.run_id))
+            .map(|f| f.id)
+            .collect();
+        let mut runs = tx.waiting_runs(&freed).await?;
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for (run_id, _) in &completed.finalized {
+            let wf = &workflows[run_id];
+            let Some(c) = &wf.spec.concurrency else {
+                continue;
+            };
+            if let Some(limit) = c.limit.filter(|_| c.key.is_some()) {
+                runs.extend(tx.queued_runs_keyed(*run_id, i64::from(limit)).await?);
+            }
+            if let Some(max) = c.max_runs {
+                if seen.insert(wf.spec.name.as_str()) {
+                    runs.extend(tx.queued_runs(&wf.spec.name, i64::from(max)).await?);
+                }
+            }
+        }
+        for run in runs {
+            let open = !completed.finalized.iter().any(|(r, _)| *r == run);
+            if open && !completed.to_advance.contains(&run) {
+                completed.to_advance.push(run);
+            }
+        }
+        Ok(())
     }
 }

@@ -16,6 +16,7 @@ mod cancel;
 mod complete;
 mod drive;
 mod operations;
+mod limits;
 mod report;
 mod retry;
 mod schedule;

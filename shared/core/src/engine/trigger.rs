@@ -7,6 +7,7 @@ use super::{Engine, TRANSIENT_DB};
 use crate::limits;
 use crate::model::{Run, RunStatus};
 use crate::retry::retry;
+use crate::spec::OnLimit;
 use crate::store::NewTask;
 use crate::Error;
 
@@ -76,12 +77,15 @@ impl Engine {
                 } else {
                     i64::from(spec.task_count)
                 };
+                let (limit_group, limit_key) = super::limits::task_keys(&wf.spec, name, &params);
                 NewTask {
                     name: name.clone(),
                     task_count,
                     executor: spec.executor.as_str().to_owned(),
                     max_attempts: i64::from(spec.retries.count) + 1,
                     deps_remaining: deps,
+                    limit_group,
+                    limit_key,
                 }
             })
             .collect();
@@ -105,17 +109,56 @@ impl Engine {
             created_at: now,
             finished_at: None,
         };
-        let (run_ref, tasks) = (&run, &tasks);
-        let created = retry(TRANSIENT_DB, Error::is_transient, || async move {
-            let mut tx = self.store.begin().await?;
-            let created = tx.create_run(run_ref, tasks).await?;
-            if created {
-                tx.notify_wake().await?;
+        let run_key = super::limits::run_key(&wf.spec, &run.params);
+        // `on_limit: skip | cancel_oldest` decide here, under the lock the
+        // claims take; `queue` (the default) waits at claim.
+        let on_limit = wf.spec.concurrency.as_ref().map(|c| c.on_limit);
+        let gate = super::limits::run_gate(&wf.spec, &run.params)
+            .filter(|_| on_limit.is_some_and(|o| o != OnLimit::Queue));
+        let (run_ref, tasks, run_key, gate) = (&run, &tasks, &run_key, &gate);
+        let (created, skipped, displaced) =
+            retry(TRANSIENT_DB, Error::is_transient, || async move {
+                let mut tx = self.store.begin().await?;
+                let full = match gate {
+                    Some(g) => tx.full_run_slots(g).await?,
+                    None => Vec::new(),
+                };
+                let created = tx.create_run(run_ref, tasks).await?;
+                let (mut skipped, mut displaced) = (false, None);
+                if created {
+                    if let Some(key) = run_key {
+                        tx.set_run_key(run_ref.id, key).await?;
+                    }
+                    match (full.first(), on_limit) {
+                        (Some(_), Some(OnLimit::Skip)) => {
+                            tx.cancel_run(run_ref.id, now).await?;
+                            skipped = true;
+                        }
+                        (Some(oldest), Some(OnLimit::CancelOldest)) => {
+                            let in_flight = tx.cancel_run(*oldest, now).await?;
+                            displaced = in_flight.map(|t| (*oldest, t));
+                        }
+                        _ => {}
+                    }
+                    tx.notify_wake().await?;
+                }
+                tx.commit().await?;
+                Ok((created, skipped, displaced))
+            })
+            .await?;
+        let mut run = run;
+        if skipped {
+            run.status = RunStatus::Cancelled;
+            tracing::info!(run_id = %run.id, workflow = %run.workflow, "run skipped: concurrency limit reached (on_limit: skip)");
+        }
+        if let Some((oldest, in_flight)) = displaced {
+            tracing::info!(run_id = %oldest, workflow = %run.workflow, "run cancelled: a new run displaced it (on_limit: cancel_oldest)");
+            let old = self.store.get_run(oldest).await?;
+            for task in in_flight {
+                self.stop(&task, &task.attempt_ref(&old.workflow, old.version))
+                    .await;
             }
-            tx.commit().await?;
-            Ok(created)
-        })
-        .await?;
+        }
         if created {
             self.poke();
             tracing::info!(run_id = %run.id, workflow = %run.workflow, version = run.version, trigger = %run.trigger, "run triggered");

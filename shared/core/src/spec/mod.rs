@@ -7,6 +7,7 @@
 //! stores. Errors name the file and, where the parser
 //! knows it, the line.
 
+mod concurrency;
 mod load;
 mod schedule;
 mod types;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use concurrency::{render_key, KeyLimit, OnLimit, RateLimit, RateUse, RunConcurrency};
 pub use load::{load_dir, load_dir_files, load_file, parse_str};
 pub use schedule::{parse_bound, Schedule};
 pub use types::check_types;
@@ -97,6 +99,13 @@ pub struct WorkflowSpec {
     /// the type check counts them as provided (docs/type_schemas.md).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, serde_json::Value>,
+    /// How many runs may be in flight at once (docs/concurrency.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<RunConcurrency>,
+    /// Named rate limits the tasks draw from, shared by every workflow
+    /// naming the same limit.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rate_limits: BTreeMap<String, RateLimit>,
 }
 
 impl WorkflowSpec {
@@ -203,6 +212,15 @@ pub struct TaskSpec {
     /// The task's input and output JSON Schemas, or where to get them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<TaskSchema>,
+    /// At most this many instances of the task in flight, across all runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u32>,
+    /// At most `limit` attempts in flight per rendered `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<KeyLimit>,
+    /// The named rate limit each attempt draws `cost` tokens from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateUse>,
 }
 
 /// A task's `schema:`: a JSON file holding `{"input": …, "output": …}`
@@ -338,6 +356,9 @@ impl Default for TaskSpec {
             azure: None,
             inputs: BTreeMap::new(),
             schema: None,
+            max_parallel: None,
+            concurrency: None,
+            rate_limit: None,
         }
     }
 }

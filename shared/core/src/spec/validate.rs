@@ -195,6 +195,7 @@ pub(super) fn validate(spec: &WorkflowSpec, src: &str) -> Result<(), SpecError> 
         );
         return Err(SpecError::new(msg).at(line));
     }
+    super::concurrency::validate(spec, src)?;
     if let Err(mut cycle) = Dag::new(spec) {
         // Start at the smallest name so the message does not depend on traversal.
         let min = (0..cycle.len()).min_by_key(|&i| &cycle[i]).unwrap_or(0);
@@ -485,7 +486,7 @@ fn is_name_char(c: char) -> bool {
 }
 
 /// Index of the line where top-level `key:` is.
-fn top_level_key(src: &str, key: &str) -> Option<usize> {
+pub(super) fn top_level_key(src: &str, key: &str) -> Option<usize> {
     src.lines()
         .position(|l| l.strip_prefix(key).is_some_and(|r| r.starts_with(':')))
 }

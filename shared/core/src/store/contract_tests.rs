@@ -42,6 +42,7 @@ async fn run_of(store: &Store) -> Run {
         executor: "noop".into(),
         max_attempts: 2,
         deps_remaining,
+        ..NewTask::default()
     };
     let tasks = [task("a", 2, 0), task("b", 1, 2)];
     assert!(tx.create_run(&run, &tasks).await.unwrap());

@@ -15,6 +15,7 @@
 
 #[cfg(test)]
 mod contract_tests;
+mod limits;
 pub mod reads;
 pub(crate) mod sql;
 mod statements;
@@ -29,9 +30,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
 
+pub(crate) use limits::{ClaimLimits, RateGate, RunGate, TaskGate};
 use sql::Conn;
 pub use sql::Dialect;
-pub(crate) use writes::{AttemptResult, ClaimedTask, NewTask, RetryTask, Started};
+pub(crate) use writes::{AttemptResult, ClaimedTask, Finished, NewTask, RetryTask, Started};
 
 use crate::Error;
 

@@ -82,13 +82,13 @@ pub(super) const INSERT_TASK_GROUPS_HEAD: &str =
 /// Followed by one tuple per task instance.
 pub(super) const INSERT_TASKS_HEAD: &str =
     "INSERT INTO tasks (id, run_id, name, task_index, task_count, executor, status, \
-     max_attempts, deps_remaining, ready_at) VALUES ";
+     max_attempts, deps_remaining, ready_at, limit_group, limit_key) VALUES ";
 
 /// The instances of a `foreach` task, created when its parent succeeds:
 /// like [`INSERT_TASKS_HEAD`], with each instance's item.
 pub(super) const INSERT_FOREACH_TASKS_HEAD: &str =
     "INSERT INTO tasks (id, run_id, name, task_index, task_count, executor, status, \
-     max_attempts, deps_remaining, item) VALUES ";
+     max_attempts, deps_remaining, item, limit_group, limit_key) VALUES ";
 
 /// `$2` instances more in the run (a `foreach` expanded).
 pub(super) const ADD_RUN_TASKS: &str =
@@ -424,3 +424,96 @@ pub(super) const NOTIFY_WAKE: &str = "NOTIFY ork_wake";
 /// SQLite only: a counter that changes when another connection commits.
 /// Not a transaction and reads no table: polling it is free.
 pub(super) const SQLITE_DATA_VERSION: &str = "PRAGMA data_version";
+
+// ---- claim-time limits (`Tx::claim_limited`, docs/concurrency.md) ----
+
+/// Followed by one `(key)` tuple per limit, in key order, then
+/// [`LOCK_LIMITS_TAIL`]. The upsert locks each row until commit (on
+/// PostgreSQL; SQLite's writer is alone anyway), so claims under a limit
+/// take turns, and returns the latest `next_at` of each.
+pub(super) const LOCK_LIMITS_HEAD: &str = "INSERT INTO limits (key) VALUES ";
+
+pub(super) const LOCK_LIMITS_TAIL: &str =
+    " ON CONFLICT (key) DO UPDATE SET key = excluded.key RETURNING key, next_at";
+
+/// [`LOCK_LIMITS_HEAD`]'s answer without the lock: followed by the keys and `)`.
+pub(super) const PEEK_LIMITS_HEAD: &str = "SELECT key, next_at FROM limits WHERE key IN (";
+
+/// `$1` the run, `$2` its workflow, `$3` its concurrency key: the run's
+/// status and the runs of the workflow in flight (all, and under the key).
+pub(super) const RUN_GATE: &str = "SELECT (SELECT status FROM runs WHERE id = $1) AS status, \
+     (SELECT COUNT(*) FROM runs WHERE workflow = $2 AND status = 'running') AS runs, \
+     (SELECT COUNT(*) FROM runs WHERE workflow = $2 AND status = 'running' \
+       AND concurrency_key = $3) AS keyed";
+
+/// `$1` the run, `$2` the time, `$3` the batch size; the ready instances,
+/// optionally followed by [`CLAIM_EXECUTORS`]…`)`, then [`CLAIM_CANDIDATES_TAIL`].
+pub(super) const CLAIM_CANDIDATES_HEAD: &str =
+    "SELECT id, name FROM tasks WHERE run_id = $1 AND status = 'pending' \
+     AND deps_remaining = 0 AND (not_before IS NULL OR not_before <= $2)";
+
+pub(super) const CLAIM_CANDIDATES_TAIL: &str = " ORDER BY name, task_index LIMIT $3";
+
+/// Attempts in flight per `max_parallel` group: followed by the groups,
+/// then [`IN_FLIGHT_KEYS`], the keys, and `) GROUP BY limit_key`.
+pub(super) const IN_FLIGHT_GROUPS: &str =
+    "SELECT 'group' AS kind, limit_group AS k, COUNT(*) AS n FROM tasks \
+     WHERE status IN ('dispatched', 'running') AND limit_group IN (";
+
+pub(super) const IN_FLIGHT_KEYS: &str = ") GROUP BY limit_group UNION ALL \
+     SELECT 'key' AS kind, limit_key AS k, COUNT(*) AS n FROM tasks \
+     WHERE status IN ('dispatched', 'running') AND limit_key IN (";
+
+pub(super) const IN_FLIGHT_TAIL: &str = ") GROUP BY limit_key";
+
+/// [`CLAIM_HEAD`] for chosen instances: `$1` the time, `$2` the lease,
+/// followed by the ids, then [`CLAIM_TAIL`].
+pub(super) const CLAIM_IDS_HEAD: &str =
+    "UPDATE tasks SET status = 'dispatched', attempt = attempt + 1, \
+     lease_expires_at = $2, dispatched_at = $1, started_at = NULL, execution_id = NULL, \
+     exit_code = NULL, error = NULL, output = NULL, output_ref = NULL, deadline_at = NULL \
+     WHERE status = 'pending' AND id IN (";
+
+/// When a rate limit's next token is available.
+pub(super) const SET_LIMIT_NEXT_AT: &str = "UPDATE limits SET next_at = $2 WHERE key = $1";
+
+/// `$1` when to look again: instances waiting for a rate limit's token,
+/// followed by their ids and `)`. The sweeper wakes at that time (it is
+/// their `not_before`, which `next_due` reads).
+pub(super) const DEFER_TASKS_HEAD: &str =
+    "UPDATE tasks SET not_before = $1 WHERE status = 'pending' AND id IN (";
+
+pub(super) const SET_RUN_KEY: &str = "UPDATE runs SET concurrency_key = $2 WHERE id = $1";
+
+/// Runs with ready instances waiting on the limits of the finished
+/// instances (followed by their ids, then [`WAITING_RUNS_MID`], the same
+/// ids, then [`WAITING_RUNS_TAIL`]): a slot freed, advance them.
+pub(super) const WAITING_RUNS_HEAD: &str = "SELECT DISTINCT w.run_id AS id FROM tasks f \
+     JOIN tasks w ON w.limit_group = f.limit_group \
+     WHERE w.status = 'pending' AND w.deps_remaining = 0 AND f.id IN (";
+
+pub(super) const WAITING_RUNS_MID: &str = ") UNION SELECT DISTINCT w.run_id AS id FROM tasks f \
+     JOIN tasks w ON w.limit_key = f.limit_key \
+     WHERE w.status = 'pending' AND w.deps_remaining = 0 AND f.id IN (";
+
+pub(super) const WAITING_RUNS_TAIL: &str = ") LIMIT 64";
+
+/// The oldest runs waiting for the run slot that run `$1` (final) freed
+/// under its key, `$2` at most.
+pub(super) const QUEUED_RUNS_KEYED: &str = "SELECT w.id FROM runs f JOIN runs w \
+     ON w.workflow = f.workflow AND w.concurrency_key = f.concurrency_key \
+     WHERE f.id = $1 AND w.status = 'pending' ORDER BY w.created_at, w.id LIMIT $2";
+
+/// The oldest runs of workflow `$1` waiting for a run slot, `$2` at most.
+pub(super) const QUEUED_RUNS: &str = "SELECT id FROM runs WHERE workflow = $1 \
+     AND status = 'pending' ORDER BY created_at, id LIMIT $2";
+
+/// The runs of workflow `$1` not final, oldest first, `$2` at most: what
+/// `on_limit: skip | cancel_oldest` counts at trigger.
+pub(super) const ACTIVE_RUNS: &str = "SELECT id FROM runs WHERE workflow = $1 \
+     AND status IN ('pending', 'running') ORDER BY created_at, id LIMIT $2";
+
+/// [`ACTIVE_RUNS`] under the run key `$3`.
+pub(super) const ACTIVE_RUNS_KEYED: &str = "SELECT id FROM runs WHERE workflow = $1 \
+     AND status IN ('pending', 'running') AND concurrency_key = $3 \
+     ORDER BY created_at, id LIMIT $2";

@@ -24,13 +24,17 @@ const CHUNK: usize = 1000;
 
 /// A task of a new run: its `task_count` instances are created with the
 /// run, generated batch by batch (never one vector of all instances).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct NewTask {
     pub name: String,
     pub task_count: i64,
     pub executor: String,
     pub max_attempts: i64,
     pub deps_remaining: i64,
+    /// `max_parallel`'s group (`workflow/task`), counted across runs.
+    pub limit_group: Option<String>,
+    /// `concurrency.key`, rendered.
+    pub limit_key: Option<String>,
 }
 
 /// A task instance this caller now owns until `lease_expires_at`.
@@ -114,12 +118,12 @@ struct StatusRow {
 }
 
 /// One row of `events`, before insertion.
-struct NewEvent<'a> {
-    run_id: Uuid,
-    task_id: Option<Uuid>,
-    attempt: Option<i64>,
-    status: &'a str,
-    detail: Option<String>,
+pub(super) struct NewEvent<'a> {
+    pub(super) run_id: Uuid,
+    pub(super) task_id: Option<Uuid>,
+    pub(super) attempt: Option<i64>,
+    pub(super) status: &'a str,
+    pub(super) detail: Option<String>,
 }
 
 impl Tx {
@@ -230,6 +234,8 @@ impl Tx {
                     s.arg(t.max_attempts),
                     s.arg(t.deps_remaining),
                     s.arg(ready),
+                    s.arg(t.limit_group.clone()),
+                    s.arg(t.limit_key.clone()),
                 ]
             });
             c.execute(sql).await?;
@@ -458,6 +464,8 @@ impl Tx {
                     s.arg(task.max_attempts),
                     s.arg(task.deps_remaining.max(1)),
                     s.arg(Some(item.clone())),
+                    s.arg(task.limit_group.clone()),
+                    s.arg(task.limit_key.clone()),
                 ]
             });
             c.execute(sql).await?;
@@ -892,7 +900,7 @@ fn task_events(rows: &[TaskEventRow]) -> Vec<NewEvent<'_>> {
         .collect()
 }
 
-async fn insert_events(
+pub(super) async fn insert_events(
     c: &mut Conn<'_>,
     at: DateTime<Utc>,
     events: Vec<NewEvent<'_>>,
