@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ork_core::engine::RETRY_REQUESTED;
 use ork_core::cost::RunCost;
 use ork_core::engine::Backfill;
+use ork_core::engine::RETRY_REQUESTED;
 use ork_core::model::{AttemptRef, Event, Run, Task, TaskStatus};
 use ork_core::store::{reads::WorkflowSummary, Store};
 use ork_executors::ProcessExecutor;

@@ -37,6 +37,7 @@ pub struct TestAppBuilder {
     oidc: Option<Arc<OidcVerifier>>,
     waker: Waker,
     log_dir: Option<std::path::PathBuf>,
+    payloads: Option<ork_core::payload::Payloads>,
 }
 
 impl TestApp {
@@ -51,6 +52,7 @@ impl TestApp {
             oidc: None,
             waker: Waker::None,
             log_dir: None,
+            payloads: None,
         }
     }
 
@@ -109,6 +111,12 @@ impl TestAppBuilder {
     }
 
     /// Binds a random port, points the callback URL at it, and serves.
+    /// The engine's payload store (default: a directory of the process's).
+    pub fn payloads(mut self, payloads: ork_core::payload::Payloads) -> Self {
+        self.payloads = Some(payloads);
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -122,6 +130,10 @@ impl TestAppBuilder {
                 grace: self.grace,
             }),
             ..EngineConfig::default()
+        };
+        let config = match self.payloads {
+            Some(payloads) => EngineConfig { payloads, ..config },
+            None => config,
         };
         let engine = Arc::new(Engine::new(self.store, self.executors, config));
         let handlers = Arc::new(Handlers {

@@ -205,6 +205,34 @@ fn a_failing_model_skips_its_dependants() {
     assert_eq!(status_of(&tasks, "customer_totals"), "skipped");
     assert_eq!(status_of(&tasks, "order_stats"), "skipped");
     assert_eq!(status_of(&tasks, REL), "skipped");
+
+    // With the model fixed, `ork retry` runs only the failed model and the
+    // models it skipped; the two that succeeded keep their one attempt.
+    std::fs::copy(
+        repo().join("workflows/dbt_example/models/paid_orders.sql"),
+        project.join("models/paid_orders.sql"),
+    )
+    .unwrap();
+    let run_id = tasks[0]["run_id"].as_str().unwrap().to_owned();
+    let out = ork(dir.path(), &["retry", &run_id, "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ork(dir.path(), &["tasks", &run_id, "--json"]);
+    let tasks: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    for t in &tasks {
+        assert_eq!(t["status"], "success", "{t}");
+    }
+    let attempt = |name: &str| {
+        tasks.iter().find(|t| t["name"] == name).unwrap()["attempt"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(attempt("raw_orders"), 1);
+    assert_eq!(attempt("stg_orders"), 1);
+    assert!(attempt("paid_orders") > 1);
+    assert_eq!(
+        duckdb(&project, "select count(*) from customer_totals"),
+        serde_json::json!([[3]])
+    );
 }
 
 #[test]

@@ -138,7 +138,72 @@ async fn outputs_download_inline_and_by_reference(db: TestDb) {
     assert!(wf["schemas"].get("big").is_none(), "{}", wf["schemas"]);
 }
 
-on_both_backends!(outputs_download_inline_and_by_reference);
+/// With S3 as the payload store (moto), the download is a redirect to a
+/// presigned GET of the stored object, which serves its bytes.
+async fn outputs_in_s3_download_by_presigned_redirect(db: TestDb) {
+    let exec = Arc::new(Outputs(tempfile::tempdir().unwrap()));
+    let dir = tempfile::tempdir().unwrap();
+    let payloads = ork_core::payload::Payloads {
+        remote: Some(ork_tests::moto::s3_store().await),
+        ..ork_core::payload::Payloads::new(dir.path().to_path_buf())
+    };
+    let app = TestApp::builder(db.store.clone())
+        .executors(Executors::new().with(ExecutorKind::Noop, exec))
+        .payloads(payloads)
+        .spawn()
+        .await;
+    app.engine.apply(&parse(WF), None).await.unwrap();
+    let (status, body) = app.post("/trigger", &json!({"workflow": "outs"})).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["run_id"].as_str().unwrap().to_owned();
+    let mut run = Value::Null;
+    for _ in 0..200 {
+        run = get(&app, &format!("/api/runs/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if run["run"]["status"] == "success" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(run["run"]["status"], "success", "{run}");
+    let big = run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "big")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = no_follow
+        .get(format!("{}/api/runs/{id}/tasks/{big}/output", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 307);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.contains("X-Amz-Signature="), "{location}");
+    let bytes = reqwest::get(&location)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let rows: Vec<Value> = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!((rows.len(), &rows[2999]["i"]), (3000, &json!(2999)));
+}
+
+on_both_backends!(
+    outputs_download_inline_and_by_reference,
+    outputs_in_s3_download_by_presigned_redirect
+);
 
 #[test]
 fn console_urls_from_execution_ids() {

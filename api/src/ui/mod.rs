@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -465,7 +465,21 @@ async fn output(State(h): State<Arc<Handlers>>, ids: TaskPath, headers: HeaderMa
                     return Reply::error(500, format!("bad output reference: {e}")).into_response()
                 }
             };
-            let dir = &h.engine.config().payloads.dir;
+            // In S3 or GCS: a short-lived presigned GET, so the bytes go
+            // from the store to the browser, not through this server.
+            let payloads = &h.engine.config().payloads;
+            match payloads.presigned_get(&r, DOWNLOAD_URL_TTL).await {
+                Some(Ok(url)) => {
+                    return (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, url)])
+                        .into_response()
+                }
+                Some(Err(e)) => {
+                    return Reply::error(500, format!("cannot presign the output: {e}"))
+                        .into_response()
+                }
+                None => {}
+            }
+            let dir = &payloads.dir;
             let inside = |p: &std::path::PathBuf| {
                 p.starts_with(dir) && !p.components().any(|c| c == std::path::Component::ParentDir)
             };
@@ -496,6 +510,9 @@ async fn output(State(h): State<Arc<Handlers>>, ids: TaskPath, headers: HeaderMa
         (None, None) => Reply::error(404, "this task has no output").into_response(),
     }
 }
+
+/// How long a download link to an output in S3 or GCS stays valid.
+const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// A file as a stream of 64 KiB chunks.
 fn chunks(
