@@ -58,12 +58,8 @@ async fn get(app: &TestApp, path: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn outputs_download_inline_and_by_reference(db: TestDb) {
-    let exec = Arc::new(Outputs(tempfile::tempdir().unwrap()));
-    let app = TestApp::builder(db.store.clone())
-        .executors(Executors::new().with(ExecutorKind::Noop, exec))
-        .spawn()
-        .await;
+/// Applies and triggers `outs`, and waits for its success: its id and summary.
+async fn run_outs(app: &TestApp) -> (String, Value) {
     app.engine.apply(&parse(WF), None).await.unwrap();
     let (status, body) = app.post("/trigger", &json!({"workflow": "outs"})).await;
     assert_eq!(status, 202, "{body}");
@@ -81,6 +77,16 @@ async fn outputs_download_inline_and_by_reference(db: TestDb) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(run["run"]["status"], "success", "{run}");
+    (id, run)
+}
+
+async fn outputs_download_inline_and_by_reference(db: TestDb) {
+    let exec = Arc::new(Outputs(tempfile::tempdir().unwrap()));
+    let app = TestApp::builder(db.store.clone())
+        .executors(Executors::new().with(ExecutorKind::Noop, exec))
+        .spawn()
+        .await;
+    let (id, run) = run_outs(&app).await;
     let task_id = |name: &str| {
         run["tasks"]
             .as_array()
@@ -152,23 +158,7 @@ async fn outputs_in_s3_download_by_presigned_redirect(db: TestDb) {
         .payloads(payloads)
         .spawn()
         .await;
-    app.engine.apply(&parse(WF), None).await.unwrap();
-    let (status, body) = app.post("/trigger", &json!({"workflow": "outs"})).await;
-    assert_eq!(status, 202, "{body}");
-    let id = body["run_id"].as_str().unwrap().to_owned();
-    let mut run = Value::Null;
-    for _ in 0..200 {
-        run = get(&app, &format!("/api/runs/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if run["run"]["status"] == "success" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(run["run"]["status"], "success", "{run}");
+    let (id, run) = run_outs(&app).await;
     let big = run["tasks"]
         .as_array()
         .unwrap()
