@@ -66,7 +66,7 @@ async fn run_outs(app: &TestApp) -> (String, Value) {
     let id = body["run_id"].as_str().unwrap().to_owned();
     let mut run = Value::Null;
     for _ in 0..200 {
-        run = get(&app, &format!("/api/runs/{id}"))
+        run = get(app, &format!("/api/runs/{id}"))
             .await
             .json()
             .await
