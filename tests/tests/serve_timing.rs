@@ -194,10 +194,64 @@ async fn a_trigger_from_another_process_is_dispatched_within_a_second(db: TestDb
     cli_store.close().await;
 }
 
+/// A run queued behind a concurrency key starts when a cancel (here by
+/// another process, as `ork cancel` does) frees the slot, not at the tick.
+async fn a_cancel_that_frees_a_slot_starts_the_queued_run_within_a_second(db: TestDb) {
+    let clock = Arc::new(Clock {
+        hang: true,
+        ..Clock::default()
+    });
+    let engine = engine(db.store.clone(), clock.clone());
+    engine
+        .apply(
+            &parse("name: keyed\ntasks:\n  t: {executor: noop, concurrency: {key: shared, limit: 1}}\n"),
+            None,
+        )
+        .await
+        .unwrap();
+    let _serving = serve(&engine, LONG_TICK).await;
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let t = engine
+            .trigger("keyed", json!({}), TriggerOptions::default())
+            .await
+            .unwrap();
+        engine.advance(t.run.id).await.unwrap();
+        runs.push(t.run.id);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(clock.times().len(), 1, "the key holds the second run back");
+    let cli_store = Store::connect_with(
+        &db.url,
+        &StoreOptions {
+            migrate: false,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let cli = Engine::new(cli_store.clone(), Executors::new(), EngineConfig::default());
+    let cancelled = Instant::now();
+    assert!(cli.cancel(runs[0]).await.unwrap());
+    let start = Instant::now();
+    while clock.times().len() < 2 && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let times = clock.times();
+    assert_eq!(times.len(), 2, "the queued run started within 5 s");
+    let waited = times[1].1 - cancelled;
+    assert!(
+        waited < Duration::from_secs(1),
+        "dispatched {waited:?} after the cancel freed its slot (tick 60 s)"
+    );
+    cli_store.close().await;
+}
+
 on_both_backends!(
     a_backoff_is_retried_within_a_second_of_being_due,
     a_timeout_fires_within_a_second_of_its_deadline,
     a_trigger_from_another_process_is_dispatched_within_a_second,
+    a_cancel_that_frees_a_slot_starts_the_queued_run_within_a_second,
 );
 
 /// Committed transactions of one database, from `pg_stat_database` (read

@@ -455,6 +455,23 @@ impl Tx {
         Ok(rows.into_iter().map(|r| r.id).collect())
     }
 
+    /// Makes the waiting `runs` due now for the sweeper (see
+    /// [`WAKE_RUNS_HEAD`]), and wakes the hosts listening.
+    pub(crate) async fn wake_runs(
+        &mut self,
+        runs: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let mut sql = Sql::new(WAKE_RUNS_HEAD).bind(now);
+        sql.push_list(runs.iter().copied());
+        sql.push(")");
+        self.conn().execute(sql).await?;
+        self.notify_wake().await
+    }
+
     /// The oldest runs waiting for the slot that the final run `freed` held
     /// under its run key.
     pub(crate) async fn queued_runs_keyed(

@@ -498,6 +498,13 @@ pub(super) const WAITING_RUNS_MID: &str = ") UNION SELECT DISTINCT w.run_id AS i
 
 pub(super) const WAITING_RUNS_TAIL: &str = ") LIMIT 64";
 
+/// Makes the ready instances of some runs (followed by their ids and `)`)
+/// due at `$1`, so that a host's `next_due` advances them: a cancel freed
+/// the slot they wait for. A later `not_before` (a retry's backoff) stays.
+pub(super) const WAKE_RUNS_HEAD: &str = "UPDATE tasks SET not_before = $1 \
+     WHERE status = 'pending' AND deps_remaining = 0 \
+     AND (not_before IS NULL OR not_before < $1) AND run_id IN (";
+
 /// The oldest runs waiting for the run slot that run `$1` (final) freed
 /// under its key, `$2` at most.
 pub(super) const QUEUED_RUNS_KEYED: &str = "SELECT w.id FROM runs f JOIN runs w \
