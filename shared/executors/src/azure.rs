@@ -39,6 +39,8 @@ use ork_core::executor::{Dispatch, DispatchRequest, Executor, ExecutorError, Out
 use ork_core::model::AttemptRef;
 use ork_core::retry::{retry, Backoff};
 
+use crate::rest::{self, error_chain, truncate};
+
 /// Azure Resource Manager, unless `ORK_AZURE_ENDPOINT` says otherwise.
 pub const DEFAULT_ENDPOINT: &str = "https://management.azure.com";
 
@@ -334,40 +336,15 @@ impl AzureExecutor {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| ApiError {
-            op,
-            status: None,
-            detail: error_chain(&e),
-            transient: !e.is_builder(),
-            tries: 1,
-        })?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| ApiError {
-            op,
-            status: Some(status),
-            detail: format!("cannot read the response: {}", error_chain(&e)),
-            transient: true,
-            tries: 1,
-        })?;
-        if !status.is_success() {
-            return Err(ApiError {
+        rest::json_response(request, arm_error)
+            .await
+            .map_err(|f| ApiError {
                 op,
-                status: Some(status),
-                detail: arm_error(status, &text),
-                transient: status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+                status: f.status,
+                detail: f.detail,
+                transient: f.transient,
                 tries: 1,
-            });
-        }
-        if text.trim().is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text).map_err(|e| ApiError {
-            op,
-            status: Some(status),
-            detail: format!("the response is not JSON ({e}): {}", truncate(&text)),
-            transient: false,
-            tries: 1,
-        })
+            })
     }
 
     fn url(&self, path: &str, suffix: &str) -> String {
@@ -687,28 +664,6 @@ fn encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-fn truncate(s: &str) -> String {
-    const MAX: usize = 500;
-    match s.char_indices().nth(MAX) {
-        Some((at, _)) => format!("{}…", &s[..at]),
-        None => s.to_owned(),
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

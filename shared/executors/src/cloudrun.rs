@@ -30,6 +30,8 @@ use ork_core::executor::{Dispatch, DispatchRequest, Executor, ExecutorError, Out
 use ork_core::model::AttemptRef;
 use ork_core::retry::{retry, Backoff};
 
+use crate::rest::{self, error_chain, truncate};
+
 /// Where the Cloud Run Admin API is, unless `ORK_CLOUDRUN_ENDPOINT` says otherwise.
 pub const DEFAULT_ENDPOINT: &str = "https://run.googleapis.com";
 
@@ -179,42 +181,15 @@ impl CloudRunExecutor {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| ApiError {
-            op,
-            status: None,
-            detail: error_chain(&e),
-            // Anything that kept the request from getting an answer
-            // (refused, reset, timed out) is worth another try.
-            transient: !e.is_builder(),
-            tries: 1,
-        })?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| ApiError {
-            op,
-            status: Some(status),
-            detail: format!("cannot read the response: {}", error_chain(&e)),
-            transient: true,
-            tries: 1,
-        })?;
-        if !status.is_success() {
-            return Err(ApiError {
+        rest::json_response(request, google_error)
+            .await
+            .map_err(|f| ApiError {
                 op,
-                status: Some(status),
-                detail: google_error(status, &text),
-                transient: status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+                status: f.status,
+                detail: f.detail,
+                transient: f.transient,
                 tries: 1,
-            });
-        }
-        if text.trim().is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text).map_err(|e| ApiError {
-            op,
-            status: Some(status),
-            detail: format!("the response is not JSON ({e}): {}", truncate(&text)),
-            transient: false,
-            tries: 1,
-        })
+            })
     }
 
     /// The URL of an execution (plus `suffix`), refusing ids that are not
@@ -506,29 +481,6 @@ fn is_name_segment(s: &str) -> bool {
         && s != ".."
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))
-}
-
-fn truncate(s: &str) -> String {
-    const MAX: usize = 500;
-    match s.char_indices().nth(MAX) {
-        Some((at, _)) => format!("{}…", &s[..at]),
-        None => s.to_owned(),
-    }
-}
-
-/// An error and its sources, `outer: inner: innermost`.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// The error of [`CloudRunExecutor::from_env`] when `gcp_auth` found no

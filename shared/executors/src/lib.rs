@@ -22,6 +22,8 @@ pub mod kubernetes;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod process;
+#[cfg(any(feature = "cloudrun", feature = "azure"))]
+mod rest;
 
 use std::sync::Arc;
 
