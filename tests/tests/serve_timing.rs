@@ -86,6 +86,22 @@ async fn serve(engine: &Arc<Engine>, tick: Duration) -> Serving {
     serving
 }
 
+/// What `ork trigger` or `ork cancel` has: its own store and engine on the
+/// same database, no executors, no advance.
+async fn another_process(db: &TestDb) -> (Store, Engine) {
+    let cli_store = Store::connect_with(
+        &db.url,
+        &StoreOptions {
+            migrate: false,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let cli = Engine::new(cli_store.clone(), Executors::new(), EngineConfig::default());
+    (cli_store, cli)
+}
+
 async fn wait_final(engine: &Engine, run: uuid::Uuid, within: Duration) -> RunStatus {
     let start = Instant::now();
     loop {
@@ -167,17 +183,7 @@ async fn a_trigger_from_another_process_is_dispatched_within_a_second(db: TestDb
         .await
         .unwrap();
     let _serving = serve(&engine, LONG_TICK).await;
-    // `ork trigger`: its own store and engine on the same database, no advance.
-    let cli_store = Store::connect_with(
-        &db.url,
-        &StoreOptions {
-            migrate: false,
-            ..StoreOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let cli = Engine::new(cli_store.clone(), Executors::new(), EngineConfig::default());
+    let (cli_store, cli) = another_process(&db).await;
     let triggered = Instant::now();
     let t = cli
         .trigger("cli", json!({}), TriggerOptions::default())
@@ -221,16 +227,7 @@ async fn a_cancel_that_frees_a_slot_starts_the_queued_run_within_a_second(db: Te
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(clock.times().len(), 1, "the key holds the second run back");
-    let cli_store = Store::connect_with(
-        &db.url,
-        &StoreOptions {
-            migrate: false,
-            ..StoreOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let cli = Engine::new(cli_store.clone(), Executors::new(), EngineConfig::default());
+    let (cli_store, cli) = another_process(&db).await;
     let cancelled = Instant::now();
     assert!(cli.cancel(runs[0]).await.unwrap());
     let start = Instant::now();
