@@ -113,11 +113,15 @@ pub fn runs(list: &[Run]) {
                 format!("{}/{}", r.tasks_total - r.tasks_open, r.tasks_total),
                 time(r.created_at),
                 span(Some(r.created_at), r.finished_at),
+                r.cost_usd.map_or("-".into(), usd),
             ]
         })
         .collect();
+    // The cost is the one stored when the run ended: no read per listed run.
     table(
-        &["run", "workflow", "status", "done", "created", "took"],
+        &[
+            "run", "workflow", "status", "done", "created", "took", "cost",
+        ],
         rows,
     );
 }

@@ -1,7 +1,8 @@
 //! Day-two controls on both backends: backfills (one run per slot,
 //! idempotent with the schedule, `max_parallel` kept under 16 racing
 //! callers, sampled from the events table), pause/unpause, deleting a
-//! version without runs, and the cost of a run from its attempts.
+//! version without runs, and the cost of a run from its attempts (stored
+//! when it is finalized, for run lists).
 
 use ork_tests::db as common;
 use ork_tests::on_both_backends;
@@ -378,6 +379,115 @@ async fn cost_is_attempt_time_times_resources_plus_invocations(db: TestDb) {
     assert_eq!(engine.run_cost(run.id).await.unwrap(), cost);
 }
 
+/// Reports how the attempt of `name` in `run` ended; returns how many
+/// completions applied.
+async fn end(
+    engine: &ork_core::engine::Engine,
+    db: &TestDb,
+    run: &Run,
+    name: &str,
+    outcome: Outcome,
+) -> usize {
+    let task = db
+        .store
+        .run_tasks(run.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.name == name)
+        .unwrap();
+    let done = engine
+        .complete(&[Completion {
+            attempt: task.attempt_ref(&run.workflow, run.version),
+            outcome,
+        }])
+        .await
+        .unwrap();
+    done.applied
+}
+
+/// The run's stored cost (`runs.cost_usd`), as `GET /api/runs` lists it.
+async fn listed_cost(db: &TestDb, run: &Run) -> Option<f64> {
+    let listed = runs_of(db, &run.workflow).await;
+    let row = listed.iter().find(|r| r.id == run.id).unwrap();
+    assert_eq!(
+        row.cost_usd,
+        db.store.get_run(run.id).await.unwrap().cost_usd
+    );
+    row.cost_usd
+}
+
+/// The cost a run list shows is stored by the transaction that finalizes
+/// the run, equal to what `run_cost` computes from the events; a retry
+/// clears it and the next finalization stores it again; a cancel stores it.
+async fn finalizing_a_run_stores_its_cost(db: TestDb) {
+    let executors = Executors::new()
+        .with(ExecutorKind::Fargate, Arc::new(Starting))
+        .with(
+            ExecutorKind::Noop,
+            Arc::new(ork_core::executor::NoopExecutor),
+        );
+    let engine = engine_with(db.store.clone(), executors);
+    engine
+        .apply(&parse(&PRICED.replace("count: 1", "count: 0")), None)
+        .await
+        .unwrap();
+    let trigger = || async {
+        engine
+            .trigger("priced", serde_json::json!({}), TriggerOptions::default())
+            .await
+            .unwrap()
+            .run
+    };
+    let run = trigger().await;
+    engine.advance(run.id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(listed_cost(&db, &run).await, None, "open: no cost yet");
+
+    // `big` fails for good: the run fails, `free` is skipped.
+    let boom = Outcome::failure(Some(1), "boom");
+    assert_eq!(end(&engine, &db, &run, "big", boom.clone()).await, 1);
+    assert_eq!(
+        db.store.get_run(run.id).await.unwrap().status,
+        RunStatus::Failed
+    );
+    let failed = engine.run_cost(run.id).await.unwrap();
+    assert!(failed.compute_usd > 0.0, "{failed:?}");
+    assert_eq!(listed_cost(&db, &run).await, Some(failed.total_usd));
+
+    // A retry reopens it and clears the figure; finalizing sets it again.
+    assert!(engine.retry(run.id, None).await.unwrap().is_some());
+    assert_eq!(listed_cost(&db, &run).await, None, "reopened: no cost");
+    engine.advance(run.id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        end(&engine, &db, &run, "big", Outcome::success(None)).await,
+        1
+    );
+    engine.advance(run.id).await.unwrap();
+    assert_eq!(
+        db.store.get_run(run.id).await.unwrap().status,
+        RunStatus::Success
+    );
+    let succeeded = engine.run_cost(run.id).await.unwrap();
+    assert!(succeeded.total_usd > failed.total_usd, "{succeeded:?}");
+    assert_eq!(listed_cost(&db, &run).await, Some(succeeded.total_usd));
+    // A late report of the run's attempts changes neither.
+    assert_eq!(end(&engine, &db, &run, "big", boom).await, 0);
+    assert_eq!(listed_cost(&db, &run).await, Some(succeeded.total_usd));
+
+    // A cancel stores the cost of the attempt it stopped, too.
+    let cancelled = trigger().await;
+    engine.advance(cancelled.id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(engine.cancel(cancelled.id).await.unwrap());
+    let cost = engine.run_cost(cancelled.id).await.unwrap();
+    assert!(cost.compute_usd > 0.0, "{cost:?}");
+    assert_eq!(listed_cost(&db, &cancelled).await, Some(cost.total_usd));
+    assert!(!engine.cancel(cancelled.id).await.unwrap());
+    assert_eq!(listed_cost(&db, &cancelled).await, Some(cost.total_usd));
+}
+
 /// The same controls through the HTTP API, key-protected.
 async fn operations_over_http(db: TestDb) {
     let executors = Executors::new().with(
@@ -498,4 +608,5 @@ on_both_backends!(
     pause_stops_the_schedule_and_unpause_resumes_from_now,
     only_a_version_without_runs_and_not_the_latest_is_deleted,
     cost_is_attempt_time_times_resources_plus_invocations,
+    finalizing_a_run_stores_its_cost,
 );

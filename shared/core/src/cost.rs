@@ -1,8 +1,10 @@
 //! What a run cost: each attempt's duration × its resources × its
 //! executor's price, plus the control plane's own invocations priced as
-//! Lambda requests. Computed when read, from the run's events (when each
-//! attempt started and ended) and its workflow version (the resources), so
-//! nothing is added to the completion path.
+//! Lambda requests. Computed from the run's events (when each attempt
+//! started and ended) and its workflow version (the resources): when read,
+//! and once more by the transaction that finalizes the run, which stores the
+//! total in `runs.cost_usd` for run lists ([`Engine::store_cost`]). Nothing
+//! is added to the completion of a task that does not end its run.
 
 use std::collections::BTreeMap;
 
@@ -11,8 +13,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::engine::Engine;
-use crate::model::{Event, Task};
 use crate::spec::{ExecutorKind, WorkflowSpec};
+use crate::store::Tx;
 use crate::Error;
 
 /// Prices in USD. Defaults are the public list prices (AWS us-east-1,
@@ -108,6 +110,25 @@ pub struct RunCost {
     pub tasks: Vec<TaskCost>,
 }
 
+/// The columns of a task instance that its cost needs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CostTask {
+    pub id: Uuid,
+    pub name: String,
+    pub task_index: i64,
+    pub executor: String,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// An event of an attempt (`attempt > 0`): when it started or ended.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CostEvent {
+    pub task_id: Uuid,
+    pub attempt: i64,
+    pub status: String,
+    pub at: DateTime<Utc>,
+}
+
 /// When an attempt started and ended, as its events say.
 type Span = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
@@ -116,17 +137,14 @@ pub fn run_cost(
     prices: &Prices,
     spec: &WorkflowSpec,
     run_id: Uuid,
-    tasks: &[Task],
-    events: &[Event],
+    tasks: &[CostTask],
+    events: &[CostEvent],
     now: DateTime<Utc>,
 ) -> RunCost {
     // Per (task, attempt): when it started and when it ended.
     let mut spans: BTreeMap<(Uuid, i64), Span> = BTreeMap::new();
-    for e in events {
-        let (Some(task), Some(n)) = (e.task_id, e.attempt.filter(|n| *n > 0)) else {
-            continue;
-        };
-        let span = spans.entry((task, n)).or_default();
+    for e in events.iter().filter(|e| e.attempt > 0) {
+        let span = spans.entry((e.task_id, e.attempt)).or_default();
         match e.status.as_str() {
             "dispatched" => {}
             "running" => span.0 = Some(e.at),
@@ -180,8 +198,7 @@ impl Engine {
     pub async fn run_cost(&self, run_id: Uuid) -> Result<RunCost, Error> {
         let run = self.store().get_run(run_id).await?;
         let wf = self.workflow(&run.workflow, Some(run.version)).await?;
-        let tasks = self.store().run_tasks(run_id).await?;
-        let events = self.store().run_events(run_id).await?;
+        let (tasks, events) = self.store().cost_inputs(run_id).await?;
         Ok(run_cost(
             &self.config().prices,
             &wf.spec,
@@ -190,6 +207,35 @@ impl Engine {
             &events,
             Utc::now(),
         ))
+    }
+
+    /// In the transaction that just finalized `run_id` (of a version of
+    /// `spec`): computes its cost from what the transaction sees and stores
+    /// the total (returned), so the stored figure is the run's cost as it
+    /// ended. The one extra read of a run's events is here, once per run.
+    pub(crate) async fn store_cost(
+        &self,
+        tx: &mut Tx,
+        spec: &WorkflowSpec,
+        run_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<f64, Error> {
+        let (tasks, events) = tx.cost_inputs(run_id).await?;
+        let cost = run_cost(&self.config().prices, spec, run_id, &tasks, &events, now);
+        tx.set_run_cost(run_id, cost.total_usd).await?;
+        Ok(cost.total_usd)
+    }
+
+    /// [`Engine::store_cost`] for a run of any version (looked up).
+    pub(crate) async fn store_cost_of(
+        &self,
+        tx: &mut Tx,
+        run_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<f64, Error> {
+        let run = self.store().get_run(run_id).await?;
+        let wf = self.workflow(&run.workflow, Some(run.version)).await?;
+        self.store_cost(tx, &wf.spec, run_id, now).await
     }
 }
 

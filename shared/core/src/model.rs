@@ -121,6 +121,9 @@ pub struct Run {
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// What the run cost in USD (`crate::cost`), stored when it was
+    /// finalized; `None` while it is open.
+    pub cost_usd: Option<f64>,
 }
 
 /// One instance of a task in a run (a fanned-out task has `task_count` of them).

@@ -44,6 +44,8 @@ function duration(a, b) {
   if (s < 3600) return `${Math.floor(s / 60)}m ${Math.round(s % 60)}s`;
   return `${Math.floor(s / 3600)}h ${Math.round((s % 3600) / 60)}m`;
 }
+// A cost in USD, as the run page and the runs list show it; "—" while open.
+function usd(v) { return v == null ? "—" : `$${v.toFixed(6)}`; }
 function progress(run) {
   const done = run.tasks_total - run.tasks_open, pct = run.tasks_total ? (100 * done) / run.tasks_total : 0;
   return `<span class="progress"><span style="width:${pct}%"></span></span>${done}/${run.tasks_total}`;
@@ -91,7 +93,7 @@ async function runsPage(params) {
       <label>Trigger <select id="f-trigger">${opt(TRIGGERS, q.get("trigger"))}</select></label>
     </div>
     <div class="card"><table id="runs"><thead><tr><th>Run</th><th>Workflow</th><th>Status</th><th>Trigger</th>
-      <th>Progress</th><th>Started</th><th>Duration</th></tr></thead><tbody></tbody></table>
+      <th>Progress</th><th>Started</th><th>Duration</th><th>Cost</th></tr></thead><tbody></tbody></table>
       <div class="pager"><button class="secondary" id="prev">‹ Newer</button><span id="page-no" class="muted"></span>
       <button class="secondary" id="next">Older ›</button></div></div>`;
   const go = (changes) => {
@@ -109,7 +111,8 @@ async function runsPage(params) {
     $("#runs tbody").innerHTML = runs.slice(0, size).map((r) => `<tr class="link run" data-id="${r.id}" data-status="${r.status}">
       <td><a href="#/runs/${r.id}">${r.id.slice(-8)}</a></td><td>${esc(r.workflow)} <span class="muted">v${r.version}</span></td>
       <td>${badge(r.status)}</td><td>${esc(r.trigger)}</td><td>${progress(r)}</td><td>${time(r.created_at)}</td>
-      <td>${duration(r.created_at, r.finished_at)}</td></tr>`).join("") || `<tr><td colspan="7" class="muted">No runs.</td></tr>`;
+      <td>${duration(r.created_at, r.finished_at)}</td>
+      <td class="cost" title="${r.cost_usd == null ? "known when the run ends" : "what the run cost (its attempts and control-plane invocations)"}">${usd(r.cost_usd)}</td></tr>`).join("") || `<tr><td colspan="8" class="muted">No runs.</td></tr>`;
     for (const tr of document.querySelectorAll("#runs tr.run")) tr.onclick = () => (location.hash = `#/runs/${tr.dataset.id}`);
     $("#prev").disabled = page === 0; $("#next").disabled = runs.length <= size;
     $("#page-no").textContent = `page ${page + 1}`;
@@ -215,7 +218,7 @@ async function runPage(id) {
     $("#run-head").innerHTML = `<h1>${esc(run.workflow)} <span class="muted">v${run.version}</span> · run ${run.id.slice(-8)}
       <span id="run-status" data-status="${run.status}">${badge(run.status)}</span></h1>
       <div class="muted">trigger ${esc(run.trigger)} · started ${time(run.created_at)} · ${duration(run.created_at, run.finished_at)} · ${progress(run)}
-      · cost <span id="run-cost" title="${summary.cost.invocations} control-plane invocations">$${summary.cost.total_usd.toFixed(6)}</span>
+      · cost <span id="run-cost" title="${summary.cost.invocations} control-plane invocations">${usd(summary.cost.total_usd)}</span>
       ${run.error ? ` · <span style="color:var(--failed)">${esc(run.error)}</span>` : ""}</div>
       <div class="actions"><button class="danger" id="cancel-btn" ${final ? "disabled" : ""}>Cancel run</button>
       <button class="secondary" id="retry-btn" ${["failed", "cancelled"].includes(run.status) ? "" : "disabled"} title="Run the failed, cancelled and skipped tasks again; successes are kept">Retry failed tasks</button>

@@ -17,6 +17,7 @@ impl Engine {
         let Some(in_flight) = tx.cancel_run(run_id, now).await? else {
             return Ok(false);
         };
+        self.store_cost(&mut tx, &wf.spec, run_id, now).await?;
         if wf.spec.has_limits() {
             // The slots this run held are free: the runs waiting for them
             // become due, so a host starts them now, not at its tick.

@@ -364,6 +364,7 @@ impl Engine {
                 closed += skipped;
             }
             if let Some(status) = tx.close_tasks(run_id, closed, failed, now).await? {
+                self.store_cost(&mut tx, &wf.spec, run_id, now).await?;
                 completed.finalized.push((run_id, status));
             } else if !releases.is_empty() || retrying {
                 completed.to_advance.push(run_id);

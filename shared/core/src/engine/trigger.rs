@@ -108,6 +108,7 @@ impl Engine {
             error: None,
             created_at: now,
             finished_at: None,
+            cost_usd: None,
         };
         let run_key = super::limits::run_key(&wf.spec, &run.params);
         // `on_limit: skip | cancel_oldest` decide here, under the lock the
@@ -116,6 +117,7 @@ impl Engine {
         let gate = super::limits::run_gate(&wf.spec, &run.params)
             .filter(|_| on_limit.is_some_and(|o| o != OnLimit::Queue));
         let (run_ref, tasks, run_key, gate) = (&run, &tasks, &run_key, &gate);
+        let spec = &wf.spec;
         let (created, skipped, displaced) =
             retry(TRANSIENT_DB, Error::is_transient, || async move {
                 let mut tx = self.store.begin().await?;
@@ -124,7 +126,7 @@ impl Engine {
                     None => Vec::new(),
                 };
                 let created = tx.create_run(run_ref, tasks).await?;
-                let (mut skipped, mut displaced) = (false, None);
+                let (mut skipped, mut displaced) = (None, None);
                 if created {
                     if let Some(key) = run_key {
                         tx.set_run_key(run_ref.id, key).await?;
@@ -132,10 +134,13 @@ impl Engine {
                     match (full.first(), on_limit) {
                         (Some(_), Some(OnLimit::Skip)) => {
                             tx.cancel_run(run_ref.id, now).await?;
-                            skipped = true;
+                            skipped = Some(self.store_cost(&mut tx, spec, run_ref.id, now).await?);
                         }
                         (Some(oldest), Some(OnLimit::CancelOldest)) => {
                             let in_flight = tx.cancel_run(*oldest, now).await?;
+                            if in_flight.is_some() {
+                                self.store_cost_of(&mut tx, *oldest, now).await?;
+                            }
                             displaced = in_flight.map(|t| (*oldest, t));
                         }
                         _ => {}
@@ -147,8 +152,9 @@ impl Engine {
             })
             .await?;
         let mut run = run;
-        if skipped {
+        if let Some(cost) = skipped {
             run.status = RunStatus::Cancelled;
+            run.cost_usd = Some(cost);
             tracing::info!(run_id = %run.id, workflow = %run.workflow, "run skipped: concurrency limit reached (on_limit: skip)");
         }
         if let Some((oldest, in_flight)) = displaced {

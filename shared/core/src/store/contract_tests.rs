@@ -35,6 +35,7 @@ async fn run_of(store: &Store) -> Run {
         error: None,
         created_at: now(),
         finished_at: None,
+        cost_usd: None,
     };
     let task = |name: &str, task_count, deps_remaining| NewTask {
         name: name.into(),

@@ -299,6 +299,24 @@ impl Store {
         self.read_all(Sql::new(RUN_EVENTS).bind(run_id)).await
     }
 
+    /// What a run's cost is computed from ([`crate::cost::run_cost`]): its
+    /// instances and its attempts' events, read on one connection.
+    pub async fn cost_inputs(
+        &self,
+        run_id: Uuid,
+    ) -> Result<(Vec<crate::cost::CostTask>, Vec<crate::cost::CostEvent>), Error> {
+        let mut r = self.reader().await?;
+        let tasks = r
+            .conn()
+            .fetch_all(Sql::new(COST_TASKS).bind(run_id))
+            .await?;
+        let events = r
+            .conn()
+            .fetch_all(Sql::new(COST_EVENTS).bind(run_id))
+            .await?;
+        Ok((tasks, events))
+    }
+
     /// Runs newest first, filtered by workflow, status and trigger, one page.
     pub async fn list_runs_filtered(
         &self,

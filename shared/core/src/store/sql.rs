@@ -25,11 +25,18 @@ pub(crate) enum Arg {
     Time(Option<DateTime<Utc>>),
     Json(Option<serde_json::Value>),
     Bool(Option<bool>),
+    Float(Option<f64>),
 }
 
 impl From<bool> for Arg {
     fn from(v: bool) -> Self {
         Arg::Bool(Some(v))
+    }
+}
+
+impl From<f64> for Arg {
+    fn from(v: f64) -> Self {
+        Arg::Float(Some(v))
     }
 }
 
@@ -248,6 +255,7 @@ macro_rules! bind_all {
                 Arg::Time(v) => q.bind(v),
                 Arg::Json(v) => q.bind(v.map(sqlx::types::Json)),
                 Arg::Bool(v) => q.bind(v),
+                Arg::Float(v) => q.bind(v),
             };
         }
         q

@@ -117,11 +117,24 @@ pub(super) const CANCEL_TASKS_OF_RUN: &str =
      WHERE run_id = $1 AND status IN ('pending', 'dispatched', 'running') \
      RETURNING id, run_id, attempt, status";
 
+// ---- a run's cost (`crate::cost`: `Store::cost_inputs`, `Tx::cost_inputs`, `Tx::set_run_cost`) ----
+
+/// The columns of a run's instances that its cost needs.
+pub(super) const COST_TASKS: &str =
+    "SELECT id, name, task_index, executor, finished_at FROM tasks WHERE run_id = $1 ORDER BY id";
+
+/// The attempts' events of a run (when each started and ended).
+pub(super) const COST_EVENTS: &str = "SELECT task_id, attempt, status, at FROM events \
+     WHERE run_id = $1 AND task_id IS NOT NULL AND attempt > 0 ORDER BY id";
+
+/// A run's cost, stored by the transaction that finalized it.
+pub(super) const SET_RUN_COST: &str = "UPDATE runs SET cost_usd = $2 WHERE id = $1";
+
 // ---- retry (`Tx::reopen_run`, `Tx::retry_tasks`) ----
 /// The conditional update that reopens a finished run once: racing
 /// retries wait on its row lock, and the later ones find it running.
 pub(super) const REOPEN_RUN: &str =
-    "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL \
+    "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL, cost_usd = NULL \
      WHERE id = $1 AND status IN ('failed', 'cancelled') RETURNING status";
 /// A run's instances counted per task name and status.
 pub(super) const TASK_STATUS_COUNTS: &str =

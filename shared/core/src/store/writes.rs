@@ -795,6 +795,28 @@ impl Tx {
     }
 }
 
+impl Tx {
+    /// [`Store::cost_inputs`](super::Store::cost_inputs) as this
+    /// transaction sees them: for the cost of the run it finalizes.
+    pub(crate) async fn cost_inputs(
+        &mut self,
+        run_id: Uuid,
+    ) -> Result<(Vec<crate::cost::CostTask>, Vec<crate::cost::CostEvent>), Error> {
+        let mut c = self.conn();
+        let tasks = c.fetch_all(Sql::new(COST_TASKS).bind(run_id)).await?;
+        let events = c.fetch_all(Sql::new(COST_EVENTS).bind(run_id)).await?;
+        Ok((tasks, events))
+    }
+
+    /// Stores the cost of a run this transaction finalized.
+    pub(crate) async fn set_run_cost(&mut self, run_id: Uuid, usd: f64) -> Result<(), Error> {
+        self.conn()
+            .execute(Sql::new(SET_RUN_COST).bind(run_id).bind(usd))
+            .await?;
+        Ok(())
+    }
+}
+
 /// A task name an `ork retry` reopens: its unsuccessful instances go back
 /// to `pending`, granted `attempts` new attempts, and wait for `deps`
 /// parent instances (its group's count, set from the rows).
