@@ -178,6 +178,12 @@ async fn runs_filter_and_paginate_and_cancel(db: TestDb) {
     assert_eq!(none.as_array().unwrap().len(), 0);
     let (_, page) = get(&app, "/api/runs?limit=1&offset=1").await;
     assert_eq!(page[0]["id"], done.as_str(), "newest first: {page}");
+    // The cost stored when a run ended: a figure for the finished run, null
+    // for the open one; the run's own page computes the same.
+    assert_eq!(all[0]["cost_usd"], json!(null), "{all}");
+    let (_, finished) = get(&app, &format!("/api/runs/{done}")).await;
+    assert!(all[1]["cost_usd"].as_f64().unwrap() > 0.0, "{all}");
+    assert_eq!(all[1]["cost_usd"], finished["cost"]["total_usd"], "{all}");
 
     let (status, c) = app
         .post(&format!("/api/runs/{stuck}/cancel"), &json!({}))
@@ -189,6 +195,7 @@ async fn runs_filter_and_paginate_and_cancel(db: TestDb) {
     assert_eq!(again["cancelled"], false);
     let (_, run) = get(&app, &format!("/api/runs/{stuck}")).await;
     assert_eq!(run["run"]["status"], "cancelled");
+    assert_eq!(run["run"]["cost_usd"], run["cost"]["total_usd"], "{run}");
     let (status, _) = app
         .post(
             &format!("/api/runs/{}/cancel", uuid::Uuid::now_v7()),
