@@ -218,12 +218,20 @@ def test_trigger_from_the_form_goes_live_to_success(server, browser):
     browser.find_elements(By.CSS_SELECTOR, "#instances tr.instance")[0].click()
     css(browser, "#attempts")
     assert "2026-12-01" in css(browser, "#task-input").text
+    run_id = browser.current_url.split("#/runs/")[1].split("?")[0]
 
     browser.get(server.url + "/#/runs")
     css(browser, "#runs tr.run")
     rows = browser.find_elements(By.CSS_SELECTOR, "#runs tr.run")
     assert rows[0].get_attribute("data-status") == "success"
+    assert rows[0].get_attribute("data-id") == run_id
     assert "8/8" in rows[0].text
+    # The cost stored when the run ended, formatted like the run page's.
+    headers = [th.get_attribute("textContent") for th in browser.find_elements(By.CSS_SELECTOR, "#runs thead th")]
+    assert headers[-1] == "Cost", headers
+    shown = server.call("GET", f"/api/runs/{run_id}")
+    assert shown["run"]["cost_usd"] == shown["cost"]["total_usd"] > 0
+    assert row_cost(rows[0]) == f"${shown['run']['cost_usd']:.6f}"
     screenshot(browser, "runs.png")
 
 
@@ -262,16 +270,29 @@ def test_a_failed_tasks_log(server, browser):
     server.wait_run(run, {"failed"})
 
 
+def row_cost(row):
+    return row.find_element(By.CSS_SELECTOR, "td.cost").text
+
+
+def listed_cost(driver, server, run):
+    """The Cost cell of `run` in the runs list."""
+    driver.get(server.url + "/#/runs")
+    return row_cost(css(driver, f"#runs tr.run[data-id='{run}']"))
+
+
 def test_cancel_a_running_run(server, browser):
     run = server.trigger("slow")
     server.wait_run(run, {"running"})
+    assert listed_cost(browser, server, run) == "—"  # known when the run ends
     browser.get(server.url + f"/#/runs/{run}")
     wait(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, "#dag .node").get_attribute("data-status") == "running")
     click(browser, "#cancel-btn")
     wait(browser).until(EC.alert_is_present()).accept()
     wait(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, "#run-status").get_attribute("data-status") == "cancelled")
     settled(browser)
-    assert server.call("GET", f"/api/runs/{run}")["run"]["status"] == "cancelled"
+    shown = server.call("GET", f"/api/runs/{run}")
+    assert shown["run"]["status"] == "cancelled"
+    assert listed_cost(browser, server, run) == f"${shown['run']['cost_usd']:.6f}"
 
 
 def test_ten_thousand_instances_load_within_two_seconds(server, browser):
