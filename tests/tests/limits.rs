@@ -396,6 +396,12 @@ async fn on_limit_skip_and_cancel_oldest(db: TestDb) {
         }
         for r in runs.iter().filter(|r| r.status.is_final()) {
             assert_eq!(r.status, RunStatus::Cancelled);
+            // Skipped or displaced, the run's cost was stored as it ended.
+            let cost = engine.run_cost(r.id).await.unwrap().total_usd;
+            assert_eq!(r.cost_usd, Some(cost), "{policy}");
+        }
+        for r in runs.iter().filter(|r| !r.status.is_final()) {
+            assert_eq!(r.cost_usd, None, "{policy}: open");
         }
     }
 }
