@@ -417,24 +417,43 @@ async fn listed_cost(db: &TestDb, run: &Run) -> Option<f64> {
     row.cost_usd
 }
 
+/// `PRICED` with a local process in place of the Fargate task.
+const UNPRICED: &str = r#"
+name: unpriced
+tasks:
+  big: {command: "true", retries: {count: 0}}
+  free: {executor: noop, depends_on: [big]}
+"#;
+
 /// The cost a run list shows is stored by the transaction that finalizes
 /// the run, equal to what `run_cost` computes from the events; a retry
 /// clears it and the next finalization stores it again; a cancel stores it.
 async fn finalizing_a_run_stores_its_cost(db: TestDb) {
     let executors = Executors::new()
         .with(ExecutorKind::Fargate, Arc::new(Starting))
+        .with(ExecutorKind::Process, Arc::new(Starting))
         .with(
             ExecutorKind::Noop,
             Arc::new(ork_core::executor::NoopExecutor),
         );
     let engine = engine_with(db.store.clone(), executors);
-    engine
-        .apply(&parse(&PRICED.replace("count: 1", "count: 0")), None)
-        .await
-        .unwrap();
+    // Fargate is priced per second; a local process is not (its run's cost
+    // is its control plane's, counted by the database).
+    for yaml in [PRICED.replace("count: 1", "count: 0"), UNPRICED.into()] {
+        stores_its_cost(&engine, &db, &parse(&yaml)).await;
+    }
+}
+
+async fn stores_its_cost(
+    engine: &ork_core::engine::Engine,
+    db: &TestDb,
+    spec: &ork_core::spec::WorkflowSpec,
+) {
+    engine.apply(spec, None).await.unwrap();
+    let priced = spec.name == "priced";
     let trigger = || async {
         engine
-            .trigger("priced", serde_json::json!({}), TriggerOptions::default())
+            .trigger(&spec.name, serde_json::json!({}), TriggerOptions::default())
             .await
             .unwrap()
             .run
@@ -442,26 +461,26 @@ async fn finalizing_a_run_stores_its_cost(db: TestDb) {
     let run = trigger().await;
     engine.advance(run.id).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(listed_cost(&db, &run).await, None, "open: no cost yet");
+    assert_eq!(listed_cost(db, &run).await, None, "open: no cost yet");
 
     // `big` fails for good: the run fails, `free` is skipped.
     let boom = Outcome::failure(Some(1), "boom");
-    assert_eq!(end(&engine, &db, &run, "big", boom.clone()).await, 1);
+    assert_eq!(end(engine, db, &run, "big", boom.clone()).await, 1);
     assert_eq!(
         db.store.get_run(run.id).await.unwrap().status,
         RunStatus::Failed
     );
     let failed = engine.run_cost(run.id).await.unwrap();
-    assert!(failed.compute_usd > 0.0, "{failed:?}");
-    assert_eq!(listed_cost(&db, &run).await, Some(failed.total_usd));
+    assert_eq!(failed.compute_usd > 0.0, priced, "{failed:?}");
+    assert_eq!(listed_cost(db, &run).await, Some(failed.total_usd));
 
     // A retry reopens it and clears the figure; finalizing sets it again.
     assert!(engine.retry(run.id, None).await.unwrap().is_some());
-    assert_eq!(listed_cost(&db, &run).await, None, "reopened: no cost");
+    assert_eq!(listed_cost(db, &run).await, None, "reopened: no cost");
     engine.advance(run.id).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
-        end(&engine, &db, &run, "big", Outcome::success(None)).await,
+        end(engine, db, &run, "big", Outcome::success(None)).await,
         1
     );
     engine.advance(run.id).await.unwrap();
@@ -471,10 +490,10 @@ async fn finalizing_a_run_stores_its_cost(db: TestDb) {
     );
     let succeeded = engine.run_cost(run.id).await.unwrap();
     assert!(succeeded.total_usd > failed.total_usd, "{succeeded:?}");
-    assert_eq!(listed_cost(&db, &run).await, Some(succeeded.total_usd));
+    assert_eq!(listed_cost(db, &run).await, Some(succeeded.total_usd));
     // A late report of the run's attempts changes neither.
-    assert_eq!(end(&engine, &db, &run, "big", boom).await, 0);
-    assert_eq!(listed_cost(&db, &run).await, Some(succeeded.total_usd));
+    assert_eq!(end(engine, db, &run, "big", boom).await, 0);
+    assert_eq!(listed_cost(db, &run).await, Some(succeeded.total_usd));
 
     // A cancel stores the cost of the attempt it stopped, too.
     let cancelled = trigger().await;
@@ -482,10 +501,10 @@ async fn finalizing_a_run_stores_its_cost(db: TestDb) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(engine.cancel(cancelled.id).await.unwrap());
     let cost = engine.run_cost(cancelled.id).await.unwrap();
-    assert!(cost.compute_usd > 0.0, "{cost:?}");
-    assert_eq!(listed_cost(&db, &cancelled).await, Some(cost.total_usd));
+    assert_eq!(cost.compute_usd > 0.0, priced, "{cost:?}");
+    assert_eq!(listed_cost(db, &cancelled).await, Some(cost.total_usd));
     assert!(!engine.cancel(cancelled.id).await.unwrap());
-    assert_eq!(listed_cost(&db, &cancelled).await, Some(cost.total_usd));
+    assert_eq!(listed_cost(db, &cancelled).await, Some(cost.total_usd));
 }
 
 /// The same controls through the HTTP API, key-protected.

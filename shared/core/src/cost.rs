@@ -181,8 +181,7 @@ pub fn run_cost(
         });
     }
     let compute_usd: f64 = costs.iter().map(|c| c.usd).sum();
-    let invocations = 1 + 2 * dispatched;
-    let control_plane_usd = invocations as f64 * prices.per_invocation();
+    let (invocations, control_plane_usd) = control_plane(prices, dispatched);
     RunCost {
         run_id,
         compute_usd,
@@ -191,6 +190,13 @@ pub fn run_cost(
         total_usd: compute_usd + control_plane_usd,
         tasks: costs,
     }
+}
+
+/// The invocations of a run that dispatched `dispatched` attempts, and
+/// their price.
+fn control_plane(prices: &Prices, dispatched: i64) -> (i64, f64) {
+    let invocations = 1 + 2 * dispatched;
+    (invocations, invocations as f64 * prices.per_invocation())
 }
 
 impl Engine {
@@ -220,10 +226,19 @@ impl Engine {
         run_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<f64, Error> {
-        let (tasks, events) = tx.cost_inputs(run_id).await?;
-        let cost = run_cost(&self.config().prices, spec, run_id, &tasks, &events, now);
-        tx.set_run_cost(run_id, cost.total_usd).await?;
-        Ok(cost.total_usd)
+        let prices = &self.config().prices;
+        let total = if spec.tasks.values().all(|t| prices.per_second(t) == 0.0) {
+            // No task is priced per second (local, noop, Kubernetes): the
+            // cost is the control plane's, a count of attempts, which the
+            // database counts without sending the run's events (and
+            // `run_cost`'s total adds a compute cost of 0 to it).
+            control_plane(prices, tx.attempts_dispatched(run_id).await?).1
+        } else {
+            let (tasks, events) = tx.cost_inputs(run_id).await?;
+            run_cost(prices, spec, run_id, &tasks, &events, now).total_usd
+        };
+        tx.set_run_cost(run_id, total).await?;
+        Ok(total)
     }
 
     /// [`Engine::store_cost`] for a run of any version (looked up).

@@ -127,6 +127,12 @@ pub(super) const COST_TASKS: &str =
 pub(super) const COST_EVENTS: &str = "SELECT task_id, attempt, status, at FROM events \
      WHERE run_id = $1 AND task_id IS NOT NULL AND attempt > 0 ORDER BY id";
 
+/// How many attempts of a run were dispatched (each `(task, attempt)` with
+/// an event): a run's cost when none of its tasks is priced per second.
+pub(super) const COST_ATTEMPTS: &str =
+    "SELECT COUNT(*) AS n FROM (SELECT DISTINCT task_id, attempt \
+     FROM events WHERE run_id = $1 AND task_id IS NOT NULL AND attempt > 0) AS a";
+
 /// A run's cost, stored by the transaction that finalized it.
 pub(super) const SET_RUN_COST: &str = "UPDATE runs SET cost_usd = $2 WHERE id = $1";
 

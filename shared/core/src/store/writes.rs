@@ -808,6 +808,15 @@ impl Tx {
         Ok((tasks, events))
     }
 
+    /// How many attempts of the run were dispatched (`COST_ATTEMPTS`).
+    pub(crate) async fn attempts_dispatched(&mut self, run_id: Uuid) -> Result<i64, Error> {
+        let row: Option<Count> = self
+            .conn()
+            .fetch_optional(Sql::new(COST_ATTEMPTS).bind(run_id))
+            .await?;
+        Ok(row.map_or(0, |r| r.n))
+    }
+
     /// Stores the cost of a run this transaction finalized.
     pub(crate) async fn set_run_cost(&mut self, run_id: Uuid, usd: f64) -> Result<(), Error> {
         self.conn()
