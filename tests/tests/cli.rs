@@ -168,7 +168,34 @@ fn trigger_status_and_cancel_from_the_command_line() {
         status.contains(&run_id) && status.contains("pending"),
         "{status}"
     );
+    // The list's cost column: "-" while open, then the figure stored when
+    // the run ended, the one `ork status RUN` computes.
+    let row = |listed: &str| {
+        listed
+            .lines()
+            .find(|l| l.contains(&run_id))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        status.lines().next().unwrap().trim_end().ends_with("COST"),
+        "{status}"
+    );
+    assert!(row(&status).trim_end().ends_with(" -"), "{status}");
     assert!(text(&ork(dir.path(), &["cancel", &run_id])).contains("cancelled"));
+    let one = text(&ork(dir.path(), &["status", &run_id]));
+    let usd = one
+        .split("cost: ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let listed = text(&ork(dir.path(), &["status", "--workflow", "one-job"]));
+    assert!(
+        row(&listed).trim_end().ends_with(&format!(" {usd}")),
+        "{listed}\n{one}"
+    );
     let tasks = text(&ork(dir.path(), &["tasks", &run_id]));
     assert_eq!(tasks.matches("cancelled").count(), 3, "{tasks}");
     let waited = ork(dir.path(), &["trigger", "one-job", "--wait"]);
