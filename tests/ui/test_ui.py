@@ -22,7 +22,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 ROOT = Path(__file__).resolve().parents[2]
 ORK = ROOT / "target" / "debug" / "ork"
@@ -321,6 +321,30 @@ def test_ten_thousand_instances_load_within_two_seconds(server, browser):
     screenshot(browser, "runs-all.png")
 
 
+def test_runs_status_filter_and_pages(server, browser):
+    """The status filter through its select, and pages of 25 (after the
+    screenshot of every kind of run, which these runs would crowd out)."""
+    for _ in range(26):
+        server.trigger("simple")
+    browser.get(server.url + "/#/runs")
+    css(browser, "#runs tr.run")
+    Select(browser.find_element(By.ID, "f-status")).select_by_visible_text("failed")
+    wait(browser).until(lambda d: "status=failed" in d.current_url)
+    wait(browser).until(lambda d: {r.get_attribute("data-status") for r in d.find_elements(By.CSS_SELECTOR, "#runs tr.run")} == {"failed"})
+    browser.get(server.url + "/#/runs?workflow=simple")
+    wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs tr.run")) == 25)
+    first = {r.get_attribute("data-id") for r in browser.find_elements(By.CSS_SELECTOR, "#runs tr.run")}
+    assert browser.find_element(By.ID, "prev").get_attribute("disabled")
+    wait(browser).until(lambda d: d.find_element(By.ID, "next").is_enabled())
+    click(browser, "#next")
+    wait(browser).until(lambda d: d.find_element(By.ID, "page-no").text == "page 2")
+    wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs tr.run")) == 1)
+    last = browser.find_element(By.CSS_SELECTOR, "#runs tr.run").get_attribute("data-id")
+    assert last not in first and browser.find_element(By.ID, "next").get_attribute("disabled")
+    for run in first | {last}:
+        server.wait_run(run, {"success"})
+
+
 def test_workflow_page_shows_the_typed_schemas(server, browser):
     browser.get(server.url + "/#/workflows/my_etl")
     css(browser, "#schemas .schema")
@@ -333,6 +357,24 @@ def test_workflow_page_shows_the_typed_schemas(server, browser):
     score = browser.find_element(By.CSS_SELECTOR, '#schemas .schema[data-task="score"]')
     assert "countries list[CountrySummary]" in score.text  # the Rust task's, from --ork-schema
     screenshot(browser.find_element(By.ID, "schemas"), "schemas.png")
+
+
+def test_workflow_page_shows_the_schedule_and_whether_it_is_paused(server, browser):
+    shown = server.call("GET", "/api/workflows/nightly")
+    assert shown["schedule"]["cron"] == "0 6 * * *" and len(shown["schedule"]["next"]) >= 3
+    browser.get(server.url + "/#/workflows/nightly")
+    fires = wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#next-fires li"))
+    assert len(fires) == len(shown["schedule"]["next"])
+    assert "0 6 * * *" in browser.find_element(By.ID, "main").text
+    assert not browser.find_elements(By.ID, "wf-paused")
+    server.call("POST", "/api/workflows/nightly/pause", {})
+    try:
+        browser.get(server.url + "/#/workflows")
+        css(browser, "#workflows tr.wf[data-name=nightly] .badge.paused")
+        click(browser, "#workflows tr.wf[data-name=nightly]")
+        assert "does not fire" in css(browser, "#wf-paused").find_element(By.XPATH, "//p[contains(., 'Paused')]").text
+    finally:
+        server.call("POST", "/api/workflows/nightly/unpause", {})
 
 
 def test_a_large_output_downloads_from_the_task_panel(server, browser):
