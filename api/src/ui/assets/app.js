@@ -112,7 +112,8 @@ async function runsPage(params) {
       <td><a href="#/runs/${r.id}">${r.id.slice(-8)}</a></td><td>${esc(r.workflow)} <span class="muted">v${r.version}</span></td>
       <td>${badge(r.status)}</td><td>${esc(r.trigger)}</td><td>${progress(r)}</td><td>${time(r.created_at)}</td>
       <td>${duration(r.created_at, r.finished_at)}</td>
-      <td class="cost" title="${r.cost_usd == null ? "known when the run ends" : "what the run cost (its attempts and control-plane invocations)"}">${usd(r.cost_usd)}</td></tr>`).join("") || `<tr><td colspan="8" class="muted">No runs.</td></tr>`;
+      <td class="cost" title="${r.cost_usd != null ? "what the run cost (its attempts and control-plane invocations)"
+        : ["pending", "running"].includes(r.status) ? "known when the run ends" : "not stored (the run ended before costs were): see the run's page"}">${usd(r.cost_usd)}</td></tr>`).join("") || `<tr><td colspan="8" class="muted">No runs.</td></tr>`;
     for (const tr of document.querySelectorAll("#runs tr.run")) tr.onclick = () => (location.hash = `#/runs/${tr.dataset.id}`);
     $("#prev").disabled = page === 0; $("#next").disabled = runs.length <= size;
     $("#page-no").textContent = `page ${page + 1}`;
