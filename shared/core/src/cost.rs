@@ -3,7 +3,7 @@
 //! Lambda requests. Computed from the run's events (when each attempt
 //! started and ended) and its workflow version (the resources): when read,
 //! and once more by the transaction that finalizes the run, which stores the
-//! total in `runs.cost_usd` for run lists ([`Engine::store_cost`]). Nothing
+//! total in `runs.cost_usd` for run lists (`Engine::store_cost`). Nothing
 //! is added to the completion of a task that does not end its run.
 
 use std::collections::BTreeMap;
@@ -218,7 +218,7 @@ impl Engine {
     /// In the transaction that just finalized `run_id` (of a version of
     /// `spec`): computes its cost from what the transaction sees and stores
     /// the total (returned), so the stored figure is the run's cost as it
-    /// ended. The one extra read of a run's events is here, once per run.
+    /// ended. The one extra read at a run's end is here, once per run.
     pub(crate) async fn store_cost(
         &self,
         tx: &mut Tx,
