@@ -52,14 +52,15 @@ impl Progress {
         let handle = tokio::spawn(async move {
             let mut follow = Follow::new(store, run, log_dir, options);
             loop {
-                let last = stopped.try_recv().is_ok();
                 follow.poll().await;
-                if last {
-                    follow.finish();
-                    break;
+                // Woken at once by the stop: the run's end is not held up.
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tokio::time::sleep(POLL) => {}
                 }
-                tokio::time::sleep(POLL).await;
             }
+            follow.poll().await;
+            follow.finish();
         });
         Progress { stop, handle }
     }
@@ -90,7 +91,12 @@ pub struct Options {
 enum Display {
     Lines,
     Bar(ProgressBar),
-    Summary { every: Duration, next: Instant },
+    Summary {
+        every: Duration,
+        next: Instant,
+        /// The last line printed: the closing one is not printed twice.
+        last: String,
+    },
 }
 
 /// What is known of one task instance: enough to name it and count it.
@@ -188,6 +194,7 @@ impl Follow {
             Display::Summary {
                 every: self.options.every,
                 next: Instant::now() + self.options.every,
+                last: String::new(),
             }
         };
     }
@@ -274,14 +281,12 @@ impl Follow {
                 bar.set_position(done as u64);
                 bar.set_message(line);
             }
-            Display::Summary { every, next } => {
+            Display::Summary { every, next, last } => {
                 if Instant::now() >= *next {
                     *next = Instant::now() + *every;
-                    println!(
-                        "{} {done}/{} done: {line}",
-                        chrono::Utc::now().format("%H:%M:%S"),
-                        self.run.tasks_total
-                    );
+                    let counts = format!("{done}/{} done: {line}", self.run.tasks_total);
+                    println!("{} {counts}", chrono::Utc::now().format("%H:%M:%S"));
+                    *last = counts;
                 }
             }
         }
@@ -292,9 +297,17 @@ impl Follow {
         match &mut self.display {
             Display::Lines => {}
             Display::Bar(bar) => bar.finish_and_clear(),
-            Display::Summary { next, .. } => {
-                *next = Instant::now();
-                self.show();
+            Display::Summary { next, last, .. } => {
+                let closing = format!(
+                    "{}/{} done: {}",
+                    self.done(),
+                    self.run.tasks_total,
+                    self.counts_line()
+                );
+                if *last != closing {
+                    *next = Instant::now();
+                    self.show();
+                }
             }
         }
     }
