@@ -274,6 +274,7 @@ impl Follow {
     fn show(&mut self) {
         let line = self.counts_line();
         let done = self.done();
+        let summary = self.counts_summary();
         match &mut self.display {
             Display::Lines => {}
             Display::Bar(bar) => {
@@ -284,32 +285,36 @@ impl Follow {
             Display::Summary { every, next, last } => {
                 if Instant::now() >= *next {
                     *next = Instant::now() + *every;
-                    let counts = format!("{done}/{} done: {line}", self.run.tasks_total);
-                    println!("{} {counts}", chrono::Utc::now().format("%H:%M:%S"));
-                    *last = counts;
+                    println!("{} {summary}", chrono::Utc::now().format("%H:%M:%S"));
+                    *last = summary;
                 }
             }
         }
     }
 
-    /// Clears the bar, or prints the last summary line.
+    /// Clears the bar, or prints the closing line of counts (unless the
+    /// last one printed already says it).
     fn finish(&mut self) {
+        let closing = self.counts_summary();
         match &mut self.display {
             Display::Lines => {}
             Display::Bar(bar) => bar.finish_and_clear(),
-            Display::Summary { next, last, .. } => {
-                let closing = format!(
-                    "{}/{} done: {}",
-                    self.done(),
-                    self.run.tasks_total,
-                    self.counts_line()
-                );
+            Display::Summary { last, .. } => {
                 if *last != closing {
-                    *next = Instant::now();
-                    self.show();
+                    println!("{} {closing}", chrono::Utc::now().format("%H:%M:%S"));
                 }
             }
         }
+    }
+
+    /// `61/61 done: 60 succeeded, 1 failed`.
+    fn counts_summary(&self) -> String {
+        format!(
+            "{}/{} done: {}",
+            self.done(),
+            self.run.tasks_total,
+            self.counts_line()
+        )
     }
 
     /// Instances that ended.

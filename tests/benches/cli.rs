@@ -3,16 +3,17 @@
 //! the run, on a fresh database; its output to a file). Prints:
 //!
 //! - fan-out: start → `task_count: N` noop → join, tasks/s and peak RSS, on
-//!   SQLite and PostgreSQL (N = 10,000, and 100,000 on SQLite);
+//!   SQLite and PostgreSQL (N = 10,000, and a 100,000-instance run: the
+//!   largest a workflow may have);
 //! - the floor: a 40-task noop chain (median wall, peak RSS), 40 sequential
 //!   `sh -c 'echo hi'` tasks and a 202-task process fan-out, each beside the
 //!   same processes spawned by bash in the same run;
-//! - what printing costs at 10,000 tasks: the default progress (a line of
-//!   counts every 5 s off a terminal) and `--verbose` (a line per
-//!   transition) against `--json` (nothing printed until the end).
+//! - printing at 10,000 tasks: the default progress (a line of counts every
+//!   5 s off a terminal) and `--verbose` (a line per transition) beside
+//!   `--json` (no progress; every task as JSON at the end).
 //!
 //! `ORK_BENCH_ONLY=sqlite|postgres` runs one backend's fan-out;
-//! `ORK_BENCH_BIG` sets the large fan-out (0 skips it).
+//! `ORK_BENCH_BIG` sets the large fan-out's width (0 skips it).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -196,7 +197,7 @@ async fn main() {
     let big: usize = std::env::var("ORK_BENCH_BIG")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+        .unwrap_or(99_998);
     println!("ork run, release binary, exec to exit (apply + trigger + run, fresh database)");
     if only.is_empty() || only == "sqlite" {
         fan_out("fan-out 10,000 sqlite", 10_000, false, &[]).await;
@@ -206,9 +207,12 @@ async fn main() {
     }
     if only.is_empty() || only == "postgres" {
         fan_out("fan-out 10,000 postgres", 10_000, true, &[]).await;
+        if big > 0 {
+            fan_out(&format!("fan-out {big} postgres"), big, true, &[]).await;
+        }
     }
 
-    println!("\nprinting at 10,000 tasks (sqlite), against --json");
+    println!("\nprinting at 10,000 tasks (sqlite), beside --json (no progress, all tasks as JSON at the end)");
     let quiet = fan_out("  --json (printed at the end)", 10_000, false, &["--json"]).await;
     let default = fan_out("  default (counts off a terminal)", 10_000, false, &[]).await;
     let verbose = fan_out(
@@ -220,7 +224,7 @@ async fn main() {
     .await;
     for (label, m) in [("default", &default), ("--verbose", &verbose)] {
         println!(
-            "  {label}: {:+.1} % wall against --json",
+            "  {label}: {:+.1} % wall beside --json",
             (m.wall.as_secs_f64() / quiet.wall.as_secs_f64() - 1.0) * 100.0
         );
     }
