@@ -16,7 +16,7 @@
 //! `ORK_BENCH_BIG` sets the large fan-out's width (0 skips it).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ork_tests::db as common;
@@ -32,15 +32,16 @@ struct Measured {
     rss_mib: f64,
 }
 
-/// Runs `command` to its end, its stdout to `out`, and measures it.
+/// Runs `command` to its end, its stdout to `out` (stderr beside it), and
+/// measures it.
 fn measure(command: &mut Command, out: &Path) -> Measured {
     let file = std::fs::File::create(out).expect("output file");
+    let err_path = out.with_extension("err");
+    let err = std::fs::File::create(&err_path).expect("stderr file");
     let started = Instant::now();
-    let child = command
-        .stdout(file)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    // Reaped below by wait4, which also gives its peak RSS.
+    #[allow(clippy::zombie_processes)]
+    let child = command.stdout(file).stderr(err).spawn().expect("spawn");
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: `rusage` is plain old data, filled in by wait4 for our own child.
@@ -48,21 +49,14 @@ fn measure(command: &mut Command, out: &Path) -> Measured {
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall = started.elapsed();
     assert_eq!(waited, pid, "wait4");
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    if !ok {
-        let mut stderr = String::new();
-        if let Some(mut e) = child.stderr {
-            use std::io::Read;
-            let _ = e.read_to_string(&mut stderr);
-        }
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
         let printed = std::fs::read_to_string(out).unwrap_or_default();
-        let tail: String = printed
-            .lines()
-            .rev()
-            .take(20)
-            .collect::<Vec<_>>()
-            .join("\n");
-        panic!("{command:?} failed ({status}): {stderr}\n{tail}");
+        let tail: Vec<&str> = printed.lines().rev().take(20).collect();
+        panic!(
+            "{command:?} failed ({status}): {stderr}\n{}",
+            tail.join("\n")
+        );
     }
     Measured {
         wall,
