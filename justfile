@@ -95,6 +95,7 @@ test:
 # Throughput, latency percentiles and peak memory on both backends
 bench:
     cargo build --release -p ork-functions
+    cargo bench -p ork-tests --bench cli
     cargo bench -p ork-tests --bench engine
     cargo bench -p ork-tests --bench http
     cargo bench -p ork-tests --bench limits

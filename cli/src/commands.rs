@@ -13,7 +13,8 @@ use ork_executors::ProcessExecutor;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::output::{self, Progress};
+use crate::output;
+use crate::progress::{self, Progress};
 use crate::{Cli, Command, DbtCommand};
 
 /// Runs one command; returns the process exit code.
@@ -72,7 +73,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
             params,
             idempotency_key,
             wait,
-        } => trigger(ctx, workflow, like, &params, idempotency_key, wait).await,
+            progress,
+        } => {
+            let wait = wait.then_some(progress);
+            trigger(ctx, workflow, like, &params, idempotency_key, wait).await
+        }
         Command::Status {
             run_id,
             workflow,
@@ -94,8 +99,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
             run_id: Some(run_id),
             task,
             wait,
+            progress,
             ..
-        } => retry(ctx, run_id, task.as_deref(), wait).await,
+        } => retry(ctx, run_id, task.as_deref(), wait.then_some(progress)).await,
         Command::Retry { bulk, .. } => retry_bulk(&ctx, &bulk).await,
         Command::Pause { workflow } => pause(&ctx, &workflow, true).await,
         Command::Unpause { workflow } => pause(&ctx, &workflow, false).await,
@@ -128,13 +134,15 @@ pub async fn run(cli: Cli) -> Result<i32> {
         } => dbt_import(Some(&ctx), &args).await,
         Command::Run {
             resume: Some(run_id),
+            progress,
             ..
-        } => resume(ctx, run_id).await,
+        } => resume(ctx, run_id, progress).await,
         Command::Run {
             file: Some(file),
             params,
+            progress,
             ..
-        } => run_file(ctx, &file, &params).await,
+        } => run_file(ctx, &file, &params, progress).await,
         Command::Run { .. } => bail!("`ork run` takes a workflow file or --resume RUN"),
         Command::Worker { .. } | Command::Serve { .. } => unreachable!("handled above"),
     }
@@ -273,7 +281,7 @@ async fn trigger(
     like: Option<Uuid>,
     params: &[String],
     idempotency_key: Option<String>,
-    wait: bool,
+    wait: Option<progress::Options>,
 ) -> Result<i32> {
     let mut params = parse_params(params)?;
     let (workflow, trigger) = match like {
@@ -294,8 +302,8 @@ async fn trigger(
         idempotency_key,
     };
     let t = ctx.engine.trigger(&workflow, params, options).await?;
-    if wait {
-        return execute(&mut ctx, t.run.id).await;
+    if let Some(progress) = wait {
+        return execute(&mut ctx, t.run.id, progress).await;
     }
     ctx.print(&t.run, |run| {
         let note = if t.created {
@@ -440,14 +448,19 @@ async fn cancel(ctx: &Ctx, run_id: Uuid) -> Result<i32> {
 
 /// `ork retry RUN`: reopens the run; `--wait` drives it here, else an
 /// `ork serve` (or the cloud's sweep) dispatches it.
-async fn retry(mut ctx: Ctx, run_id: Uuid, task: Option<&str>, wait: bool) -> Result<i32> {
+async fn retry(
+    mut ctx: Ctx,
+    run_id: Uuid,
+    task: Option<&str>,
+    wait: Option<progress::Options>,
+) -> Result<i32> {
     match ctx.engine.retry(run_id, task).await? {
         Some(n) => {
             if !ctx.json {
                 println!("run {run_id} reopened: {}", output::plural(n, "task"));
             }
-            if wait {
-                return execute(&mut ctx, run_id).await;
+            if let Some(progress) = wait {
+                return execute(&mut ctx, run_id, progress).await;
             }
             let run = ctx.store.get_run(run_id).await?;
             ctx.print(&run, |_| {});
@@ -557,7 +570,12 @@ fn report_bulk(ctx: &Ctx, verb: &str, done: &[Uuid], matched: usize) -> Result<i
 }
 
 /// `ork run`: apply one workflow file, trigger it, and execute it here.
-async fn run_file(mut ctx: Ctx, file: &Path, params: &[String]) -> Result<i32> {
+async fn run_file(
+    mut ctx: Ctx,
+    file: &Path,
+    params: &[String],
+    progress: progress::Options,
+) -> Result<i32> {
     let specs = load(file).await?;
     let [spec] = specs.as_slice() else {
         bail!(
@@ -584,7 +602,7 @@ async fn run_file(mut ctx: Ctx, file: &Path, params: &[String]) -> Result<i32> {
             output::plural(t.run.tasks_total, "task")
         );
     }
-    execute(&mut ctx, t.run.id).await
+    execute(&mut ctx, t.run.id, progress).await
 }
 
 /// The engine of a CLI process: local processes and every other executor,
@@ -615,7 +633,7 @@ fn local_engine(
 /// attempts in flight belong to no live process: their leases are not
 /// renewed, so the loop fails them (retrying per policy) when they run
 /// out, then drives the run to its end as `ork run` would have.
-async fn resume(mut ctx: Ctx, run_id: Uuid) -> Result<i32> {
+async fn resume(mut ctx: Ctx, run_id: Uuid, options: progress::Options) -> Result<i32> {
     let run = ctx.store.get_run(run_id).await?;
     if run.status.is_final() {
         println!("run {run_id} is already {}", run.status);
@@ -642,17 +660,18 @@ async fn resume(mut ctx: Ctx, run_id: Uuid) -> Result<i32> {
             );
         }
     }
-    execute(&mut ctx, run_id).await
+    execute(&mut ctx, run_id, options).await
 }
 
 /// Drives a run here with live progress and prints its summary. No task
 /// outlives it: on SIGINT (Ctrl-C) or SIGTERM the run is cancelled, and
 /// whatever still runs (a run cancelled by `ork cancel` elsewhere) is
 /// stopped with its process tree before it returns.
-async fn execute(ctx: &mut Ctx, run_id: Uuid) -> Result<i32> {
+async fn execute(ctx: &mut Ctx, run_id: Uuid, options: progress::Options) -> Result<i32> {
     let log_dir = ctx.log_dir.clone();
     let run = ctx.store.get_run(run_id).await?;
-    let progress = (!ctx.json).then(|| Progress::start(ctx.store.clone(), run, log_dir.clone()));
+    let progress =
+        (!ctx.json).then(|| Progress::start(ctx.store.clone(), run, log_dir.clone(), options));
     let driven = tokio::select! {
         status = engine::drive(&ctx.engine, run_id, &mut ctx.completions) => Ok(status),
         signal = interrupted() => Err(signal?),
@@ -681,11 +700,20 @@ async fn execute(ctx: &mut Ctx, run_id: Uuid) -> Result<i32> {
         p.finish().await;
     }
     let run = ctx.store.get_run(run_id).await?;
-    let tasks = ctx.store.run_tasks(run_id).await?;
     if ctx.json {
+        let tasks = ctx.store.run_tasks(run_id).await?;
         output::json(&serde_json::json!({ "run": run, "tasks": tasks }));
-    } else {
+    } else if options.verbose || run.tasks_total <= progress::LINES_UP_TO {
+        let tasks = ctx.store.run_tasks(run_id).await?;
         output::summary(&run, &tasks, &log_dir);
+    } else {
+        // A row per task rather than per instance, and the first failures.
+        let groups = ctx.store.run_task_groups(run_id).await?;
+        let (failed, failed_total) = ctx
+            .store
+            .run_tasks_page(run_id, None, Some("failed".into()), 10, 0)
+            .await?;
+        output::group_summary(&run, &groups, &failed, failed_total, &log_dir);
     }
     Ok(if status == RunStatus::Success { 0 } else { 1 })
 }

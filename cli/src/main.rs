@@ -4,6 +4,7 @@
 mod commands;
 mod dbt;
 mod output;
+mod progress;
 mod schemas;
 mod serve;
 
@@ -83,6 +84,8 @@ enum Command {
         /// Execute the run in this process and wait for its end.
         #[arg(long)]
         wait: bool,
+        #[command(flatten)]
+        progress: progress::Options,
     },
     /// Show recent runs, or one run.
     Status {
@@ -126,6 +129,8 @@ enum Command {
         /// Execute the run in this process and wait for its end.
         #[arg(long, conflicts_with = "workflow")]
         wait: bool,
+        #[command(flatten)]
+        progress: progress::Options,
     },
     /// Stop a workflow's schedule from firing (manual triggers still run).
     Pause { workflow: String },
@@ -187,6 +192,8 @@ enum Command {
         /// Drive this unfinished run to its end instead of starting one.
         #[arg(long, value_name = "RUN", conflicts_with_all = ["file", "params", "dry_run"])]
         resume: Option<Uuid>,
+        #[command(flatten)]
+        progress: progress::Options,
     },
 }
 

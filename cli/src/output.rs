@@ -1,19 +1,15 @@
-//! What `ork` prints: tables for people, JSON for scripts, and the live
-//! progress of a run read from its event log.
+//! What `ork` prints: tables for people, JSON for scripts (a run's live
+//! progress is `progress.rs`).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use ork_core::cost::RunCost;
 use ork_core::engine::Backfill;
-use ork_core::engine::RETRY_REQUESTED;
 use ork_core::model::{AttemptRef, Event, Run, Task, TaskStatus};
-use ork_core::store::{reads::WorkflowSummary, Store};
+use ork_core::store::reads::{TaskGroupRow, WorkflowSummary};
 use ork_executors::ProcessExecutor;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 /// `1 task`, `2 tasks`.
@@ -210,7 +206,7 @@ pub fn events(list: &[Event], tasks: &[Task]) {
 const LOG_TAIL_LINES: usize = 5;
 
 /// The last lines of an attempt's local log (stdout and stderr), if it has one.
-fn log_tail(log_dir: &Path, run: &Run, task: &Task, attempt: i64) -> Vec<String> {
+pub fn log_tail(log_dir: &Path, run: &Run, task: &Task, attempt: i64) -> Vec<String> {
     let a = AttemptRef {
         attempt,
         ..task.attempt_ref(&run.workflow, run.version)
@@ -230,7 +226,79 @@ fn log_tail(log_dir: &Path, run: &Run, task: &Task, attempt: i64) -> Vec<String>
 pub fn summary(run: &Run, list: &[Task], log_dir: &Path) {
     println!();
     tasks(list, None);
-    for t in list.iter().filter(|t| t.status == TaskStatus::Failed) {
+    failures(
+        run,
+        list.iter().filter(|t| t.status == TaskStatus::Failed),
+        log_dir,
+    );
+    let counts: Vec<(TaskStatus, i64)> = TaskStatus::ALL
+        .iter()
+        .map(|s| (*s, list.iter().filter(|t| t.status == *s).count() as i64))
+        .collect();
+    closing_line(run, &counts);
+}
+
+/// The closing lines of a large `ork run`: a row per task (its instances
+/// counted per status), the first failures, and the counts.
+pub fn group_summary(
+    run: &Run,
+    groups: &[TaskGroupRow],
+    failed: &[Task],
+    failed_total: i64,
+    log_dir: &Path,
+) {
+    println!();
+    let mut names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+    names.dedup();
+    let rows = names
+        .iter()
+        .map(|name| {
+            let mine: Vec<&TaskGroupRow> = groups.iter().filter(|g| g.name == *name).collect();
+            let instances: i64 = mine.iter().map(|g| g.n).sum();
+            let statuses: Vec<String> = mine
+                .iter()
+                .map(|g| format!("{} {}", g.n, g.status))
+                .collect();
+            let started = mine
+                .iter()
+                .filter_map(|g| g.started_at.or(g.dispatched_at))
+                .min();
+            let finished = mine.iter().filter_map(|g| g.finished_at).max();
+            vec![
+                (*name).to_owned(),
+                instances.to_string(),
+                statuses.join(", "),
+                mine.first().map_or(String::new(), |g| g.executor.clone()),
+                span(started, finished),
+            ]
+        })
+        .collect();
+    table(&["task", "instances", "status", "executor", "took"], rows);
+    failures(run, failed.iter(), log_dir);
+    if failed_total > failed.len() as i64 {
+        println!(
+            "\n… and {} more failed: ork tasks {}",
+            failed_total - failed.len() as i64,
+            run.id
+        );
+    }
+    let counts: Vec<(TaskStatus, i64)> = TaskStatus::ALL
+        .iter()
+        .map(|s| {
+            let n = groups
+                .iter()
+                .filter(|g| g.status == s.to_string())
+                .map(|g| g.n)
+                .sum();
+            (*s, n)
+        })
+        .collect();
+    closing_line(run, &counts);
+}
+
+/// Each failed instance's error and the last lines of its log.
+fn failures<'a>(run: &Run, failed: impl Iterator<Item = &'a Task>, log_dir: &Path) {
+    for t in failed {
         println!(
             "\n{} failed (attempt {}/{}): {}",
             t.label(),
@@ -243,11 +311,12 @@ pub fn summary(run: &Run, list: &[Task], log_dir: &Path) {
         }
         println!("    full log: ork logs {} {}", run.id, t.label());
     }
-    let mut counts: Vec<(TaskStatus, usize)> = TaskStatus::ALL
-        .iter()
-        .map(|s| (*s, list.iter().filter(|t| t.status == *s).count()))
-        .filter(|(_, n)| *n > 0)
-        .collect();
+}
+
+/// `run … SUCCESS in 1.2s (10000 success)`.
+fn closing_line(run: &Run, counts: &[(TaskStatus, i64)]) {
+    let mut counts: Vec<(TaskStatus, i64)> =
+        counts.iter().copied().filter(|(_, n)| *n > 0).collect();
     counts.sort_by_key(|(s, _)| *s as u8);
     let counts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
     println!(
@@ -257,85 +326,4 @@ pub fn summary(run: &Run, list: &[Task], log_dir: &Path) {
         span(Some(run.created_at), run.finished_at),
         counts.join(", ")
     );
-}
-
-/// Prints a line per task transition while a run executes, by following
-/// the run's event log: what is printed is what was recorded.
-pub struct Progress {
-    stop: oneshot::Sender<()>,
-    handle: JoinHandle<()>,
-}
-
-impl Progress {
-    /// Follows `run`; failures show the last lines of their log in `log_dir`.
-    pub fn start(store: Store, run: Run, log_dir: PathBuf) -> Progress {
-        let (stop, mut stopped) = oneshot::channel();
-        let handle = tokio::spawn(async move {
-            let mut seen = 0usize;
-            let mut tasks: HashMap<Uuid, Task> = HashMap::new();
-            loop {
-                let last = stopped.try_recv().is_ok();
-                if let Ok(events) = store.run_events(run.id).await {
-                    if tasks.is_empty() {
-                        if let Ok(list) = store.run_tasks(run.id).await {
-                            tasks = list.into_iter().map(|t| (t.id, t)).collect();
-                        }
-                    }
-                    for e in events.iter().skip(seen) {
-                        let Some(task) = e.task_id.and_then(|id| tasks.get(&id)) else {
-                            continue;
-                        };
-                        if let Some(line) = progress_line(e, &task.label()) {
-                            println!("{line}");
-                            if matches!(e.status.as_str(), "failed" | "pending") && !is_retry(e) {
-                                let attempt = e.attempt.unwrap_or(task.attempt);
-                                for line in log_tail(&log_dir, &run, task, attempt) {
-                                    println!("{line}");
-                                }
-                            }
-                        }
-                    }
-                    seen = events.len().max(seen);
-                }
-                if last {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
-        Progress { stop, handle }
-    }
-
-    /// Prints what is left to print and stops.
-    pub async fn finish(self) {
-        let _ = self.stop.send(());
-        let _ = self.handle.await;
-    }
-}
-
-/// An instance sent back by `ork retry` (not a failed attempt).
-fn is_retry(e: &Event) -> bool {
-    e.detail
-        .as_deref()
-        .is_some_and(|d| d.starts_with(RETRY_REQUESTED))
-}
-
-fn progress_line(e: &Event, task: &str) -> Option<String> {
-    let attempt = e.attempt.unwrap_or(0);
-    let detail = e
-        .detail
-        .as_deref()
-        .map(|d| format!(": {d}"))
-        .unwrap_or_default();
-    let (mark, what) = match e.status.as_str() {
-        "running" => ("▸", format!("started (attempt {attempt})")),
-        "success" => ("✓", "succeeded".to_owned()),
-        "failed" => ("✗", format!("failed{detail}")),
-        "pending" if is_retry(e) => ("↻", format!("to run again{detail}")),
-        "pending" => ("↻", format!("attempt {attempt} failed{detail}; will retry")),
-        "skipped" => ("-", format!("skipped{detail}")),
-        "cancelled" => ("■", "cancelled".to_owned()),
-        _ => return None,
-    };
-    Some(format!("{} {mark} {task} {what}", e.at.format("%H:%M:%S")))
 }

@@ -1,0 +1,405 @@
+//! The live progress of `ork run`, read from the run's event log: what is
+//! printed is what was recorded.
+//!
+//! The log is followed by a cursor (the last event id seen), so each event
+//! is read once however long the run. How it is shown depends on the run's
+//! size and where the output goes:
+//!
+//! - **lines**: one line per task transition, for runs of at most
+//!   [`LINES_UP_TO`] task instances, or with `--verbose`;
+//! - **bar**: on a terminal, a live bar with counts per status and the
+//!   tasks running, failures printed above it as they happen;
+//! - **summary**: off a terminal, a line of counts every
+//!   `ORK_PROGRESS_INTERVAL` (default 5 s), failures printed as they happen.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ork_core::engine::RETRY_REQUESTED;
+use ork_core::model::{Event, Run};
+use ork_core::store::Store;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::output::log_tail;
+
+/// Runs with more task instances than this get a bar or summary lines
+/// rather than a line per transition.
+pub const LINES_UP_TO: i64 = 50;
+
+/// How often the event log is read.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Events read per query.
+const PAGE: i64 = 10_000;
+
+/// Prints a run's progress while it executes.
+pub struct Progress {
+    stop: oneshot::Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+impl Progress {
+    /// Follows `run`; failures show the last lines of their log in
+    /// `log_dir`.
+    pub fn start(store: Store, run: Run, log_dir: PathBuf, options: Options) -> Progress {
+        let (stop, mut stopped) = oneshot::channel();
+        let handle = tokio::spawn(async move {
+            let mut follow = Follow::new(store, run, log_dir, options);
+            loop {
+                follow.poll().await;
+                // Woken at once by the stop: the run's end is not held up.
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+            }
+            follow.poll().await;
+            follow.finish();
+        });
+        Progress { stop, handle }
+    }
+
+    /// Prints what is left to print and stops.
+    pub async fn finish(self) {
+        let _ = self.stop.send(());
+        let _ = self.handle.await;
+    }
+}
+
+/// The flags of the commands that execute a run here (`ork run`, `ork
+/// trigger --wait`, `ork retry --wait`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Options {
+    /// A line per task transition however large the run (else runs of over
+    /// 50 task instances show a live bar, or off a terminal a line of
+    /// counts every --progress-interval).
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Off a terminal, how often a large run prints its counts.
+    #[arg(long = "progress-interval", env = "ORK_PROGRESS_INTERVAL", default_value = "5s",
+          value_parser = humantime::parse_duration)]
+    pub every: Duration,
+}
+
+/// How the progress is shown (see the module doc).
+enum Display {
+    Lines,
+    Bar(ProgressBar),
+    Summary {
+        every: Duration,
+        next: Instant,
+        /// The last line printed: the closing one is not printed twice.
+        last: String,
+    },
+}
+
+/// What is known of one task instance: enough to name it and count it.
+struct Instance {
+    name: Arc<str>,
+    index: i64,
+    fanned_out: bool,
+    status: &'static str,
+}
+
+impl Instance {
+    fn label(&self) -> String {
+        if self.fanned_out {
+            format!("{}[{}]", self.name, self.index)
+        } else {
+            self.name.to_string()
+        }
+    }
+}
+
+struct Follow {
+    store: Store,
+    run: Run,
+    log_dir: PathBuf,
+    options: Options,
+    display: Display,
+    /// The last event id read.
+    after: i64,
+    instances: HashMap<Uuid, Instance>,
+    /// Instances per status (`pending`, `dispatched`, `running`, …).
+    counts: BTreeMap<&'static str, i64>,
+}
+
+impl Follow {
+    fn new(store: Store, run: Run, log_dir: PathBuf, options: Options) -> Follow {
+        Follow {
+            store,
+            run,
+            log_dir,
+            options,
+            display: Display::Lines,
+            after: 0,
+            instances: HashMap::new(),
+            counts: BTreeMap::new(),
+        }
+    }
+
+    /// Reads what was recorded since the last poll and shows it.
+    async fn poll(&mut self) {
+        if let Ok(run) = self.store.get_run(self.run.id).await {
+            // A `foreach` adds instances as the run goes.
+            self.run = run;
+        }
+        self.choose_display();
+        loop {
+            let Ok(events) = self
+                .store
+                .run_events_page(self.run.id, self.after, PAGE)
+                .await
+            else {
+                break;
+            };
+            let full = events.len() as i64 == PAGE;
+            for e in &events {
+                self.after = self.after.max(e.id);
+                self.apply(e).await;
+            }
+            if !full {
+                break;
+            }
+        }
+        self.show();
+    }
+
+    /// Leaves the line per transition once the run is large, for good.
+    fn choose_display(&mut self) {
+        if !matches!(self.display, Display::Lines)
+            || self.options.verbose
+            || self.run.tasks_total <= LINES_UP_TO
+        {
+            return;
+        }
+        self.display = if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::with_draw_target(
+                Some(self.run.tasks_total as u64),
+                ProgressDrawTarget::stderr(),
+            );
+            bar.set_style(
+                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            Display::Bar(bar)
+        } else {
+            Display::Summary {
+                every: self.options.every,
+                next: Instant::now() + self.options.every,
+                last: String::new(),
+            }
+        };
+    }
+
+    /// Counts one event and prints it when it should be.
+    async fn apply(&mut self, e: &Event) {
+        let Some(id) = e.task_id else { return };
+        if !self.instances.contains_key(&id) {
+            self.load_instances().await;
+        }
+        let Some(status) = counted_status(&e.status) else {
+            return;
+        };
+        let Some(instance) = self.instances.get_mut(&id) else {
+            return;
+        };
+        *self.counts.entry(instance.status).or_default() -= 1;
+        *self.counts.entry(status).or_default() += 1;
+        instance.status = status;
+        let label = instance.label();
+        let failed = matches!(e.status.as_str(), "failed" | "pending") && !is_retry(e);
+        let print = match self.display {
+            Display::Lines => true,
+            // Large runs print what needs a look: failures and retries.
+            _ => failed,
+        };
+        if !print {
+            return;
+        }
+        let Some(line) = transition_line(e, &label) else {
+            return;
+        };
+        let mut lines = vec![line];
+        if failed {
+            if let Ok(Some(task)) = self.store.get_task(id).await {
+                let attempt = e.attempt.unwrap_or(task.attempt);
+                lines.extend(log_tail(&self.log_dir, &self.run, &task, attempt));
+            }
+        }
+        for line in lines {
+            match &self.display {
+                Display::Bar(bar) => bar.println(line),
+                _ => println!("{line}"),
+            }
+        }
+    }
+
+    /// Reads the run's instances: the first time, and when a `foreach`
+    /// has added some. Every instance starts `pending`; its events, read
+    /// from the first, bring it to where it is.
+    async fn load_instances(&mut self) {
+        let Ok(tasks) = self.store.run_tasks(self.run.id).await else {
+            return;
+        };
+        let mut names: HashMap<String, Arc<str>> = HashMap::new();
+        for t in tasks {
+            if self.instances.contains_key(&t.id) {
+                continue;
+            }
+            let name = names
+                .entry(t.name.clone())
+                .or_insert_with(|| Arc::from(t.name.as_str()))
+                .clone();
+            *self.counts.entry("pending").or_default() += 1;
+            self.instances.insert(
+                t.id,
+                Instance {
+                    name,
+                    index: t.task_index,
+                    fanned_out: t.task_count > 1,
+                    status: "pending",
+                },
+            );
+        }
+    }
+
+    fn show(&mut self) {
+        let line = self.counts_line();
+        let done = self.done();
+        let summary = self.counts_summary();
+        match &mut self.display {
+            Display::Lines => {}
+            Display::Bar(bar) => {
+                bar.set_length(self.run.tasks_total.max(0) as u64);
+                bar.set_position(done as u64);
+                bar.set_message(line);
+            }
+            Display::Summary { every, next, last } => {
+                if Instant::now() >= *next {
+                    *next = Instant::now() + *every;
+                    println!("{} {summary}", chrono::Utc::now().format("%H:%M:%S"));
+                    *last = summary;
+                }
+            }
+        }
+    }
+
+    /// Clears the bar, or prints the closing line of counts (unless the
+    /// last one printed already says it).
+    fn finish(&mut self) {
+        let closing = self.counts_summary();
+        match &mut self.display {
+            Display::Lines => {}
+            Display::Bar(bar) => bar.finish_and_clear(),
+            Display::Summary { last, .. } => {
+                if *last != closing {
+                    println!("{} {closing}", chrono::Utc::now().format("%H:%M:%S"));
+                }
+            }
+        }
+    }
+
+    /// `61/61 done: 60 succeeded, 1 failed`.
+    fn counts_summary(&self) -> String {
+        format!(
+            "{}/{} done: {}",
+            self.done(),
+            self.run.tasks_total,
+            self.counts_line()
+        )
+    }
+
+    /// Instances that ended.
+    fn done(&self) -> i64 {
+        ["success", "failed", "skipped", "cancelled"]
+            .iter()
+            .map(|s| self.counts.get(s).copied().unwrap_or(0))
+            .sum()
+    }
+
+    /// `9990 succeeded, 2 failed, 8 running, 12 pending (extract[3], …)`.
+    fn counts_line(&self) -> String {
+        let n = |s: &str| self.counts.get(s).copied().unwrap_or(0);
+        let mut parts = Vec::new();
+        for (count, word) in [
+            (n("success"), "succeeded"),
+            (n("failed"), "failed"),
+            (n("skipped"), "skipped"),
+            (n("cancelled"), "cancelled"),
+            (n("dispatched") + n("running"), "running"),
+            (n("pending"), "pending"),
+        ] {
+            if count > 0 {
+                parts.push(format!("{count} {word}"));
+            }
+        }
+        let running: Vec<String> = self
+            .instances
+            .values()
+            .filter(|i| i.status == "running")
+            .take(3)
+            .map(Instance::label)
+            .collect();
+        let mut line = parts.join(", ");
+        if !running.is_empty() {
+            line.push_str(&format!(" ({}{})", running.join(", "), {
+                if n("running") > running.len() as i64 {
+                    ", …"
+                } else {
+                    ""
+                }
+            }));
+        }
+        line
+    }
+}
+
+/// The status an event leaves its instance in, as counted.
+fn counted_status(status: &str) -> Option<&'static str> {
+    Some(match status {
+        "pending" => "pending",
+        "dispatched" => "dispatched",
+        "running" => "running",
+        "success" => "success",
+        "failed" => "failed",
+        "skipped" => "skipped",
+        "cancelled" => "cancelled",
+        _ => return None,
+    })
+}
+
+/// An instance sent back by `ork retry` (not a failed attempt).
+fn is_retry(e: &Event) -> bool {
+    e.detail
+        .as_deref()
+        .is_some_and(|d| d.starts_with(RETRY_REQUESTED))
+}
+
+/// One transition as a line: `12:00:01 ✓ extract succeeded`.
+fn transition_line(e: &Event, task: &str) -> Option<String> {
+    let attempt = e.attempt.unwrap_or(0);
+    let detail = e
+        .detail
+        .as_deref()
+        .map(|d| format!(": {d}"))
+        .unwrap_or_default();
+    let (mark, what) = match e.status.as_str() {
+        "running" => ("▸", format!("started (attempt {attempt})")),
+        "success" => ("✓", "succeeded".to_owned()),
+        "failed" => ("✗", format!("failed{detail}")),
+        "pending" if is_retry(e) => ("↻", format!("to run again{detail}")),
+        "pending" => ("↻", format!("attempt {attempt} failed{detail}; will retry")),
+        "skipped" => ("-", format!("skipped{detail}")),
+        "cancelled" => ("■", "cancelled".to_owned()),
+        _ => return None,
+    };
+    Some(format!("{} {mark} {task} {what}", e.at.format("%H:%M:%S")))
+}

@@ -1,0 +1,253 @@
+//! `cargo bench -p ork-tests --bench cli`: `ork run` as a user runs it,
+//! the release binary as a process, from exec to exit (apply, trigger and
+//! the run, on a fresh database; its output to a file). Prints:
+//!
+//! - fan-out: start → `task_count: N` noop → join, tasks/s and peak RSS, on
+//!   SQLite and PostgreSQL (N = 10,000, and a 100,000-instance run: the
+//!   largest a workflow may have);
+//! - the floor: a 40-task noop chain (median wall, peak RSS), 40 sequential
+//!   `sh -c 'echo hi'` tasks and a 202-task process fan-out, each beside the
+//!   same processes spawned by bash in the same run;
+//! - printing at 10,000 tasks: the default progress (a line of counts every
+//!   5 s off a terminal) and `--verbose` (a line per transition) beside
+//!   `--json` (no progress; every task as JSON at the end).
+//!
+//! `ORK_BENCH_ONLY=sqlite|postgres` runs one backend's fan-out;
+//! `ORK_BENCH_BIG` sets the large fan-out's width (0 skips it).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ork_tests::db as common;
+
+/// The release `ork`, next to this bench's executable.
+fn ork() -> PathBuf {
+    ork_tests::bin::ork()
+}
+
+/// What one process took: wall time and peak RSS.
+struct Measured {
+    wall: Duration,
+    rss_mib: f64,
+}
+
+/// Runs `command` to its end, its stdout to `out` (stderr beside it), and
+/// measures it.
+fn measure(command: &mut Command, out: &Path) -> Measured {
+    let file = std::fs::File::create(out).expect("output file");
+    let err_path = out.with_extension("err");
+    let err = std::fs::File::create(&err_path).expect("stderr file");
+    let started = Instant::now();
+    // Reaped below by wait4, which also gives its peak RSS.
+    #[allow(clippy::zombie_processes)]
+    let child = command.stdout(file).stderr(err).spawn().expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain old data, filled in by wait4 for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    assert_eq!(waited, pid, "wait4");
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+        let printed = std::fs::read_to_string(out).unwrap_or_default();
+        let tail: Vec<&str> = printed.lines().rev().take(20).collect();
+        panic!(
+            "{command:?} failed ({status}): {stderr}\n{}",
+            tail.join("\n")
+        );
+    }
+    Measured {
+        wall,
+        rss_mib: usage.ru_maxrss as f64 / 1024.0,
+    }
+}
+
+/// `ork run FILE` on `database` (a fresh SQLite file in `dir` when None).
+fn ork_run(dir: &Path, file: &Path, database: Option<&str>, extra: &[&str]) -> Command {
+    let mut c = Command::new(ork());
+    let url = database.map_or_else(
+        || format!("sqlite:{}", dir.join("ork.db").display()),
+        str::to_owned,
+    );
+    c.current_dir(dir)
+        .env("ORK_DATABASE_URL", url)
+        .env_remove("DATABASE_URL")
+        .env("ORK_LOG_DIR", dir.join("logs"))
+        .arg("run")
+        .arg(file)
+        .args(extra);
+    c
+}
+
+fn write(dir: &Path, name: &str, yaml: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).expect("write workflow");
+    path
+}
+
+fn fan_out_yaml(n: usize) -> String {
+    format!(
+        "name: fanout\ntasks:\n  start: {{executor: noop}}\n  \
+         work: {{executor: noop, depends_on: [start], task_count: {n}}}\n  \
+         join: {{executor: noop, depends_on: [work]}}\n"
+    )
+}
+
+fn chain_yaml(n: usize, task: &str) -> String {
+    let mut y = String::from("name: chain\ntasks:\n");
+    for i in 0..n {
+        let deps = if i == 0 {
+            String::new()
+        } else {
+            format!(", depends_on: [t{}]", i - 1)
+        };
+        y.push_str(&format!("  t{i}: {{{task}{deps}}}\n"));
+    }
+    y
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// A fresh directory (and a fresh PostgreSQL database, when `pg`) per run.
+async fn fan_out(label: &str, n: usize, pg: bool, extra: &[&str]) -> Measured {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(dir.path(), "fanout.yaml", &fan_out_yaml(n));
+    let db = if pg {
+        Some(common::postgres().await)
+    } else {
+        None
+    };
+    let m = measure(
+        &mut ork_run(
+            dir.path(),
+            &file,
+            db.as_ref().map(|d| d.url.as_str()),
+            extra,
+        ),
+        &dir.path().join("out.txt"),
+    );
+    let tasks = n + 2;
+    println!(
+        "{label:<34} {tasks:>7} tasks  {:>7.3} s  {:>8.0} tasks/s  peak RSS {:>6.1} MiB",
+        m.wall.as_secs_f64(),
+        tasks as f64 / m.wall.as_secs_f64(),
+        m.rss_mib
+    );
+    m
+}
+
+/// bash spawning `sh -c 'echo hi'` `n` times in sequence, or at once.
+fn bash_floor(n: usize, parallel: bool) -> Duration {
+    let script = if parallel {
+        format!("for i in $(seq {n}); do sh -c 'echo hi' >/dev/null & done; wait")
+    } else {
+        format!("for i in $(seq {n}); do sh -c 'echo hi' >/dev/null; done")
+    };
+    let runs = (0..5)
+        .map(|_| {
+            let started = Instant::now();
+            let ok = Command::new("bash")
+                .args(["-c", &script])
+                .status()
+                .expect("bash")
+                .success();
+            assert!(ok);
+            started.elapsed()
+        })
+        .collect();
+    median(runs)
+}
+
+/// `ork run` of `yaml`, five times on fresh SQLite files: median wall and
+/// the largest peak RSS.
+fn floor_runs(yaml: &str) -> (Duration, f64) {
+    let mut walls = Vec::new();
+    let mut rss: f64 = 0.0;
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = write(dir.path(), "wf.yaml", yaml);
+        let m = measure(
+            &mut ork_run(dir.path(), &file, None, &[]),
+            &dir.path().join("out.txt"),
+        );
+        walls.push(m.wall);
+        rss = rss.max(m.rss_mib);
+    }
+    (median(walls), rss)
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` only builds it.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let only = std::env::var("ORK_BENCH_ONLY").unwrap_or_default();
+    let big: usize = std::env::var("ORK_BENCH_BIG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(99_998);
+    println!("ork run, release binary, exec to exit (apply + trigger + run, fresh database)");
+    if only.is_empty() || only == "sqlite" {
+        fan_out("fan-out 10,000 sqlite", 10_000, false, &[]).await;
+        if big > 0 {
+            fan_out(&format!("fan-out {big} sqlite"), big, false, &[]).await;
+        }
+    }
+    if only.is_empty() || only == "postgres" {
+        fan_out("fan-out 10,000 postgres", 10_000, true, &[]).await;
+        if big > 0 {
+            fan_out(&format!("fan-out {big} postgres"), big, true, &[]).await;
+        }
+    }
+
+    println!("\nprinting at 10,000 tasks (sqlite), beside --json (no progress, all tasks as JSON at the end)");
+    let quiet = fan_out("  --json (printed at the end)", 10_000, false, &["--json"]).await;
+    let default = fan_out("  default (counts off a terminal)", 10_000, false, &[]).await;
+    let verbose = fan_out(
+        "  --verbose (a line per transition)",
+        10_000,
+        false,
+        &["--verbose"],
+    )
+    .await;
+    for (label, m) in [("default", &default), ("--verbose", &verbose)] {
+        println!(
+            "  {label}: {:+.1} % wall beside --json",
+            (m.wall.as_secs_f64() / quiet.wall.as_secs_f64() - 1.0) * 100.0
+        );
+    }
+
+    println!("\nthe floor (median of 5, fresh SQLite file each)");
+    let (chain, rss) = floor_runs(&chain_yaml(40, "executor: noop"));
+    println!(
+        "chain of 40 noop tasks               {:>7.1} ms  peak RSS {rss:>5.1} MiB",
+        chain.as_secs_f64() * 1000.0
+    );
+    let sh = "command: [sh, -c, 'echo hi']";
+    let floor = bash_floor(40, false);
+    let (seq, rss) = floor_runs(&chain_yaml(40, sh));
+    println!(
+        "chain of 40 `sh -c 'echo hi'`        {:>7.1} ms  peak RSS {rss:>5.1} MiB  bash loop {:>6.1} ms  ratio {:.2}",
+        seq.as_secs_f64() * 1000.0,
+        floor.as_secs_f64() * 1000.0,
+        seq.as_secs_f64() / floor.as_secs_f64()
+    );
+    let floor = bash_floor(202, true);
+    let fan = format!(
+        "name: fan\ntasks:\n  start: {{{sh}}}\n  work: {{{sh}, depends_on: [start], task_count: 200}}\n  \
+         join: {{{sh}, depends_on: [work]}}\n"
+    );
+    let (par, rss) = floor_runs(&fan);
+    println!(
+        "fan-out of 202 `sh -c 'echo hi'`     {:>7.1} ms  peak RSS {rss:>5.1} MiB  bash &   {:>6.1} ms  ratio {:.2}",
+        par.as_secs_f64() * 1000.0,
+        floor.as_secs_f64() * 1000.0,
+        par.as_secs_f64() / floor.as_secs_f64()
+    );
+}
