@@ -163,9 +163,9 @@ impl Executor for Failing {
     }
 }
 
-/// 40 failed runs; 4 gc callers and one retry per run, all at once. Each
-/// run ends either reopened (and then still there, `running`, with its
-/// tasks) or deleted, never both, and the gc callers together deleted
+/// 40 failed runs; 4 gc callers and one retry per run, at the same time.
+/// Each run ends either reopened (and then still there, `running`, with
+/// its tasks) or deleted, never both, and the gc callers together deleted
 /// exactly the runs that were not reopened.
 async fn racing_gc_and_retry_lose_no_open_run(db: TestDb) {
     const RUNS: usize = 40;
@@ -203,12 +203,18 @@ async fn racing_gc_and_retry_lose_no_open_run(db: TestDb) {
             })
         })
         .collect();
+    // gc deletes the oldest first; the retries go newest first, one every 5
+    // ms, so that they meet gc somewhere in the middle: the early ones
+    // reopen runs gc has not reached, the late ones find theirs deleted.
     let retries: Vec<_> = runs
         .iter()
-        .map(|&run| {
+        .enumerate()
+        .map(|(i, &run)| {
             let (engine, barrier) = (engine.clone(), barrier.clone());
+            let delay = Duration::from_millis(5 * (RUNS - i) as u64);
             tokio::spawn(async move {
                 barrier.wait().await;
+                tokio::time::sleep(delay).await;
                 match engine.retry(run, None).await {
                     Ok(Some(n)) => Some(n),
                     Ok(None) | Err(ork_core::Error::RunNotFound(_)) => None,
