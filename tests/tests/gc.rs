@@ -246,7 +246,71 @@ async fn racing_gc_and_retry_lose_no_open_run(db: TestDb) {
     assert_eq!(engine.gc(Duration::ZERO, None).await.unwrap().runs, 0);
 }
 
+/// `POST /api/gc`: key-protected, `older_than` seconds or a duration
+/// string, errors naming the field; a pending run stays.
+async fn gc_over_http(db: TestDb) {
+    let executors = Executors::new().with(
+        ExecutorKind::Noop,
+        Arc::new(ork_core::executor::NoopExecutor),
+    );
+    let app = ork_tests::app::TestApp::builder(db.store.clone())
+        .executors(executors)
+        .api_key("k")
+        .spawn()
+        .await;
+    app.engine
+        .apply(&parse("name: n\ntasks:\n  a: {executor: noop}\n"), None)
+        .await
+        .unwrap();
+    let done = app
+        .engine
+        .trigger("n", json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    app.engine.advance(done.id).await.unwrap();
+    let open = app
+        .engine
+        .trigger("n", json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+
+    let anonymous = app
+        .http
+        .post(format!("{}/api/gc", app.url))
+        .body(r#"{"older_than": 0}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    for (bad, says) in [
+        (
+            json!({"older_than": "soon"}),
+            "older_than: invalid duration \"soon\"",
+        ),
+        (json!({"older_than": -1}), "older_than: invalid duration -1"),
+        (json!({"older_than": true}), "older_than: a duration"),
+        (json!({}), "missing field `older_than`"),
+        (json!({"older_than": "1d", "x": 1}), "unknown field"),
+    ] {
+        let (status, body) = app.post("/api/gc", &bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(says), "{body}");
+    }
+    let (status, body) = app.post("/api/gc", &json!({"older_than": "1h"})).await;
+    assert_eq!((status, body["runs"].as_u64()), (200, Some(0)), "{body}");
+    let (status, body) = app.post("/api/gc", &json!({"older_than": 0})).await;
+    assert_eq!((status, body["runs"].as_u64()), (200, Some(1)), "{body}");
+    assert_gone(&db, done.id).await;
+    assert_eq!(
+        db.store.get_run(open.id).await.unwrap().status,
+        RunStatus::Pending
+    );
+}
+
 on_both_backends!(
+    gc_over_http,
     gc_deletes_finished_runs_with_their_payloads_and_logs,
     gc_deletes_a_runs_objects_in_s3,
     racing_gc_and_retry_lose_no_open_run,
