@@ -221,8 +221,11 @@ enum Step {
 /// progress by id, each its parts by number with their ETags.
 #[derive(Default)]
 struct Multipart {
-    uploads: Mutex<HashMap<String, BTreeMap<u32, (String, axum::body::Bytes)>>>,
+    uploads: Mutex<HashMap<String, Parts>>,
 }
+
+/// An upload's parts by number: each its ETag and bytes.
+type Parts = BTreeMap<u32, (String, axum::body::Bytes)>;
 
 impl Multipart {
     fn handle(
