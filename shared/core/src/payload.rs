@@ -187,15 +187,20 @@ impl Payloads {
     /// directory as a `LocalFileSystem` rooted at `/`, so that any local
     /// file is one of its objects and moving an output in is a rename.
     pub fn store(&self) -> std::io::Result<std::borrow::Cow<'_, Remote>> {
-        if let Some(remote) = &self.remote {
-            return Ok(std::borrow::Cow::Borrowed(remote));
+        match &self.remote {
+            Some(remote) => Ok(std::borrow::Cow::Borrowed(remote)),
+            None => self.local_store().map(std::borrow::Cow::Owned),
         }
-        Ok(std::borrow::Cow::Owned(Remote {
+    }
+
+    /// The local directory as an object store (see [`Payloads::store`]).
+    fn local_store(&self) -> std::io::Result<Remote> {
+        Ok(Remote {
             url: format!("file://{}", self.dir.display()),
             store: Arc::new(object_store::local::LocalFileSystem::new()),
             prefix: ObjectPath::from_absolute_path(&self.dir).map_err(io_error)?,
             presign: Arc::new(NoPresign),
-        }))
+        })
     }
 
     /// Moves a large output (a file an executor validated) into the store,
@@ -237,14 +242,16 @@ impl Payloads {
         Ok(stored)
     }
 
-    /// A referenced payload of the store, to be read as a stream of chunks
-    /// (a download of an output); `None` for a reference outside the store.
+    /// A referenced payload, to be read as a stream of chunks (a download of
+    /// an output): in the store, or in the local directory (an output
+    /// stored before `ORK_PAYLOAD_URL` was set); `None` for a reference
+    /// outside both.
     pub async fn open(
         &self,
         r: &PayloadRef,
     ) -> Option<object_store::Result<object_store::GetResult>> {
-        let store = match self.store() {
-            Ok(store) => store,
+        let local = match self.local_store() {
+            Ok(local) => local,
             Err(e) => {
                 return Some(Err(object_store::Error::Generic {
                     store: "local",
@@ -252,7 +259,11 @@ impl Payloads {
                 }))
             }
         };
-        let path = store.path_of(&r.url)?;
+        let store = self.remote.as_ref().unwrap_or(&local);
+        let (store, path) = match store.path_of(&r.url) {
+            Some(path) => (store, path),
+            None => (&local, local.path_of(&r.url)?),
+        };
         Some(store.store.get(&path).await)
     }
 
