@@ -183,6 +183,12 @@ pub struct Config {
     #[arg(long, global = true, env = "ORK_POLL_INTERVAL", alias = "tick", default_value = "60s",
           value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
+    /// `ork serve`: delete the runs finished longer ago than this (`30d`),
+    /// with their payloads and logs, as `ork gc` does: at start, then every
+    /// hour (or every RETENTION, when shorter) [default: keep them].
+    #[arg(long, global = true, env = "ORK_RETENTION",
+          value_parser = ork_core::spec::parse_duration)]
+    pub retention: Option<Duration>,
     /// This server's name in its logs [default: <hostname>-<pid>].
     #[arg(long, global = true, env = "ORK_INSTANCE_ID")]
     pub instance_id: Option<String>,

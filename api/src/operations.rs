@@ -6,7 +6,9 @@
 //! - `DELETE /api/workflows/{name}/versions/{version}`: a version with no run;
 //! - `POST /api/workflows/{name}/backfill` with `{"from", "to", "max_parallel",
 //!   "rerun"}` (`from`/`to`: days or RFC 3339 times, as `ork backfill`);
-//! - `GET /api/runs/{id}/cost`: the run's cost per task instance and in all.
+//! - `GET /api/runs/{id}/cost`: the run's cost per task instance and in all;
+//! - `POST /api/gc` with `{"older_than": "30d"}` (seconds or a duration):
+//!   deletes the runs finished before then, as `ork gc` (`engine/gc.rs`).
 
 use std::sync::Arc;
 
@@ -33,6 +35,7 @@ pub fn routes() -> Router<Arc<Handlers>> {
         )
         .route("/api/workflows/{name}/backfill", post(backfill))
         .route("/api/runs/{id}/cost", get(cost))
+        .route("/api/gc", post(gc))
 }
 
 async fn pause(h: State<Arc<Handlers>>, name: Path<String>, headers: HeaderMap) -> Response {
@@ -138,6 +141,44 @@ async fn cost(
         return reply.into_response();
     }
     match h.engine.run_cost(id).await {
+        Ok(c) => Json(c).into_response(),
+        Err(e) => Reply::from_engine(e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GcBody {
+    older_than: serde_json::Value,
+}
+
+async fn gc(
+    State(h): State<Arc<Handlers>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(reply) = check(&h, &headers) {
+        return reply.into_response();
+    }
+    let body: GcBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return Reply::error(400, format!("gc body: {e}")).into_response(),
+    };
+    let older_than = match &body.older_than {
+        serde_json::Value::String(s) => ork_core::spec::parse_duration(s),
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| format!("invalid duration {n}: not a whole number of seconds")),
+        other => Err(format!(
+            "a duration: seconds or a string like \"30d\", not {other}"
+        )),
+    };
+    let older_than = match older_than {
+        Ok(d) => d,
+        Err(e) => return Reply::error(400, format!("older_than: {e}")).into_response(),
+    };
+    match h.engine.gc(older_than, h.log_dir.as_deref()).await {
         Ok(c) => Json(c).into_response(),
         Err(e) => Reply::from_engine(e).into_response(),
     }

@@ -91,3 +91,25 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+/// `ORK_RETENTION`: runs `ork gc` on its own, at start and then every
+/// `retention` or every hour, whichever is shorter (at least every second).
+/// Several servers on one database may do so: racing gc callers delete
+/// each run once.
+pub async fn retain(engine: Arc<Engine>, retention: Duration, log_dir: Option<std::path::PathBuf>) {
+    let every = retention.clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    loop {
+        match AssertUnwindSafe(engine.gc(retention, log_dir.as_deref()))
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(c)) if c.runs > 0 || !c.errors.is_empty() => {
+                tracing::info!(runs = c.runs, objects = c.objects, errors = ?c.errors, "retention: runs deleted")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "retention: gc failed"),
+            Err(_) => tracing::error!("retention: gc panicked"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}

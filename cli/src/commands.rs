@@ -112,6 +112,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
             ctx.print(&done, |_| println!("deleted {workflow} v{version}"));
             Ok(0)
         }
+        Command::Gc { older_than } => {
+            let done = ctx.engine.gc(older_than, Some(&ctx.log_dir)).await?;
+            ctx.print(&done, output::gc);
+            Ok(if done.errors.is_empty() { 0 } else { 1 })
+        }
         Command::Backfill {
             workflow,
             from,

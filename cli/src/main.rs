@@ -138,6 +138,14 @@ enum Command {
     Unpause { workflow: String },
     /// Delete a version of a workflow that has no runs (not the latest).
     DeleteVersion { workflow: String, version: i64 },
+    /// Delete the runs that finished (succeeded, failed or were cancelled)
+    /// longer ago than --older-than, with their tasks, events, payloads and
+    /// local logs (docs/operations.md). Open runs are never deleted.
+    Gc {
+        /// Seconds or a duration (`30d`, `12h`).
+        #[arg(long, value_parser = ork_core::spec::parse_duration)]
+        older_than: std::time::Duration,
+    },
     /// One run per cron slot of a workflow's schedule in a date range,
     /// trigger `backfill`; executed by `ork serve` or the cloud handlers.
     Backfill {

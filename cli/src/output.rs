@@ -183,6 +183,16 @@ pub fn backfill(b: &Backfill) {
     }
 }
 
+pub fn gc(c: &ork_core::engine::Collected) {
+    println!(
+        "deleted {} finished runs, {} stored payload objects",
+        c.runs, c.objects
+    );
+    for e in &c.errors {
+        eprintln!("left over: {e}");
+    }
+}
+
 pub fn events(list: &[Event], tasks: &[Task]) {
     let labels: HashMap<Uuid, String> = tasks.iter().map(|t| (t.id, t.label())).collect();
     let rows = list

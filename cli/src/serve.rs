@@ -92,6 +92,14 @@ pub async fn serve(config: &Config, addr: SocketAddr, tick: Duration) -> Result<
         watch_health.died();
     });
 
+    if let Some(retention) = config.retention {
+        tokio::spawn(ork_api::sweeper::retain(
+            handlers.engine.clone(),
+            retention,
+            Some(config.log_dir()),
+        ));
+    }
+
     let executors = match config.claimed_executors() {
         Some(kinds) => kinds
             .iter()

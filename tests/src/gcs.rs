@@ -2,13 +2,20 @@
 //! payload store: started on a free port on first use, in memory, stopped
 //! with the test binary (a watchdog in the launching shell kills it when
 //! this process's pipe closes, as for moto). Reached through a small shim
-//! that fixes one gap of its XML API: it sends no `ETag` (nor
+//! that fills two gaps of its XML API: it sends no `ETag` (nor
 //! `Last-Modified`) for objects, which GCS always does and `object_store`
-//! requires.
+//! requires; and it has no XML multipart uploads (`POST ?uploads`, `PUT
+//! ?partNumber&uploadId`, `POST ?uploadId`, `DELETE ?uploadId`: its XML
+//! routes answer only GET and PUT, and a part's PUT would overwrite the
+//! object), which `object_store` uses for every object over one part. The
+//! shim keeps the parts of an upload and, at its completion, checks the
+//! listed parts' ETags and PUTs their concatenation to the emulator, as GCS
+//! assembles an object (see [`Multipart`]).
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 struct Emulator {
@@ -41,14 +48,26 @@ fn start_shim(emulator: String) -> String {
     async fn forward(
         emulator: String,
         client: reqwest::Client,
+        uploads: Arc<Multipart>,
         method: Method,
         uri: Uri,
         mut headers: HeaderMap,
         body: Bytes,
     ) -> Response {
+        let body = match uploads.handle(&method, &uri, body) {
+            Step::Answer(status, headers, body) => return (status, headers, body).into_response(),
+            Step::Forward(body) => body,
+        };
+        // A completed upload: its whole object is PUT, the answer is XML.
+        let completing =
+            method == Method::POST && uri.query().is_some_and(|q| q.contains("uploadId="));
+        let method = if completing { Method::PUT } else { method };
         headers.remove(header::HOST);
         headers.remove(header::CONTENT_LENGTH);
-        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let path = match uri.query() {
+            Some(q) if q.contains("uploadId=") => uri.path(),
+            _ => uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        };
         let resp = match client
             .request(method, format!("{emulator}{path}"))
             .headers(headers)
@@ -83,7 +102,11 @@ fn start_shim(emulator: String) -> String {
         headers
             .entry(header::LAST_MODIFIED)
             .or_insert(HeaderValue::from_static("Fri, 04 Dec 2026 00:00:00 GMT"));
-        let body = resp.bytes().await.unwrap_or_default();
+        let mut body = resp.bytes().await.unwrap_or_default();
+        if completing && status.is_success() {
+            let etag = headers[header::ETAG].to_str().unwrap_or_default();
+            body = format!("<CompleteMultipartUploadResult><ETag>{etag}</ETag></CompleteMultipartUploadResult>").into();
+        }
         (status, headers, body).into_response()
     }
 
@@ -98,10 +121,12 @@ fn start_shim(emulator: String) -> String {
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             let client = crate::moto::local_http();
+            let uploads = Arc::new(Multipart::default());
             let app = axum::Router::new()
                 .fallback(
                     move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                        forward(emulator.clone(), client.clone(), method, uri, headers, body)
+                        let (e, c, u) = (emulator.clone(), client.clone(), uploads.clone());
+                        forward(e, c, u, method, uri, headers, body)
                     },
                 )
                 .layer(axum::extract::DefaultBodyLimit::disable());
@@ -175,4 +200,123 @@ pub async fn store() -> ork_core::payload::Remote {
         ("allow_http".to_owned(), "true".to_owned()),
     ];
     ork_api::payload_store::open(&format!("gs://{bucket}/ork"), &options).expect("the GCS store")
+}
+
+/// How many parts the shim's completed multipart uploads had, in all (a
+/// test's proof that an upload went in parts).
+pub static PARTS_ASSEMBLED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// What the shim does with a request: answer it itself, or forward it to
+/// the emulator with this body.
+enum Step {
+    Answer(
+        axum::http::StatusCode,
+        axum::http::HeaderMap,
+        axum::body::Bytes,
+    ),
+    Forward(axum::body::Bytes),
+}
+
+/// GCS's XML multipart uploads, which the emulator lacks: uploads in
+/// progress by id, each its parts by number with their ETags.
+#[derive(Default)]
+struct Multipart {
+    uploads: Mutex<HashMap<String, Parts>>,
+}
+
+/// An upload's parts by number: each its ETag and bytes.
+type Parts = BTreeMap<u32, (String, axum::body::Bytes)>;
+
+impl Multipart {
+    fn handle(
+        &self,
+        method: &axum::http::Method,
+        uri: &axum::http::Uri,
+        body: axum::body::Bytes,
+    ) -> Step {
+        use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+        let query: HashMap<&str, &str> = uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split_once('=').unwrap_or((p, "")))
+            .collect();
+        let xml = |status, text: String| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/xml"),
+            );
+            Step::Answer(status, h, text.into())
+        };
+        let mut uploads = self.uploads.lock().unwrap();
+        match (method, query.get("uploads"), query.get("uploadId")) {
+            (&Method::POST, Some(_), None) => {
+                let id = uuid::Uuid::now_v7().simple().to_string();
+                uploads.insert(id.clone(), BTreeMap::new());
+                xml(
+                    StatusCode::OK,
+                    format!("<InitiateMultipartUploadResult><UploadId>{id}</UploadId></InitiateMultipartUploadResult>"),
+                )
+            }
+            (&Method::PUT, None, Some(id)) => {
+                let Some(parts) = uploads.get_mut(*id) else {
+                    return xml(
+                        StatusCode::NOT_FOUND,
+                        "<Error><Code>NoSuchUpload</Code></Error>".into(),
+                    );
+                };
+                let Some(n) = query.get("partNumber").and_then(|n| n.parse().ok()) else {
+                    return xml(
+                        StatusCode::BAD_REQUEST,
+                        "<Error><Code>InvalidArgument</Code></Error>".into(),
+                    );
+                };
+                use sha2::Digest;
+                let etag = format!("\"{}\"", hex::encode(&sha2::Sha256::digest(&body)[..16]));
+                parts.insert(n, (etag.clone(), body));
+                let mut h = HeaderMap::new();
+                h.insert(header::ETAG, HeaderValue::from_str(&etag).unwrap());
+                Step::Answer(StatusCode::OK, h, Default::default())
+            }
+            (&Method::DELETE, None, Some(id)) => {
+                uploads.remove(*id);
+                Step::Answer(StatusCode::NO_CONTENT, HeaderMap::new(), Default::default())
+            }
+            (&Method::POST, None, Some(id)) => {
+                let Some(parts) = uploads.remove(*id) else {
+                    return xml(
+                        StatusCode::NOT_FOUND,
+                        "<Error><Code>NoSuchUpload</Code></Error>".into(),
+                    );
+                };
+                // The parts listed, in order, each with the ETag its PUT got.
+                let text = String::from_utf8_lossy(&body);
+                let mut whole = Vec::new();
+                for part in text.split("<Part>").skip(1) {
+                    let field = |name: &str| {
+                        let start = part.find(&format!("<{name}>"))? + name.len() + 2;
+                        let end = part.find(&format!("</{name}>"))?;
+                        Some(part[start..end].trim().to_owned())
+                    };
+                    let n: Option<u32> = field("PartNumber").and_then(|n| n.parse().ok());
+                    match n.and_then(|n| parts.get(&n)) {
+                        Some((etag, bytes)) if Some(etag.as_str()) == field("ETag").as_deref() => {
+                            whole.extend_from_slice(bytes)
+                        }
+                        _ => {
+                            return xml(
+                                StatusCode::BAD_REQUEST,
+                                "<Error><Code>InvalidPart</Code></Error>".into(),
+                            )
+                        }
+                    }
+                }
+                PARTS_ASSEMBLED.fetch_add(parts.len(), std::sync::atomic::Ordering::SeqCst);
+                Step::Forward(whole.into())
+            }
+            _ => Step::Forward(body),
+        }
+    }
 }

@@ -476,3 +476,83 @@ fn backfill_pause_delete_version_and_cost_from_the_command_line() {
         serde_json::from_slice(&ork(dir.path(), &["tasks", run_id, "--json"]).stdout).unwrap();
     assert_eq!(tasks[0]["cost_usd"], 0.0, "{tasks}");
 }
+
+/// `ork gc`: a finished run and its stored output go, a bad duration is
+/// refused naming it; `ork serve` with `ORK_RETENTION` deletes on its own.
+#[test]
+fn gc_from_the_command_line_and_the_retention_of_ork_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let payloads = dir.path().join("payloads");
+    let gc = |args: &[&str]| {
+        ork_on(dir.path())
+            .arg("gc")
+            .args(args)
+            .current_dir(repo())
+            .env("ORK_LOG_DIR", "target/test-logs")
+            .env("ORK_PAYLOAD_DIR", &payloads)
+            .output()
+            .unwrap()
+    };
+    let run_big = || {
+        let out = ork_on(dir.path())
+            .args(["run", "workflows/big_output.yaml"])
+            .current_dir(repo())
+            .env("ORK_LOG_DIR", "target/test-logs")
+            .env("ORK_PAYLOAD_DIR", &payloads)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let list = text(&ork(dir.path(), &["status", "--json", "--limit", "1"]));
+        let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+        list[0]["id"].as_str().unwrap().to_owned()
+    };
+    let gone = |run: &str| {
+        let out = ork(dir.path(), &["status", run]);
+        !out.status.success() && !payloads.join("outputs").join(run).exists()
+    };
+
+    let run = run_big();
+    assert!(payloads.join("outputs").join(&run).exists());
+    let kept = gc(&["--older-than", "1h", "--json"]);
+    assert!(kept.status.success(), "{}", text(&kept));
+    let kept: serde_json::Value = serde_json::from_slice(&kept.stdout).unwrap();
+    assert_eq!(kept["runs"], 0, "{kept}");
+    let bad = gc(&["--older-than", "soon"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad).contains("invalid duration \"soon\""),
+        "{}",
+        text(&bad)
+    );
+    let done = gc(&["--older-than", "0s", "--json"]);
+    assert!(done.status.success(), "{}", text(&done));
+    let done: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(
+        (done["runs"].as_u64(), done["objects"].as_u64()),
+        (Some(1), Some(1)),
+        "{done}"
+    );
+    assert!(gone(&run));
+
+    let run = run_big();
+    let mut serve = ork_on(dir.path())
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .current_dir(repo())
+        .env("ORK_LOG_DIR", "target/test-logs")
+        .env("ORK_PAYLOAD_DIR", &payloads)
+        .env("ORK_RETENTION", "1s")
+        .env("ORK_SIGNING_KEY", "a-test-signing-key-of-32-bytes-or-more")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !gone(&run) && started.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    assert!(
+        gone(&run),
+        "ork serve with ORK_RETENTION=1s deleted the run"
+    );
+}

@@ -416,6 +416,52 @@ async fn ten_mib_input_by_presigned_url_on_fargate(db: TestDb) {
     input_gone(&env).await;
 }
 
+/// An output over the upload part size (20 MiB: three parts of at most
+/// 8 MiB) goes into GCS by a multipart upload and reads back whole: same
+/// size and SHA-256, by presigned URL and through the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_mib_output_into_gcs_in_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let payloads = gcs(dir.path()).await;
+    let file = dir.path().join("out.json");
+    let size = 20 << 20;
+    let mut text = vec![b'x'; size];
+    (text[0], text[size - 1]) = (b'"', b'"');
+    std::fs::write(&file, &text).unwrap();
+    drop(text);
+    let r = match ork_core::payload::check_output_file(&file, 1024, 1 << 30).await {
+        Ok(ork_core::payload::OutputFile::Ref(r)) => r,
+        _ => panic!("a reference"),
+    };
+    let before = gcs::PARTS_ASSEMBLED.load(std::sync::atomic::Ordering::SeqCst);
+    let run = Uuid::now_v7();
+    let stored = payloads
+        .adopt(&r, run, "big.0.json")
+        .await
+        .expect("adopted");
+    let parts = gcs::PARTS_ASSEMBLED.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(parts >= 3, "a multipart upload of 3 parts, not {parts}");
+    assert!(stored.url.starts_with("gs://"), "{}", stored.url);
+    assert_eq!((stored.size, &stored.sha256), (r.size, &r.sha256));
+    assert!(!file.exists(), "the local file goes once stored");
+    check_remote_copy(&payloads, &stored, dir.path()).await;
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    let mut n = 0;
+    let mut chunks = payloads
+        .open(&stored)
+        .await
+        .expect("in the store")
+        .unwrap()
+        .into_stream();
+    while let Some(chunk) = futures::StreamExt::next(&mut chunks).await {
+        let chunk = chunk.unwrap();
+        n += chunk.len() as u64;
+        hash.update(&chunk);
+    }
+    assert_eq!((n, hex::encode(hash.finalize())), (r.size, r.sha256));
+}
+
 on_both_backends!(
     ten_mib_output_in_the_local_directory,
     ten_mib_output_in_s3,

@@ -111,6 +111,79 @@ async fn fan_in_of_ten_thousand_outputs(db: TestDb) {
     assert!(a.iter().all(|o| o["pad"].as_str().unwrap().len() == 1024));
 }
 
+/// Answers each instance with its index and 1 KiB of padding.
+struct Indexed;
+
+#[async_trait]
+impl Executor for Indexed {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
+        let output = json!({"i": req.attempt.task_index, "pad": "y".repeat(1024)});
+        Ok(Dispatch::Finished(Outcome::success(Some(output))))
+    }
+}
+
+/// The same fan-in with a real child: a python3 process on the process
+/// executor reads the 10,000 outputs (10 MiB) from `ORK_INPUT_FILE`, checks
+/// they are in index order, and writes their count to `ORK_OUTPUT`.
+async fn fan_in_of_ten_thousand_outputs_into_a_process(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, mut completions) = mpsc::unbounded_channel();
+    let process = Arc::new(ork_executors::ProcessExecutor::new(
+        dir.path().join("logs"),
+        tx,
+    ));
+    let engine = Engine::new(
+        db.store.clone(),
+        Executors::new()
+            .with(ExecutorKind::Noop, Arc::new(Indexed))
+            .with(ExecutorKind::Process, process),
+        EngineConfig {
+            payloads: Payloads::new(dir.path().join("payloads")),
+            ..EngineConfig::default()
+        },
+    );
+    let spec = r#"
+name: fanin
+tasks:
+  a: {executor: noop, task_count: 10000}
+  join:
+    depends_on: [a]
+    command: ["python3", "-c"]
+    args:
+      - |
+        import json, os
+        assert "ORK_INPUT" not in os.environ
+        a = json.load(open(os.environ["ORK_INPUT_FILE"]))["upstream"]["a"]
+        ordered = all(o["i"] == i and len(o["pad"]) == 1024 for i, o in enumerate(a))
+        json.dump({"count": len(a), "ordered": ordered}, open(os.environ["ORK_OUTPUT"], "w"))
+"#;
+    engine.apply(&parse(spec), None).await.unwrap();
+    let run = engine
+        .trigger("fanin", json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    let status = tokio::time::timeout(
+        Duration::from_secs(300),
+        ork_core::engine::drive(&engine, run.id, &mut completions),
+    )
+    .await
+    .expect("in time")
+    .unwrap();
+    let tasks = db.store.run_tasks(run.id).await.unwrap();
+    let join = tasks.iter().find(|t| t.name == "join").unwrap();
+    assert_eq!(status, RunStatus::Success, "{join:?}");
+    assert_eq!(join.output, Some(json!({"count": 10000, "ordered": true})));
+    assert!(
+        !dir.path()
+            .join("payloads")
+            .join("inputs")
+            .join(run.id.to_string())
+            .exists(),
+        "the join's input file goes when its attempt ends"
+    );
+}
+
 const FOREACH: &str = r#"
 name: fe
 tasks:
@@ -318,6 +391,7 @@ async fn foreach_five_thousand_items_racing_callers(db: TestDb) {
 
 on_both_backends!(
     fan_in_of_ten_thousand_outputs,
+    fan_in_of_ten_thousand_outputs_into_a_process,
     foreach_items_instances_and_fan_in,
     foreach_over_an_empty_list_releases_the_children,
     foreach_over_a_non_array_fails_the_parent,

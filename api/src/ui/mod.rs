@@ -479,28 +479,26 @@ async fn output(State(h): State<Arc<Handlers>>, ids: TaskPath, headers: HeaderMa
                 }
                 None => {}
             }
-            let dir = &payloads.dir;
-            let inside = |p: &std::path::PathBuf| {
-                p.starts_with(dir) && !p.components().any(|c| c == std::path::Component::ParentDir)
-            };
-            let Some(path) = r.local_path().filter(inside) else {
-                return Reply::error(
+            match payloads.open(&r).await {
+                Some(Ok(got)) => (
+                    headers(r.size),
+                    axum::body::Body::from_stream(got.into_stream()),
+                )
+                    .into_response(),
+                Some(Err(object_store::Error::NotFound { .. })) => {
+                    Reply::error(410, "the output's payload was removed").into_response()
+                }
+                Some(Err(e)) => {
+                    Reply::error(500, format!("cannot read the output: {e}")).into_response()
+                }
+                None => Reply::error(
                     501,
                     format!(
                         "the output is stored at {}, which this server does not read",
                         r.url
                     ),
                 )
-                .into_response();
-            };
-            match tokio::fs::File::open(&path).await {
-                Ok(f) => {
-                    (headers(r.size), axum::body::Body::from_stream(chunks(f))).into_response()
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    Reply::error(410, "the output's payload was removed").into_response()
-                }
-                Err(e) => Reply::error(500, format!("cannot read the output: {e}")).into_response(),
+                .into_response(),
             }
         }
         (Some(v), None) => {
@@ -513,19 +511,6 @@ async fn output(State(h): State<Arc<Handlers>>, ids: TaskPath, headers: HeaderMa
 
 /// How long a download link to an output in S3 or GCS stays valid.
 const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
-
-/// A file as a stream of 64 KiB chunks.
-fn chunks(
-    f: tokio::fs::File,
-) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    use tokio::io::AsyncReadExt;
-    futures::stream::try_unfold(f, |mut f| async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        let n = f.read(&mut buf).await?;
-        buf.truncate(n);
-        Ok((n > 0).then(|| (Bytes::from(buf), f)))
-    })
-}
 
 /// What a task starts from: the run's params, and the outputs its parents
 /// left (a list, by index, for a fanned-out parent).

@@ -5,11 +5,14 @@
 //! and the row keeps a [`PayloadRef`] to it (URL, size, SHA-256). Outputs
 //! over [`Payloads::max_bytes`] (1 GiB by default) fail the attempt.
 //!
-//! The payload store is a local directory (`file://` references), or an
-//! object store ([`Remote`]: S3 or GCS through the `object_store` crate,
-//! built by ork-api from `ORK_PAYLOAD_URL`). The local directory is also
-//! where outputs land first (a local process's `$ORK_OUTPUT`, `PUT
-//! /outputs`) before [`Payloads::adopt`] moves them into the store.
+//! The payload store is reached through the `object_store` crate's
+//! `ObjectStore` trait, one code path whatever it is: the local payload
+//! directory by default (`object_store::local::LocalFileSystem`, `file://`
+//! references), or S3 or GCS ([`Remote`], built by ork-api from
+//! `ORK_PAYLOAD_URL`). The local directory is also where outputs land first
+//! (`PUT /outputs`; a local process's `$ORK_OUTPUT` is next to its log)
+//! before [`Payloads::adopt`] moves them into the store, and where a local
+//! process's input file is written: those stay plain paths.
 //!
 //! An input document up to the inline limit reaches the task as `ORK_INPUT`;
 //! a larger one (or one with a parent's output stored by reference) is
@@ -66,7 +69,8 @@ pub trait Presign: Send + Sync {
     async fn put_url(&self, path: &ObjectPath, ttl: Duration) -> Result<String, String>;
 }
 
-/// An object store (S3, GCS) holding the payloads.
+/// An object store holding the payloads: S3 or GCS (built by ork-api), or
+/// the local directory (built by [`Payloads::store`]).
 #[derive(Clone)]
 pub struct Remote {
     /// The store's URL (`s3://bucket/prefix`): a reference is this URL,
@@ -103,10 +107,41 @@ impl Remote {
             .with_max_concurrency(2)
     }
 
-    /// The object a reference names, when it is in this store.
+    /// The object a reference names, when it is in this store (`..` in
+    /// it is a name, never a way out: `object_store` encodes it).
     fn path_of(&self, url: &str) -> Option<ObjectPath> {
         let key = url.strip_prefix(self.url.trim_end_matches('/'))?;
         Some(self.path(key.strip_prefix('/')?))
+    }
+
+    /// Deletes every object under `key/`; returns how many. Missing ones
+    /// are no error (racing deleters).
+    async fn delete_prefix(&self, key: &str) -> object_store::Result<u64> {
+        let listed = self.store.list(Some(&self.path(key)));
+        let locations = listed.map(|meta| meta.map(|m| m.location)).boxed();
+        let mut deleted = self.store.delete_stream(locations);
+        let mut n = 0;
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) => n += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The local store presigns nothing: its references are read by path.
+struct NoPresign;
+
+#[async_trait::async_trait]
+impl Presign for NoPresign {
+    async fn get_url(&self, _: &ObjectPath, _: Duration) -> Result<String, String> {
+        Err("the local payload store cannot presign URLs".into())
+    }
+    async fn put_url(&self, _: &ObjectPath, _: Duration) -> Result<String, String> {
+        Err("the local payload store cannot presign URLs".into())
     }
 }
 
@@ -148,10 +183,30 @@ impl Payloads {
         }
     }
 
+    /// The store payloads live in: the remote one, else the local
+    /// directory as a `LocalFileSystem` rooted at `/`, so that any local
+    /// file is one of its objects and moving an output in is a rename.
+    pub fn store(&self) -> std::io::Result<std::borrow::Cow<'_, Remote>> {
+        match &self.remote {
+            Some(remote) => Ok(std::borrow::Cow::Borrowed(remote)),
+            None => self.local_store().map(std::borrow::Cow::Owned),
+        }
+    }
+
+    /// The local directory as an object store (see [`Payloads::store`]).
+    fn local_store(&self) -> std::io::Result<Remote> {
+        Ok(Remote {
+            url: format!("file://{}", self.dir.display()),
+            store: Arc::new(object_store::local::LocalFileSystem::new()),
+            prefix: ObjectPath::from_absolute_path(&self.dir).map_err(io_error)?,
+            presign: Arc::new(NoPresign),
+        })
+    }
+
     /// Moves a large output (a file an executor validated) into the store,
-    /// under `outputs/<run>/<name>`: a rename in the local directory (a
-    /// copy when a rename cannot), a streamed multipart upload to a remote
-    /// store (the file is removed once uploaded).
+    /// under `outputs/<run>/<name>`: a rename into the local store (a
+    /// streamed copy across file systems), a streamed multipart upload to
+    /// a remote one (the file is removed once stored).
     pub async fn adopt(
         &self,
         r: &PayloadRef,
@@ -161,32 +216,79 @@ impl Payloads {
         let Some(src) = r.local_path() else {
             return Ok(r.clone());
         };
-        if let Some(remote) = &self.remote {
-            let key = format!("outputs/{run}/{name}");
-            let mut f = tokio::fs::File::open(&src).await?;
-            let mut out = remote.writer(remote.path(&key));
-            tokio::io::copy(&mut f, &mut out).await?;
-            out.shutdown().await?;
-            let _ = tokio::fs::remove_file(&src).await;
-            return Ok(PayloadRef {
-                url: remote.url_of(&key),
-                ..r.clone()
-            });
-        }
-        let dir = self.dir.join("outputs").join(run.to_string());
-        if src.starts_with(&dir) {
-            return Ok(r.clone());
-        }
-        tokio::fs::create_dir_all(&dir).await?;
-        let dst = dir.join(name);
-        if tokio::fs::rename(&src, &dst).await.is_err() {
-            tokio::fs::copy(&src, &dst).await?;
-            let _ = tokio::fs::remove_file(&src).await;
-        }
-        Ok(PayloadRef {
-            url: format!("file://{}", dst.display()),
+        let store = self.store()?;
+        let key = format!("outputs/{run}/{name}");
+        let stored = PayloadRef {
+            url: store.url_of(&key),
             ..r.clone()
-        })
+        };
+        if stored.url == r.url {
+            return Ok(stored);
+        }
+        let to = store.path(&key);
+        if self.remote.is_none() {
+            if let Ok(from) = ObjectPath::from_absolute_path(&src) {
+                match store.store.rename(&from, &to).await {
+                    Ok(()) => return Ok(stored),
+                    Err(e) => tracing::debug!(error = %e, "output not renamed, copying it"),
+                }
+            }
+        }
+        let mut f = tokio::fs::File::open(&src).await?;
+        let mut out = store.writer(to);
+        tokio::io::copy(&mut f, &mut out).await?;
+        out.shutdown().await?;
+        let _ = tokio::fs::remove_file(&src).await;
+        Ok(stored)
+    }
+
+    /// A referenced payload, to be read as a stream of chunks (a download of
+    /// an output): in the store, or in the local directory (an output
+    /// stored before `ORK_PAYLOAD_URL` was set); `None` for a reference
+    /// outside both.
+    pub async fn open(
+        &self,
+        r: &PayloadRef,
+    ) -> Option<object_store::Result<object_store::GetResult>> {
+        let local = match self.local_store() {
+            Ok(local) => local,
+            Err(e) => {
+                return Some(Err(object_store::Error::Generic {
+                    store: "local",
+                    source: Box::new(e),
+                }))
+            }
+        };
+        let store = self.remote.as_ref().unwrap_or(&local);
+        let (store, path) = match store.path_of(&r.url) {
+            Some(path) => (store, path),
+            None => (&local, local.path_of(&r.url)?),
+        };
+        Some(store.store.get(&path).await)
+    }
+
+    /// Deletes what a finished run left: its outputs and input documents
+    /// in the store (`outputs/<run>/`, `inputs/<run>/`, `uploads/<run>/`,
+    /// local or remote) and its input files in the local directory.
+    /// Returns the number of objects deleted.
+    pub async fn forget_run(&self, run: uuid::Uuid) -> std::io::Result<u64> {
+        let store = self.store()?;
+        let mut n = 0;
+        for top in ["outputs", "inputs", "uploads"] {
+            n += store
+                .delete_prefix(&format!("{top}/{run}"))
+                .await
+                .map_err(io_error)?;
+        }
+        for top in ["outputs", "inputs"] {
+            // The directories the local store leaves (plain paths).
+            let dir = self.dir.join(top).join(run.to_string());
+            match tokio::fs::remove_dir_all(&dir).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(n)
     }
 
     /// A URL presigned for a GET of a referenced payload in the remote
@@ -365,15 +467,15 @@ impl Payloads {
     /// Reads a referenced payload as JSON (for `foreach` over a large
     /// output: its items are all needed, in memory, to create the instances).
     pub async fn read_value(&self, r: &PayloadRef) -> Result<serde_json::Value, String> {
-        if let Some(remote) = &self.remote {
-            if let Some(path) = remote.path_of(&r.url) {
-                let bytes = async { remote.store.get(&path).await?.bytes().await }
-                    .await
-                    .map_err(|e| format!("cannot read payload {}: {e}", r.url))?;
-                return serde_json::from_slice(&bytes)
-                    .map_err(|e| format!("payload {} is not JSON: {e}", r.url));
-            }
+        let store = self.store().map_err(|e| e.to_string())?;
+        if let Some(path) = store.path_of(&r.url) {
+            let bytes = async { store.store.get(&path).await?.bytes().await }
+                .await
+                .map_err(|e| format!("cannot read payload {}: {e}", r.url))?;
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| format!("payload {} is not JSON: {e}", r.url));
         }
+        // A `file://` reference outside the store: read by path.
         let path = r
             .local_path()
             .ok_or_else(|| format!("cannot read payload {}", r.url))?;
@@ -541,13 +643,9 @@ impl Payloads {
         r: &PayloadRef,
         out: &mut W,
     ) -> std::io::Result<u64> {
-        if let Some(path) = self
-            .remote
-            .as_ref()
-            .and_then(|s| Some((s, s.path_of(&r.url)?)))
-        {
-            let (remote, path) = path;
-            let mut chunks = remote
+        let store = self.store()?;
+        if let Some(path) = store.path_of(&r.url) {
+            let mut chunks = store
                 .store
                 .get(&path)
                 .await
@@ -561,6 +659,7 @@ impl Payloads {
             }
             return Ok(n);
         }
+        // A `file://` reference outside the store: read by path.
         let path = r.local_path().ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::Unsupported,

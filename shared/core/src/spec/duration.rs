@@ -14,10 +14,18 @@ use serde::{Deserialize, Serializer};
 
 use super::RetryPolicy;
 
-/// Parses a humantime string with an error that quotes the input.
+/// Parses a duration as the YAML format reads one from a string: seconds
+/// (`600`) or humantime (`10m`, `30d`), with an error that quotes the input
+/// (for flags and API fields, e.g. `ork gc --older-than`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.trim().parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
 fn parse<E: de::Error>(s: &str) -> Result<Duration, E> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| E::custom(format_args!("invalid duration {s:?}: {e}")))
+    parse_duration(s).map_err(E::custom)
 }
 
 struct DurationVisitor;

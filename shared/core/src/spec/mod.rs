@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use concurrency::{render_key, KeyLimit, OnLimit, RateLimit, RateUse, RunConcurrency};
+pub use duration::parse_duration;
 pub use load::{load_dir, load_dir_files, load_file, parse_str};
 pub use schedule::{parse_bound, Schedule};
 pub use types::check_types;

@@ -15,6 +15,7 @@
 
 #[cfg(test)]
 mod contract_tests;
+mod gc;
 mod limits;
 pub mod reads;
 pub(crate) mod sql;

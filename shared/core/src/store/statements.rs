@@ -543,3 +543,13 @@ pub(super) const ACTIVE_RUNS: &str = "SELECT id FROM runs WHERE workflow = $1 \
 pub(super) const ACTIVE_RUNS_KEYED: &str = "SELECT id FROM runs WHERE workflow = $1 \
      AND status IN ('pending', 'running') AND concurrency_key = $3 \
      ORDER BY created_at, id LIMIT $2";
+
+/// Runs finished before `$1`, oldest first, at most `$2` (retention).
+pub(super) const FINISHED_BEFORE: &str = "SELECT id FROM runs \
+     WHERE status IN ('success', 'failed', 'cancelled') AND finished_at < $1 \
+     ORDER BY finished_at LIMIT $2";
+/// Deletes run `$1` only if it is still finished before `$2`; its tasks and
+/// groups go by cascade.
+pub(super) const DELETE_FINISHED_RUN: &str = "DELETE FROM runs WHERE id = $1 \
+     AND status IN ('success', 'failed', 'cancelled') AND finished_at < $2";
+pub(super) const DELETE_RUN_EVENTS: &str = "DELETE FROM events WHERE run_id = $1";
