@@ -144,6 +144,11 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+# The binaries the tests run as processes (ork, the Lambda functions): built
+# first, so that a warm target directory never serves a stale one.
+log "cargo build (the binaries the tests run)"
+cargo build --quiet -p ork-cli -p ork-functions
+
 log "cargo test"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
