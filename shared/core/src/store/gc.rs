@@ -5,13 +5,8 @@ use uuid::Uuid;
 
 use super::sql::Sql;
 use super::statements::{DELETE_FINISHED_RUN, DELETE_RUN_EVENTS, FINISHED_BEFORE};
-use super::{Store, Tx};
+use super::{IdRow, Store, Tx};
 use crate::Error;
-
-#[derive(sqlx::FromRow)]
-struct IdRow {
-    id: Uuid,
-}
 
 impl Store {
     /// Up to `limit` runs that finished before `cutoff`, oldest first:
@@ -21,10 +16,8 @@ impl Store {
         cutoff: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<Uuid>, Error> {
-        let mut r = self.reader().await?;
-        let rows: Vec<IdRow> = r
-            .conn()
-            .fetch_all(Sql::new(FINISHED_BEFORE).bind(cutoff).bind(limit))
+        let rows: Vec<IdRow> = self
+            .read_all(Sql::new(FINISHED_BEFORE).bind(cutoff).bind(limit))
             .await?;
         Ok(rows.into_iter().map(|r| r.id).collect())
     }

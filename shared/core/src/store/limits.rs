@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::sql::Sql;
 use super::statements::*;
 use super::writes::{insert_events, ClaimedTask, NewEvent};
-use super::Tx;
+use super::{IdRow, Tx};
 use crate::model::{RunStatus, TaskStatus};
 use crate::spec::ExecutorKind;
 use crate::Error;
@@ -131,11 +131,6 @@ struct Plan {
     chosen: Vec<Uuid>,
     deferred: HashMap<DateTime<Utc>, Vec<Uuid>>,
     tokens: HashMap<String, DateTime<Utc>>,
-}
-
-#[derive(sqlx::FromRow)]
-struct Id {
-    id: Uuid,
 }
 
 /// How far back a rate limit's tokens accrue while nobody claims: the lag
@@ -414,7 +409,7 @@ impl Tx {
         let mut c = self.conn();
         if let Some(max) = gate.max_runs {
             let sql = Sql::new(ACTIVE_RUNS).bind(gate.workflow.as_str()).bind(max);
-            let active: Vec<Id> = c.fetch_all(sql).await?;
+            let active: Vec<IdRow> = c.fetch_all(sql).await?;
             if active.len() as i64 >= max {
                 return Ok(active.into_iter().map(|r| r.id).collect());
             }
@@ -424,7 +419,7 @@ impl Tx {
                 .bind(gate.workflow.as_str())
                 .bind(*limit)
                 .bind(key.as_str());
-            let active: Vec<Id> = c.fetch_all(sql).await?;
+            let active: Vec<IdRow> = c.fetch_all(sql).await?;
             if active.len() as i64 >= *limit {
                 return Ok(active.into_iter().map(|r| r.id).collect());
             }
@@ -451,7 +446,7 @@ impl Tx {
         sql.push(WAITING_RUNS_MID);
         sql.push_list(finished.iter().copied());
         sql.push(WAITING_RUNS_TAIL);
-        let rows: Vec<Id> = self.conn().fetch_all(sql).await?;
+        let rows: Vec<IdRow> = self.conn().fetch_all(sql).await?;
         Ok(rows.into_iter().map(|r| r.id).collect())
     }
 
@@ -479,7 +474,7 @@ impl Tx {
         freed: Uuid,
         n: i64,
     ) -> Result<Vec<Uuid>, Error> {
-        let rows: Vec<Id> = self
+        let rows: Vec<IdRow> = self
             .conn()
             .fetch_all(Sql::new(QUEUED_RUNS_KEYED).bind(freed).bind(n))
             .await?;
@@ -488,7 +483,7 @@ impl Tx {
 
     /// The oldest runs of the workflow waiting for a run slot.
     pub(crate) async fn queued_runs(&mut self, workflow: &str, n: i64) -> Result<Vec<Uuid>, Error> {
-        let rows: Vec<Id> = self
+        let rows: Vec<IdRow> = self
             .conn()
             .fetch_all(Sql::new(QUEUED_RUNS).bind(workflow).bind(n))
             .await?;

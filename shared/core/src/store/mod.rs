@@ -50,6 +50,12 @@ pub(crate) static SQLITE_MIGRATIONS: sqlx::migrate::Migrator =
 pub const SQLITE_WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Pool sizes and timeouts.
+/// A row of one id: what the statements that list ids answer.
+#[derive(sqlx::FromRow)]
+struct IdRow {
+    id: uuid::Uuid,
+}
+
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub max_connections: u32,

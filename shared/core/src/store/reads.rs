@@ -107,7 +107,7 @@ impl Store {
     }
 
     /// Runs a query on a reader connection.
-    async fn read_all<T: Row>(&self, sql: Sql) -> Result<Vec<T>, Error> {
+    pub(super) async fn read_all<T: Row>(&self, sql: Sql) -> Result<Vec<T>, Error> {
         let mut r = self.reader().await?;
         Ok(r.conn().fetch_all(sql).await?)
     }
