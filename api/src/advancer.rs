@@ -1,16 +1,19 @@
 //! How a handler gets `advance` run for a run after a trigger or a
 //! completion, without waiting for it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
+use futures::FutureExt;
 use ork_core::engine::Engine;
 use uuid::Uuid;
 
 /// The way to the `advance` handler.
 #[derive(Clone)]
 pub enum Advancer {
-    /// In this process, in the background (`ork serve`).
-    Spawn,
+    /// In this process, in the background (`ork serve`), one `advance`
+    /// of a run at a time ([`Advancer::spawn`]).
+    Spawn(Running),
     /// In this call, before it returns (a Lambda function with no
     /// `ORK_ADVANCE_FUNCTION`: background work would be frozen with it).
     Inline,
@@ -27,15 +30,71 @@ pub enum Advancer {
     },
 }
 
+/// The runs being advanced in the background, each with whether it was
+/// asked for again meanwhile. Fifty completions of one run that arrive
+/// together make one `advance` and at most one more after it, not fifty
+/// racing claims: the second sees every completion committed before it was
+/// asked for.
+#[derive(Clone, Default)]
+pub struct Running(Arc<Mutex<HashMap<Uuid, bool>>>);
+
+impl Running {
+    /// `true` when the caller is to advance the run (none is under way).
+    fn start(&self, run_id: Uuid) -> bool {
+        let mut running = self.0.lock().expect("poisoned");
+        match running.get_mut(&run_id) {
+            Some(again) => {
+                *again = true;
+                false
+            }
+            None => {
+                running.insert(run_id, false);
+                true
+            }
+        }
+    }
+
+    /// `true` when the run was asked for again during the last `advance`.
+    fn again(&self, run_id: Uuid) -> bool {
+        let mut running = self.0.lock().expect("poisoned");
+        match running.get_mut(&run_id) {
+            Some(again) if *again => {
+                *again = false;
+                true
+            }
+            _ => {
+                running.remove(&run_id);
+                false
+            }
+        }
+    }
+}
+
 impl Advancer {
+    /// [`Advancer::Spawn`], with nothing under way.
+    pub fn spawn() -> Advancer {
+        Advancer::Spawn(Running::default())
+    }
+
     pub async fn advance(&self, engine: &Arc<Engine>, run_id: Uuid) {
         let event = serde_json::json!({ "run_id": run_id });
         match self {
-            Advancer::Spawn => {
-                let engine = engine.clone();
+            Advancer::Spawn(running) => {
+                if !running.start(run_id) {
+                    return;
+                }
+                let (engine, running) = (engine.clone(), running.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = engine.advance(run_id).await {
-                        tracing::error!(%run_id, error = %e, "advance failed");
+                    loop {
+                        let advanced = std::panic::AssertUnwindSafe(engine.advance(run_id));
+                        match advanced.catch_unwind().await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => tracing::error!(%run_id, error = %e, "advance failed"),
+                            Err(_) => tracing::error!(%run_id, "advance panicked"),
+                        }
+                        if !running.again(run_id) {
+                            break;
+                        }
                     }
                 });
             }

@@ -529,6 +529,7 @@ pub async fn setup(config: &Config, defaults: Defaults) -> Result<Setup> {
             _ => None,
         },
         log_dir: Some(config.log_dir()),
+        reports: Default::default(),
     });
     Ok(Setup {
         handlers,

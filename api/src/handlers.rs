@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use ork_core::engine::{Engine, NextDue, Reported, TriggerOptions};
+use ork_core::engine::{Engine, Reported, TriggerOptions};
 use ork_core::executor::{Completion, Outcome};
 use ork_core::model::AttemptRef;
 use ork_core::payload::OutputFile;
@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::advancer::Advancer;
 use crate::oidc::OidcVerifier;
+use crate::reports::{After, ReportQueue};
 use crate::waker::Waker;
 
 /// Largest request body accepted; larger ones get 413.
@@ -84,6 +85,8 @@ pub struct Handlers {
     /// Where local attempts' logs are (the process executor's log dir),
     /// for the web UI's `GET /api/runs/{id}/tasks/{task_id}/log`.
     pub log_dir: Option<std::path::PathBuf>,
+    /// Worker reports waiting for their batch's transaction.
+    pub reports: ReportQueue,
 }
 
 /// The web UI's session cookie, set by `POST /login`.
@@ -317,22 +320,8 @@ impl Handlers {
         reply
     }
 
-    /// After work that may have set a retry's backoff, a deadline or a
-    /// lease: asks the [`Waker`] to run `advance` when the next one is due,
-    /// if that is sooner than the next scheduled sweep. Only what is due
-    /// after now counts, so something stuck cannot make it spin.
     async fn schedule_wake(&self) {
-        if matches!(self.waker, Waker::None) {
-            return;
-        }
-        let now = Utc::now();
-        match self.engine.next_due(now).await {
-            Ok(NextDue { at: Some(at), .. }) => {
-                self.waker.wake_at(at, now).await;
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot read the next due time"),
-        }
+        crate::waker::schedule_wake(&self.engine, &self.waker).await;
     }
 
     fn verify(&self, token: &str) -> Result<AttemptRef, Reply> {
@@ -435,19 +424,19 @@ impl Handlers {
         }
     }
 
-    /// A verified report of an attempt's end: records it and advances what
-    /// it made ready.
+    /// A verified report of an attempt's end: records it (with the
+    /// reports that arrive meanwhile, [`ReportQueue`]) and advances what it
+    /// made ready.
     pub async fn report(&self, completion: Completion) -> Reply {
         let attempt = completion.attempt.attempt;
-        match self.engine.report(completion).await {
-            Ok(Reported::Applied(done)) => {
-                for run in &done.to_advance {
-                    self.advancer.advance(&self.engine, *run).await;
-                }
-                self.schedule_wake().await;
-                Reply::ok(
-                    json!({ "result": "recorded", "finalized": done.finalized.first().map(|(_, s)| s) }),
-                )
+        let after = || After {
+            engine: self.engine.clone(),
+            advancer: self.advancer.clone(),
+            waker: self.waker.clone(),
+        };
+        match self.reports.report(completion, after).await {
+            Ok(Reported::Applied { finalized }) => {
+                Reply::ok(json!({ "result": "recorded", "finalized": finalized }))
             }
             Ok(Reported::Duplicate) => Reply::ok(json!({ "result": "duplicate" })),
             Ok(Reported::Stale) => Reply::error(

@@ -106,7 +106,8 @@ pub async fn handle(
 pub async fn handle_event(handlers: &Arc<Handlers>, function: Function, payload: Value) -> Value {
     let reply = match Event::read(function, payload) {
         // A panic answers 500 rather than killing the function's runtime.
-        Ok(event) => std::panic::AssertUnwindSafe(event.handle(handlers))
+        // Boxed, as above: the report path's future is deep.
+        Ok(event) => std::panic::AssertUnwindSafe(Box::pin(event.handle(handlers)))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| {

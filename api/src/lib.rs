@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod operations;
 pub mod payload_store;
+pub mod reports;
 pub mod sweeper;
 pub mod ui;
 pub mod waker;

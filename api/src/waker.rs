@@ -102,3 +102,21 @@ impl Waker {
         }
     }
 }
+
+/// After work that may have set a retry's backoff, a deadline or a lease:
+/// asks the [`Waker`] to run `advance` when the next one is due, if that is
+/// sooner than the next scheduled sweep. Only what is due after now
+/// counts, so something stuck cannot make it spin.
+pub async fn schedule_wake(engine: &ork_core::engine::Engine, waker: &Waker) {
+    if matches!(waker, Waker::None) {
+        return;
+    }
+    let now = Utc::now();
+    match engine.next_due(now).await {
+        Ok(ork_core::engine::NextDue { at: Some(at), .. }) => {
+            waker.wake_at(at, now).await;
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the next due time"),
+    }
+}

@@ -246,7 +246,7 @@ impl Follow {
     /// has added some. Every instance starts `pending`; its events, read
     /// from the first, bring it to where it is.
     async fn load_instances(&mut self) {
-        let Ok(tasks) = self.store.run_tasks(self.run.id).await else {
+        let Ok(tasks) = self.store.run_instances(self.run.id).await else {
             return;
         };
         let mut names: HashMap<String, Arc<str>> = HashMap::new();

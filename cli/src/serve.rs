@@ -35,7 +35,7 @@ pub async fn serve(config: &Config, addr: SocketAddr, tick: Duration) -> Result<
         }
     };
     let defaults = Defaults {
-        advancer: Advancer::Spawn,
+        advancer: Advancer::spawn(),
         callback_url: Some(format!("http://{addr}/complete")),
         worker_program: Some(std::env::current_exe().context("cannot find the ork binary")?),
         signer: own_signer,

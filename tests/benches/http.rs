@@ -2,12 +2,18 @@
 //! PostgreSQL (`DATABASE_URL`, a fresh database per run).
 //!
 //! - webhook round trip: POST /complete answered, p50/p99;
+//! - webhook load: 64 workers completing 20,000 tasks (10,000 parent →
+//!   child pairs) as fast as they are dispatched, each completion
+//!   releasing a child: completions/s, round trip and completion → child
+//!   dispatch p50/p99, the size of the batches committed (group commit);
 //! - completion → child dispatched: from sending a parent's completion to
 //!   its child reaching the executor, p50/p99;
 //! - Cloud Run dispatches/s: 400 task instances sent to a local server
 //!   speaking the Admin API v2 (`jobs.run`, answered after 50 ms, a real
 //!   API's latency), one at a time and 32 at once
 //!   (`dispatch_concurrency`): the API's latency bounds throughput, not Ork;
+//! - Lambda handler memory: the `trigger` binary answering a Function URL
+//!   request (the run's three noop tasks advanced inline), peak RSS;
 //! - cold start: a Lambda binary (`target/release/advance`, built by
 //!   `cargo build --release -p ork-functions`) from exec until it asks the
 //!   Runtime API for its first event, p50/max.
@@ -65,7 +71,7 @@ async fn webhooks(url: &str) {
     let store = Store::connect(url).await.unwrap();
     let app = TestApp::builder(store)
         .executors(Executors::new().with(ExecutorKind::Noop, recorder.clone()))
-        .advancer(Advancer::Spawn)
+        .advancer(Advancer::spawn())
         .spawn()
         .await;
     let (engine, addr) = (
@@ -130,6 +136,150 @@ async fn webhooks(url: &str) {
     );
 }
 
+/// Dispatched attempts, as a queue the bench's workers take them from.
+struct Queue {
+    tx: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+    reached: Mutex<HashMap<String, Instant>>,
+}
+
+#[async_trait]
+impl Executor for Queue {
+    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
+        let key = format!("{}[{}]", req.attempt.name, req.attempt.task_index);
+        let token = req
+            .callback
+            .as_ref()
+            .map(|c| c.token.clone())
+            .unwrap_or_default();
+        self.reached
+            .lock()
+            .unwrap()
+            .insert(key.clone(), Instant::now());
+        let _ = self.tx.send((key, token));
+        Ok(Dispatch::Started {
+            execution_id: "bench".into(),
+        })
+    }
+}
+
+/// The completion webhook under load: `workers` concurrent workers, one
+/// HTTP completion per task, `pairs` parent → child pairs in one run.
+async fn webhook_load(url: &str, pairs: usize, workers: usize) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let queue = Arc::new(Queue {
+        tx,
+        reached: Mutex::default(),
+    });
+    let store = Store::connect(url).await.unwrap();
+    let app = TestApp::builder(store)
+        .executors(Executors::new().with(ExecutorKind::Noop, queue.clone()))
+        .advancer(Advancer::spawn())
+        .spawn()
+        .await;
+    let mut yaml = String::from("name: load\ntasks:\n");
+    for i in 0..pairs {
+        yaml.push_str(&format!(
+            "  p{i}: {{executor: noop}}\n  c{i}: {{executor: noop, depends_on: [p{i}]}}\n"
+        ));
+    }
+    app.engine
+        .apply(&spec::parse_str(&yaml, None).unwrap(), None)
+        .await
+        .unwrap();
+    let addr = app.url.clone();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(workers)
+        .build()
+        .unwrap();
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let total = 2 * pairs;
+    let pg = sqlx::PgPool::connect(url).await.unwrap();
+    let commits = || async {
+        // The statistics are flushed about once a second.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&pg)
+        .await
+        .unwrap();
+        n
+    };
+    let commits_before = commits().await;
+    let r = http
+        .post(format!("{addr}/trigger"))
+        .json(&json!({"workflow": "load"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..workers)
+        .map(|_| {
+            let (http, rx, sent, done, addr) = (
+                http.clone(),
+                rx.clone(),
+                sent.clone(),
+                done.clone(),
+                addr.clone(),
+            );
+            tokio::spawn(async move {
+                let mut round_trips = Vec::new();
+                while done.load(std::sync::atomic::Ordering::SeqCst) < total {
+                    let next = tokio::time::timeout(Duration::from_millis(50), async {
+                        rx.lock().await.recv().await
+                    });
+                    let Ok(Some((key, token))) = next.await else {
+                        continue;
+                    };
+                    let at = Instant::now();
+                    sent.lock().unwrap().insert(key, at);
+                    let r = http
+                        .post(format!("{addr}/complete"))
+                        .json(&json!({"token": token, "status": "success"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                    round_trips.push(at.elapsed());
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                round_trips
+            })
+        })
+        .collect();
+    let mut round_trips = Vec::new();
+    for h in handles {
+        round_trips.extend(h.await.unwrap());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let commits = commits().await - commits_before;
+    let (sent, reached) = (sent.lock().unwrap(), queue.reached.lock().unwrap());
+    let to_child: Vec<Duration> = (0..pairs)
+        .map(|i| reached[&format!("c{i}[0]")] - sent[&format!("p{i}[0]")])
+        .collect();
+    println!(
+        "webhook load             {:>8.0} /s   ({total} completions by {workers} workers in {secs:.2} s, each releasing a child)",
+        total as f64 / secs
+    );
+    println!(
+        "  round trip             p50 {:>6.2} ms  p99 {:>6.2} ms",
+        pct(round_trips.clone(), 0.5),
+        pct(round_trips, 0.99)
+    );
+    println!(
+        "  completion → child     p50 {:>6.2} ms  p99 {:>6.2} ms",
+        pct(to_child.clone(), 0.5),
+        pct(to_child, 0.99)
+    );
+    println!(
+        "  transactions           {commits} committed ({:.2} per completion, with the trigger, claims and reads)",
+        commits as f64 / total as f64
+    );
+}
+
 /// `ORK_MIGRATE` for the measured starts: as deployed (`false`, the
 /// schema migrated at deploy) unless the caller's environment says otherwise.
 fn os_migrate() -> String {
@@ -172,6 +322,58 @@ async fn cold_starts(url: &str, runs: usize) {
         pct(times, 0.5),
         max.as_secs_f64() * 1000.0,
         os_migrate()
+    );
+}
+
+/// Peak RSS of a Lambda handler process over one invocation each: the
+/// `trigger` function answering a Function URL request whose run (three
+/// noop tasks) it advances inline, as deployed without
+/// `ORK_ADVANCE_FUNCTION`.
+async fn lambda_memory(url: &str, runs: usize) {
+    let binary = ork_tests::bin::path("ork-functions", "trigger");
+    if !binary.exists() {
+        println!("lambda handler memory    skipped: build {} first (cargo build --release -p ork-functions)", binary.display());
+        return;
+    }
+    let store = Store::connect(url).await.unwrap();
+    let engine = Engine::new(store, Executors::new(), EngineConfig::default());
+    let yaml = "name: rss\ntasks:\n  a: {executor: noop}\n  b: {executor: noop, depends_on: [a]}\n  c: {executor: noop, depends_on: [b]}\n";
+    engine
+        .apply(&spec::parse_str(yaml, None).unwrap(), None)
+        .await
+        .unwrap();
+    let env = vec![
+        ("ORK_DATABASE_URL".to_owned(), url.to_owned()),
+        ("ORK_MIGRATE".to_owned(), os_migrate()),
+        ("ORK_API_KEY".to_owned(), "bench-key".to_owned()),
+        (
+            "ORK_SIGNING_KEY".to_owned(),
+            "bench-bench-bench-bench-bench-32".to_owned(),
+        ),
+        ("RUST_LOG".to_owned(), "error".to_owned()),
+    ];
+    let event = json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": "/",
+        "rawQueryString": "",
+        "headers": {"authorization": "Bearer bench-key", "content-type": "application/json"},
+        "requestContext": {"http": {"method": "POST", "path": "/"}, "requestId": "r", "timeEpoch": 0},
+        "body": json!({"workflow": "rss"}).to_string(),
+        "isBase64Encoded": false,
+    });
+    let mut peaks = Vec::new();
+    for _ in 0..runs {
+        let done = ork_tests::lambda_runtime::invoke(&binary, "trigger", &env, event.clone()).await;
+        let answer = done.answer.expect("the trigger function answers");
+        assert_eq!(answer["statusCode"], 202, "{answer}");
+        peaks.push(done.peak_rss_kib.unwrap_or_default() as f64 / 1024.0);
+    }
+    peaks.sort_by(f64::total_cmp);
+    println!(
+        "lambda handler peak RSS  p50 {:>6.1} MiB  max {:>6.1} MiB   ({runs} invocations of `trigger`, the run advanced inline)",
+        peaks[peaks.len() / 2],
+        peaks[peaks.len() - 1]
     );
 }
 
@@ -239,7 +441,9 @@ async fn main() {
     let db = common::postgres().await;
     let url = db.url.clone();
     webhooks(&url).await;
+    webhook_load(&url, 10_000, 64).await;
     cold_starts(&url, 20).await;
+    lambda_memory(&url, 10).await;
     cloud_run_dispatches(&url, 100, 1).await;
     cloud_run_dispatches(&url, 400, 32).await;
 }

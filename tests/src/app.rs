@@ -144,6 +144,7 @@ impl TestAppBuilder {
             oidc: self.oidc,
             waker: self.waker,
             log_dir: self.log_dir,
+            reports: Default::default(),
         });
         let app = ork_api::http::router(handlers.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });

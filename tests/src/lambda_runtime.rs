@@ -28,6 +28,15 @@ pub struct Answered {
     pub answer: Result<Value, Value>,
     /// From exec to the first `next` call.
     pub cold_start: Option<Duration>,
+    /// The process's peak resident set once it answered (`VmHWM`), KiB.
+    pub peak_rss_kib: Option<u64>,
+}
+
+/// A live process's peak resident set, from `/proc/<pid>/status`.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 struct Invocation {
@@ -132,6 +141,7 @@ pub async fn invoke(
         _ = tokio::time::sleep(PATIENCE) => Err(json!(format!("no answer in {PATIENCE:?}"))),
     };
     let cold_start = inv.ready_at.lock().unwrap().map(|ready| ready - exec);
+    let peak_rss_kib = child.id().and_then(peak_rss_kib);
     // Lambda freezes or ends the environment after the answer: stop it.
     let _ = child.kill().await;
     assert!(
@@ -139,5 +149,9 @@ pub async fn invoke(
         "the function's process is gone"
     );
     server.abort();
-    Answered { answer, cold_start }
+    Answered {
+        answer,
+        cold_start,
+        peak_rss_kib,
+    }
 }

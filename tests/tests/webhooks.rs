@@ -316,9 +316,95 @@ async fn a_cloud_run_execution_event_is_checked_then_recorded(db: TestDb) {
     assert_eq!(s.post("/events", &json!({"hello": 1})).await.0, 400);
 }
 
+/// Group commit and coalesced advances under load: 32 workers complete
+/// 300 parent → child pairs as fast as they are dispatched (`ork serve`'s
+/// background advancer), each completion releasing its own child. Every
+/// report is recorded once, every child dispatched exactly once, the run
+/// finalized once.
+async fn thirty_two_workers_release_three_hundred_children_once(db: TestDb) {
+    const PAIRS: usize = 300;
+    let holding = Arc::new(Holding::default());
+    let app = TestApp::builder(db.store.clone())
+        .executors(Executors::new().with(ExecutorKind::Noop, holding.clone()))
+        .advancer(ork_api::advancer::Advancer::spawn())
+        .spawn()
+        .await;
+    let mut yaml = String::from("name: pairs\ntasks:\n");
+    for i in 0..PAIRS {
+        yaml.push_str(&format!(
+            "  p{i}: {{executor: noop}}\n  c{i}: {{executor: noop, depends_on: [p{i}]}}\n"
+        ));
+    }
+    let spec = parse(&yaml);
+    app.engine.apply(&spec, None).await.unwrap();
+    let (status, body) = app.post("/trigger", &json!({"workflow": "pairs"})).await;
+    assert_eq!(status, 202, "{body}");
+    let run: uuid::Uuid = body["run_id"].as_str().unwrap().parse().unwrap();
+    let app = Arc::new(app);
+    let dispatched: Arc<Mutex<Vec<String>>> = Arc::default();
+    let recorded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..32)
+        .map(|_| {
+            let (app, holding, dispatched, recorded) = (
+                app.clone(),
+                holding.clone(),
+                dispatched.clone(),
+                recorded.clone(),
+            );
+            tokio::spawn(async move {
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                while recorded.load(std::sync::atomic::Ordering::SeqCst) < 2 * PAIRS {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the workers got stuck"
+                    );
+                    let next = holding.0.lock().unwrap().pop();
+                    let Some(req) = next else {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        continue;
+                    };
+                    dispatched.lock().unwrap().push(req.attempt.name.clone());
+                    let token = req.callback.unwrap().token;
+                    let (status, body) = app.post("/complete", &report(&token, "success")).await;
+                    assert_eq!(
+                        (status, &body["result"]),
+                        (200, &json!("recorded")),
+                        "{body}"
+                    );
+                    recorded.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let mut names = dispatched.lock().unwrap().clone();
+    names.sort();
+    let before = names.len();
+    names.dedup();
+    assert_eq!(
+        (before, names.len()),
+        (2 * PAIRS, 2 * PAIRS),
+        "each task dispatched once"
+    );
+    let status = db.store.get_run(run).await.unwrap().status;
+    assert_eq!(status, RunStatus::Success);
+    let events = db.store.run_events(run).await.unwrap();
+    assert_eq!(
+        events.iter().filter(|e| e.status == "success").count(),
+        2 * PAIRS + 1
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.status == "dispatched").count(),
+        2 * PAIRS
+    );
+}
+
 on_both_backends!(
     a_cloud_run_execution_event_is_checked_then_recorded,
     callbacks_are_authenticated_idempotent_and_never_stale,
     bad_bodies_get_clear_errors,
     sixty_four_concurrent_webhooks_finalize_once,
+    thirty_two_workers_release_three_hundred_children_once,
 );

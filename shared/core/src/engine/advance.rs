@@ -43,8 +43,10 @@ impl Engine {
         let wf = self.workflow(&run.workflow, Some(run.version)).await?;
         let gates = super::limits::claim_limits(&wf, &run);
         let gates = gates.as_ref();
+        let workflows = HashMap::from([(run.id, wf.clone())]);
+        let (run, wf, workflows) = (&run, &wf, &workflows);
         loop {
-            let claimed = retry(TRANSIENT_DB, Error::is_transient, || async move {
+            let (claimed, immediate) = retry(TRANSIENT_DB, Error::is_transient, || async move {
                 let mut tx = self.store.begin().await?;
                 let now = Utc::now();
                 let lease_until = limits::after(now, self.config.lease);
@@ -57,31 +59,117 @@ impl Engine {
                             .await?
                     }
                 };
+                // The attempts of immediate executors end here, in the
+                // claim's transaction: one commit instead of three.
+                let (now_done, claimed): (Vec<ClaimedTask>, Vec<ClaimedTask>) = claimed
+                    .into_iter()
+                    .partition(|t| self.is_immediate(wf, &t.name));
+                let immediate = if now_done.is_empty() {
+                    None
+                } else {
+                    let mut ended = self.dispatch_immediate(run, wf, &now_done).await;
+                    let expansions = self.prepare_all(&mut ended, workflows).await;
+                    let done = self.record(&mut tx, &ended, workflows, &expansions).await?;
+                    Some((ended, done, now_done.len()))
+                };
                 tx.commit().await?;
-                Ok(claimed)
+                Ok((claimed, immediate))
             })
             .await?;
-            if claimed.is_empty() {
+            let claimed_n = claimed.len() + immediate.as_ref().map_or(0, |(_, _, n)| *n);
+            if claimed_n == 0 {
                 break;
             }
-            let full_batch = claimed.len() as i64 == self.config.claim_batch;
-            advanced.dispatched += claimed.len();
-            metrics::histogram!("ork_claim_batch_size").record(claimed.len() as f64);
-            let (started, ended) = self.dispatch(&run, &wf, claimed).await?;
-            advanced.started.extend(started);
-            // New leases and deadlines.
-            self.poke();
-            if !ended.is_empty() {
-                let done = self.complete(&ended).await?;
+            let full_batch = claimed_n as i64 == self.config.claim_batch;
+            advanced.dispatched += claimed_n;
+            metrics::histogram!("ork_claim_batch_size").record(claimed_n as f64);
+            let mut ended_any = false;
+            if let Some((ended, done, _)) = immediate {
+                let done = self.after_complete(&ended, workflows, done).await;
                 if let Some((_, status)) = done.finalized.first() {
                     advanced.finalized = Some(*status);
                 }
+                ended_any = true;
             }
-            if !full_batch && ended.is_empty() {
+            if !claimed.is_empty() {
+                let (started, ended) = self.dispatch(run, wf, claimed).await?;
+                advanced.started.extend(started);
+                // New leases and deadlines.
+                self.poke();
+                if !ended.is_empty() {
+                    let done = self.complete(&ended).await?;
+                    if let Some((_, status)) = done.finalized.first() {
+                        advanced.finalized = Some(*status);
+                    }
+                    ended_any = true;
+                }
+            }
+            if !full_batch && !ended_any {
                 break;
             }
         }
         Ok(advanced)
+    }
+
+    /// Whether a task's executor is [`immediate`](crate::executor::Executor::immediate).
+    fn is_immediate(&self, wf: &Workflow, task: &str) -> bool {
+        wf.spec
+            .tasks
+            .get(task)
+            .and_then(|t| self.executors.get(t.executor))
+            .is_some_and(|e| e.immediate())
+    }
+
+    /// Dispatches claimed attempts of immediate executors, which end at
+    /// once: their completions (an executor that did start one broke its
+    /// contract, and the attempt fails).
+    async fn dispatch_immediate(
+        &self,
+        run: &Run,
+        wf: &Workflow,
+        claimed: &[ClaimedTask],
+    ) -> Vec<Completion> {
+        let mut ended = Vec::with_capacity(claimed.len());
+        for t in claimed {
+            let spec = wf.spec.tasks[&t.name].clone();
+            let kind = spec.executor;
+            let req = DispatchRequest {
+                input: serde_json::Value::Null,
+                input_file: None,
+                input_url: None,
+                output_url: None,
+                item: t.item.clone(),
+                attempt: t.attempt_ref(run),
+                task_count: t.task_count,
+                timeout: spec.timeout,
+                base_dir: wf.spec.base_dir.clone(),
+                callback: None,
+                spec,
+            };
+            let result = match self.executors.get(kind) {
+                Some(executor) => executor.dispatch(&req).await,
+                None => Err(ExecutorError::not_configured(
+                    Error::NoExecutor(kind.as_str().into()).to_string(),
+                )),
+            };
+            let outcome = match result {
+                Ok(Dispatch::Finished(outcome)) => outcome,
+                Ok(Dispatch::Started { .. }) => {
+                    Outcome::dispatch_failed(&ExecutorError::permanent(format!(
+                        "the {} executor started an attempt it said would end at once",
+                        kind.as_str()
+                    )))
+                }
+                Err(error) => Outcome::dispatch_failed(&error),
+            };
+            metrics::counter!("ork_tasks_dispatched_total", "executor" => kind.as_str(), "result" => "started")
+                .increment(1);
+            ended.push(Completion {
+                attempt: req.attempt,
+                outcome,
+            });
+        }
+        ended
     }
 
     /// Starts claimed attempts on their executors, at most

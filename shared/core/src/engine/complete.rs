@@ -40,7 +40,8 @@ use crate::Error;
 
 /// The items of the `foreach` children of a success, by attempt.
 /// With each child, its instances' rendered `concurrency.key`.
-type Expansions = HashMap<(Uuid, i64), Vec<(String, Vec<serde_json::Value>, Option<String>)>>;
+pub(super) type Expansions =
+    HashMap<(Uuid, i64), Vec<(String, Vec<serde_json::Value>, Option<String>)>>;
 
 /// The array at `path` in a parent's output, or why it is not one.
 fn foreach_items(
@@ -87,6 +88,8 @@ fn foreach_items(
 pub struct Completed {
     /// Completions that applied; the others were for attempts no longer in flight.
     pub applied: usize,
+    /// The attempts that applied, `(task, attempt)`.
+    pub recorded: Vec<(Uuid, i64)>,
     /// Runs this call finalized, with their final status.
     pub finalized: Vec<(Uuid, RunStatus)>,
     /// Runs in which tasks may now be ready: advance them next.
@@ -116,17 +119,47 @@ impl Engine {
             }
         }
         let mut completions = completions.to_vec();
+        let expansions = self.prepare_all(&mut completions, &workflows).await;
+        let (workflows, expansions) = (&workflows, &expansions);
+        let completions = &completions;
+        let done = retry(TRANSIENT_DB, Error::is_transient, || async move {
+            let mut tx = self.store.begin().await?;
+            let done = self
+                .record(&mut tx, completions, workflows, expansions)
+                .await?;
+            tx.commit().await?;
+            Ok(done)
+        })
+        .await?;
+        Ok(self.after_complete(completions, workflows, done).await)
+    }
+
+    /// [`Engine::prepare`] for each completion: the `foreach` expansions
+    /// their successes make.
+    pub(super) async fn prepare_all(
+        &self,
+        completions: &mut [Completion],
+        workflows: &HashMap<Uuid, Arc<Workflow>>,
+    ) -> Expansions {
         let mut expansions: Expansions = HashMap::new();
-        for c in &mut completions {
+        for c in completions {
             let wf = &workflows[&c.attempt.run_id];
             self.prepare(c, wf, &mut expansions).await;
         }
-        let (workflows, expansions) = (&workflows, &expansions);
-        let completions = &completions;
-        let mut done = retry(TRANSIENT_DB, Error::is_transient, || {
-            self.complete_in_transaction(completions, workflows, expansions)
-        })
-        .await?;
+        expansions
+    }
+
+    /// After the transaction: input documents removed, metrics, the next
+    /// runs of backfills a finished run made room for.
+    pub(super) async fn after_complete(
+        &self,
+        completions: &[Completion],
+        workflows: &HashMap<Uuid, Arc<Workflow>>,
+        mut done: Completed,
+    ) -> Completed {
+        if done.applied > 0 {
+            self.poke();
+        }
         // The attempts are over: their input documents are not read again.
         let ended: Vec<(&crate::model::AttemptRef, bool)> = completions
             .iter()
@@ -158,7 +191,7 @@ impl Engine {
                 Err(e) => tracing::error!(error = %e, "backfill: cannot continue"),
             }
         }
-        Ok(done)
+        done
     }
 
     /// Before the transaction: moves a large output into the payload store,
@@ -242,14 +275,16 @@ impl Engine {
         expansions.insert((a.task_id, a.attempt), found);
     }
 
-    /// One try of [`Engine::complete`]'s transaction.
-    async fn complete_in_transaction(
+    /// [`Engine::complete`]'s work inside a transaction (the caller's:
+    /// `advance` records the attempts of immediate executors in their
+    /// claim's).
+    pub(super) async fn record(
         &self,
+        tx: &mut crate::store::Tx,
         completions: &[Completion],
         workflows: &HashMap<Uuid, Arc<Workflow>>,
         expansions: &Expansions,
     ) -> Result<Completed, Error> {
-        let mut tx = self.store.begin().await?;
         let now = Utc::now();
         let results: Vec<AttemptResult> = completions
             .iter()
@@ -291,6 +326,7 @@ impl Engine {
         let finished = tx.finish_attempts(&results, now).await?;
         let mut completed = Completed {
             applied: finished.len(),
+            recorded: finished.iter().map(|f| (f.id, f.attempt)).collect(),
             ..Completed::default()
         };
         let mut by_run: HashMap<Uuid, Vec<_>> = HashMap::new();
@@ -364,20 +400,16 @@ impl Engine {
                 closed += skipped;
             }
             if let Some(status) = tx.close_tasks(run_id, closed, failed, now).await? {
-                self.store_cost(&mut tx, &wf.spec, run_id, now).await?;
+                self.store_cost(tx, &wf.spec, run_id, now).await?;
                 completed.finalized.push((run_id, status));
             } else if !releases.is_empty() || retrying {
                 completed.to_advance.push(run_id);
             }
         }
-        self.free_slots(&mut tx, &finished, workflows, &mut completed)
+        self.free_slots(tx, &finished, workflows, &mut completed)
             .await?;
         if completed.applied > 0 {
             tx.notify_wake().await?;
-        }
-        tx.commit().await?;
-        if completed.applied > 0 {
-            self.poke();
         }
         Ok(completed)
     }

@@ -38,13 +38,23 @@ pub async fn drive(
     let mut renew = tokio::time::interval(renew_every);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut owned: HashSet<(Uuid, i64)> = HashSet::new();
+    // Whether to read the run's status before waiting: after a completion
+    // batch that did not finalize it, this process knows it is open; a
+    // cancel from elsewhere is seen at the next tick.
+    let mut read_status = true;
     loop {
         let advanced = engine.advance(run_id).await?;
         owned.extend(advanced.started);
-        let run = engine.store().get_run(run_id).await?;
-        if run.status.is_final() {
-            return Ok(run.status);
+        if let Some(status) = advanced.finalized {
+            return Ok(status);
         }
+        if read_status {
+            let run = engine.store().get_run(run_id).await?;
+            if run.status.is_final() {
+                return Ok(run.status);
+            }
+        }
+        read_status = true;
         tokio::select! {
             received = completions.recv() => {
                 let Some(first) = received else {
@@ -54,7 +64,11 @@ pub async fn drive(
                 while let Ok(c) = completions.try_recv() {
                     batch.push(c);
                 }
-                engine.complete(&batch).await?;
+                let done = engine.complete(&batch).await?;
+                if let Some((_, status)) = done.finalized.iter().find(|(r, _)| *r == run_id) {
+                    return Ok(*status);
+                }
+                read_status = false;
             }
             _ = renew.tick() => {
                 let mine: Vec<(Uuid, i64)> = owned.iter().copied().collect();

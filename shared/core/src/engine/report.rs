@@ -1,18 +1,22 @@
 //! Reports from workers (the `on-task-complete` webhook): completions and
 //! heartbeats for one attempt, already authenticated by its token.
 
+use std::collections::HashSet;
+
 use chrono::Utc;
+use uuid::Uuid;
 
 use super::{Completed, Engine};
 use crate::executor::Completion;
-use crate::model::{AttemptRef, TaskStatus};
+use crate::model::{AttemptRef, RunStatus, TaskStatus};
 use crate::Error;
 
-/// What became of a worker's report: [`Engine::report`]'s answer.
-#[derive(Debug, Clone)]
+/// What became of a worker's report: one of [`Engine::report_all`]'s answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reported {
-    /// The attempt was in flight; its end is recorded.
-    Applied(Completed),
+    /// The attempt was in flight; its end is recorded. `finalized`: the
+    /// status of its run, when this batch finalized it.
+    Applied { finalized: Option<RunStatus> },
     /// The attempt's end was recorded before (a replay, or the run was
     /// cancelled): nothing changed.
     Duplicate,
@@ -24,32 +28,53 @@ pub enum Reported {
 }
 
 impl Engine {
-    /// Records a worker's report of its attempt's end, and says which of
-    /// the [`Reported`] cases it was. Idempotent: only the first report of an
-    /// attempt in flight changes anything.
-    #[tracing::instrument(level = "debug", skip_all, fields(run_id = %completion.attempt.run_id, task = %completion.attempt.name, index = completion.attempt.task_index, attempt = completion.attempt.attempt))]
-    pub async fn report(&self, completion: Completion) -> Result<Reported, Error> {
-        let done = self.complete(std::slice::from_ref(&completion)).await?;
-        if done.applied == 1 {
-            return Ok(Reported::Applied(done));
+    /// Records workers' reports of their attempts' ends, all in one
+    /// transaction (group commit: `ork serve` gathers the reports that
+    /// arrive while the previous batch commits), and says which of the
+    /// [`Reported`] cases each one was, in order, with what the batch
+    /// changed. Idempotent: only the first report of an attempt in flight
+    /// changes anything, within a batch as across batches.
+    #[tracing::instrument(level = "debug", skip_all, fields(reports = completions.len()))]
+    pub async fn report_all(
+        &self,
+        completions: &[Completion],
+    ) -> Result<(Vec<Reported>, Completed), Error> {
+        let done = self.complete(completions).await?;
+        let mut recorded: HashSet<(Uuid, i64)> = done.recorded.iter().copied().collect();
+        let mut answers = Vec::with_capacity(completions.len());
+        for c in completions {
+            let a = &c.attempt;
+            let answer = if recorded.remove(&(a.task_id, a.attempt)) {
+                let finalized = done
+                    .finalized
+                    .iter()
+                    .find(|(run, _)| *run == a.run_id)
+                    .map(|(_, status)| *status);
+                Reported::Applied { finalized }
+            } else {
+                self.not_recorded(a).await?
+            };
+            answers.push(answer);
         }
-        let n = completion.attempt.attempt;
-        Ok(
-            match self.store.get_task(completion.attempt.task_id).await? {
-                None => Reported::Unknown,
-                Some(t) if t.attempt > n => Reported::Stale,
-                // Back to pending with no outcome recorded: the claim of this
-                // attempt was requeued by the sweeper, the attempt is void.
-                Some(t)
-                    if t.status == TaskStatus::Pending
-                        && t.exit_code.is_none()
-                        && t.error.is_none() =>
-                {
-                    Reported::Stale
-                }
-                Some(_) => Reported::Duplicate,
-            },
-        )
+        Ok((answers, done))
+    }
+
+    /// Why a report changed nothing.
+    async fn not_recorded(&self, a: &AttemptRef) -> Result<Reported, Error> {
+        Ok(match self.store.get_task(a.task_id).await? {
+            None => Reported::Unknown,
+            Some(t) if t.attempt > a.attempt => Reported::Stale,
+            // Back to pending with no outcome recorded: the claim of this
+            // attempt was requeued by the sweeper, the attempt is void.
+            Some(t)
+                if t.status == TaskStatus::Pending
+                    && t.exit_code.is_none()
+                    && t.error.is_none() =>
+            {
+                Reported::Stale
+            }
+            Some(_) => Reported::Duplicate,
+        })
     }
 
     /// A worker's heartbeat: the attempt is `running`, and is given up if

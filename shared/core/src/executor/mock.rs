@@ -11,6 +11,10 @@ pub struct MockExecutor;
 
 #[async_trait]
 impl Executor for MockExecutor {
+    fn immediate(&self) -> bool {
+        true
+    }
+
     async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         let s = &req.spec;
         let would = json!({

@@ -223,6 +223,14 @@ pub trait Executor: Send + Sync {
     /// [`ExecutorError::Transient`] one is retried (per the task's policy).
     async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError>;
 
+    /// `true` for an executor whose attempts end at dispatch, touch nothing
+    /// outside this process and read no input (noop, mock): the engine
+    /// claims, dispatches and records them in one transaction, which it may
+    /// try again. Such an executor always answers [`Dispatch::Finished`].
+    fn immediate(&self) -> bool {
+        false
+    }
+
     /// Stops an attempt that is under way; stopping a finished one is not an error.
     async fn cancel(&self, attempt: &AttemptRef, execution_id: &str) -> Result<(), ExecutorError> {
         let _ = (attempt, execution_id);

@@ -9,6 +9,10 @@ pub struct NoopExecutor;
 
 #[async_trait]
 impl Executor for NoopExecutor {
+    fn immediate(&self) -> bool {
+        true
+    }
+
     async fn dispatch(&self, _req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         Ok(Dispatch::Finished(Outcome::success(None)))
     }

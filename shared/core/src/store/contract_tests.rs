@@ -307,6 +307,49 @@ async fn release_children_readies_a_group_at_zero(db: TestDb) {
     assert_eq!(claimed.iter().filter(|c| c.name == "b").count(), 1);
 }
 
+/// Several groups in one call (a batch of completions): each counted down,
+/// only those at zero readied.
+async fn release_children_counts_several_groups_in_one_call(db: TestDb) {
+    let run = run_of(&db.store).await;
+    let mut tx = db.store.begin().await.unwrap();
+    let other = Run {
+        id: Uuid::now_v7(),
+        tasks_total: 6,
+        tasks_open: 6,
+        ..run.clone()
+    };
+    let task = |name: &str, task_count, deps_remaining| NewTask {
+        name: name.into(),
+        task_count,
+        executor: "noop".into(),
+        max_attempts: 1,
+        deps_remaining,
+        ..NewTask::default()
+    };
+    let tasks_of = [task("a", 1, 0), task("b", 2, 2), task("c", 3, 1)];
+    assert!(tx.create_run(&other, &tasks_of).await.unwrap());
+    tx.release_children(other.id, &[("c".into(), 1), ("b".into(), 1)], now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let all = tasks(&db.store, other.id).await;
+    let of = |name: &str| -> Vec<(i64, bool)> {
+        all.iter()
+            .filter(|t| t.name == name)
+            .map(|t| (t.deps_remaining, t.ready_at.is_some()))
+            .collect()
+    };
+    assert_eq!(of("b"), vec![(2, false); 2], "b waits for one more parent");
+    assert_eq!(of("c"), vec![(0, true); 3], "c's group reached zero");
+    let claimed = claim_all(&db.store, other.id).await;
+    let mut names: Vec<&str> = claimed.iter().map(|c| c.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["a", "c", "c", "c"]);
+    // The first run's groups are untouched.
+    let b = tasks(&db.store, run.id).await;
+    assert!(b.iter().all(|t| t.name != "b" || t.deps_remaining == 2));
+}
+
 async fn skip_pending_skips_only_pending_instances(db: TestDb) {
     let run = run_of(&db.store).await;
     let claimed = claim_all(&db.store, run.id).await;
@@ -642,6 +685,7 @@ crate::on_both_backends!(
     mark_started_moves_dispatched_to_running,
     finish_attempts_applies_only_attempts_in_flight,
     release_children_readies_a_group_at_zero,
+    release_children_counts_several_groups_in_one_call,
     skip_pending_skips_only_pending_instances,
     close_tasks_finalizes_the_run_exactly_once,
     heartbeat_starts_a_dispatched_attempt_and_extends_a_running_one,

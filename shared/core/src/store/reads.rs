@@ -353,6 +353,12 @@ impl Store {
         self.read_readable(sql).await
     }
 
+    /// A run's task instances, named and numbered only: what `ork run`'s
+    /// progress follows (a fraction of a whole row's bytes at 100,000).
+    pub async fn run_instances(&self, run_id: Uuid) -> Result<Vec<InstanceRow>, Error> {
+        self.read_all(Sql::new(RUN_INSTANCES).bind(run_id)).await
+    }
+
     /// A run's task instances counted per name and status.
     pub async fn run_task_groups(&self, run_id: Uuid) -> Result<Vec<TaskGroupRow>, Error> {
         self.read_all(Sql::new(RUN_TASK_GROUPS).bind(run_id)).await
@@ -437,6 +443,15 @@ pub struct RunFilter {
     pub workflow: Option<String>,
     pub status: Option<String>,
     pub trigger: Option<String>,
+}
+
+/// A task instance, by id: its name and place.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InstanceRow {
+    pub id: Uuid,
+    pub name: String,
+    pub task_index: i64,
+    pub task_count: i64,
 }
 
 /// The instances of one task name of a run in one status.

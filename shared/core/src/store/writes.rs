@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::sql::{Conn, Placeholder, Sql};
+use super::sql::{Conn, Dialect, Placeholder, Sql};
 use super::statements::*;
 use super::Tx;
 use crate::model::{Run, RunStatus, TaskStatus};
@@ -403,8 +403,9 @@ impl Tx {
     /// Counts succeeded parent instances against their children:
     /// `(child task name, how many parent instances succeeded)`. When a
     /// child's count reaches zero, all its instances become ready. One
-    /// update per child name (in name order, so concurrent releases lock
-    /// groups in the same order), not one per instance.
+    /// update per child name, not one per instance; and when several
+    /// children are released (a batch of completions), one statement for
+    /// all of them, after locking their rows in name order.
     pub(crate) async fn release_children(
         &mut self,
         run_id: Uuid,
@@ -414,19 +415,51 @@ impl Tx {
         let mut c = self.conn();
         let mut releases = releases.to_vec();
         releases.sort();
-        for (name, n) in releases {
+        if let [(name, n)] = releases.as_slice() {
             let left: Option<Count> = c
                 .fetch_optional(
                     Sql::new(RELEASE_GROUP)
                         .bind(run_id)
                         .bind(name.as_str())
-                        .bind(n),
+                        .bind(*n),
                 )
                 .await?;
             if left.is_some_and(|l| l.n == 0) {
-                c.execute(Sql::new(MARK_GROUP_READY).bind(run_id).bind(name).bind(now))
-                    .await?;
+                c.execute(
+                    Sql::new(MARK_GROUP_READY)
+                        .bind(run_id)
+                        .bind(name.as_str())
+                        .bind(now),
+                )
+                .await?;
             }
+            return Ok(());
+        }
+        #[derive(sqlx::FromRow)]
+        struct Left {
+            name: String,
+            n: i64,
+        }
+        let mut ready: Vec<String> = Vec::new();
+        for chunk in releases.chunks(CHUNK) {
+            if c.dialect() == Dialect::Postgres {
+                let mut lock = Sql::new(LOCK_GROUPS_HEAD).bind(run_id);
+                lock.push_list(chunk.iter().map(|(name, _)| name.clone()));
+                lock.push(LOCK_GROUPS_TAIL);
+                c.execute(lock).await?;
+            }
+            let mut sql = Sql::new(RELEASE_GROUPS_HEAD).bind(run_id);
+            sql.push_values(chunk, |s, (name, n)| vec![s.arg(name.as_str()), s.arg(*n)]);
+            sql.push(RELEASE_GROUPS_TAIL);
+            let left: Vec<Left> = c.fetch_all(sql).await?;
+            ready.extend(left.into_iter().filter(|l| l.n == 0).map(|l| l.name));
+        }
+        ready.sort();
+        for chunk in ready.chunks(CHUNK) {
+            let mut sql = Sql::new(MARK_GROUPS_READY_HEAD).bind(run_id).bind(now);
+            sql.push_list(chunk.iter().cloned());
+            sql.push(")");
+            c.execute(sql).await?;
         }
         Ok(())
     }
