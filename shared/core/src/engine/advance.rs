@@ -146,12 +146,14 @@ impl Engine {
                 callback: None,
                 spec,
             };
+            let started = std::time::Instant::now();
             let result = match self.executors.get(kind) {
                 Some(executor) => executor.dispatch(&req).await,
                 None => Err(ExecutorError::not_configured(
                     Error::NoExecutor(kind.as_str().into()).to_string(),
                 )),
             };
+            dispatch_metrics(kind, result.is_ok(), started);
             let outcome = match result {
                 Ok(Dispatch::Finished(outcome)) => outcome,
                 Ok(Dispatch::Started { .. }) => {
@@ -162,8 +164,6 @@ impl Engine {
                 }
                 Err(error) => Outcome::dispatch_failed(&error),
             };
-            metrics::counter!("ork_tasks_dispatched_total", "executor" => kind.as_str(), "result" => "started")
-                .increment(1);
             ended.push(Completion {
                 attempt: req.attempt,
                 outcome,
@@ -236,12 +236,7 @@ impl Engine {
                         Error::NoExecutor(req.spec.executor.as_str().into()).to_string(),
                     )),
                 };
-                let kind = req.spec.executor.as_str();
-                let outcome = if result.is_ok() { "started" } else { "error" };
-                metrics::counter!("ork_tasks_dispatched_total", "executor" => kind, "result" => outcome)
-                    .increment(1);
-                metrics::histogram!("ork_dispatch_seconds", "executor" => kind)
-                    .record(started.elapsed().as_secs_f64());
+                dispatch_metrics(req.spec.executor, result.is_ok(), started);
                 (req.attempt, req.timeout, result)
             })
             .buffer_unordered(self.config.dispatch_concurrency.max(1))
@@ -467,6 +462,15 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// Counts a dispatch and how long it took, by executor.
+fn dispatch_metrics(kind: crate::spec::ExecutorKind, ok: bool, started: std::time::Instant) {
+    let (kind, outcome) = (kind.as_str(), if ok { "started" } else { "error" });
+    metrics::counter!("ork_tasks_dispatched_total", "executor" => kind, "result" => outcome)
+        .increment(1);
+    metrics::histogram!("ork_dispatch_seconds", "executor" => kind)
+        .record(started.elapsed().as_secs_f64());
 }
 
 impl ClaimedTask {
