@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::sql::{Row, Sql};
+use super::sql::{Dialect, Row, Sql};
 use super::statements::*;
 use super::Store;
 use chrono::{DateTime, Utc};
@@ -211,9 +211,17 @@ impl Store {
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        let mut sql = Sql::new(TASK_OUTPUTS_HEAD).bind(run_id);
-        sql.push_list(names.iter().copied());
-        sql.push(TASK_OUTPUTS_TAIL);
+        let sql = if self.dialect() == Dialect::Postgres {
+            let mut sql = Sql::new(TASK_OUTPUTS_PG_HEAD).bind(run_id);
+            sql.push_values(names.iter().copied(), |s, name| vec![s.arg(name)]);
+            sql.push(TASK_OUTPUTS_PG_TAIL);
+            sql
+        } else {
+            let mut sql = Sql::new(TASK_OUTPUTS_HEAD).bind(run_id);
+            sql.push_list(names.iter().copied());
+            sql.push(TASK_OUTPUTS_TAIL);
+            sql
+        };
         self.read_all(sql).await
     }
 

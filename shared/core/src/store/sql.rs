@@ -202,7 +202,9 @@ impl Sql {
     }
 }
 
-/// What differs between the two SQL dialects: row locking, and nothing else.
+/// What differs between the two SQL dialects: row locking, and the
+/// lookups of a run's rows by name that PostgreSQL must not plan as a scan
+/// of the run (`statements.rs`, the `_PG` statements).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Postgres,

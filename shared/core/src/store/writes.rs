@@ -405,7 +405,7 @@ impl Tx {
     /// child's count reaches zero, all its instances become ready. One
     /// update per child name, not one per instance; and when several
     /// children are released (a batch of completions), one statement for
-    /// all of them, after locking their rows in name order.
+    /// all of them, which on PostgreSQL locks their rows in name order.
     pub(crate) async fn release_children(
         &mut self,
         run_id: Uuid,
@@ -440,25 +440,33 @@ impl Tx {
             name: String,
             n: i64,
         }
+        let pg = c.dialect() == Dialect::Postgres;
         let mut ready: Vec<String> = Vec::new();
         for chunk in releases.chunks(CHUNK) {
-            if c.dialect() == Dialect::Postgres {
-                let mut lock = Sql::new(LOCK_GROUPS_HEAD).bind(run_id);
-                lock.push_list(chunk.iter().map(|(name, _)| name.clone()));
-                lock.push(LOCK_GROUPS_TAIL);
-                c.execute(lock).await?;
-            }
-            let mut sql = Sql::new(RELEASE_GROUPS_HEAD).bind(run_id);
+            let (head, tail) = if pg {
+                (RELEASE_GROUPS_PG_HEAD, RELEASE_GROUPS_PG_TAIL)
+            } else {
+                (RELEASE_GROUPS_HEAD, RELEASE_GROUPS_TAIL)
+            };
+            let mut sql = Sql::new(head).bind(run_id);
             sql.push_values(chunk, |s, (name, n)| vec![s.arg(name.as_str()), s.arg(*n)]);
-            sql.push(RELEASE_GROUPS_TAIL);
+            sql.push(tail);
             let left: Vec<Left> = c.fetch_all(sql).await?;
             ready.extend(left.into_iter().filter(|l| l.n == 0).map(|l| l.name));
         }
         ready.sort();
         for chunk in ready.chunks(CHUNK) {
-            let mut sql = Sql::new(MARK_GROUPS_READY_HEAD).bind(run_id).bind(now);
-            sql.push_list(chunk.iter().cloned());
-            sql.push(")");
+            let sql = if pg {
+                let mut sql = Sql::new(MARK_GROUPS_READY_PG_HEAD).bind(run_id).bind(now);
+                sql.push_values(chunk, |s, name| vec![s.arg(name.as_str())]);
+                sql.push(MARK_GROUPS_READY_PG_TAIL);
+                sql
+            } else {
+                let mut sql = Sql::new(MARK_GROUPS_READY_HEAD).bind(run_id).bind(now);
+                sql.push_list(chunk.iter().cloned());
+                sql.push(")");
+                sql
+            };
             c.execute(sql).await?;
         }
         Ok(())
