@@ -34,10 +34,12 @@ use ork_core::store::Store;
 use ork_tests::app::TestApp;
 use serde_json::json;
 
-/// Starts attempts, noting when each reached it, and keeps their tokens.
+/// Starts attempts, noting when each reached it and keeping its token;
+/// with a queue, also hands each `(key, token)` to the bench's workers.
 #[derive(Default)]
 struct Recorder {
     reached: Mutex<HashMap<String, (Instant, String)>>,
+    queue: Option<tokio::sync::mpsc::UnboundedSender<(String, String)>>,
 }
 
 #[async_trait]
@@ -52,11 +54,31 @@ impl Executor for Recorder {
         self.reached
             .lock()
             .unwrap()
-            .insert(key, (Instant::now(), token));
+            .insert(key.clone(), (Instant::now(), token.clone()));
+        if let Some(queue) = &self.queue {
+            let _ = queue.send((key, token));
+        }
         Ok(Dispatch::Started {
             execution_id: "bench".into(),
         })
     }
+}
+
+/// The handlers on `url`'s database, dispatching to `recorder`, with a
+/// workflow `name` of `pairs` parent → child pairs applied.
+async fn pairs_app(url: &str, recorder: &Arc<Recorder>, name: &str, pairs: usize) -> TestApp {
+    let store = Store::connect(url).await.unwrap();
+    let app = TestApp::builder(store)
+        .executors(Executors::new().with(ExecutorKind::Noop, recorder.clone()))
+        .advancer(Advancer::spawn())
+        .spawn()
+        .await;
+    let yaml = ork_tests::pairs_yaml(name, pairs);
+    app.engine
+        .apply(&spec::parse_str(&yaml, None).unwrap(), None)
+        .await
+        .unwrap();
+    app
 }
 
 fn pct(mut v: Vec<Duration>, p: f64) -> f64 {
@@ -68,26 +90,8 @@ fn pct(mut v: Vec<Duration>, p: f64) -> f64 {
 async fn webhooks(url: &str) {
     const PAIRS: usize = 300;
     let recorder = Arc::new(Recorder::default());
-    let store = Store::connect(url).await.unwrap();
-    let app = TestApp::builder(store)
-        .executors(Executors::new().with(ExecutorKind::Noop, recorder.clone()))
-        .advancer(Advancer::spawn())
-        .spawn()
-        .await;
-    let (engine, addr) = (
-        app.engine.clone(),
-        app.url.trim_start_matches("http://").to_owned(),
-    );
-    let mut yaml = String::from("name: pairs\ntasks:\n");
-    for i in 0..PAIRS {
-        yaml.push_str(&format!(
-            "  p{i}: {{executor: noop}}\n  c{i}: {{executor: noop, depends_on: [p{i}]}}\n"
-        ));
-    }
-    engine
-        .apply(&spec::parse_str(&yaml, None).unwrap(), None)
-        .await
-        .unwrap();
+    let app = pairs_app(url, &recorder, "pairs", PAIRS).await;
+    let addr = app.url.trim_start_matches("http://").to_owned();
 
     let http = reqwest::Client::new();
     let started = http
@@ -136,56 +140,15 @@ async fn webhooks(url: &str) {
     );
 }
 
-/// Dispatched attempts, as a queue the bench's workers take them from.
-struct Queue {
-    tx: tokio::sync::mpsc::UnboundedSender<(String, String)>,
-    reached: Mutex<HashMap<String, Instant>>,
-}
-
-#[async_trait]
-impl Executor for Queue {
-    async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
-        let key = format!("{}[{}]", req.attempt.name, req.attempt.task_index);
-        let token = req
-            .callback
-            .as_ref()
-            .map(|c| c.token.clone())
-            .unwrap_or_default();
-        self.reached
-            .lock()
-            .unwrap()
-            .insert(key.clone(), Instant::now());
-        let _ = self.tx.send((key, token));
-        Ok(Dispatch::Started {
-            execution_id: "bench".into(),
-        })
-    }
-}
-
 /// The completion webhook under load: `workers` concurrent workers, one
 /// HTTP completion per task, `pairs` parent → child pairs in one run.
 async fn webhook_load(url: &str, pairs: usize, workers: usize) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let queue = Arc::new(Queue {
-        tx,
-        reached: Mutex::default(),
+    let recorder = Arc::new(Recorder {
+        queue: Some(tx),
+        ..Recorder::default()
     });
-    let store = Store::connect(url).await.unwrap();
-    let app = TestApp::builder(store)
-        .executors(Executors::new().with(ExecutorKind::Noop, queue.clone()))
-        .advancer(Advancer::spawn())
-        .spawn()
-        .await;
-    let mut yaml = String::from("name: load\ntasks:\n");
-    for i in 0..pairs {
-        yaml.push_str(&format!(
-            "  p{i}: {{executor: noop}}\n  c{i}: {{executor: noop, depends_on: [p{i}]}}\n"
-        ));
-    }
-    app.engine
-        .apply(&spec::parse_str(&yaml, None).unwrap(), None)
-        .await
-        .unwrap();
+    let app = pairs_app(url, &recorder, "load", pairs).await;
     let addr = app.url.clone();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(workers)
@@ -256,9 +219,9 @@ async fn webhook_load(url: &str, pairs: usize, workers: usize) {
     }
     let secs = start.elapsed().as_secs_f64();
     let commits = commits().await - commits_before;
-    let (sent, reached) = (sent.lock().unwrap(), queue.reached.lock().unwrap());
+    let (sent, reached) = (sent.lock().unwrap(), recorder.reached.lock().unwrap());
     let to_child: Vec<Duration> = (0..pairs)
-        .map(|i| reached[&format!("c{i}[0]")] - sent[&format!("p{i}[0]")])
+        .map(|i| reached[&format!("c{i}[0]")].0 - sent[&format!("p{i}[0]")])
         .collect();
     println!(
         "webhook load             {:>8.0} /s   ({total} completions by {workers} workers in {secs:.2} s, each releasing a child)",

@@ -118,7 +118,7 @@ async fn bench(backend: &str, db: TestDb, tasks: usize) -> bool {
                 let c = { rx.lock().await.recv().await };
                 let Some(c) = c else { return };
                 let completed = engine.complete(&[c]).await.unwrap();
-                done.fetch_add(completed.applied, SeqCst);
+                done.fetch_add(completed.applied(), SeqCst);
                 for run in completed.to_advance {
                     engine.advance(run).await.unwrap();
                 }

@@ -23,3 +23,15 @@ pub mod moto;
 
 /// Runs each named test body (an `async fn(TestDb)`) on both backends.
 pub use ork_core::on_both_backends;
+
+/// A workflow `name` of `pairs` parent → child pairs of noop tasks
+/// (`p{i}` → `c{i}`): each parent's completion releases its own child.
+pub fn pairs_yaml(name: &str, pairs: usize) -> String {
+    let mut yaml = format!("name: {name}\ntasks:\n");
+    for i in 0..pairs {
+        yaml.push_str(&format!(
+            "  p{i}: {{executor: noop}}\n  c{i}: {{executor: noop, depends_on: [p{i}]}}\n"
+        ));
+    }
+    yaml
+}

@@ -359,7 +359,7 @@ async fn replayed_and_stale_completions_change_nothing(db: TestDb) {
             .complete(std::slice::from_ref(&failed))
             .await
             .unwrap()
-            .applied,
+            .applied(),
         1
     );
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -368,15 +368,15 @@ async fn replayed_and_stale_completions_change_nothing(db: TestDb) {
     assert_eq!(second.attempt, 2);
     let before = db.store.run_events(run.id).await.unwrap().len();
     // The superseded attempt reports again, either way: nothing changes.
-    assert_eq!(engine.complete(&[failed]).await.unwrap().applied, 0);
-    assert_eq!(engine.complete(&[ok(&first)]).await.unwrap().applied, 0);
+    assert_eq!(engine.complete(&[failed]).await.unwrap().applied(), 0);
+    assert_eq!(engine.complete(&[ok(&first)]).await.unwrap().applied(), 0);
     assert_eq!(db.store.run_events(run.id).await.unwrap().len(), before);
     // The current attempt finishes the run; its replay changes nothing.
     let done = engine.complete(&[ok(&second)]).await.unwrap();
     assert_eq!(done.finalized, vec![(run.id, RunStatus::Success)]);
     let after = db.store.run_events(run.id).await.unwrap().len();
     let replay = engine.complete(&[ok(&second), ok(&second)]).await.unwrap();
-    assert_eq!((replay.applied, replay.finalized.len()), (0, 0));
+    assert_eq!((replay.applied(), replay.finalized.len()), (0, 0));
     assert_eq!(db.store.run_events(run.id).await.unwrap().len(), after);
 }
 
@@ -414,7 +414,7 @@ async fn cancel_closes_the_run_and_ignores_late_completions(db: TestDb) {
         "a second cancel finds the run final"
     );
     let late = engine.complete(&[ok(&extract)]).await.unwrap();
-    assert_eq!(late.applied, 0);
+    assert_eq!(late.applied(), 0);
     let run = db.store.get_run(run.id).await.unwrap();
     assert_eq!(run.status, RunStatus::Cancelled);
     let tasks = db.store.run_tasks(run.id).await.unwrap();

@@ -353,7 +353,7 @@ async fn cost_is_attempt_time_times_resources_plus_invocations(db: TestDb) {
             }])
             .await
             .unwrap();
-        assert_eq!(done.applied, 1);
+        assert_eq!(done.applied(), 1);
     }
     engine.advance(run.id).await.unwrap();
     assert_eq!(
@@ -403,7 +403,7 @@ async fn end(
         }])
         .await
         .unwrap();
-    done.applied
+    done.applied()
 }
 
 /// The run's stored cost (`runs.cost_usd`), as `GET /api/runs` lists it.

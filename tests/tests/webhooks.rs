@@ -329,13 +329,7 @@ async fn thirty_two_workers_release_three_hundred_children_once(db: TestDb) {
         .advancer(ork_api::advancer::Advancer::spawn())
         .spawn()
         .await;
-    let mut yaml = String::from("name: pairs\ntasks:\n");
-    for i in 0..PAIRS {
-        yaml.push_str(&format!(
-            "  p{i}: {{executor: noop}}\n  c{i}: {{executor: noop, depends_on: [p{i}]}}\n"
-        ));
-    }
-    let spec = parse(&yaml);
+    let spec = parse(&ork_tests::pairs_yaml("pairs", PAIRS));
     app.engine.apply(&spec, None).await.unwrap();
     let (status, body) = app.post("/trigger", &json!({"workflow": "pairs"})).await;
     assert_eq!(status, 202, "{body}");

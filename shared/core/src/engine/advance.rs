@@ -70,13 +70,13 @@ impl Engine {
                     let mut ended = self.dispatch_immediate(run, wf, &now_done).await;
                     let expansions = self.prepare_all(&mut ended, workflows).await;
                     let done = self.record(&mut tx, &ended, workflows, &expansions).await?;
-                    Some((ended, done, now_done.len()))
+                    Some((ended, done))
                 };
                 tx.commit().await?;
                 Ok((claimed, immediate))
             })
             .await?;
-            let claimed_n = claimed.len() + immediate.as_ref().map_or(0, |(_, _, n)| *n);
+            let claimed_n = claimed.len() + immediate.as_ref().map_or(0, |(ended, _)| ended.len());
             if claimed_n == 0 {
                 break;
             }
@@ -84,7 +84,7 @@ impl Engine {
             advanced.dispatched += claimed_n;
             metrics::histogram!("ork_claim_batch_size").record(claimed_n as f64);
             let mut ended_any = false;
-            if let Some((ended, done, _)) = immediate {
+            if let Some((ended, done)) = immediate {
                 let done = self.after_complete(&ended, workflows, done).await;
                 if let Some((_, status)) = done.finalized.first() {
                     advanced.finalized = Some(*status);
@@ -109,6 +109,31 @@ impl Engine {
             }
         }
         Ok(advanced)
+    }
+
+    /// Hands one attempt to its executor (or fails it: its input was
+    /// `refused`, or no executor of its kind is configured), counting the
+    /// dispatch and how long it took.
+    async fn start(
+        &self,
+        req: &DispatchRequest,
+        refused: Option<String>,
+    ) -> Result<Dispatch, ExecutorError> {
+        let started = std::time::Instant::now();
+        let kind = req.spec.executor;
+        let result = match (refused, self.executors.get(kind)) {
+            (Some(why), _) => Err(ExecutorError::permanent(why)),
+            (None, Some(executor)) => executor.dispatch(req).await,
+            (None, None) => Err(ExecutorError::not_configured(
+                Error::NoExecutor(kind.as_str().into()).to_string(),
+            )),
+        };
+        let outcome = if result.is_ok() { "started" } else { "error" };
+        metrics::counter!("ork_tasks_dispatched_total", "executor" => kind.as_str(), "result" => outcome)
+            .increment(1);
+        metrics::histogram!("ork_dispatch_seconds", "executor" => kind.as_str())
+            .record(started.elapsed().as_secs_f64());
+        result
     }
 
     /// Whether a task's executor is [`immediate`](crate::executor::Executor::immediate).
@@ -146,15 +171,7 @@ impl Engine {
                 callback: None,
                 spec,
             };
-            let started = std::time::Instant::now();
-            let result = match self.executors.get(kind) {
-                Some(executor) => executor.dispatch(&req).await,
-                None => Err(ExecutorError::not_configured(
-                    Error::NoExecutor(kind.as_str().into()).to_string(),
-                )),
-            };
-            dispatch_metrics(kind, result.is_ok(), started);
-            let outcome = match result {
+            let outcome = match self.start(&req, None).await {
                 Ok(Dispatch::Finished(outcome)) => outcome,
                 Ok(Dispatch::Started { .. }) => {
                     Outcome::dispatch_failed(&ExecutorError::permanent(format!(
@@ -228,15 +245,7 @@ impl Engine {
             Result<Dispatch, ExecutorError>,
         )> = stream::iter(requests)
             .map(|(req, refused)| async move {
-                let started = std::time::Instant::now();
-                let result = match (refused, self.executors.get(req.spec.executor)) {
-                    (Some(why), _) => Err(ExecutorError::permanent(why)),
-                    (None, Some(executor)) => executor.dispatch(&req).await,
-                    (None, None) => Err(ExecutorError::not_configured(
-                        Error::NoExecutor(req.spec.executor.as_str().into()).to_string(),
-                    )),
-                };
-                dispatch_metrics(req.spec.executor, result.is_ok(), started);
+                let result = self.start(&req, refused).await;
                 (req.attempt, req.timeout, result)
             })
             .buffer_unordered(self.config.dispatch_concurrency.max(1))
@@ -462,15 +471,6 @@ impl Engine {
         }
         Ok(out)
     }
-}
-
-/// Counts a dispatch and how long it took, by executor.
-fn dispatch_metrics(kind: crate::spec::ExecutorKind, ok: bool, started: std::time::Instant) {
-    let (kind, outcome) = (kind.as_str(), if ok { "started" } else { "error" });
-    metrics::counter!("ork_tasks_dispatched_total", "executor" => kind, "result" => outcome)
-        .increment(1);
-    metrics::histogram!("ork_dispatch_seconds", "executor" => kind)
-        .record(started.elapsed().as_secs_f64());
 }
 
 impl ClaimedTask {

@@ -86,14 +86,20 @@ fn foreach_items(
 /// What one [`Engine::complete`] changed.
 #[derive(Debug, Clone, Default)]
 pub struct Completed {
-    /// Completions that applied; the others were for attempts no longer in flight.
-    pub applied: usize,
-    /// The attempts that applied, `(task, attempt)`.
+    /// The attempts whose completions applied, `(task, attempt)`; the
+    /// others were for attempts no longer in flight.
     pub recorded: Vec<(Uuid, i64)>,
     /// Runs this call finalized, with their final status.
     pub finalized: Vec<(Uuid, RunStatus)>,
     /// Runs in which tasks may now be ready: advance them next.
     pub to_advance: Vec<Uuid>,
+}
+
+impl Completed {
+    /// How many completions applied.
+    pub fn applied(&self) -> usize {
+        self.recorded.len()
+    }
 }
 
 impl Engine {
@@ -157,7 +163,7 @@ impl Engine {
         workflows: &HashMap<Uuid, Arc<Workflow>>,
         mut done: Completed,
     ) -> Completed {
-        if done.applied > 0 {
+        if done.applied() > 0 {
             self.poke();
         }
         // The attempts are over: their input documents are not read again.
@@ -176,7 +182,7 @@ impl Engine {
         for (run_id, _) in &done.finalized {
             self.config.payloads.forget_run_inputs(*run_id).await;
         }
-        metrics::counter!("ork_tasks_completed_total").increment(done.applied as u64);
+        metrics::counter!("ork_tasks_completed_total").increment(done.applied() as u64);
         for (run_id, status) in &done.finalized {
             tracing::info!(%run_id, %status, "run finished");
             metrics::counter!("ork_runs_finished_total", "status" => status.to_string())
@@ -325,7 +331,6 @@ impl Engine {
             .collect();
         let finished = tx.finish_attempts(&results, now).await?;
         let mut completed = Completed {
-            applied: finished.len(),
             recorded: finished.iter().map(|f| (f.id, f.attempt)).collect(),
             ..Completed::default()
         };
@@ -383,8 +388,7 @@ impl Engine {
                     _ => retrying = true,
                 }
             }
-            let mut releases: Vec<(String, i64)> = releases.into_iter().collect();
-            releases.sort();
+            let releases: Vec<(String, i64)> = releases.into_iter().collect();
             tx.release_children(run_id, &releases, now).await?;
             for task in failed_tasks {
                 let skipped = tx
@@ -408,7 +412,7 @@ impl Engine {
         }
         self.free_slots(tx, &finished, workflows, &mut completed)
             .await?;
-        if completed.applied > 0 {
+        if completed.applied() > 0 {
             tx.notify_wake().await?;
         }
         Ok(completed)

@@ -100,7 +100,7 @@ impl Engine {
         let alive: Vec<(Uuid, i64)> = alive.into_iter().filter_map(Result::err).collect();
         self.renew_leases(&alive).await?;
         let done = self.complete(&ended).await?;
-        swept.polled = done.applied;
+        swept.polled = done.applied();
         to_advance.extend(done.to_advance);
 
         swept.fired = self.fire_schedules(now).await?;
@@ -167,7 +167,7 @@ impl Engine {
             self.stop(&f.task, &f.attempt_ref()).await;
         }
         let done = self.complete(&completions).await?;
-        expired.overdue = done.applied;
+        expired.overdue = done.applied();
         expired.to_advance.extend(done.to_advance);
         expired.to_advance.sort();
         expired.to_advance.dedup();

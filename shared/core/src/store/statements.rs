@@ -278,13 +278,6 @@ pub(super) const REQUEUE_EXPIRED_CLAIMS_OF_RUN_HEAD: &str =
 
 // ---- readiness (`Tx::release_children`, `Tx::skip_pending`) ----
 
-pub(super) const RELEASE_GROUP: &str =
-    "UPDATE task_groups SET deps_remaining = deps_remaining - $3 \
-     WHERE run_id = $1 AND name = $2 RETURNING deps_remaining AS n";
-
-pub(super) const MARK_GROUP_READY: &str = "UPDATE tasks SET deps_remaining = 0, ready_at = $3 \
-     WHERE run_id = $1 AND name = $2 AND status = 'pending'";
-
 /// `$1` is the run; followed by one `(name, n)` tuple per group, then
 /// [`RELEASE_GROUPS_TAIL`]: every group counted down in one statement.
 pub(super) const RELEASE_GROUPS_HEAD: &str =
@@ -293,31 +286,35 @@ pub(super) const RELEASE_GROUPS_HEAD: &str =
 pub(super) const RELEASE_GROUPS_TAIL: &str = ") AS v WHERE task_groups.run_id = $1 \
      AND task_groups.name = v.column1 RETURNING task_groups.name, task_groups.deps_remaining AS n";
 
-/// [`RELEASE_GROUPS_HEAD`] on PostgreSQL: each group locked (in the order
-/// of the tuples: by name, so that two releases sharing groups wait for
-/// each other instead of deadlocking) and looked up by its whole key, then
-/// counted down. See the module doc for why the lookup is written so.
-pub(super) const RELEASE_GROUPS_PG_HEAD: &str =
-    "UPDATE task_groups SET deps_remaining = task_groups.deps_remaining - x.n \
-     FROM (SELECT v.n, g.ctid AS row FROM (VALUES ";
+/// Before [`RELEASE_GROUPS_HEAD`] on PostgreSQL: each group locked, in
+/// the order of the tuples (by name, so that two releases sharing groups
+/// wait for each other instead of deadlocking), each looked up by its
+/// whole key (the module doc). Followed by one `($n)` tuple per name, then
+/// [`LOCK_GROUPS_PG_TAIL`]. The count-down is a statement of its own: in
+/// one statement, a row another transaction changed while this one waited
+/// for its lock would be invisible to the update's snapshot, and its
+/// count-down lost.
+pub(super) const LOCK_GROUPS_PG_HEAD: &str = "SELECT g.name FROM (VALUES ";
 
-pub(super) const RELEASE_GROUPS_PG_TAIL: &str = ") AS v(name, n) CROSS JOIN LATERAL \
-     (SELECT ctid FROM task_groups WHERE run_id = $1 AND name = v.name FOR UPDATE OFFSET 0) g) x \
-     WHERE task_groups.ctid = x.row RETURNING task_groups.name, task_groups.deps_remaining AS n";
+pub(super) const LOCK_GROUPS_PG_TAIL: &str = ") AS v(name) CROSS JOIN LATERAL \
+     (SELECT name FROM task_groups WHERE run_id = $1 AND name = v.name FOR UPDATE OFFSET 0) g";
 
-/// [`MARK_GROUP_READY`] for several groups: followed by the names, then `)`.
+/// The groups at zero made ready: all their pending instances. Followed
+/// by the names, then `)`.
 pub(super) const MARK_GROUPS_READY_HEAD: &str =
     "UPDATE tasks SET deps_remaining = 0, ready_at = $2 \
      WHERE run_id = $1 AND (status || '') = 'pending' AND name IN (";
 
 /// [`MARK_GROUPS_READY_HEAD`] on PostgreSQL (the module doc): followed by
-/// one `($n)` tuple per name, then [`MARK_GROUPS_READY_PG_TAIL`].
+/// one `($n)` tuple per name, then [`MARK_GROUPS_READY_PG_TAIL`]. The
+/// status is checked again on the row updated, so that an instance whose
+/// status changed meanwhile (a cancel) is left as it is.
 pub(super) const MARK_GROUPS_READY_PG_HEAD: &str =
     "UPDATE tasks SET deps_remaining = 0, ready_at = $2 FROM (SELECT t.id FROM (VALUES ";
 
 pub(super) const MARK_GROUPS_READY_PG_TAIL: &str = ") AS v(name) CROSS JOIN LATERAL \
      (SELECT id FROM tasks WHERE run_id = $1 AND name = v.name AND (status || '') = 'pending' OFFSET 0) t) x \
-     WHERE tasks.id = x.id";
+     WHERE tasks.id = x.id AND (tasks.status || '') = 'pending'";
 
 /// Followed by the task names, then [`SKIP_PENDING_TAIL`].
 pub(super) const SKIP_PENDING_HEAD: &str = "UPDATE tasks SET status = 'skipped', finished_at = $1 \

@@ -403,9 +403,10 @@ impl Tx {
     /// Counts succeeded parent instances against their children:
     /// `(child task name, how many parent instances succeeded)`. When a
     /// child's count reaches zero, all its instances become ready. One
-    /// update per child name, not one per instance; and when several
-    /// children are released (a batch of completions), one statement for
-    /// all of them, which on PostgreSQL locks their rows in name order.
+    /// statement counts down every group released (a batch of completions
+    /// may release many), after one that locks their rows in name order on
+    /// PostgreSQL; one more readies the groups at zero, all their
+    /// instances at once.
     pub(crate) async fn release_children(
         &mut self,
         run_id: Uuid,
@@ -415,26 +416,6 @@ impl Tx {
         let mut c = self.conn();
         let mut releases = releases.to_vec();
         releases.sort();
-        if let [(name, n)] = releases.as_slice() {
-            let left: Option<Count> = c
-                .fetch_optional(
-                    Sql::new(RELEASE_GROUP)
-                        .bind(run_id)
-                        .bind(name.as_str())
-                        .bind(*n),
-                )
-                .await?;
-            if left.is_some_and(|l| l.n == 0) {
-                c.execute(
-                    Sql::new(MARK_GROUP_READY)
-                        .bind(run_id)
-                        .bind(name.as_str())
-                        .bind(now),
-                )
-                .await?;
-            }
-            return Ok(());
-        }
         #[derive(sqlx::FromRow)]
         struct Left {
             name: String,
@@ -443,14 +424,15 @@ impl Tx {
         let pg = c.dialect() == Dialect::Postgres;
         let mut ready: Vec<String> = Vec::new();
         for chunk in releases.chunks(CHUNK) {
-            let (head, tail) = if pg {
-                (RELEASE_GROUPS_PG_HEAD, RELEASE_GROUPS_PG_TAIL)
-            } else {
-                (RELEASE_GROUPS_HEAD, RELEASE_GROUPS_TAIL)
-            };
-            let mut sql = Sql::new(head).bind(run_id);
+            if pg {
+                let mut lock = Sql::new(LOCK_GROUPS_PG_HEAD).bind(run_id);
+                lock.push_values(chunk, |s, (name, _)| vec![s.arg(name.as_str())]);
+                lock.push(LOCK_GROUPS_PG_TAIL);
+                c.execute(lock).await?;
+            }
+            let mut sql = Sql::new(RELEASE_GROUPS_HEAD).bind(run_id);
             sql.push_values(chunk, |s, (name, n)| vec![s.arg(name.as_str()), s.arg(*n)]);
-            sql.push(tail);
+            sql.push(RELEASE_GROUPS_TAIL);
             let left: Vec<Left> = c.fetch_all(sql).await?;
             ready.extend(left.into_iter().filter(|l| l.n == 0).map(|l| l.name));
         }
