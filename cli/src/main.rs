@@ -224,9 +224,21 @@ fn quiet_broken_pipe() {
     }
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let cli = Cli::parse();
+    // `ork run` drives its run in this process: its threads stay on one
+    // CPU (before the runtime starts them), its tasks do not.
+    if matches!(cli.command, Command::Run { .. }) {
+        ork_executors::affinity::pin_to_current_cpu();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the async runtime");
+    runtime.block_on(run(cli));
+}
+
+async fn run(cli: Cli) {
     // `ork serve` logs each request and run transition; the others only warn.
     let default = match cli.command {
         Command::Serve { .. } => "info,sqlx=warn",

@@ -556,3 +556,50 @@ fn gc_from_the_command_line_and_the_retention_of_ork_serve() {
         "ork serve with ORK_RETENTION=1s deleted the run"
     );
 }
+
+/// The CPUs a process may run on, from `/proc/PID/status`.
+fn cpus_allowed(status: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn ork_run_keeps_itself_on_one_cpu_and_gives_its_tasks_every_cpu() {
+    let ours = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    // The task's parent is `ork run` itself.
+    std::fs::write(
+        dir.path().join("wf.yaml"),
+        "name: cpus\ntasks:\n  show:\n    command: [sh, -c, 'cat /proc/$PPID/status > ork.status; cat /proc/self/status > task.status']\n",
+    )
+    .unwrap();
+    let run = |pin: &str| {
+        let out = ork_on(dir.path())
+            .current_dir(dir.path())
+            .env("ORK_LOG_DIR", dir.path().join("logs"))
+            .env("ORK_PIN_CPU", pin)
+            .args(["run", "wf.yaml"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let read = |f: &str| cpus_allowed(&std::fs::read_to_string(dir.path().join(f)).unwrap());
+        (read("ork.status"), read("task.status"))
+    };
+    let (ork, task) = run("true");
+    assert_eq!(task, ours, "the task has every CPU ork was given");
+    if ours.contains(['-', ',']) {
+        assert!(
+            !ork.contains(['-', ',']),
+            "ork run is on one CPU, not {ork}"
+        );
+    }
+    let (ork, task) = run("false");
+    assert_eq!(
+        (ork.as_str(), task.as_str()),
+        (ours.as_str(), ours.as_str())
+    );
+}

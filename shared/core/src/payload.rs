@@ -432,7 +432,8 @@ impl Payloads {
             let has_files = match runs_with_files.get(&a.run_id) {
                 Some(has) => *has,
                 None => {
-                    let has = tokio::fs::try_exists(&dir).await.unwrap_or(false);
+                    // A stat: in place (see `check_output_file`).
+                    let has = std::fs::exists(&dir).unwrap_or(false);
                     runs_with_files.insert(a.run_id, has);
                     has
                 }
@@ -505,7 +506,10 @@ pub async fn check_output_file(
     inline_limit: u64,
     max_bytes: u64,
 ) -> Result<OutputFile, String> {
-    let Ok(meta) = tokio::fs::metadata(path).await else {
+    // A stat and a read of at most `inline_limit` bytes of a local file
+    // take microseconds: done in place, not on the blocking pool, whose
+    // hand-off cost more than the call on every completion.
+    let Ok(meta) = std::fs::metadata(path) else {
         return Ok(OutputFile::None);
     };
     let size = meta.len();
@@ -515,9 +519,7 @@ pub async fn check_output_file(
         ));
     }
     if size <= inline_limit {
-        let bytes = tokio::fs::read(path)
-            .await
-            .map_err(|e| format!("cannot read output: {e}"))?;
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read output: {e}"))?;
         return serde_json::from_slice(&bytes)
             .map(OutputFile::Inline)
             .map_err(|e| format!("output at $ORK_OUTPUT is not JSON: {e}"));

@@ -8,6 +8,7 @@
 //! [`standard`] is the registry every entry point uses: it maps each
 //! [`ExecutorKind`] to its executor, building the cloud ones on first use.
 
+pub mod affinity;
 #[cfg(feature = "aws")]
 mod aws;
 #[cfg(feature = "azure")]

@@ -84,6 +84,30 @@ fn group_running(group: Pid) -> bool {
         })
 }
 
+/// Where `program` is on `path` (the task's `PATH`, else this process's;
+/// relative entries from `base`, the task's directory), found here: left to
+/// the child, each `PATH` entry before the right one costs a failed `exec`
+/// while this process waits for the child (`vfork`), which a wide fan-out
+/// pays per task. A name with a `/`, or one not found, is left as it is
+/// (the spawn then fails with the OS's own error).
+fn find_program(program: &str, path: Option<&std::ffi::OsStr>, base: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return PathBuf::from(program);
+    }
+    let ours = std::env::var_os("PATH");
+    let Some(path) = path.or(ours.as_deref()) else {
+        return PathBuf::from(program);
+    };
+    std::env::split_paths(path)
+        .map(|dir| base.join(dir).join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| PathBuf::from(program))
+}
+
 /// Spawns `command args…` (or `python3 file args…`) with the worker
 /// environment, writes stdout and stderr to one log file per attempt, and
 /// reports the exit status (and the JSON left at `$ORK_OUTPUT`) on a channel.
@@ -234,7 +258,8 @@ impl Executor for ProcessExecutor {
                 c
             }
             None => {
-                let mut c = Command::new(&program);
+                let path = req.spec.env.get("PATH").map(std::ffi::OsStr::new);
+                let mut c = Command::new(find_program(&program, path, &base));
                 c.args(&args);
                 c
             }
@@ -246,7 +271,7 @@ impl Executor for ProcessExecutor {
                 humantime::format_duration(timeout).to_string(),
             );
         }
-        let mut child = command
+        command
             .process_group(0)
             .current_dir(&base)
             .envs(req.container_env())
@@ -255,8 +280,8 @@ impl Executor for ProcessExecutor {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
-            .kill_on_drop(detached.is_none())
-            .spawn()
+            .kill_on_drop(detached.is_none());
+        let mut child = crate::affinity::unpinned(|| command.spawn())
             .map_err(|e| ExecutorError::permanent(format!("cannot start {program:?}: {e}")))?;
         let pid = child.id().unwrap_or_default();
         let execution_id = format!("pid:{pid}");
@@ -340,5 +365,45 @@ impl Executor for ProcessExecutor {
             let _ = kill.send(());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_program;
+    use std::ffi::OsStr;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn finds_a_program_on_the_path_as_the_child_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let tool = bin.join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::write(bin.join("plain"), "not executable").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        // Entries before the right one are skipped; a relative entry is
+        // the task's directory's.
+        let path = OsStr::new("/nonexistent:bin");
+        assert_eq!(find_program("tool", Some(path), dir.path()), tool);
+        // Not executable, not found, or with a slash: left to the spawn.
+        assert_eq!(
+            find_program("plain", Some(path), dir.path()),
+            PathBuf::from("plain")
+        );
+        assert_eq!(
+            find_program("missing", Some(path), dir.path()),
+            PathBuf::from("missing")
+        );
+        assert_eq!(
+            find_program("./tool", Some(path), dir.path()),
+            PathBuf::from("./tool")
+        );
+        // Without the task's PATH, this process's.
+        let sh = find_program("sh", None, Path::new("/"));
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{sh:?}");
     }
 }

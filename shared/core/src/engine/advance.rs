@@ -15,7 +15,7 @@ use crate::limits;
 use crate::model::{AttemptRef, Run, RunStatus};
 use crate::payload::{self, PayloadRef, Piece};
 use crate::retry::retry;
-use crate::store::{ClaimedTask, Started};
+use crate::store::{Claim, ClaimedTask, Started};
 use crate::Error;
 
 #[derive(Debug, Clone, Default)]
@@ -49,15 +49,17 @@ impl Engine {
             let (claimed, immediate) = retry(TRANSIENT_DB, Error::is_transient, || async move {
                 let mut tx = self.store.begin().await?;
                 let now = Utc::now();
-                let lease_until = limits::after(now, self.config.lease);
-                let (batch, executors) =
-                    (self.config.claim_batch, self.config.executors.as_deref());
+                let claim = Claim {
+                    run_id,
+                    now,
+                    lease_until: limits::after(now, self.config.lease),
+                    limit: self.config.claim_batch,
+                    executors: self.config.executors.as_deref(),
+                    run_pending: run.status == RunStatus::Pending,
+                };
                 let claimed = match gates {
-                    None => tx.claim(run_id, now, lease_until, batch, executors).await?,
-                    Some(gates) => {
-                        tx.claim_limited(run_id, now, lease_until, batch, executors, gates)
-                            .await?
-                    }
+                    None => tx.claim(&claim).await?,
+                    Some(gates) => tx.claim_limited(&claim, gates).await?,
                 };
                 // The attempts of immediate executors end here, in the
                 // claim's transaction: one commit instead of three.

@@ -65,13 +65,22 @@ async fn tasks(store: &Store, run: Uuid) -> Vec<Task> {
     store.run_tasks(run).await.unwrap()
 }
 
+/// A claim of up to 100 of the run's ready instances, leased for a minute.
+fn claim_of(run: Uuid) -> super::Claim<'static> {
+    super::Claim {
+        run_id: run,
+        now: now(),
+        lease_until: now() + Duration::seconds(60),
+        limit: 100,
+        executors: None,
+        run_pending: true,
+    }
+}
+
 /// Claims every ready instance of the run; returns them.
 async fn claim_all(store: &Store, run: Uuid) -> Vec<super::ClaimedTask> {
     let mut tx = store.begin().await.unwrap();
-    let claimed = tx
-        .claim(run, now(), now() + Duration::seconds(60), 100, None)
-        .await
-        .unwrap();
+    let claimed = tx.claim(&claim_of(run)).await.unwrap();
     tx.commit().await.unwrap();
     claimed
 }
@@ -665,10 +674,7 @@ async fn a_dropped_transaction_rolls_back(db: TestDb) {
     let before = events(&db.store, run.id).await;
     {
         let mut tx = db.store.begin().await.unwrap();
-        let claimed = tx
-            .claim(run.id, now(), now() + Duration::seconds(60), 100, None)
-            .await
-            .unwrap();
+        let claimed = tx.claim(&claim_of(run.id)).await.unwrap();
         assert_eq!(claimed.len(), 2);
     }
     assert!(tasks(&db.store, run.id)

@@ -19,10 +19,9 @@ use uuid::Uuid;
 
 use super::sql::Sql;
 use super::statements::*;
-use super::writes::{insert_events, ClaimedTask, NewEvent};
+use super::writes::{Claim, ClaimedTask};
 use super::{IdRow, Tx};
-use crate::model::{RunStatus, TaskStatus};
-use crate::spec::ExecutorKind;
+use crate::model::RunStatus;
 use crate::Error;
 
 /// The limits a run's claims are checked against, built by the engine
@@ -152,14 +151,16 @@ impl Tx {
     /// ([`Tx::waiting_runs`]).
     pub(crate) async fn claim_limited(
         &mut self,
-        run_id: Uuid,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: i64,
-        executors: Option<&[ExecutorKind]>,
+        claim: &Claim<'_>,
         limits: &ClaimLimits,
     ) -> Result<Vec<ClaimedTask>, Error> {
-        let candidates = self.claim_candidates(run_id, now, limit, executors).await?;
+        let Claim {
+            run_id,
+            now,
+            lease_until,
+            ..
+        } = *claim;
+        let candidates = self.claim_candidates(claim).await?;
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
@@ -198,37 +199,15 @@ impl Tx {
                 .await?;
         }
         self.defer(deferred).await?;
-        let mut c = self.conn();
         if chosen.is_empty() {
             return Ok(Vec::new());
         }
         let mut sql = Sql::new(CLAIM_IDS_HEAD).bind(now).bind(lease_until);
         sql.push_list(chosen);
         sql.push(CLAIM_TAIL);
-        let claimed: Vec<ClaimedTask> = c.fetch_all(sql).await?;
-        if claimed.is_empty() {
-            return Ok(claimed);
-        }
-        let mut events: Vec<NewEvent> = claimed
-            .iter()
-            .map(|t| NewEvent {
-                run_id: t.run_id,
-                task_id: Some(t.id),
-                attempt: Some(t.attempt),
-                status: TaskStatus::Dispatched.as_str(),
-                detail: None,
-            })
-            .collect();
-        if c.execute(Sql::new(START_RUN).bind(run_id)).await? == 1 {
-            events.push(NewEvent {
-                run_id,
-                task_id: None,
-                attempt: None,
-                status: RunStatus::Running.as_str(),
-                detail: None,
-            });
-        }
-        insert_events(&mut c, now, events).await?;
+        let claimed: Vec<ClaimedTask> = self.conn().fetch_all(sql).await?;
+        // The tokens were counted at the later `now`.
+        self.claimed(&Claim { now, ..*claim }, &claimed).await?;
         Ok(claimed)
     }
 
@@ -254,18 +233,12 @@ impl Tx {
         Ok(started || !full)
     }
 
-    async fn claim_candidates(
-        &mut self,
-        run_id: Uuid,
-        now: DateTime<Utc>,
-        limit: i64,
-        executors: Option<&[ExecutorKind]>,
-    ) -> Result<Vec<Candidate>, Error> {
+    async fn claim_candidates(&mut self, claim: &Claim<'_>) -> Result<Vec<Candidate>, Error> {
         let mut sql = Sql::new(CLAIM_CANDIDATES_HEAD)
-            .bind(run_id)
-            .bind(now)
-            .bind(limit);
-        if let Some(kinds) = executors {
+            .bind(claim.run_id)
+            .bind(claim.now)
+            .bind(claim.limit);
+        if let Some(kinds) = claim.executors {
             sql.push(CLAIM_EXECUTORS);
             if kinds.is_empty() {
                 sql.push("NULL");

@@ -126,6 +126,23 @@ pub(super) struct NewEvent<'a> {
     pub(super) detail: Option<String>,
 }
 
+/// A claim of a run's ready task instances.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Claim<'a> {
+    pub run_id: Uuid,
+    pub now: DateTime<Utc>,
+    /// The claimed attempts' lease: dispatched by then, or swept.
+    pub lease_until: DateTime<Utc>,
+    /// The most instances to claim.
+    pub limit: i64,
+    /// Only instances of these executors (`ork serve --executors`).
+    pub executors: Option<&'a [ExecutorKind]>,
+    /// The caller read the run as `pending`, and its first claim starts it.
+    /// A run never goes back to `pending`: the claims of a running one
+    /// skip that update of its row.
+    pub run_pending: bool,
+}
+
 impl Tx {
     /// Stores `spec` as the workflow's next version unless the latest version
     /// has the same hash. Returns the version in force and whether it is new.
@@ -263,21 +280,13 @@ impl Tx {
     /// moves to `dispatched` with a new attempt number and a lease, for this
     /// caller alone. Marks a `pending` run `running`. With `executors`,
     /// only tasks of those executor kinds are claimed (still one statement).
-    pub(crate) async fn claim(
-        &mut self,
-        run_id: Uuid,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: i64,
-        executors: Option<&[ExecutorKind]>,
-    ) -> Result<Vec<ClaimedTask>, Error> {
-        let mut c = self.conn();
+    pub(crate) async fn claim(&mut self, claim: &Claim<'_>) -> Result<Vec<ClaimedTask>, Error> {
         let mut sql = Sql::new(CLAIM_HEAD)
-            .bind(run_id)
-            .bind(now)
-            .bind(lease_until)
-            .bind(limit);
-        if let Some(kinds) = executors {
+            .bind(claim.run_id)
+            .bind(claim.now)
+            .bind(claim.lease_until)
+            .bind(claim.limit);
+        if let Some(kinds) = claim.executors {
             sql.push(CLAIM_EXECUTORS);
             if kinds.is_empty() {
                 sql.push("NULL");
@@ -287,12 +296,24 @@ impl Tx {
             sql.push(")");
         }
         sql.push(CLAIM_LIMIT);
-        c.dialect().skip_locked(&mut sql);
+        self.conn().dialect().skip_locked(&mut sql);
         sql.push(CLAIM_TAIL);
-        let claimed: Vec<ClaimedTask> = c.fetch_all(sql).await?;
+        let claimed: Vec<ClaimedTask> = self.conn().fetch_all(sql).await?;
+        self.claimed(claim, &claimed).await?;
+        Ok(claimed)
+    }
+
+    /// After a claim took `claimed`: their `dispatched` events, and the run
+    /// started if the caller read it as pending.
+    pub(super) async fn claimed(
+        &mut self,
+        claim: &Claim<'_>,
+        claimed: &[ClaimedTask],
+    ) -> Result<(), Error> {
         if claimed.is_empty() {
-            return Ok(claimed);
+            return Ok(());
         }
+        let mut c = self.conn();
         let mut events: Vec<NewEvent> = claimed
             .iter()
             .map(|t| NewEvent {
@@ -303,18 +324,16 @@ impl Tx {
                 detail: None,
             })
             .collect();
-        let started = c.execute(Sql::new(START_RUN).bind(run_id)).await?;
-        if started == 1 {
+        if claim.run_pending && c.execute(Sql::new(START_RUN).bind(claim.run_id)).await? == 1 {
             events.push(NewEvent {
-                run_id,
+                run_id: claim.run_id,
                 task_id: None,
                 attempt: None,
                 status: RunStatus::Running.as_str(),
                 detail: None,
             });
         }
-        insert_events(&mut c, now, events).await?;
-        Ok(claimed)
+        insert_events(&mut c, claim.now, events).await
     }
 
     /// Records that executors accepted these attempts (`dispatched` →
