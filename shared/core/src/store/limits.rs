@@ -238,15 +238,7 @@ impl Tx {
             .bind(claim.run_id)
             .bind(claim.now)
             .bind(claim.limit);
-        if let Some(kinds) = claim.executors {
-            sql.push(CLAIM_EXECUTORS);
-            if kinds.is_empty() {
-                sql.push("NULL");
-            } else {
-                sql.push_list(kinds.iter().map(|k| k.as_str().to_owned()));
-            }
-            sql.push(")");
-        }
+        claim.push_executor_filter(&mut sql);
         sql.push(CLAIM_CANDIDATES_TAIL);
         Ok(self.conn().fetch_all(sql).await?)
     }

@@ -143,6 +143,21 @@ pub(crate) struct Claim<'a> {
     pub run_pending: bool,
 }
 
+impl Claim<'_> {
+    /// ` AND executor IN (…)` when the claim is for some executors only.
+    pub(super) fn push_executor_filter(&self, sql: &mut Sql) {
+        if let Some(kinds) = self.executors {
+            sql.push(CLAIM_EXECUTORS);
+            if kinds.is_empty() {
+                sql.push("NULL");
+            } else {
+                sql.push_list(kinds.iter().map(|k| k.as_str().to_owned()));
+            }
+            sql.push(")");
+        }
+    }
+}
+
 impl Tx {
     /// Stores `spec` as the workflow's next version unless the latest version
     /// has the same hash. Returns the version in force and whether it is new.
@@ -286,15 +301,7 @@ impl Tx {
             .bind(claim.now)
             .bind(claim.lease_until)
             .bind(claim.limit);
-        if let Some(kinds) = claim.executors {
-            sql.push(CLAIM_EXECUTORS);
-            if kinds.is_empty() {
-                sql.push("NULL");
-            } else {
-                sql.push_list(kinds.iter().map(|k| k.as_str().to_owned()));
-            }
-            sql.push(")");
-        }
+        claim.push_executor_filter(&mut sql);
         sql.push(CLAIM_LIMIT);
         self.conn().dialect().skip_locked(&mut sql);
         sql.push(CLAIM_TAIL);
