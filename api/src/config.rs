@@ -175,9 +175,14 @@ pub struct Config {
     #[arg(long, global = true, env = "ORK_EXECUTORS", value_delimiter = ',')]
     pub executors: Option<Vec<ExecutorKind>>,
     /// Most task instances claimed by one statement (the claim batch).
-    #[arg(long, global = true, env = "ORK_BATCH_SIZE", default_value_t = 256,
+    #[arg(long, global = true, env = "ORK_BATCH_SIZE", default_value_t = 1000,
           value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub batch_size: i64,
+    /// On PostgreSQL, most claim batches of one run in flight at once while
+    /// claims come back full (SQLite has one writer: one).
+    #[arg(long, global = true, env = "ORK_CLAIM_LANES", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub claim_lanes: u16,
     /// `ork serve`: how often the sweeper runs at the latest (the tick);
     /// it also runs at each due time and on other processes' writes.
     #[arg(long, global = true, env = "ORK_POLL_INTERVAL", alias = "tick", default_value = "60s",
@@ -484,6 +489,7 @@ pub async fn setup(config: &Config, defaults: Defaults) -> Result<Setup> {
         payloads,
         max_foreach_items: config.max_foreach_items,
         claim_batch: config.batch_size,
+        claim_lanes: config.claim_lanes.into(),
         executors: config.claimed_executors(),
         prices: config.prices(),
         ..EngineConfig::default()

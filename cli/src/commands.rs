@@ -629,6 +629,8 @@ fn local_engine(
         payloads,
         max_foreach_items: config.max_foreach_items,
         prices: config.prices(),
+        claim_batch: config.batch_size,
+        claim_lanes: config.claim_lanes.into(),
         ..EngineConfig::default()
     };
     Engine::new(store, executors, engine_config)

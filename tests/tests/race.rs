@@ -1,5 +1,6 @@
 //! Many handlers at once: 10,000 task instances driven by 32 concurrent
-//! callers (16 advancing, 16 completing, every completion delivered twice).
+//! callers (16 advancing, 16 completing, every completion delivered twice;
+//! or, for the immediate noop executor, 32 advancing).
 //! Checked from the `events` table: every instance dispatched once, started
 //! at most once, succeeded once, and the run finalized once.
 
@@ -112,7 +113,13 @@ async fn ten_thousand_tasks_thirty_two_callers(db: TestDb) {
         *finalized.lock().unwrap(),
         vec![(run.id, RunStatus::Success)]
     );
-    let events = db.store.run_events(run.id).await.unwrap();
+    assert_each_instance_ran_once(&db, run.id).await;
+}
+
+/// Checked from `events`: every instance dispatched once, started at most
+/// once, succeeded once; the run finalized once, with nothing left open.
+async fn assert_each_instance_ran_once(db: &TestDb, run_id: Uuid) {
+    let events = db.store.run_events(run_id).await.unwrap();
     let mut per_task: HashMap<(Uuid, &str), usize> = HashMap::new();
     for e in &events {
         if let Some(task) = e.task_id {
@@ -140,8 +147,61 @@ async fn ten_thousand_tasks_thirty_two_callers(db: TestDb) {
         .filter(|e| e.task_id.is_none() && e.status == "success")
         .count();
     assert_eq!(run_finals, 1);
-    let run = db.store.get_run(run.id).await.unwrap();
+    let run = db.store.get_run(run_id).await.unwrap();
     assert_eq!((run.status, run.tasks_open), (RunStatus::Success, 0));
 }
 
-on_both_backends!(ten_thousand_tasks_thirty_two_callers);
+/// The same 10,000 instances of the immediate noop executor (locked, then
+/// written claim and end at once), driven by 32 callers that all advance,
+/// each in up to four claim lanes, in batches of 100.
+async fn ten_thousand_immediate_tasks_thirty_two_advancers(db: TestDb) {
+    let config = ork_core::engine::EngineConfig {
+        claim_batch: 100,
+        claim_lanes: 4,
+        ..Default::default()
+    };
+    let executors = ork_core::executor::Executors::new().with(
+        ork_core::spec::ExecutorKind::Noop,
+        Arc::new(ork_core::executor::NoopExecutor),
+    );
+    let engine = Arc::new(ork_core::engine::Engine::new(
+        db.store.clone(),
+        executors,
+        config,
+    ));
+    engine.apply(&parse(LAYERS), None).await.unwrap();
+    let run = engine
+        .trigger("race", serde_json::json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    let finalized = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let callers: Vec<_> = (0..32)
+        .map(|_| {
+            let (engine, finalized) = (engine.clone(), finalized.clone());
+            tokio::spawn(async move {
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
+                while tokio::time::Instant::now() < deadline {
+                    let advanced = engine.advance(run.id).await.unwrap();
+                    finalized.lock().unwrap().extend(advanced.finalized);
+                    let status = engine.store().get_run(run.id).await.unwrap().status;
+                    if status.is_final() {
+                        return;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                panic!("run did not finish in time");
+            })
+        })
+        .collect();
+    for c in callers {
+        c.await.unwrap();
+    }
+    assert_eq!(*finalized.lock().unwrap(), vec![RunStatus::Success]);
+    assert_each_instance_ran_once(&db, run.id).await;
+}
+
+on_both_backends!(
+    ten_thousand_tasks_thirty_two_callers,
+    ten_thousand_immediate_tasks_thirty_two_advancers
+);

@@ -15,7 +15,7 @@ use crate::limits;
 use crate::model::{AttemptRef, Run, RunStatus};
 use crate::payload::{self, PayloadRef, Piece};
 use crate::retry::retry;
-use crate::store::{Claim, ClaimedTask, Started};
+use crate::store::{Claim, ClaimedTask, Finish, Started};
 use crate::Error;
 
 #[derive(Debug, Clone, Default)]
@@ -29,10 +29,27 @@ pub struct Advanced {
     pub started: Vec<(Uuid, i64)>,
 }
 
+/// What one claim step of [`Engine::advance`] did.
+struct Step {
+    claimed: usize,
+    /// The claim took a whole batch: more may be ready.
+    full: bool,
+    /// Attempts ended here (immediate, or failed to start): their
+    /// children may be ready.
+    ended_any: bool,
+    finalized: Option<RunStatus>,
+    started: Vec<(Uuid, i64)>,
+}
+
 impl Engine {
     /// Claims the run's ready tasks, batch by batch, and hands them to their
     /// executors. Attempts that end at once (or fail to start) are completed
     /// here, which may make more tasks ready: the loop goes on until none is.
+    ///
+    /// On PostgreSQL, while claims come back full, up to `claim_lanes`
+    /// batches are in flight at once: the server then works on one while
+    /// another commits (`SKIP LOCKED` keeps their claims apart). SQLite
+    /// has one writer, so one lane.
     #[tracing::instrument(level = "debug", skip(self), fields(%run_id))]
     pub async fn advance(&self, run_id: Uuid) -> Result<Advanced, Error> {
         let run = self.store.get_run(run_id).await?;
@@ -42,75 +59,130 @@ impl Engine {
         }
         let wf = self.workflow(&run.workflow, Some(run.version)).await?;
         let gates = super::limits::claim_limits(&wf, &run);
-        let gates = gates.as_ref();
         let workflows = HashMap::from([(run.id, wf.clone())]);
-        let (run, wf, workflows) = (&run, &wf, &workflows);
-        loop {
-            let (claimed, immediate) = retry(TRANSIENT_DB, Error::is_transient, || async move {
-                let mut tx = self.store.begin().await?;
-                let now = Utc::now();
-                let claim = Claim {
-                    run_id,
-                    now,
-                    lease_until: limits::after(now, self.config.lease),
-                    limit: self.config.claim_batch,
-                    executors: self.config.executors.as_deref(),
-                    run_pending: run.status == RunStatus::Pending,
-                };
-                let claimed = match gates {
+        let lanes = match self.store.dialect() {
+            crate::store::Dialect::Postgres => self.config.claim_lanes.max(1),
+            crate::store::Dialect::Sqlite => 1,
+        };
+        let step = || self.claim_step(&run, &wf, gates.as_ref(), &workflows);
+        let mut in_flight = stream::FuturesUnordered::new();
+        in_flight.push(step());
+        let mut failed = None;
+        while let Some(done) = in_flight.next().await {
+            let s = match done {
+                Ok(s) => s,
+                Err(e) => {
+                    // The other lanes finish what they claimed first.
+                    failed.get_or_insert(e);
+                    continue;
+                }
+            };
+            advanced.dispatched += s.claimed;
+            advanced.started.extend(s.started);
+            if s.finalized.is_some() {
+                advanced.finalized = s.finalized;
+            }
+            if failed.is_some() || s.claimed == 0 || !(s.full || s.ended_any) {
+                continue;
+            }
+            in_flight.push(step());
+            if s.full && in_flight.len() < lanes {
+                in_flight.push(step());
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(advanced),
+        }
+    }
+
+    /// One claim of up to `claim_batch` ready tasks, with their dispatch.
+    async fn claim_step(
+        &self,
+        run: &Run,
+        wf: &Workflow,
+        gates: Option<&crate::store::ClaimLimits>,
+        workflows: &HashMap<Uuid, std::sync::Arc<Workflow>>,
+    ) -> Result<Step, Error> {
+        let run_id = run.id;
+        let immediate_kinds = self.immediate_kinds(wf);
+        let immediate_kinds = &immediate_kinds;
+        let (claimed, immediate) = retry(TRANSIENT_DB, Error::is_transient, || async move {
+            let mut tx = self.store.begin().await?;
+            let now = Utc::now();
+            let claim = Claim {
+                run_id,
+                now,
+                lease_until: limits::after(now, self.config.lease),
+                limit: self.config.claim_batch,
+                executors: self.config.executors.as_deref(),
+                run_pending: run.status == RunStatus::Pending,
+            };
+            // The attempts of immediate executors end here, in the claim's
+            // transaction: one commit instead of three, and (unless limits
+            // gate the claim) one write of each row instead of two.
+            let mut now_done = Vec::new();
+            if gates.is_none() {
+                now_done = tx.lock_ready(&claim, immediate_kinds).await?;
+            }
+            let (from, claimed) = if now_done.is_empty() {
+                let all = match gates {
                     None => tx.claim(&claim).await?,
                     Some(gates) => tx.claim_limited(&claim, gates).await?,
                 };
-                // The attempts of immediate executors end here, in the
-                // claim's transaction: one commit instead of three.
-                let (now_done, claimed): (Vec<ClaimedTask>, Vec<ClaimedTask>) = claimed
+                let claimed: Vec<ClaimedTask>;
+                (now_done, claimed) = all
                     .into_iter()
                     .partition(|t| self.is_immediate(wf, &t.name));
-                let immediate = if now_done.is_empty() {
-                    None
-                } else {
-                    let mut ended = self.dispatch_immediate(run, wf, &now_done).await;
-                    let expansions = self.prepare_all(&mut ended, workflows).await;
-                    let done = self.record(&mut tx, &ended, workflows, &expansions).await?;
-                    Some((ended, done))
-                };
-                tx.commit().await?;
-                Ok((claimed, immediate))
-            })
-            .await?;
-            let claimed_n = claimed.len() + immediate.as_ref().map_or(0, |(ended, _)| ended.len());
-            if claimed_n == 0 {
-                break;
-            }
-            let full_batch = claimed_n as i64 == self.config.claim_batch;
-            advanced.dispatched += claimed_n;
-            metrics::histogram!("ork_claim_batch_size").record(claimed_n as f64);
-            let mut ended_any = false;
-            if let Some((ended, done)) = immediate {
-                let done = self.after_complete(&ended, workflows, done).await;
+                (Finish::InFlight, claimed)
+            } else {
+                (Finish::Locked, Vec::new())
+            };
+            let immediate = if now_done.is_empty() {
+                None
+            } else {
+                let mut ended = self.dispatch_immediate(run, wf, &now_done).await;
+                let expansions = self.prepare_all(&mut ended, workflows).await;
+                let done = self
+                    .record(&mut tx, &ended, from, workflows, &expansions)
+                    .await?;
+                Some((ended, done))
+            };
+            tx.commit().await?;
+            Ok((claimed, immediate))
+        })
+        .await?;
+        let claimed_n = claimed.len() + immediate.as_ref().map_or(0, |(ended, _)| ended.len());
+        let mut step = Step {
+            claimed: claimed_n,
+            full: claimed_n as i64 == self.config.claim_batch,
+            ended_any: false,
+            finalized: None,
+            started: Vec::new(),
+        };
+        if claimed_n == 0 {
+            return Ok(step);
+        }
+        metrics::histogram!("ork_claim_batch_size").record(claimed_n as f64);
+        if let Some((ended, done)) = immediate {
+            let done = self.after_complete(&ended, workflows, done).await;
+            step.finalized = done.finalized.first().map(|(_, status)| *status);
+            step.ended_any = true;
+        }
+        if !claimed.is_empty() {
+            let (started, ended) = self.dispatch(run, wf, claimed).await?;
+            step.started = started;
+            // New leases and deadlines.
+            self.poke();
+            if !ended.is_empty() {
+                let done = self.complete(&ended).await?;
                 if let Some((_, status)) = done.finalized.first() {
-                    advanced.finalized = Some(*status);
+                    step.finalized = Some(*status);
                 }
-                ended_any = true;
-            }
-            if !claimed.is_empty() {
-                let (started, ended) = self.dispatch(run, wf, claimed).await?;
-                advanced.started.extend(started);
-                // New leases and deadlines.
-                self.poke();
-                if !ended.is_empty() {
-                    let done = self.complete(&ended).await?;
-                    if let Some((_, status)) = done.finalized.first() {
-                        advanced.finalized = Some(*status);
-                    }
-                    ended_any = true;
-                }
-            }
-            if !full_batch && !ended_any {
-                break;
+                step.ended_any = true;
             }
         }
-        Ok(advanced)
+        Ok(step)
     }
 
     /// Hands one attempt to its executor (or fails it: its input was
@@ -136,6 +208,27 @@ impl Engine {
         metrics::histogram!("ork_dispatch_seconds", "executor" => kind.as_str())
             .record(started.elapsed().as_secs_f64());
         result
+    }
+
+    /// The [`immediate`](crate::executor::Executor::immediate) executor
+    /// kinds of a workflow's tasks that this engine claims.
+    fn immediate_kinds(&self, wf: &Workflow) -> Vec<crate::spec::ExecutorKind> {
+        let mut kinds: Vec<_> = wf
+            .spec
+            .tasks
+            .values()
+            .map(|t| t.executor)
+            .filter(|k| self.executors.get(*k).is_some_and(|e| e.immediate()))
+            .filter(|k| {
+                self.config
+                    .executors
+                    .as_ref()
+                    .is_none_or(|only| only.contains(k))
+            })
+            .collect();
+        kinds.sort_by_key(|k| k.as_str());
+        kinds.dedup();
+        kinds
     }
 
     /// Whether a task's executor is [`immediate`](crate::executor::Executor::immediate).

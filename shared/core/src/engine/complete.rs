@@ -35,7 +35,7 @@ use super::{Engine, Workflow, TRANSIENT_DB};
 use crate::executor::{Completion, Outcome};
 use crate::model::{RunStatus, TaskStatus};
 use crate::retry::retry;
-use crate::store::{AttemptResult, NewTask};
+use crate::store::{AttemptResult, Finish, NewTask};
 use crate::Error;
 
 /// The items of the `foreach` children of a success, by attempt.
@@ -131,7 +131,13 @@ impl Engine {
         let done = retry(TRANSIENT_DB, Error::is_transient, || async move {
             let mut tx = self.store.begin().await?;
             let done = self
-                .record(&mut tx, completions, workflows, expansions)
+                .record(
+                    &mut tx,
+                    completions,
+                    Finish::InFlight,
+                    workflows,
+                    expansions,
+                )
                 .await?;
             tx.commit().await?;
             Ok(done)
@@ -283,11 +289,12 @@ impl Engine {
 
     /// [`Engine::complete`]'s work inside a transaction (the caller's:
     /// `advance` records the attempts of immediate executors in their
-    /// claim's).
+    /// claim's, `from` [`Finish::Locked`] rows).
     pub(super) async fn record(
         &self,
         tx: &mut crate::store::Tx,
         completions: &[Completion],
+        from: Finish,
         workflows: &HashMap<Uuid, Arc<Workflow>>,
         expansions: &Expansions,
     ) -> Result<Completed, Error> {
@@ -329,7 +336,7 @@ impl Engine {
                 })
             })
             .collect();
-        let finished = tx.finish_attempts(&results, now).await?;
+        let finished = tx.finish_attempts(&results, from, now).await?;
         let mut completed = Completed {
             recorded: finished.iter().map(|f| (f.id, f.attempt)).collect(),
             ..Completed::default()

@@ -62,6 +62,9 @@ const TRANSIENT_DB: Backoff =
 pub struct EngineConfig {
     /// Most task instances claimed by one statement.
     pub claim_batch: i64,
+    /// Most claim batches of one run in flight at once on PostgreSQL, while
+    /// claims come back full (`ORK_CLAIM_LANES`); SQLite takes one.
+    pub claim_lanes: usize,
     /// How long a claim stays this caller's before the sweeper may take it back.
     pub lease: Duration,
     /// Most dispatches in flight at once (`buffer_unordered`).
@@ -99,7 +102,8 @@ pub struct CallbackConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            claim_batch: 256,
+            claim_batch: 1000,
+            claim_lanes: 2,
             lease: Duration::from_secs(60),
             dispatch_concurrency: 32,
             heartbeat_timeout: Duration::from_secs(300),

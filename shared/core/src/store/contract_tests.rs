@@ -6,7 +6,7 @@
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
-use super::{AttemptResult, NewTask, Started, Store};
+use super::{AttemptResult, Finish, NewTask, Started, Store};
 use crate::model::{Run, RunStatus, Task, TaskStatus};
 use crate::testing::TestDb;
 
@@ -244,6 +244,7 @@ async fn finish_attempts_applies_only_attempts_in_flight(db: TestDb) {
                 result(claimed[1].id, 1, TaskStatus::Pending),
                 result(claimed[1].id, 2, TaskStatus::Success),
             ],
+            Finish::InFlight,
             now(),
         )
         .await
@@ -280,7 +281,11 @@ async fn finish_attempts_applies_only_attempts_in_flight(db: TestDb) {
     // Stale: a replay of a finished attempt.
     let mut tx = db.store.begin().await.unwrap();
     let replay = tx
-        .finish_attempts(&[result(claimed[0].id, 1, TaskStatus::Failed)], now())
+        .finish_attempts(
+            &[result(claimed[0].id, 1, TaskStatus::Failed)],
+            Finish::InFlight,
+            now(),
+        )
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -562,7 +567,11 @@ async fn cancel_run_closes_unfinished_tasks_once(db: TestDb) {
     // A completion of a cancelled attempt changes nothing.
     let mut tx = db.store.begin().await.unwrap();
     let late = tx
-        .finish_attempts(&[result(claimed[0].id, 1, TaskStatus::Success)], now())
+        .finish_attempts(
+            &[result(claimed[0].id, 1, TaskStatus::Success)],
+            Finish::InFlight,
+            now(),
+        )
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -578,7 +587,11 @@ async fn finish_attempts_fails_a_retry_past_max_attempts(db: TestDb) {
         async move {
             let mut tx = store.begin().await.unwrap();
             let done = tx
-                .finish_attempts(&[result(a, attempt, TaskStatus::Pending)], now())
+                .finish_attempts(
+                    &[result(a, attempt, TaskStatus::Pending)],
+                    Finish::InFlight,
+                    now(),
+                )
                 .await
                 .unwrap();
             tx.commit().await.unwrap();
@@ -668,6 +681,126 @@ async fn reopen_run_and_retry_tasks_put_unsuccessful_instances_back_once(db: Tes
     assert!(claimed.iter().all(|c| c.attempt == 1));
 }
 
+/// A task of many instances (on PostgreSQL, one `unnest` statement) gets
+/// every index once, each instance its own id, ready when its task is.
+async fn create_run_numbers_the_instances_of_a_fanned_out_task(db: TestDb) {
+    let run = Run {
+        id: Uuid::now_v7(),
+        tasks_total: 2501,
+        tasks_open: 2501,
+        ..run_of(&db.store).await
+    };
+    let task = |name: &str, task_count, deps_remaining| NewTask {
+        name: name.into(),
+        task_count,
+        executor: "noop".into(),
+        max_attempts: 1,
+        deps_remaining,
+        limit_key: Some("it's \"quoted\", {braced}".into()),
+        ..NewTask::default()
+    };
+    let mut tx = db.store.begin().await.unwrap();
+    let created = tx
+        .create_run(&run, &[task("wide", 2500, 0), task("after", 1, 1)])
+        .await
+        .unwrap();
+    assert!(created);
+    tx.commit().await.unwrap();
+    let t = tasks(&db.store, run.id).await;
+    let wide: Vec<&Task> = t.iter().filter(|t| t.name == "wide").collect();
+    let mut indexes: Vec<i64> = wide.iter().map(|t| t.task_index).collect();
+    indexes.sort();
+    assert_eq!(indexes, (0..2500).collect::<Vec<_>>());
+    let ids: std::collections::HashSet<Uuid> = t.iter().map(|t| t.id).collect();
+    assert_eq!(ids.len(), 2501);
+    assert!(wide
+        .iter()
+        .all(|t| t.task_count == 2500 && t.ready_at.is_some() && t.attempt == 0));
+    let after = t.iter().find(|t| t.name == "after").unwrap();
+    assert!(after.ready_at.is_none() && after.deps_remaining == 1);
+}
+
+/// `lock_ready` takes ready instances without writing them (on
+/// PostgreSQL, a racing transaction skips them); `Finish::Locked` writes
+/// claim and end in one row version with both events, once.
+async fn lock_ready_and_finish_locked_claim_and_end_in_one_write(db: TestDb) {
+    let run = run_of(&db.store).await;
+    let noop = [crate::spec::ExecutorKind::Noop];
+    let mut tx = db.store.begin().await.unwrap();
+    let locked = tx.lock_ready(&claim_of(run.id), &noop).await.unwrap();
+    assert_eq!(locked.len(), 2, "the two ready `a`s");
+    assert!(locked.iter().all(|t| t.name == "a" && t.attempt == 1));
+    if db.store.dialect() == super::Dialect::Postgres {
+        let mut racing = db.store.begin().await.unwrap();
+        let none = racing.lock_ready(&claim_of(run.id), &noop).await.unwrap();
+        assert!(none.is_empty(), "locked rows are skipped");
+        assert!(racing.claim(&claim_of(run.id)).await.unwrap().is_empty());
+        racing.commit().await.unwrap();
+    }
+    let failed = AttemptResult {
+        not_before: Some(now()),
+        ..result(locked[1].id, 1, TaskStatus::Pending)
+    };
+    let done = tx
+        .finish_attempts(
+            &[result(locked[0].id, 1, TaskStatus::Success), failed],
+            Finish::Locked,
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 2);
+    tx.commit().await.unwrap();
+    let a0 = db.store.get_task(locked[0].id).await.unwrap().unwrap();
+    assert_eq!((a0.status, a0.attempt), (TaskStatus::Success, 1));
+    assert!(a0.dispatched_at.is_some() && a0.finished_at.is_some());
+    let a1 = db.store.get_task(locked[1].id).await.unwrap().unwrap();
+    assert_eq!(
+        (a1.status, a1.attempt),
+        (TaskStatus::Pending, 1),
+        "a retry left: pending again, its attempt counted"
+    );
+    let ev = events(&db.store, run.id).await;
+    let of = |id: Uuid| -> Vec<String> {
+        ev.iter()
+            .filter(|e| e.0 == Some(id))
+            .map(|e| e.2.clone())
+            .collect()
+    };
+    assert_eq!(of(a0.id), ["dispatched", "success"]);
+    assert_eq!(of(a1.id), ["dispatched", "pending"]);
+    assert_eq!(ev.iter().filter(|e| e.2 == "running").count(), 1);
+    // Replayed, or for a row another caller claimed: nothing changes.
+    let mut tx = db.store.begin().await.unwrap();
+    let again = tx
+        .finish_attempts(
+            &[result(a0.id, 1, TaskStatus::Failed)],
+            Finish::Locked,
+            now(),
+        )
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    tx.commit().await.unwrap();
+    let claimed = claim_all(&db.store, run.id).await;
+    assert_eq!(claimed.len(), 1, "the retry of a[1]");
+    let mut tx = db.store.begin().await.unwrap();
+    let stale = tx
+        .finish_attempts(
+            &[result(a1.id, 2, TaskStatus::Success)],
+            Finish::Locked,
+            now(),
+        )
+        .await
+        .unwrap();
+    assert!(stale.is_empty(), "a claimed row is not locked-pending");
+    tx.commit().await.unwrap();
+    assert_eq!(
+        db.store.get_task(a1.id).await.unwrap().unwrap().status,
+        TaskStatus::Dispatched
+    );
+}
+
 /// A transaction dropped without commit leaves nothing behind.
 async fn a_dropped_transaction_rolls_back(db: TestDb) {
     let run = run_of(&db.store).await;
@@ -701,4 +834,6 @@ crate::on_both_backends!(
     finish_attempts_fails_a_retry_past_max_attempts,
     reopen_run_and_retry_tasks_put_unsuccessful_instances_back_once,
     a_dropped_transaction_rolls_back,
+    create_run_numbers_the_instances_of_a_fanned_out_task,
+    lock_ready_and_finish_locked_claim_and_end_in_one_write,
 );

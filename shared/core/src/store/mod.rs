@@ -34,7 +34,9 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
 pub(crate) use limits::{ClaimLimits, RateGate, RunGate, TaskGate};
 use sql::Conn;
 pub use sql::Dialect;
-pub(crate) use writes::{AttemptResult, Claim, ClaimedTask, Finished, NewTask, RetryTask, Started};
+pub(crate) use writes::{
+    AttemptResult, Claim, ClaimedTask, Finish, Finished, NewTask, RetryTask, Started,
+};
 
 use crate::Error;
 

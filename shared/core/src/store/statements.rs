@@ -101,6 +101,16 @@ pub(super) const INSERT_TASKS_HEAD: &str =
     "INSERT INTO tasks (id, run_id, name, task_index, task_count, executor, status, \
      max_attempts, deps_remaining, ready_at, limit_group, limit_key) VALUES ";
 
+/// [`INSERT_TASKS_HEAD`] on PostgreSQL, for the instances of one task:
+/// the ids as one array literal (`$1`, `{…}`), numbered from `$2`, the
+/// columns they share bound once. Ten thousand instances are one short
+/// statement to parse and plan, not ten of twelve thousand parameters.
+pub(super) const INSERT_INSTANCES_PG: &str =
+    "INSERT INTO tasks (id, run_id, name, task_index, task_count, executor, status, \
+     max_attempts, deps_remaining, ready_at, limit_group, limit_key) \
+     SELECT u.id, $3, $4, $2 + u.i - 1, $5, $6, 'pending', $7, $8, $9, $10, $11 \
+     FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, i)";
+
 /// The instances of a `foreach` task, created when its parent succeeds:
 /// like [`INSERT_TASKS_HEAD`], with each instance's item.
 pub(super) const INSERT_FOREACH_TASKS_HEAD: &str =
@@ -216,6 +226,17 @@ pub(super) const CLAIM_LIMIT: &str = " LIMIT $4";
 pub(super) const CLAIM_TAIL: &str =
     ") RETURNING id, run_id, name, task_index, task_count, attempt, item";
 
+/// The ready instances of immediate executors, locked rather than claimed
+/// (their attempt numbers one ahead): [`FINISH_LOCKED_CLAIM`] writes the
+/// claim and the end at once. Followed by the executor kinds, then
+/// [`LOCK_READY_TAIL`] and [`super::Dialect::skip_locked`].
+pub(super) const LOCK_READY_HEAD: &str =
+    "SELECT id, run_id, name, task_index, task_count, attempt + 1 AS attempt, item FROM tasks \
+     WHERE run_id = $1 AND status = 'pending' AND deps_remaining = 0 \
+     AND (not_before IS NULL OR not_before <= $2) AND executor IN (";
+
+pub(super) const LOCK_READY_TAIL: &str = ") LIMIT $3";
+
 /// `$1` is the time, `$2` the start lease (the first heartbeat is due
 /// before it); followed by one `(task, attempt, execution, deadline)`
 /// tuple per attempt, then [`MARK_STARTED_TAIL`].
@@ -235,15 +256,31 @@ pub(super) const MARK_STARTED_TAIL: &str =
 /// The row's `max_attempts` decides whether a retry is left (an `ork
 /// retry` grants a task new attempts there): a retry asked past it fails.
 pub(super) const FINISH_ATTEMPTS_HEAD: &str =
-    "UPDATE tasks SET status = CASE WHEN v.column3 = 'pending' AND tasks.attempt >= tasks.max_attempts \
+    "UPDATE tasks SET status = CASE WHEN v.column3 = 'pending' AND v.column2 >= tasks.max_attempts \
        THEN 'failed' ELSE v.column3 END, exit_code = v.column4, error = v.column5, \
      output = v.column6, not_before = v.column7, output_ref = v.column8, lease_expires_at = NULL, deadline_at = NULL, \
-     finished_at = CASE WHEN v.column3 = 'pending' AND tasks.attempt < tasks.max_attempts \
-       THEN NULL ELSE $1 END FROM (VALUES ";
+     finished_at = CASE WHEN v.column3 = 'pending' AND v.column2 < tasks.max_attempts \
+       THEN NULL ELSE $1 END";
+
+/// After [`FINISH_ATTEMPTS_HEAD`] when the rows are still `pending`, locked
+/// by [`LOCK_READY_HEAD`]: the claim's columns, written with the end.
+pub(super) const FINISH_LOCKED_CLAIM: &str =
+    ", attempt = v.column2, dispatched_at = $1, started_at = NULL, execution_id = NULL";
+
+/// After [`FINISH_ATTEMPTS_HEAD`] (and [`FINISH_LOCKED_CLAIM`]): one
+/// tuple per attempt, then [`FINISH_ATTEMPTS_TAIL`] or [`FINISH_LOCKED_TAIL`].
+pub(super) const FINISH_VALUES: &str = " FROM (VALUES ";
 
 pub(super) const FINISH_ATTEMPTS_TAIL: &str =
     ") AS v WHERE tasks.id = v.column1 AND tasks.attempt = v.column2 \
      AND (tasks.status || '') IN ('dispatched', 'running') \
+     RETURNING tasks.id, tasks.run_id, tasks.name, tasks.attempt, tasks.status";
+
+/// The rows [`LOCK_READY_HEAD`] locked, whose attempt numbers the values
+/// carry one ahead.
+pub(super) const FINISH_LOCKED_TAIL: &str =
+    ") AS v WHERE tasks.id = v.column1 AND tasks.attempt = v.column2 - 1 \
+     AND (tasks.status || '') = 'pending' \
      RETURNING tasks.id, tasks.run_id, tasks.name, tasks.attempt, tasks.status";
 
 pub(super) const HEARTBEAT_START: &str =

@@ -143,6 +143,17 @@ pub(crate) struct Claim<'a> {
     pub run_pending: bool,
 }
 
+/// What the rows of the attempts [`Tx::finish_attempts`] ends hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finish {
+    /// Their claims: `dispatched` or `running` with the same attempt number.
+    InFlight,
+    /// Nothing yet: `pending`, locked by this transaction's
+    /// [`Tx::lock_ready`], one attempt behind. The claim is written with
+    /// the end, one new row version instead of two.
+    Locked,
+}
+
 impl Claim<'_> {
     /// ` AND executor IN (…)` when the claim is for some executors only.
     pub(super) fn push_executor_filter(&self, sql: &mut Sql) {
@@ -237,41 +248,11 @@ impl Tx {
             });
             c.execute(sql).await?;
         }
-        // (task, next index): the cursor of the instances still to insert.
-        let (mut task, mut next) = (0usize, 0i64);
-        loop {
-            let mut chunk: Vec<(&NewTask, i64)> = Vec::with_capacity(CHUNK);
-            while chunk.len() < CHUNK && task < tasks.len() {
-                if next < tasks[task].task_count {
-                    chunk.push((&tasks[task], next));
-                    next += 1;
-                } else {
-                    (task, next) = (task + 1, 0);
-                }
-            }
-            if chunk.is_empty() {
-                break;
-            }
-            let mut sql = Sql::new(INSERT_TASKS_HEAD);
-            sql.push_values(&chunk, |s, &(t, task_index)| {
-                let ready = (t.deps_remaining == 0).then_some(run.created_at);
-                vec![
-                    s.arg(Uuid::now_v7()),
-                    s.arg(run.id),
-                    s.arg(t.name.as_str()),
-                    s.arg(task_index),
-                    s.arg(t.task_count),
-                    s.arg(t.executor.as_str()),
-                    s.arg(TaskStatus::Pending.as_str()),
-                    s.arg(t.max_attempts),
-                    s.arg(t.deps_remaining),
-                    s.arg(ready),
-                    s.arg(t.limit_group.clone()),
-                    s.arg(t.limit_key.clone()),
-                ]
-            });
-            c.execute(sql).await?;
-        }
+        let pg = c.dialect() == Dialect::Postgres;
+        let (fanned, rest): (Vec<&NewTask>, Vec<&NewTask>) =
+            tasks.iter().partition(|t| pg && t.task_count >= FANNED_OUT);
+        insert_fanned_out_pg(&mut c, run, &fanned).await?;
+        insert_instances(&mut c, run, &rest).await?;
         insert_events(
             &mut c,
             run.created_at,
@@ -310,6 +291,32 @@ impl Tx {
         Ok(claimed)
     }
 
+    /// Locks up to `claim.limit` ready instances of the `kinds` executors
+    /// (immediate ones: each attempt ends in this transaction) without
+    /// writing their claims: [`Finish::Locked`] writes the claim and the
+    /// end at once, with their events. The run starts here, as at a claim.
+    pub(crate) async fn lock_ready(
+        &mut self,
+        claim: &Claim<'_>,
+        kinds: &[ExecutorKind],
+    ) -> Result<Vec<ClaimedTask>, Error> {
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::new(LOCK_READY_HEAD)
+            .bind(claim.run_id)
+            .bind(claim.now)
+            .bind(claim.limit);
+        sql.push_list(kinds.iter().map(|k| k.as_str().to_owned()));
+        sql.push(LOCK_READY_TAIL);
+        self.conn().dialect().skip_locked(&mut sql);
+        let locked: Vec<ClaimedTask> = self.conn().fetch_all(sql).await?;
+        if !locked.is_empty() {
+            self.start_run(claim, Vec::new()).await?;
+        }
+        Ok(locked)
+    }
+
     /// After a claim took `claimed`: their `dispatched` events, and the run
     /// started if the caller read it as pending.
     pub(super) async fn claimed(
@@ -320,8 +327,7 @@ impl Tx {
         if claimed.is_empty() {
             return Ok(());
         }
-        let mut c = self.conn();
-        let mut events: Vec<NewEvent> = claimed
+        let events: Vec<NewEvent> = claimed
             .iter()
             .map(|t| NewEvent {
                 run_id: t.run_id,
@@ -331,6 +337,17 @@ impl Tx {
                 detail: None,
             })
             .collect();
+        self.start_run(claim, events).await
+    }
+
+    /// Starts the run if the claim's caller read it as pending (its
+    /// `running` event joins `events`), and writes `events`.
+    async fn start_run(
+        &mut self,
+        claim: &Claim<'_>,
+        mut events: Vec<NewEvent<'_>>,
+    ) -> Result<(), Error> {
+        let mut c = self.conn();
         if claim.run_pending && c.execute(Sql::new(START_RUN).bind(claim.run_id)).await? == 1 {
             events.push(NewEvent {
                 run_id: claim.run_id,
@@ -374,11 +391,13 @@ impl Tx {
     }
 
     /// Applies attempt results to attempts still in flight (`dispatched` or
-    /// `running` with the same attempt number); results for finished,
-    /// cancelled or superseded attempts change nothing. Returns what applied.
+    /// `running` with the same attempt number, or locked: see [`Finish`]);
+    /// results for finished, cancelled or superseded attempts change
+    /// nothing. Returns what applied.
     pub(crate) async fn finish_attempts(
         &mut self,
         results: &[AttemptResult],
+        from: Finish,
         now: DateTime<Utc>,
     ) -> Result<Vec<Finished>, Error> {
         let mut c = self.conn();
@@ -393,6 +412,10 @@ impl Tx {
                 chunk.iter().map(|r| ((r.task_id, r.attempt), *r)).collect();
             // A retry goes back to pending (see the statement).
             let mut sql = Sql::new(FINISH_ATTEMPTS_HEAD).bind(now);
+            if from == Finish::Locked {
+                sql.push(FINISH_LOCKED_CLAIM);
+            }
+            sql.push(FINISH_VALUES);
             sql.push_values(chunk, |s, r| {
                 vec![
                     s.arg(r.task_id),
@@ -405,22 +428,34 @@ impl Tx {
                     s.arg(r.output_ref.clone()),
                 ]
             });
-            sql.push(FINISH_ATTEMPTS_TAIL);
+            sql.push(match from {
+                Finish::InFlight => FINISH_ATTEMPTS_TAIL,
+                Finish::Locked => FINISH_LOCKED_TAIL,
+            });
             let rows: Vec<Finished> = c.fetch_all(sql).await?;
-            let events = rows
+            // A locked row's claim is written here: its `dispatched` event
+            // too, before its end.
+            let claims = rows
                 .iter()
-                .map(|f| {
-                    let r = sent[&(f.id, f.attempt)];
-                    NewEvent {
-                        run_id: f.run_id,
-                        task_id: Some(f.id),
-                        attempt: Some(r.attempt),
-                        status: f.status.as_str(),
-                        detail: r.error.clone(),
-                    }
-                })
-                .collect();
-            insert_events(&mut c, now, events).await?;
+                .filter(|_| from == Finish::Locked)
+                .map(|f| NewEvent {
+                    run_id: f.run_id,
+                    task_id: Some(f.id),
+                    attempt: Some(f.attempt),
+                    status: TaskStatus::Dispatched.as_str(),
+                    detail: None,
+                });
+            let ends = rows.iter().map(|f| {
+                let r = sent[&(f.id, f.attempt)];
+                NewEvent {
+                    run_id: f.run_id,
+                    task_id: Some(f.id),
+                    attempt: Some(r.attempt),
+                    status: f.status.as_str(),
+                    detail: r.error.clone(),
+                }
+            });
+            insert_events(&mut c, now, claims.chain(ends).collect()).await?;
             applied.extend(rows);
         }
         Ok(applied)
@@ -966,6 +1001,93 @@ impl Tx {
         .await?;
         Ok(reopened)
     }
+}
+
+/// Most instances of one task created by one [`INSERT_INSTANCES_PG`].
+const INSTANCES_CHUNK: usize = 10_000;
+
+/// From how many instances a task's are created by [`INSERT_INSTANCES_PG`]
+/// on PostgreSQL rather than among the `VALUES` rows of all the others.
+const FANNED_OUT: i64 = 100;
+
+/// The instances of fanned-out `tasks`, one [`INSERT_INSTANCES_PG`] per
+/// task (per [`INSTANCES_CHUNK`] of its instances).
+async fn insert_fanned_out_pg(
+    c: &mut Conn<'_>,
+    run: &Run,
+    tasks: &[&NewTask],
+) -> Result<(), Error> {
+    for t in tasks {
+        let ready = (t.deps_remaining == 0).then_some(run.created_at);
+        for first in (0..t.task_count).step_by(INSTANCES_CHUNK) {
+            let n = (t.task_count - first).min(INSTANCES_CHUNK as i64);
+            let mut ids = String::with_capacity(37 * n as usize + 2);
+            ids.push('{');
+            for i in 0..n {
+                if i > 0 {
+                    ids.push(',');
+                }
+                ids.push_str(Uuid::now_v7().hyphenated().encode_lower(&mut [0; 36]));
+            }
+            ids.push('}');
+            c.execute(
+                Sql::new(INSERT_INSTANCES_PG)
+                    .bind(ids)
+                    .bind(first)
+                    .bind(run.id)
+                    .bind(t.name.as_str())
+                    .bind(t.task_count)
+                    .bind(t.executor.as_str())
+                    .bind(t.max_attempts)
+                    .bind(t.deps_remaining)
+                    .bind(ready)
+                    .bind(t.limit_group.clone())
+                    .bind(t.limit_key.clone()),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The instances of `tasks` as `INSERT … VALUES` of [`CHUNK`] rows.
+async fn insert_instances(c: &mut Conn<'_>, run: &Run, tasks: &[&NewTask]) -> Result<(), Error> {
+    // (task, next index): the cursor of the instances still to insert.
+    let (mut task, mut next) = (0usize, 0i64);
+    loop {
+        let mut chunk: Vec<(&NewTask, i64)> = Vec::with_capacity(CHUNK);
+        while chunk.len() < CHUNK && task < tasks.len() {
+            if next < tasks[task].task_count {
+                chunk.push((tasks[task], next));
+                next += 1;
+            } else {
+                (task, next) = (task + 1, 0);
+            }
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        let mut sql = Sql::new(INSERT_TASKS_HEAD);
+        sql.push_values(&chunk, |s, &(t, task_index)| {
+            let ready = (t.deps_remaining == 0).then_some(run.created_at);
+            vec![
+                s.arg(Uuid::now_v7()),
+                s.arg(run.id),
+                s.arg(t.name.as_str()),
+                s.arg(task_index),
+                s.arg(t.task_count),
+                s.arg(t.executor.as_str()),
+                s.arg(TaskStatus::Pending.as_str()),
+                s.arg(t.max_attempts),
+                s.arg(t.deps_remaining),
+                s.arg(ready),
+                s.arg(t.limit_group.clone()),
+                s.arg(t.limit_key.clone()),
+            ]
+        });
+        c.execute(sql).await?;
+    }
+    Ok(())
 }
 
 fn task_events(rows: &[TaskEventRow]) -> Vec<NewEvent<'_>> {
