@@ -175,7 +175,7 @@ pub struct Config {
     #[arg(long, global = true, env = "ORK_EXECUTORS", value_delimiter = ',')]
     pub executors: Option<Vec<ExecutorKind>>,
     /// Most task instances claimed by one statement (the claim batch).
-    #[arg(long, global = true, env = "ORK_BATCH_SIZE", default_value_t = 1000,
+    #[arg(long, global = true, env = "ORK_BATCH_SIZE", default_value_t = 256,
           value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub batch_size: i64,
     /// On PostgreSQL, most claim batches of one run in flight at once while

@@ -157,6 +157,7 @@ async fn assert_each_instance_ran_once(db: &TestDb, run_id: Uuid) {
 async fn ten_thousand_immediate_tasks_thirty_two_advancers(db: TestDb) {
     let config = ork_core::engine::EngineConfig {
         claim_batch: 100,
+        immediate_batch: 100,
         claim_lanes: 4,
         ..Default::default()
     };

@@ -107,7 +107,7 @@ impl Engine {
         let run_id = run.id;
         let immediate_kinds = self.immediate_kinds(wf);
         let immediate_kinds = &immediate_kinds;
-        let (claimed, immediate) = retry(TRANSIENT_DB, Error::is_transient, || async move {
+        let (claimed, immediate, from) = retry(TRANSIENT_DB, Error::is_transient, || async move {
             let mut tx = self.store.begin().await?;
             let now = Utc::now();
             let claim = Claim {
@@ -123,6 +123,10 @@ impl Engine {
             // gate the claim) one write of each row instead of two.
             let mut now_done = Vec::new();
             if gates.is_none() {
+                let claim = Claim {
+                    limit: self.config.immediate_batch,
+                    ..claim
+                };
                 now_done = tx.lock_ready(&claim, immediate_kinds).await?;
             }
             let (from, claimed) = if now_done.is_empty() {
@@ -149,13 +153,17 @@ impl Engine {
                 Some((ended, done))
             };
             tx.commit().await?;
-            Ok((claimed, immediate))
+            Ok((claimed, immediate, from))
         })
         .await?;
         let claimed_n = claimed.len() + immediate.as_ref().map_or(0, |(ended, _)| ended.len());
+        let batch = match from {
+            Finish::Locked => self.config.immediate_batch,
+            Finish::InFlight => self.config.claim_batch,
+        };
         let mut step = Step {
             claimed: claimed_n,
-            full: claimed_n as i64 == self.config.claim_batch,
+            full: claimed_n as i64 == batch,
             ended_any: false,
             finalized: None,
             started: Vec::new(),
@@ -213,11 +221,9 @@ impl Engine {
     /// The [`immediate`](crate::executor::Executor::immediate) executor
     /// kinds of a workflow's tasks that this engine claims.
     fn immediate_kinds(&self, wf: &Workflow) -> Vec<crate::spec::ExecutorKind> {
-        let mut kinds: Vec<_> = wf
-            .spec
-            .tasks
-            .values()
-            .map(|t| t.executor)
+        wf.executors
+            .iter()
+            .copied()
             .filter(|k| self.executors.get(*k).is_some_and(|e| e.immediate()))
             .filter(|k| {
                 self.config
@@ -225,10 +231,7 @@ impl Engine {
                     .as_ref()
                     .is_none_or(|only| only.contains(k))
             })
-            .collect();
-        kinds.sort_by_key(|k| k.as_str());
-        kinds.dedup();
-        kinds
+            .collect()
     }
 
     /// Whether a task's executor is [`immediate`](crate::executor::Executor::immediate).

@@ -18,7 +18,7 @@ impl Engine {
             return Ok(false);
         };
         self.store_cost(&mut tx, &wf.spec, run_id, now).await?;
-        if wf.spec.has_limits() {
+        if wf.limited {
             // The slots this run held are free: the runs waiting for them
             // become due, so a host starts them now, not at its tick.
             let freed: Vec<Uuid> = in_flight.iter().map(|t| t.id).collect();

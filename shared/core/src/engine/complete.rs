@@ -436,7 +436,7 @@ impl Engine {
         workflows: &HashMap<Uuid, Arc<Workflow>>,
         completed: &mut Completed,
     ) -> Result<(), Error> {
-        let limited = |run: &Uuid| workflows.get(run).is_some_and(|w| w.spec.has_limits());
+        let limited = |run: &Uuid| workflows.get(run).is_some_and(|w| w.limited);
         let freed: Vec<Uuid> = finished
             .iter()
             .filter(|f| limited(&f.run_id))

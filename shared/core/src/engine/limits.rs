@@ -52,7 +52,7 @@ pub(super) fn run_gate(spec: &WorkflowSpec, params: &serde_json::Value) -> Optio
 /// limits (the plain one-statement claim).
 pub(super) fn claim_limits(wf: &Workflow, run: &Run) -> Option<ClaimLimits> {
     let spec = &wf.spec;
-    if !spec.has_limits() {
+    if !wf.limited {
         return None;
     }
     let run_gate = run_gate(spec, &run.params).filter(|_| run.status == RunStatus::Pending);

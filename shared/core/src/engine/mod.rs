@@ -62,6 +62,10 @@ const TRANSIENT_DB: Backoff =
 pub struct EngineConfig {
     /// Most task instances claimed by one statement.
     pub claim_batch: i64,
+    /// Most instances of immediate executors (noop, mock) locked and
+    /// recorded by one transaction. Nothing is dispatched, so a bigger
+    /// batch only makes fewer, larger transactions.
+    pub immediate_batch: i64,
     /// Most claim batches of one run in flight at once on PostgreSQL, while
     /// claims come back full (`ORK_CLAIM_LANES`); SQLite takes one.
     pub claim_lanes: usize,
@@ -102,7 +106,8 @@ pub struct CallbackConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            claim_batch: 1000,
+            claim_batch: 256,
+            immediate_batch: 1000,
             claim_lanes: 2,
             lease: Duration::from_secs(60),
             dispatch_concurrency: 32,
@@ -123,6 +128,11 @@ pub struct Workflow {
     pub version: i64,
     pub spec: WorkflowSpec,
     pub dag: Dag,
+    /// [`WorkflowSpec::has_limits`], read once: every completion and
+    /// claim asks, and the answer walks every task.
+    pub limited: bool,
+    /// The executor kinds its tasks use, each once.
+    pub executors: Vec<crate::spec::ExecutorKind>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -218,7 +228,17 @@ impl Engine {
         let dag = Dag::new(&spec).map_err(|cycle| {
             Error::Internal(format!("stored spec of {name} has a cycle: {cycle:?}"))
         })?;
-        let wf = Arc::new(Workflow { version, spec, dag });
+        let limited = spec.has_limits();
+        let mut executors: Vec<_> = spec.tasks.values().map(|t| t.executor).collect();
+        executors.sort_by_key(|k| k.as_str());
+        executors.dedup();
+        let wf = Arc::new(Workflow {
+            version,
+            spec,
+            dag,
+            limited,
+            executors,
+        });
         self.workflows
             .lock()
             .expect("poisoned")
