@@ -28,6 +28,16 @@ tasks:
   c: {executor: noop, depends_on: [b], task_count: 3333}
 "#;
 
+/// Applies [`LAYERS`] and triggers a run of it.
+async fn trigger_layers(engine: &ork_core::engine::Engine) -> ork_core::model::Run {
+    engine.apply(&parse(LAYERS), None).await.unwrap();
+    engine
+        .trigger("race", serde_json::json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run
+}
+
 /// Reports every attempt as started, and its completion (twice) on a queue
 /// that the completing callers share.
 struct Queueing(mpsc::UnboundedSender<Completion>);
@@ -54,12 +64,7 @@ impl Executor for Queueing {
 async fn ten_thousand_tasks_thirty_two_callers(db: TestDb) {
     let (tx, rx) = mpsc::unbounded_channel();
     let engine = Arc::new(with_executor(db.store.clone(), Arc::new(Queueing(tx))));
-    engine.apply(&parse(LAYERS), None).await.unwrap();
-    let run = engine
-        .trigger("race", serde_json::json!({}), TriggerOptions::default())
-        .await
-        .unwrap()
-        .run;
+    let run = trigger_layers(&engine).await;
     assert_eq!(run.tasks_total, 10_000);
     let rx = Arc::new(Mutex::new(rx));
     let finalized = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -170,12 +175,7 @@ async fn ten_thousand_immediate_tasks_thirty_two_advancers(db: TestDb) {
         executors,
         config,
     ));
-    engine.apply(&parse(LAYERS), None).await.unwrap();
-    let run = engine
-        .trigger("race", serde_json::json!({}), TriggerOptions::default())
-        .await
-        .unwrap()
-        .run;
+    let run = trigger_layers(&engine).await;
     let finalized = Arc::new(std::sync::Mutex::new(Vec::new()));
     let callers: Vec<_> = (0..32)
         .map(|_| {

@@ -64,7 +64,8 @@ impl Engine {
             crate::store::Dialect::Postgres => self.config.claim_lanes.max(1),
             crate::store::Dialect::Sqlite => 1,
         };
-        let step = || self.claim_step(&run, &wf, gates.as_ref(), &workflows);
+        let immediate_kinds = self.immediate_kinds(&wf);
+        let step = || self.claim_step(&run, &wf, gates.as_ref(), &immediate_kinds, &workflows);
         let mut in_flight = stream::FuturesUnordered::new();
         in_flight.push(step());
         let mut failed = None;
@@ -96,17 +97,18 @@ impl Engine {
         }
     }
 
-    /// One claim of up to `claim_batch` ready tasks, with their dispatch.
+    /// One claim of ready tasks, with their dispatch: up to
+    /// `immediate_batch` of the `immediate_kinds` executors (unless limits
+    /// gate the claim), else up to `claim_batch` of any.
     async fn claim_step(
         &self,
         run: &Run,
         wf: &Workflow,
         gates: Option<&crate::store::ClaimLimits>,
+        immediate_kinds: &[crate::spec::ExecutorKind],
         workflows: &HashMap<Uuid, std::sync::Arc<Workflow>>,
     ) -> Result<Step, Error> {
         let run_id = run.id;
-        let immediate_kinds = self.immediate_kinds(wf);
-        let immediate_kinds = &immediate_kinds;
         let (claimed, immediate, from) = retry(TRANSIENT_DB, Error::is_transient, || async move {
             let mut tx = self.store.begin().await?;
             let now = Utc::now();

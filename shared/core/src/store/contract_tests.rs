@@ -771,30 +771,24 @@ async fn lock_ready_and_finish_locked_claim_and_end_in_one_write(db: TestDb) {
     assert_eq!(of(a1.id), ["dispatched", "pending"]);
     assert_eq!(ev.iter().filter(|e| e.2 == "running").count(), 1);
     // Replayed, or for a row another caller claimed: nothing changes.
-    let mut tx = db.store.begin().await.unwrap();
-    let again = tx
-        .finish_attempts(
-            &[result(a0.id, 1, TaskStatus::Failed)],
-            Finish::Locked,
-            now(),
-        )
-        .await
-        .unwrap();
+    let finish_locked = |r: AttemptResult| {
+        let store = db.store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            let done = tx
+                .finish_attempts(&[r], Finish::Locked, now())
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            done
+        }
+    };
+    let again = finish_locked(result(a0.id, 1, TaskStatus::Failed)).await;
     assert!(again.is_empty());
-    tx.commit().await.unwrap();
     let claimed = claim_all(&db.store, run.id).await;
     assert_eq!(claimed.len(), 1, "the retry of a[1]");
-    let mut tx = db.store.begin().await.unwrap();
-    let stale = tx
-        .finish_attempts(
-            &[result(a1.id, 2, TaskStatus::Success)],
-            Finish::Locked,
-            now(),
-        )
-        .await
-        .unwrap();
+    let stale = finish_locked(result(a1.id, 2, TaskStatus::Success)).await;
     assert!(stale.is_empty(), "a claimed row is not locked-pending");
-    tx.commit().await.unwrap();
     assert_eq!(
         db.store.get_task(a1.id).await.unwrap().unwrap().status,
         TaskStatus::Dispatched
