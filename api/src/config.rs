@@ -583,6 +583,8 @@ mod key_tests {
             "kubernetes,process",
             "--batch-size",
             "10",
+            "--claim-lanes",
+            "3",
             "--tick",
             "5s",
             "--instance-id",
@@ -599,10 +601,14 @@ mod key_tests {
             ])
         );
         assert_eq!(config.batch_size, 10);
+        assert_eq!(config.claim_lanes, 3);
         assert_eq!(config.poll_interval, Duration::from_secs(5));
         assert_eq!(config.instance_id(), "i1");
         assert!(EnvOnly::try_parse_from(["ork", "--executors", "nope"]).is_err());
         assert!(EnvOnly::try_parse_from(["ork", "--batch-size", "0"]).is_err());
+        for lanes in ["0", "17", "two"] {
+            assert!(EnvOnly::try_parse_from(["ork", "--claim-lanes", lanes]).is_err());
+        }
     }
 
     #[test]
