@@ -100,6 +100,12 @@ bench:
     cargo bench -p ork-tests --bench http
     cargo bench -p ork-tests --bench limits
 
+# Lay out the code a run executes together in release builds: rewrite the
+# linker's symbol order files (needs valgrind and PostgreSQL at $DATABASE_URL)
+symbol-order:
+    cargo build --release -p ork-cli -p ork-functions
+    python3 scripts/symbol_order.py
+
 fmt:
     cargo fmt --all
 

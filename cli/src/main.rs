@@ -224,12 +224,28 @@ fn quiet_broken_pipe() {
     }
 }
 
+/// One glibc malloc arena for `ork run`, whose threads share one CPU:
+/// with an arena per thread (the default), memory one thread frees is not
+/// reused by another, and a 40-task run's peak RSS was 0.7 MiB higher
+/// (11.6 against 10.9 MiB). `MALLOC_ARENA_MAX`, when set, wins.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: called before any other thread exists; mallopt only
+        // changes a tunable of the allocator.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     // `ork run` drives its run in this process: its threads stay on one
     // CPU (before the runtime starts them), its tasks do not.
     if matches!(cli.command, Command::Run { .. }) {
         ork_executors::affinity::pin_to_current_cpu();
+        one_malloc_arena();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
