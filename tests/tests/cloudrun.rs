@@ -68,6 +68,7 @@ fn attempt(task_index: i64) -> AttemptRef {
 /// Instance `task_index` of 3 of a `cloudrun` task running `job`.
 fn request(job: &str, task_index: i64) -> DispatchRequest {
     DispatchRequest {
+        batch: 1,
         attempt: attempt(task_index),
         task_count: 3,
         spec: TaskSpec {

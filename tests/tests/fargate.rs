@@ -115,6 +115,7 @@ impl Fixture {
 
     fn request(&self, attempt: AttemptRef, spec: TaskSpec) -> DispatchRequest {
         DispatchRequest {
+            batch: 1,
             attempt,
             task_count: 3,
             spec,

@@ -439,6 +439,7 @@ fn request(namespace: &str) -> DispatchRequest {
         "name: w\ntasks:\n  t:\n    executor: kubernetes\n    kubernetes: {{image: busybox, namespace: {namespace}}}\n"
     ));
     DispatchRequest {
+        batch: 1,
         attempt: AttemptRef {
             run_id: Uuid::now_v7(),
             workflow: "w".into(),

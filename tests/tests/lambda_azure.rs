@@ -423,6 +423,7 @@ on_both_backends!(
 fn request(yaml_task: &str) -> DispatchRequest {
     let spec = common::parse(&format!("name: w\ntasks:\n  t:\n{yaml_task}"));
     DispatchRequest {
+        batch: 1,
         attempt: AttemptRef {
             run_id: Uuid::now_v7(),
             workflow: "w".into(),

@@ -61,6 +61,7 @@ impl Executor for Answering {
     async fn dispatch(&self, req: &DispatchRequest) -> Result<Dispatch, ExecutorError> {
         // The input as the attempt saw it, read now.
         let seen = DispatchRequest {
+            batch: 1,
             input: input_of(req),
             ..req.clone()
         };

@@ -121,6 +121,7 @@ fn signal(pid: u32, name: &str) {
 
 fn request(dir: &Path, script: &str, timeout: Option<Duration>) -> DispatchRequest {
     DispatchRequest {
+        batch: 1,
         attempt: AttemptRef {
             run_id: Uuid::now_v7(),
             workflow: "tree".into(),

@@ -156,6 +156,7 @@ mod tests {
 
     fn request() -> DispatchRequest {
         DispatchRequest {
+            batch: 1,
             attempt: AttemptRef {
                 run_id: Uuid::nil(),
                 workflow: "w".into(),

@@ -281,7 +281,19 @@ impl Executor for ProcessExecutor {
             .stdout(log)
             .stderr(log_err)
             .kill_on_drop(detached.is_none());
-        let mut child = crate::affinity::unpinned(|| command.spawn())
+        // A spawn (vfork) holds its thread until the child has exec'd,
+        // ~0.15 ms. Alone, it is done here; in a batch, on blocking
+        // threads, so that the starts overlap and a fan-out's children
+        // exec on the other CPUs meanwhile (202 `sh` tasks: 157 -> 134 ms).
+        // Not always: the hop costs a chain ~0.15 ms a task.
+        let spawned = if req.batch > 1 {
+            tokio::task::spawn_blocking(move || crate::affinity::unpinned(|| command.spawn()))
+                .await
+                .map_err(|e| ExecutorError::permanent(format!("cannot start {program:?}: {e}")))?
+        } else {
+            crate::affinity::unpinned(|| command.spawn())
+        };
+        let mut child = spawned
             .map_err(|e| ExecutorError::permanent(format!("cannot start {program:?}: {e}")))?;
         let pid = child.id().unwrap_or_default();
         let execution_id = format!("pid:{pid}");

@@ -269,6 +269,7 @@ impl Engine {
                 timeout: spec.timeout,
                 base_dir: wf.spec.base_dir.clone(),
                 callback: None,
+                batch: 1,
                 spec,
             };
             let outcome = match self.start(&req, None).await {
@@ -304,6 +305,7 @@ impl Engine {
         let mut inputs = self.inputs(run, wf, &claimed).await?;
         let item_limit = self.config.payloads.inline_limit;
         let now = Utc::now();
+        let batch = claimed.len();
         let requests = claimed.into_iter().map(|t| {
             let spec = wf.spec.tasks[&t.name].clone();
             let input = inputs.remove(&t.id).unwrap_or_default();
@@ -325,6 +327,7 @@ impl Engine {
                 timeout: spec.timeout,
                 base_dir: wf.spec.base_dir.clone(),
                 callback: None,
+                batch,
                 spec,
             };
             if let Some(cb) = &self.config.callback {

@@ -46,6 +46,10 @@ pub struct DispatchRequest {
     /// Where and how the worker reports its end, when the engine has a
     /// callback URL (serverless mode). Local processes report directly.
     pub callback: Option<Callback>,
+    /// How many attempts the engine is starting together with this one
+    /// (1: this one alone). An executor whose start blocks its thread (a
+    /// process spawn) takes the others' starts off it when there are some.
+    pub batch: usize,
 }
 
 /// The worker's way back to `on-task-complete`.
