@@ -176,6 +176,38 @@ async fn cancel_kills_the_whole_process_tree() {
     assert_all_gone(&pids, PATIENCE);
 }
 
+/// The members of a batch are spawned on blocking threads (their vforks
+/// overlap): each still starts, and a cancel still takes each whole tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_spawned_off_thread_is_killed_tree_by_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let executor = ProcessExecutor::new(dir.path().join("logs"), tx);
+    let requests: Vec<DispatchRequest> = (0..3)
+        .map(|i| {
+            let base = dir.path().join(format!("member{i}"));
+            std::fs::create_dir(&base).unwrap();
+            DispatchRequest {
+                batch: 3,
+                ..request(&base, TREE, None)
+            }
+        })
+        .collect();
+    let ids = futures::future::join_all(requests.iter().map(|r| started(&executor, r))).await;
+    let pids: Vec<u32> = requests
+        .iter()
+        .flat_map(|r| task_pids(r.base_dir.as_deref().unwrap()))
+        .collect();
+    for (req, id) in requests.iter().zip(&ids) {
+        executor.cancel(&req.attempt, id).await.unwrap();
+    }
+    for _ in &requests {
+        let done = completion(&mut rx).await;
+        assert_eq!(done.outcome.error.as_deref(), Some("cancelled"));
+    }
+    assert_all_gone(&pids, PATIENCE);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_kills_the_whole_process_tree() {
     let dir = tempfile::tempdir().unwrap();
