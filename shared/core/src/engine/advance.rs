@@ -50,22 +50,30 @@ impl Engine {
     /// batches are in flight at once: the server then works on one while
     /// another commits (`SKIP LOCKED` keeps their claims apart). SQLite
     /// has one writer, so one lane.
-    #[tracing::instrument(level = "debug", skip(self), fields(%run_id))]
     pub async fn advance(&self, run_id: Uuid) -> Result<Advanced, Error> {
         let run = self.store.get_run(run_id).await?;
-        let mut advanced = Advanced::default();
         if run.status.is_final() {
-            return Ok(advanced);
+            return Ok(Advanced::default());
         }
+        self.advance_run(&run).await
+    }
+
+    /// [`Engine::advance`] of a run the caller has read and knows to be
+    /// open (`ork run`'s loop, after a completion that did not end it):
+    /// one read fewer per layer of a chain. A run cancelled meanwhile has
+    /// no pending task left to claim, so a stale `run` claims nothing.
+    #[tracing::instrument(level = "debug", skip_all, fields(run_id = %run.id))]
+    pub async fn advance_run(&self, run: &Run) -> Result<Advanced, Error> {
+        let mut advanced = Advanced::default();
         let wf = self.workflow(&run.workflow, Some(run.version)).await?;
-        let gates = super::limits::claim_limits(&wf, &run);
+        let gates = super::limits::claim_limits(&wf, run);
         let workflows = HashMap::from([(run.id, wf.clone())]);
         let lanes = match self.store.dialect() {
             crate::store::Dialect::Postgres => self.config.claim_lanes.max(1),
             crate::store::Dialect::Sqlite => 1,
         };
         let immediate_kinds = self.immediate_kinds(&wf);
-        let step = || self.claim_step(&run, &wf, gates.as_ref(), &immediate_kinds, &workflows);
+        let step = || self.claim_step(run, &wf, gates.as_ref(), &immediate_kinds, &workflows);
         let mut in_flight = stream::FuturesUnordered::new();
         in_flight.push(step());
         let mut failed = None;

@@ -38,18 +38,23 @@ pub async fn drive(
     let mut renew = tokio::time::interval(renew_every);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut owned: HashSet<(Uuid, i64)> = HashSet::new();
-    // Whether to read the run's status before waiting: after a completion
-    // batch that did not finalize it, this process knows it is open; a
-    // cancel from elsewhere is seen at the next tick.
+    // Whether to read the run again before waiting: after a completion
+    // batch that did not finalize it, this process knows it is open (and
+    // advances it as last read); a cancel from elsewhere is seen at the
+    // next tick.
+    let mut run = engine.store().get_run(run_id).await?;
     let mut read_status = true;
     loop {
-        let advanced = engine.advance(run_id).await?;
+        if run.status.is_final() {
+            return Ok(run.status);
+        }
+        let advanced = engine.advance_run(&run).await?;
         owned.extend(advanced.started);
         if let Some(status) = advanced.finalized {
             return Ok(status);
         }
         if read_status {
-            let run = engine.store().get_run(run_id).await?;
+            run = engine.store().get_run(run_id).await?;
             if run.status.is_final() {
                 return Ok(run.status);
             }
