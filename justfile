@@ -94,6 +94,7 @@ test:
 
 # Throughput, latency percentiles and peak memory on both backends
 bench:
+    cargo build --release -p ork-cli
     cargo build --release -p ork-functions
     cargo bench -p ork-tests --bench cli
     cargo bench -p ork-tests --bench engine
@@ -103,7 +104,6 @@ bench:
 # Lay out the code a run executes together in release builds: rewrite the
 # linker's symbol order files (needs valgrind and PostgreSQL at $DATABASE_URL)
 symbol-order:
-    cargo build --release -p ork-cli -p ork-functions
     python3 scripts/symbol_order.py
 
 fmt:

@@ -15,7 +15,10 @@
 //!   Lambda handler execute, placed together at the start of `.text`. A
 //!   40-task `ork run` touched 11 MB of the 34 MB `.text` with the code in
 //!   crate order, 3.9 MB with it ordered. `scripts/symbol_order.py` writes
-//!   the files; names they list that no longer exist are skipped.
+//!   the files, from each package built on its own (`-p ork-cli`, as the
+//!   Dockerfile builds it; built together with `-p ork-functions`, shared
+//!   crates unify other features, and their symbols get other names).
+//!   Names they list that no longer exist are skipped.
 use std::path::Path;
 
 fn main() {

@@ -10,7 +10,10 @@ the ~2.7 MB of code a run executes is spread over the 34 MB `.text`, and a
 LLD (`--symbol-ordering-file`) in release builds for x86_64 Linux, so that
 code sits in a few megabytes at the start of `.text`. A stale entry (a
 renamed function) is skipped by the linker; the cost of a stale file is
-only memory, so regenerate it when the release RSS in `just bench` grows:
+only memory, so regenerate it when the release RSS in `just bench` grows.
+The names are those of each package built on its own (`cargo build
+--release -p ork-cli`, as the Dockerfile does): built together with
+`-p ork-functions`, shared crates get other features and other names.
 
     just symbol-order
 
@@ -176,10 +179,11 @@ def runtime_api(event):
 
 
 def main():
+    # Each package on its own, as the Dockerfile and `just bench` build it:
+    # built together, they unify features into different symbol names.
+    for package in ("ork-cli", "ork-functions"):
+        subprocess.run(["cargo", "build", "-q", "--release", "-p", package], check=True, cwd=ROOT)
     ork, trigger = TARGET / "ork", TARGET / "trigger"
-    for binary in (ork, trigger):
-        if not binary.exists():
-            sys.exit(f"{binary} is missing: cargo build --release -p ork-cli -p ork-functions")
     pg = scratch_database()
     ork_runs = []
     with tempfile.TemporaryDirectory() as scratch:

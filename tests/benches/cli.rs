@@ -12,6 +12,10 @@
 //!   5 s off a terminal) and `--verbose` (a line per transition) beside
 //!   `--json` (no progress; every task as JSON at the end).
 //!
+//! Every process measured, `ork` and bash alike, runs without the
+//! `LD_LIBRARY_PATH` cargo sets for a bench (twenty-odd directories the
+//! loader would search at every exec, as no user's shell does).
+//!
 //! `ORK_BENCH_ONLY=sqlite|postgres` runs one backend's fan-out;
 //! `ORK_BENCH_BIG` sets the large fan-out's width (0 skips it).
 
@@ -74,6 +78,7 @@ fn ork_run(dir: &Path, file: &Path, database: Option<&str>, extra: &[&str]) -> C
     c.current_dir(dir)
         .env("ORK_DATABASE_URL", url)
         .env_remove("DATABASE_URL")
+        .env_remove("LD_LIBRARY_PATH")
         .env("ORK_LOG_DIR", dir.join("logs"))
         .arg("run")
         .arg(file)
@@ -153,6 +158,7 @@ fn bash_floor(n: usize, parallel: bool) -> Duration {
             let started = Instant::now();
             let ok = Command::new("bash")
                 .args(["-c", &script])
+                .env_remove("LD_LIBRARY_PATH")
                 .status()
                 .expect("bash")
                 .success();
