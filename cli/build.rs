@@ -9,10 +9,9 @@
 //!   9.2 to 7.8 MiB of RSS, and an exec is ~1 ms shorter. (The last of
 //!   `-pie`/`-no-pie` wins, with gcc and with cargo-lambda's `zig cc`.)
 //! - `--symbol-ordering-file=symbol-order.txt` (the package's), in release
-//!   builds for
-//!   x86_64 Linux with Rust's own linker, LLD (not with a configured
-//!   one, such as cargo-lambda's `zig cc`): the functions a run and a
-//!   Lambda handler execute, placed together at the start of `.text`. A
+//!   builds for x86_64 Linux with Rust's own linker, LLD (not with a
+//!   configured one, such as cargo-lambda's `zig cc`): the functions a run
+//!   and a Lambda handler execute, placed together at the start of `.text`. A
 //!   40-task `ork run` touched 11 MB of the 34 MB `.text` with the code in
 //!   crate order, 3.9 MB with it ordered. `scripts/symbol_order.py` writes
 //!   the files, from each package built on its own (`-p ork-cli`, as the

@@ -226,8 +226,8 @@ fn quiet_broken_pipe() {
 
 /// One glibc malloc arena for `ork run`, whose threads share one CPU:
 /// with an arena per thread (the default), memory one thread frees is not
-/// reused by another, and a 40-task run's peak RSS was 0.7 MiB higher
-/// (11.6 against 10.9 MiB). `MALLOC_ARENA_MAX`, when set, wins.
+/// reused by another, and a 40-task run's peak RSS was 0.9 MiB higher
+/// (12.2–12.4 against 11.3–11.5 MiB). `MALLOC_ARENA_MAX`, when set, wins.
 fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {

@@ -289,7 +289,7 @@ impl Executor for ProcessExecutor {
         let spawned = if req.batch > 1 {
             tokio::task::spawn_blocking(move || crate::affinity::unpinned(|| command.spawn()))
                 .await
-                .map_err(|e| ExecutorError::permanent(format!("cannot start {program:?}: {e}")))?
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
         } else {
             crate::affinity::unpinned(|| command.spawn())
         };

@@ -14,6 +14,18 @@ fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
+/// A noop task of a new run, one attempt.
+fn noop_task(name: &str, task_count: i64, deps_remaining: i64) -> NewTask {
+    NewTask {
+        name: name.into(),
+        task_count,
+        executor: "noop".into(),
+        max_attempts: 1,
+        deps_remaining,
+        ..NewTask::default()
+    }
+}
+
 /// Applies workflow `wf` and creates a run of it: `a` (two instances, ready)
 /// and `b` (one instance, waiting for both `a`s).
 async fn run_of(store: &Store) -> Run {
@@ -37,13 +49,9 @@ async fn run_of(store: &Store) -> Run {
         finished_at: None,
         cost_usd: None,
     };
-    let task = |name: &str, task_count, deps_remaining| NewTask {
-        name: name.into(),
-        task_count,
-        executor: "noop".into(),
+    let task = |name, task_count, deps_remaining| NewTask {
         max_attempts: 2,
-        deps_remaining,
-        ..NewTask::default()
+        ..noop_task(name, task_count, deps_remaining)
     };
     let tasks = [task("a", 2, 0), task("b", 1, 2)];
     assert!(tx.create_run(&run, &tasks).await.unwrap());
@@ -332,15 +340,11 @@ async fn release_children_counts_several_groups_in_one_call(db: TestDb) {
         tasks_open: 6,
         ..run.clone()
     };
-    let task = |name: &str, task_count, deps_remaining| NewTask {
-        name: name.into(),
-        task_count,
-        executor: "noop".into(),
-        max_attempts: 1,
-        deps_remaining,
-        ..NewTask::default()
-    };
-    let tasks_of = [task("a", 1, 0), task("b", 2, 2), task("c", 3, 1)];
+    let tasks_of = [
+        noop_task("a", 1, 0),
+        noop_task("b", 2, 2),
+        noop_task("c", 3, 1),
+    ];
     assert!(tx.create_run(&other, &tasks_of).await.unwrap());
     tx.release_children(other.id, &[("c".into(), 1), ("b".into(), 1)], now())
         .await
@@ -690,14 +694,9 @@ async fn create_run_numbers_the_instances_of_a_fanned_out_task(db: TestDb) {
         tasks_open: 2501,
         ..run_of(&db.store).await
     };
-    let task = |name: &str, task_count, deps_remaining| NewTask {
-        name: name.into(),
-        task_count,
-        executor: "noop".into(),
-        max_attempts: 1,
-        deps_remaining,
+    let task = |name, task_count, deps_remaining| NewTask {
         limit_key: Some("it's \"quoted\", {braced}".into()),
-        ..NewTask::default()
+        ..noop_task(name, task_count, deps_remaining)
     };
     let mut tx = db.store.begin().await.unwrap();
     let created = tx
