@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
-use ork_core::engine::Engine;
+use ork_core::engine::{Engine, Released};
 use uuid::Uuid;
 
 /// The way to the `advance` handler.
@@ -74,6 +74,46 @@ impl Advancer {
     /// [`Advancer::Spawn`], with nothing under way.
     pub fn spawn() -> Advancer {
         Advancer::Spawn(Running::default())
+    }
+
+    /// Whether a batch of reports claims the instances it makes ready, for
+    /// [`Advancer::dispatch`] to hand to executors from this process: where
+    /// `advance` runs in this process anyway (`Spawn`, `Inline`). A Lambda
+    /// or HTTP advancer leaves dispatching to the `advance` function.
+    pub fn dispatches_here(&self) -> bool {
+        matches!(self, Advancer::Spawn(_) | Advancer::Inline)
+    }
+
+    /// Hands instances a report's transaction claimed to their executors
+    /// (in the background with `Spawn`), then advances their run if it may
+    /// have more ready.
+    pub async fn dispatch(&self, engine: &Arc<Engine>, released: Released) {
+        let run_id = released.run_id;
+        let (engine, advancer) = (engine.clone(), self.clone());
+        let work = async move {
+            let dispatched = std::panic::AssertUnwindSafe(engine.dispatch_released(released));
+            let again = match dispatched.catch_unwind().await {
+                Ok(Ok(again)) => again,
+                // What was claimed is requeued when its lease expires.
+                Ok(Err(e)) => {
+                    tracing::error!(%run_id, error = %e, "dispatching released tasks failed");
+                    true
+                }
+                Err(_) => {
+                    tracing::error!(%run_id, "dispatching released tasks panicked");
+                    true
+                }
+            };
+            if again {
+                advancer.advance(&engine, run_id).await;
+            }
+        };
+        match self {
+            Advancer::Spawn(_) => {
+                tokio::spawn(work);
+            }
+            _ => work.await,
+        }
     }
 
     pub async fn advance(&self, engine: &Arc<Engine>, run_id: Uuid) {

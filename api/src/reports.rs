@@ -126,9 +126,15 @@ async fn record(batch: Vec<(Completion, Answer)>, after: &After) {
     }
 }
 
-/// One transaction for the reports, then the runs they made ready advanced.
+/// One transaction for the reports (and the claim of what they made
+/// ready, where this process dispatches), then that dispatched and the
+/// other runs they made ready advanced.
 async fn commit(completions: &[Completion], after: &After) -> Result<Vec<Reported>, Error> {
-    let (reported, done) = after.engine.report_all(completions).await?;
+    let claim = after.advancer.dispatches_here();
+    let (reported, done) = after.engine.report_all(completions, claim).await?;
+    for released in done.released {
+        after.advancer.dispatch(&after.engine, released).await;
+    }
     for run in &done.to_advance {
         after.advancer.advance(&after.engine, *run).await;
     }

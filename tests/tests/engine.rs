@@ -165,6 +165,83 @@ fn ok(attempt: &AttemptRef) -> Completion {
     }
 }
 
+/// A report batch claims the instances it releases in its own
+/// transaction: they are `dispatched` before any `advance`, and
+/// `dispatch_released` starts them. Without the claim (or where limits
+/// gate it) the run is left to `advance`, as before.
+async fn a_report_claims_the_children_it_releases(db: TestDb) {
+    let holding = Arc::new(Holding::default());
+    let engine = with_executor(db.store.clone(), holding.clone());
+    engine.apply(&parse(DIAMOND), None).await.unwrap();
+    let run = engine
+        .trigger("diamond", json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    engine.advance(run.id).await.unwrap();
+    let extract = holding.take().pop().unwrap().attempt;
+    let (reported, mut done) = engine.report_all(&[ok(&extract)], true).await.unwrap();
+    assert_eq!(reported.len(), 1);
+    assert!(done.to_advance.is_empty(), "{done:?}");
+    assert_eq!(done.released.len(), 1);
+    let status = |name: &'static str| {
+        let store = db.store.clone();
+        async move {
+            let tasks = store.run_tasks(run.id).await.unwrap();
+            tasks
+                .iter()
+                .filter(|t| t.name == name)
+                .map(|t| t.status)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(status("left").await, vec![TaskStatus::Dispatched; 4]);
+    assert_eq!(status("right").await, vec![TaskStatus::Dispatched]);
+    assert_eq!(status("join").await, vec![TaskStatus::Pending]);
+    assert!(holding.take().is_empty(), "claimed, not yet dispatched");
+    let again = engine
+        .dispatch_released(done.released.pop().unwrap())
+        .await
+        .unwrap();
+    assert!(!again, "the claim took everything ready");
+    let children = holding.take();
+    let mut started: Vec<String> = children
+        .iter()
+        .map(|r| format!("{}[{}]", r.attempt.name, r.attempt.task_index))
+        .collect();
+    started.sort();
+    assert_eq!(
+        started,
+        ["left[0]", "left[1]", "left[2]", "left[3]", "right[0]"]
+    );
+    assert_eq!(status("left").await, vec![TaskStatus::Running; 4]);
+    // Nothing is left for an advance.
+    assert_eq!(engine.advance(run.id).await.unwrap().dispatched, 0);
+
+    // Without the claim: the run is to be advanced, nothing is claimed.
+    let ends: Vec<Completion> = children.iter().map(|r| ok(&r.attempt)).collect();
+    let (_, done) = engine.report_all(&ends, false).await.unwrap();
+    assert!(done.released.is_empty());
+    assert_eq!(done.to_advance, vec![run.id]);
+    assert_eq!(status("join").await, vec![TaskStatus::Pending]);
+    assert_eq!(engine.advance(run.id).await.unwrap().dispatched, 1);
+
+    // A workflow with limits: its claims are `advance`'s.
+    let limited = "name: lim\ntasks:\n  a: {executor: noop}\n  b: {executor: noop, depends_on: [a], max_parallel: 1}\n";
+    engine.apply(&parse(limited), None).await.unwrap();
+    let run = engine
+        .trigger("lim", json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    engine.advance(run.id).await.unwrap();
+    let a = holding.take().pop().unwrap().attempt;
+    let (_, done) = engine.report_all(&[ok(&a)], true).await.unwrap();
+    assert!(done.released.is_empty());
+    assert_eq!(done.to_advance, vec![run.id]);
+    assert_eq!(engine.advance(run.id).await.unwrap().dispatched, 1);
+}
+
 async fn applying_a_changed_spec_creates_a_version(db: TestDb) {
     let engine = noop_engine(db.store.clone());
     let v1 = engine.apply(&parse(DIAMOND), None).await.unwrap();
@@ -445,6 +522,7 @@ async fn a_missing_executor_fails_the_attempt_with_a_clear_error(db: TestDb) {
 }
 
 on_both_backends!(
+    a_report_claims_the_children_it_releases,
     applying_a_changed_spec_creates_a_version,
     a_diamond_with_fan_out_runs_to_success,
     a_failing_task_is_retried_then_its_descendants_skipped,

@@ -318,9 +318,10 @@ async fn a_cloud_run_execution_event_is_checked_then_recorded(db: TestDb) {
 
 /// Group commit and coalesced advances under load: 32 workers complete
 /// 300 parent → child pairs as fast as they are dispatched (`ork serve`'s
-/// background advancer), each completion releasing its own child. Every
-/// report is recorded once, every child dispatched exactly once, the run
-/// finalized once.
+/// background advancer), each completion releasing its own child, which
+/// the report's batch claims while four more callers advance the run in a
+/// loop. Every report is recorded once, every child dispatched exactly
+/// once, the run finalized once.
 async fn thirty_two_workers_release_three_hundred_children_once(db: TestDb) {
     const PAIRS: usize = 300;
     let holding = Arc::new(Holding::default());
@@ -370,7 +371,19 @@ async fn thirty_two_workers_release_three_hundred_children_once(db: TestDb) {
             })
         })
         .collect();
-    for w in workers {
+    // Racing the reports' claims of the children.
+    let advancers: Vec<_> = (0..4)
+        .map(|_| {
+            let (app, recorded) = (app.clone(), recorded.clone());
+            tokio::spawn(async move {
+                while recorded.load(std::sync::atomic::Ordering::SeqCst) < 2 * PAIRS {
+                    app.engine.advance(run).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for w in workers.into_iter().chain(advancers) {
         w.await.unwrap();
     }
     let mut names = dispatched.lock().unwrap().clone();

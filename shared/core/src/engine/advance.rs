@@ -126,6 +126,7 @@ impl Engine {
                 lease_until: limits::after(now, self.config.lease),
                 limit: self.config.claim_batch,
                 executors: self.config.executors.as_deref(),
+                tasks: None,
                 run_pending: run.status == RunStatus::Pending,
             };
             // The attempts of immediate executors end here, in the claim's
@@ -188,19 +189,106 @@ impl Engine {
             step.ended_any = true;
         }
         if !claimed.is_empty() {
-            let (started, ended) = self.dispatch(run, wf, claimed).await?;
-            step.started = started;
-            // New leases and deadlines.
-            self.poke();
-            if !ended.is_empty() {
-                let done = self.complete(&ended).await?;
-                if let Some((_, status)) = done.finalized.first() {
-                    step.finalized = Some(*status);
-                }
-                step.ended_any = true;
-            }
+            self.hand_off(run, wf, claimed, &mut step).await?;
         }
         Ok(step)
+    }
+
+    /// Dispatches claimed instances ([`Engine::dispatch`]) and completes
+    /// the attempts that ended at once, noting both in `step`.
+    async fn hand_off(
+        &self,
+        run: &Run,
+        wf: &Workflow,
+        claimed: Vec<ClaimedTask>,
+        step: &mut Step,
+    ) -> Result<(), Error> {
+        let (started, ended) = self.dispatch(run, wf, claimed).await?;
+        step.started = started;
+        // New leases and deadlines.
+        self.poke();
+        if !ended.is_empty() {
+            let done = self.complete(&ended).await?;
+            if let Some((_, status)) = done.finalized.first() {
+                step.finalized = Some(*status);
+            }
+            step.ended_any = true;
+        }
+        Ok(())
+    }
+
+    /// Inside a completion's transaction (a report batch's): claims the
+    /// ready instances of the runs it may have made ready, so that their
+    /// dispatch waits for no `advance`. Only where the claim is plain: no
+    /// limits gate it, and no immediate executor's attempt ends in it
+    /// (`advance` does both). The runs claimed here leave `to_advance`;
+    /// [`Engine::dispatch_released`] says when one needs an `advance` still.
+    pub(super) async fn claim_released(
+        &self,
+        tx: &mut crate::store::Tx,
+        done: &mut super::Completed,
+        workflows: &HashMap<Uuid, std::sync::Arc<Workflow>>,
+    ) -> Result<(), Error> {
+        let now = Utc::now();
+        let mut rest = Vec::new();
+        for run_id in std::mem::take(&mut done.to_advance) {
+            let plain = workflows
+                .get(&run_id)
+                .is_some_and(|wf| !wf.limited && self.immediate_kinds(wf).is_empty());
+            let Some(names) = done.maybe_ready.get(&run_id).filter(|_| plain) else {
+                rest.push(run_id);
+                continue;
+            };
+            let tasks = tx
+                .claim(&Claim {
+                    run_id,
+                    now,
+                    lease_until: limits::after(now, self.config.lease),
+                    limit: self.config.claim_batch,
+                    executors: self.config.executors.as_deref(),
+                    // What an `advance` would claim first (a trigger's
+                    // fan-out, say) is left to it: this transaction is the
+                    // report batch's, which every report waits for.
+                    tasks: Some(names),
+                    // A run with a completion has started.
+                    run_pending: false,
+                })
+                .await?;
+            if tasks.is_empty() {
+                continue;
+            }
+            metrics::histogram!("ork_claim_batch_size").record(tasks.len() as f64);
+            done.released.push(super::Released {
+                run_id,
+                full: tasks.len() as i64 == self.config.claim_batch,
+                tasks,
+            });
+        }
+        done.to_advance = rest;
+        Ok(())
+    }
+
+    /// Hands the instances a report's transaction claimed to their
+    /// executors: the rest of an `advance` step. `true` when the run may
+    /// have more ready (its claim was full, or attempts ended at once):
+    /// `advance` it next.
+    pub async fn dispatch_released(&self, released: super::Released) -> Result<bool, Error> {
+        let super::Released {
+            run_id,
+            tasks,
+            full,
+        } = released;
+        let run = self.store.get_run(run_id).await?;
+        let wf = self.workflow(&run.workflow, Some(run.version)).await?;
+        let mut step = Step {
+            claimed: tasks.len(),
+            full,
+            ended_any: false,
+            finalized: None,
+            started: Vec::new(),
+        };
+        self.hand_off(&run, &wf, tasks, &mut step).await?;
+        Ok(step.full || step.ended_any)
     }
 
     /// Hands one attempt to its executor (or fails it: its input was

@@ -93,6 +93,22 @@ pub struct Completed {
     pub finalized: Vec<(Uuid, RunStatus)>,
     /// Runs in which tasks may now be ready: advance them next.
     pub to_advance: Vec<Uuid>,
+    /// The instances [`Engine::report_all`] claimed in its transaction,
+    /// by run: hand each to [`Engine::dispatch_released`].
+    pub released: Vec<Released>,
+    /// The tasks of each run in `to_advance` that the completions may have
+    /// made ready: the children they released, the tasks they retry.
+    pub(super) maybe_ready: HashMap<Uuid, Vec<String>>,
+}
+
+/// A run's instances claimed by the transaction that released them (see
+/// [`Engine::report_all`]), not yet handed to their executors.
+#[derive(Debug, Clone)]
+pub struct Released {
+    pub run_id: Uuid,
+    pub(super) tasks: Vec<crate::store::ClaimedTask>,
+    /// The claim took a whole batch: more may be ready.
+    pub(super) full: bool,
 }
 
 impl Completed {
@@ -112,6 +128,16 @@ impl Engine {
     /// [`permanent`](crate::executor::Outcome::permanent).
     #[tracing::instrument(level = "debug", skip_all, fields(completions = completions.len()))]
     pub async fn complete(&self, completions: &[Completion]) -> Result<Completed, Error> {
+        self.complete_and_claim(completions, false).await
+    }
+
+    /// [`Engine::complete`], and with `claim`, the claim of the instances
+    /// it made ready in the same transaction ([`Completed::released`]).
+    pub(super) async fn complete_and_claim(
+        &self,
+        completions: &[Completion],
+        claim: bool,
+    ) -> Result<Completed, Error> {
         if completions.is_empty() {
             return Ok(Completed::default());
         }
@@ -130,7 +156,7 @@ impl Engine {
         let completions = &completions;
         let done = retry(TRANSIENT_DB, Error::is_transient, || async move {
             let mut tx = self.store.begin().await?;
-            let done = self
+            let mut done = self
                 .record(
                     &mut tx,
                     completions,
@@ -139,6 +165,9 @@ impl Engine {
                     expansions,
                 )
                 .await?;
+            if claim {
+                self.claim_released(&mut tx, &mut done, workflows).await?;
+            }
             tx.commit().await?;
             Ok(done)
         })
@@ -379,7 +408,7 @@ impl Engine {
             }
             let mut failed_tasks: BTreeSet<&str> = BTreeSet::new();
             let (mut closed, mut failed, mut retrying) = (0i64, 0i64, false);
-            for f in rows {
+            for f in &rows {
                 match f.status {
                     TaskStatus::Success => {
                         closed += 1;
@@ -415,6 +444,11 @@ impl Engine {
                 completed.finalized.push((run_id, status));
             } else if !releases.is_empty() || retrying {
                 completed.to_advance.push(run_id);
+                let retried = rows.iter().filter(|f| f.status == TaskStatus::Pending);
+                let names = (releases.into_iter().map(|(name, _)| name))
+                    .chain(retried.map(|f| f.name.clone()))
+                    .collect();
+                completed.maybe_ready.insert(run_id, names);
             }
         }
         self.free_slots(tx, &finished, workflows, &mut completed)

@@ -34,7 +34,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use advance::Advanced;
-pub use complete::Completed;
+pub use complete::{Completed, Released};
 pub use drive::drive;
 pub use gc::Collected;
 pub use operations::{Backfill, BackfillProgress, BackfillRequest};

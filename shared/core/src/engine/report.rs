@@ -34,12 +34,19 @@ impl Engine {
     /// [`Reported`] cases each one was, in order, with what the batch
     /// changed. Idempotent: only the first report of an attempt in flight
     /// changes anything, within a batch as across batches.
+    ///
+    /// With `claim`, the same transaction claims the instances the reports
+    /// made ready ([`Completed::released`]; the caller hands them to
+    /// [`Engine::dispatch_released`]): a child is dispatched as soon as its
+    /// parent's report commits, without waiting for an `advance` of its
+    /// run, which under load is busy with the previous batch.
     #[tracing::instrument(level = "debug", skip_all, fields(reports = completions.len()))]
     pub async fn report_all(
         &self,
         completions: &[Completion],
+        claim: bool,
     ) -> Result<(Vec<Reported>, Completed), Error> {
-        let done = self.complete(completions).await?;
+        let done = self.complete_and_claim(completions, claim).await?;
         let mut recorded: HashSet<(Uuid, i64)> = done.recorded.iter().copied().collect();
         let mut answers = Vec::with_capacity(completions.len());
         for c in completions {

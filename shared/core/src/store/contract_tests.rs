@@ -81,6 +81,7 @@ fn claim_of(run: Uuid) -> super::Claim<'static> {
         lease_until: now() + Duration::seconds(60),
         limit: 100,
         executors: None,
+        tasks: None,
         run_pending: true,
     }
 }

@@ -220,6 +220,10 @@ pub(super) const CLAIM_HEAD: &str =
 /// claims only tasks of some executors (`ork serve --executors`).
 pub(super) const CLAIM_EXECUTORS: &str = " AND executor IN (";
 
+/// After [`CLAIM_HEAD`] (and the executor filter), when the caller claims
+/// only instances of some tasks: a report's, of the ones it released.
+pub(super) const CLAIM_TASKS: &str = " AND name IN (";
+
 /// After [`CLAIM_HEAD`] (and the executor filter): the batch size.
 pub(super) const CLAIM_LIMIT: &str = " LIMIT $4";
 
@@ -566,7 +570,8 @@ pub(super) const RUN_GATE: &str = "SELECT (SELECT status FROM runs WHERE id = $1
        AND concurrency_key = $3) AS keyed";
 
 /// `$1` the run, `$2` the time, `$3` the batch size; the ready instances,
-/// optionally followed by [`CLAIM_EXECUTORS`]…`)`, then [`CLAIM_CANDIDATES_TAIL`].
+/// optionally followed by [`CLAIM_EXECUTORS`]…`)` and [`CLAIM_TASKS`]…`)`,
+/// then [`CLAIM_CANDIDATES_TAIL`].
 pub(super) const CLAIM_CANDIDATES_HEAD: &str =
     "SELECT id, name FROM tasks WHERE run_id = $1 AND status = 'pending' \
      AND deps_remaining = 0 AND (not_before IS NULL OR not_before <= $2)";

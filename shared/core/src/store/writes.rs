@@ -137,6 +137,9 @@ pub(crate) struct Claim<'a> {
     pub limit: i64,
     /// Only instances of these executors (`ork serve --executors`).
     pub executors: Option<&'a [ExecutorKind]>,
+    /// Only instances of these tasks (the ones a batch of completions may
+    /// have made ready: [`crate::engine::Engine::report_all`]).
+    pub tasks: Option<&'a [String]>,
     /// The caller read the run as `pending`, and its first claim starts it.
     /// A run never goes back to `pending`: the claims of a running one
     /// skip that update of its row.
@@ -155,18 +158,32 @@ pub(crate) enum Finish {
 }
 
 impl Claim<'_> {
-    /// ` AND executor IN (…)` when the claim is for some executors only.
-    pub(super) fn push_executor_filter(&self, sql: &mut Sql) {
+    /// ` AND executor IN (…)` when the claim is for some executors only,
+    /// ` AND name IN (…)` when for some tasks only.
+    pub(super) fn push_filters(&self, sql: &mut Sql) {
         if let Some(kinds) = self.executors {
-            sql.push(CLAIM_EXECUTORS);
-            if kinds.is_empty() {
-                sql.push("NULL");
-            } else {
-                sql.push_list(kinds.iter().map(|k| k.as_str().to_owned()));
-            }
-            sql.push(")");
+            push_in(
+                sql,
+                CLAIM_EXECUTORS,
+                kinds.iter().map(|k| k.as_str().to_owned()),
+            );
+        }
+        if let Some(tasks) = self.tasks {
+            push_in(sql, CLAIM_TASKS, tasks.iter().cloned());
         }
     }
+}
+
+/// `head` (` AND column IN (`), the items (`NULL` for none: matches no
+/// row), then `)`.
+fn push_in(sql: &mut Sql, head: &'static str, items: impl ExactSizeIterator<Item = String>) {
+    sql.push(head);
+    if items.len() == 0 {
+        sql.push("NULL");
+    } else {
+        sql.push_list(items);
+    }
+    sql.push(")");
 }
 
 impl Tx {
@@ -282,7 +299,7 @@ impl Tx {
             .bind(claim.now)
             .bind(claim.lease_until)
             .bind(claim.limit);
-        claim.push_executor_filter(&mut sql);
+        claim.push_filters(&mut sql);
         sql.push(CLAIM_LIMIT);
         self.conn().dialect().skip_locked(&mut sql);
         sql.push(CLAIM_TAIL);
