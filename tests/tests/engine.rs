@@ -165,21 +165,37 @@ fn ok(attempt: &AttemptRef) -> Completion {
     }
 }
 
+/// A run of the diamond on an engine whose executor holds its attempts,
+/// advanced once: `extract`'s attempt is held.
+async fn diamond_held(
+    db: &TestDb,
+    params: serde_json::Value,
+) -> (
+    ork_core::engine::Engine,
+    Arc<Holding>,
+    ork_core::model::Run,
+    DispatchRequest,
+) {
+    let holding = Arc::new(Holding::default());
+    let engine = with_executor(db.store.clone(), holding.clone());
+    engine.apply(&parse(DIAMOND), None).await.unwrap();
+    let run = engine
+        .trigger("diamond", params, TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    engine.advance(run.id).await.unwrap();
+    let extract = holding.take().pop().unwrap();
+    (engine, holding, run, extract)
+}
+
 /// A report batch claims the instances it releases in its own
 /// transaction: they are `dispatched` before any `advance`, and
 /// `dispatch_released` starts them. Without the claim (or where limits
 /// gate it) the run is left to `advance`, as before.
 async fn a_report_claims_the_children_it_releases(db: TestDb) {
-    let holding = Arc::new(Holding::default());
-    let engine = with_executor(db.store.clone(), holding.clone());
-    engine.apply(&parse(DIAMOND), None).await.unwrap();
-    let run = engine
-        .trigger("diamond", json!({}), TriggerOptions::default())
-        .await
-        .unwrap()
-        .run;
-    engine.advance(run.id).await.unwrap();
-    let extract = holding.take().pop().unwrap().attempt;
+    let (engine, holding, run, extract) = diamond_held(&db, json!({})).await;
+    let extract = extract.attempt;
     let (reported, mut done) = engine.report_all(&[ok(&extract)], true).await.unwrap();
     assert_eq!(reported.len(), 1);
     assert!(done.to_advance.is_empty(), "{done:?}");
@@ -370,16 +386,7 @@ async fn a_failing_task_is_retried_then_its_descendants_skipped(db: TestDb) {
 }
 
 async fn outputs_flow_to_children_as_input(db: TestDb) {
-    let holding = Arc::new(Holding::default());
-    let engine = with_executor(db.store.clone(), holding.clone());
-    engine.apply(&parse(DIAMOND), None).await.unwrap();
-    let run = engine
-        .trigger("diamond", json!({"n": 1}), TriggerOptions::default())
-        .await
-        .unwrap()
-        .run;
-    engine.advance(run.id).await.unwrap();
-    let extract = holding.take().pop().unwrap();
+    let (engine, holding, run, extract) = diamond_held(&db, json!({"n": 1})).await;
     assert_eq!(extract.input, json!({"params": {"n": 1}, "upstream": {}}));
     let done = Completion {
         attempt: extract.attempt,
@@ -475,16 +482,8 @@ async fn an_idempotency_key_returns_the_first_run(db: TestDb) {
 }
 
 async fn cancel_closes_the_run_and_ignores_late_completions(db: TestDb) {
-    let holding = Arc::new(Holding::default());
-    let engine = with_executor(db.store.clone(), holding.clone());
-    engine.apply(&parse(DIAMOND), None).await.unwrap();
-    let run = engine
-        .trigger("diamond", json!({}), TriggerOptions::default())
-        .await
-        .unwrap()
-        .run;
-    engine.advance(run.id).await.unwrap();
-    let extract = holding.take().pop().unwrap().attempt;
+    let (engine, _holding, run, extract) = diamond_held(&db, json!({})).await;
+    let extract = extract.attempt;
     assert!(engine.cancel(run.id).await.unwrap());
     assert!(
         !engine.cancel(run.id).await.unwrap(),
