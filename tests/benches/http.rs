@@ -40,7 +40,16 @@ use serde_json::json;
 #[derive(Default)]
 struct Recorder {
     reached: Mutex<HashMap<String, (Instant, String)>>,
-    queue: Option<tokio::sync::mpsc::UnboundedSender<(String, String)>>,
+    queue: Mutex<Option<tokio::sync::mpsc::UnboundedSender<(String, String)>>>,
+}
+
+impl Recorder {
+    /// Forgets the last run's attempts (their keys repeat), and hands the
+    /// next run's to `queue`.
+    fn reset(&self, queue: Option<tokio::sync::mpsc::UnboundedSender<(String, String)>>) {
+        self.reached.lock().unwrap().clear();
+        *self.queue.lock().unwrap() = queue;
+    }
 }
 
 #[async_trait]
@@ -56,7 +65,7 @@ impl Executor for Recorder {
             .lock()
             .unwrap()
             .insert(key.clone(), (Instant::now(), token.clone()));
-        if let Some(queue) = &self.queue {
+        if let Some(queue) = &*self.queue.lock().unwrap() {
             let _ = queue.send((key, token));
         }
         Ok(Dispatch::Started {
@@ -65,21 +74,25 @@ impl Executor for Recorder {
     }
 }
 
-/// The handlers on `url`'s database, dispatching to `recorder`, with a
-/// workflow `name` of `pairs` parent → child pairs applied.
-async fn pairs_app(url: &str, recorder: &Arc<Recorder>, name: &str, pairs: usize) -> TestApp {
+/// The handlers on `url`'s database, dispatching to `recorder`: one
+/// server for the webhook benches, as a deployed one serves run after
+/// run (its connection pool already open).
+async fn serve(url: &str, recorder: &Arc<Recorder>) -> TestApp {
     let store = Store::connect(url).await.unwrap();
-    let app = TestApp::builder(store)
+    TestApp::builder(store)
         .executors(Executors::new().with(ExecutorKind::Noop, recorder.clone()))
         .advancer(Advancer::spawn())
         .spawn()
-        .await;
+        .await
+}
+
+/// Applies a workflow `name` of `pairs` parent → child pairs.
+async fn apply_pairs(app: &TestApp, name: &str, pairs: usize) {
     let yaml = ork_tests::pairs_yaml(name, pairs);
     app.engine
         .apply(&spec::parse_str(&yaml, None).unwrap(), None)
         .await
         .unwrap();
-    app
 }
 
 fn pct(mut v: Vec<Duration>, p: f64) -> f64 {
@@ -88,10 +101,10 @@ fn pct(mut v: Vec<Duration>, p: f64) -> f64 {
         .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
 }
 
-async fn webhooks(url: &str) {
+async fn webhooks(app: &TestApp, recorder: &Recorder) {
     const PAIRS: usize = 300;
-    let recorder = Arc::new(Recorder::default());
-    let app = pairs_app(url, &recorder, "pairs", PAIRS).await;
+    recorder.reset(None);
+    apply_pairs(app, "pairs", PAIRS).await;
     let addr = app.url.trim_start_matches("http://").to_owned();
 
     let http = reqwest::Client::new();
@@ -144,20 +157,24 @@ async fn webhooks(url: &str) {
 /// The completion webhook under load: `workers` concurrent workers, one
 /// HTTP completion per task, `pairs` parent → child pairs in one run. With
 /// a `rate`, the workers send at most that many completions a second
-/// between them (the k-th not before k / rate s from the start): latency
+/// between them (the k-th not before k / rate s after the first): latency
 /// at a sustained rate, not at saturation, where a closed loop of
 /// `workers` makes each round trip `workers` / throughput by Little's law.
-async fn webhook_load(url: &str, pairs: usize, workers: usize, rate: Option<f64>) {
+async fn webhook_load(
+    url: &str,
+    app: &TestApp,
+    recorder: &Recorder,
+    pairs: usize,
+    workers: usize,
+    rate: Option<f64>,
+) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let recorder = Arc::new(Recorder {
-        queue: Some(tx),
-        ..Recorder::default()
-    });
+    recorder.reset(Some(tx));
     let name = match rate {
         None => "load".to_owned(),
         Some(r) => format!("load{r:.0}"),
     };
-    let app = pairs_app(url, &recorder, &name, pairs).await;
+    apply_pairs(app, &name, pairs).await;
     let addr = app.url.clone();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(workers)
@@ -189,30 +206,36 @@ async fn webhook_load(url: &str, pairs: usize, workers: usize, rate: Option<f64>
     assert_eq!(r.status(), 202);
     let start = Instant::now();
     let tickets = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let paced_from: Arc<std::sync::OnceLock<Instant>> = Arc::default();
     let handles: Vec<_> = (0..workers)
         .map(|_| {
-            let (http, rx, sent, done, addr, tickets) = (
+            let (http, rx, sent, done, addr, tickets, paced_from) = (
                 http.clone(),
                 rx.clone(),
                 sent.clone(),
                 done.clone(),
                 addr.clone(),
                 tickets.clone(),
+                paced_from.clone(),
             );
             tokio::spawn(async move {
                 let mut round_trips = Vec::new();
                 while done.load(std::sync::atomic::Ordering::SeqCst) < total {
-                    if let Some(rate) = rate {
-                        let k = tickets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let due = start + Duration::from_secs_f64(k as f64 / rate);
-                        tokio::time::sleep_until(due.into()).await;
-                    }
                     let next = tokio::time::timeout(Duration::from_millis(50), async {
                         rx.lock().await.recv().await
                     });
                     let Ok(Some((key, token))) = next.await else {
                         continue;
                     };
+                    // Paced from the first completion there is to send: a
+                    // clock started at the trigger would have the workers
+                    // send the first ones in one burst, to catch up.
+                    if let Some(rate) = rate {
+                        let epoch = *paced_from.get_or_init(Instant::now);
+                        let k = tickets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let due = epoch + Duration::from_secs_f64(k as f64 / rate);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
                     let at = Instant::now();
                     sent.lock().unwrap().insert(key, at);
                     let r = http
@@ -420,9 +443,12 @@ async fn main() {
     // Kept until the end: dropping it drops the database.
     let db = common::postgres().await;
     let url = db.url.clone();
-    webhooks(&url).await;
-    webhook_load(&url, 10_000, 64, None).await;
-    webhook_load(&url, 10_000, 64, Some(2500.0)).await;
+    let recorder = Arc::new(Recorder::default());
+    let app = serve(&url, &recorder).await;
+    webhooks(&app, &recorder).await;
+    webhook_load(&url, &app, &recorder, 10_000, 64, None).await;
+    webhook_load(&url, &app, &recorder, 10_000, 64, Some(2500.0)).await;
+    drop(app);
     cold_starts(&url, 20).await;
     lambda_memory(&url, 10).await;
     cloud_run_dispatches(&url, 100, 1).await;

@@ -5,6 +5,7 @@
 use ork_tests::db as common;
 use ork_tests::on_both_backends;
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -336,41 +337,7 @@ async fn thirty_two_workers_release_three_hundred_children_once(db: TestDb) {
     assert_eq!(status, 202, "{body}");
     let run: uuid::Uuid = body["run_id"].as_str().unwrap().parse().unwrap();
     let app = Arc::new(app);
-    let dispatched: Arc<Mutex<Vec<String>>> = Arc::default();
-    let recorded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let workers: Vec<_> = (0..32)
-        .map(|_| {
-            let (app, holding, dispatched, recorded) = (
-                app.clone(),
-                holding.clone(),
-                dispatched.clone(),
-                recorded.clone(),
-            );
-            tokio::spawn(async move {
-                let deadline = std::time::Instant::now() + Duration::from_secs(60);
-                while recorded.load(std::sync::atomic::Ordering::SeqCst) < 2 * PAIRS {
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "the workers got stuck"
-                    );
-                    let next = holding.0.lock().unwrap().pop();
-                    let Some(req) = next else {
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                        continue;
-                    };
-                    dispatched.lock().unwrap().push(req.attempt.name.clone());
-                    let token = req.callback.unwrap().token;
-                    let (status, body) = app.post("/complete", &report(&token, "success")).await;
-                    assert_eq!(
-                        (status, &body["result"]),
-                        (200, &json!("recorded")),
-                        "{body}"
-                    );
-                    recorded.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                }
-            })
-        })
-        .collect();
+    let (workers, dispatched, recorded) = report_all_held(&app, &holding, 32, 2 * PAIRS);
     // Racing the reports' claims of the children.
     let advancers: Vec<_> = (0..4)
         .map(|_| {
@@ -386,7 +353,12 @@ async fn thirty_two_workers_release_three_hundred_children_once(db: TestDb) {
     for w in workers.into_iter().chain(advancers) {
         w.await.unwrap();
     }
-    let mut names = dispatched.lock().unwrap().clone();
+    let mut names: Vec<String> = dispatched
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.attempt.name.clone())
+        .collect();
     names.sort();
     let before = names.len();
     names.dedup();
@@ -408,10 +380,127 @@ async fn thirty_two_workers_release_three_hundred_children_once(db: TestDb) {
     );
 }
 
+/// `n` workers that report success for every attempt `holding` starts,
+/// over HTTP, until `total` reports are recorded: their handles, the
+/// requests they took (in order), and the count recorded.
+#[allow(clippy::type_complexity)]
+fn report_all_held(
+    app: &Arc<TestApp>,
+    holding: &Arc<Holding>,
+    n: usize,
+    total: usize,
+) -> (
+    Vec<tokio::task::JoinHandle<()>>,
+    Arc<Mutex<Vec<DispatchRequest>>>,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let dispatched: Arc<Mutex<Vec<DispatchRequest>>> = Arc::default();
+    let recorded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers = (0..n)
+        .map(|_| {
+            let (app, holding, dispatched, recorded) = (
+                app.clone(),
+                holding.clone(),
+                dispatched.clone(),
+                recorded.clone(),
+            );
+            tokio::spawn(async move {
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                while recorded.load(std::sync::atomic::Ordering::SeqCst) < total {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the workers got stuck"
+                    );
+                    let next = holding.0.lock().unwrap().pop();
+                    let Some(req) = next else {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        continue;
+                    };
+                    let token = req.callback.clone().unwrap().token;
+                    dispatched.lock().unwrap().push(req);
+                    let (status, body) = app.post("/complete", &report(&token, "success")).await;
+                    assert_eq!(
+                        (status, &body["result"]),
+                        (200, &json!("recorded")),
+                        "{body}"
+                    );
+                    recorded.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    (workers, dispatched, recorded)
+}
+
+/// A fan-out of 2,000 instances while 32 workers report the ones already
+/// started: once reports are being recorded, `advance` claims its later
+/// batches smaller (`DEFERRED_BATCH`) and on one lane, and still
+/// dispatches every instance exactly once and finalizes the run once,
+/// with four more callers advancing the run in a loop.
+async fn a_fan_out_defers_to_reports_and_dispatches_each_instance_once(db: TestDb) {
+    const N: usize = 2000;
+    let holding = Arc::new(Holding::default());
+    let app = TestApp::builder(db.store.clone())
+        .executors(Executors::new().with(ExecutorKind::Noop, holding.clone()))
+        .advancer(ork_api::advancer::Advancer::spawn())
+        .spawn()
+        .await;
+    let yaml = format!("name: fan\ntasks:\n  work:\n    executor: noop\n    task_count: {N}\n");
+    app.engine.apply(&parse(&yaml), None).await.unwrap();
+    let (status, body) = app.post("/trigger", &json!({"workflow": "fan"})).await;
+    assert_eq!(status, 202, "{body}");
+    let run: uuid::Uuid = body["run_id"].as_str().unwrap().parse().unwrap();
+    let app = Arc::new(app);
+    let (workers, dispatched, recorded) = report_all_held(&app, &holding, 32, N);
+    let advancers: Vec<_> = (0..4)
+        .map(|_| {
+            let (app, recorded) = (app.clone(), recorded.clone());
+            tokio::spawn(async move {
+                while recorded.load(std::sync::atomic::Ordering::SeqCst) < N {
+                    app.engine.advance(run).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+        })
+        .collect();
+    for w in workers.into_iter().chain(advancers) {
+        w.await.unwrap();
+    }
+    let dispatched = dispatched.lock().unwrap().clone();
+    let mut indexes: Vec<i64> = dispatched.iter().map(|r| r.attempt.task_index).collect();
+    indexes.sort();
+    indexes.dedup();
+    assert_eq!(
+        (dispatched.len(), indexes.len()),
+        (N, N),
+        "each instance dispatched once"
+    );
+    let batches: BTreeSet<usize> = dispatched.iter().map(|r| r.batch).collect();
+    assert!(
+        batches.contains(&(ork_core::engine::DEFERRED_BATCH as usize)),
+        "no claim deferred to the reports: batches {batches:?}"
+    );
+    assert!(batches.iter().all(|b| *b <= 256), "{batches:?}");
+    assert_eq!(
+        db.store.get_run(run).await.unwrap().status,
+        RunStatus::Success
+    );
+    let events = db.store.run_events(run).await.unwrap();
+    assert_eq!(
+        events.iter().filter(|e| e.status == "dispatched").count(),
+        N
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.status == "success").count(),
+        N + 1
+    );
+}
+
 on_both_backends!(
     a_cloud_run_execution_event_is_checked_then_recorded,
     callbacks_are_authenticated_idempotent_and_never_stale,
     bad_bodies_get_clear_errors,
     sixty_four_concurrent_webhooks_finalize_once,
     thirty_two_workers_release_three_hundred_children_once,
+    a_fan_out_defers_to_reports_and_dispatches_each_instance_once,
 );

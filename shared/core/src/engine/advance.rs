@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::{stream, StreamExt};
+use futures::{stream, FutureExt, StreamExt};
 use uuid::Uuid;
 
-use super::{Engine, Workflow, TRANSIENT_DB};
+use super::{priority, Engine, Workflow, TRANSIENT_DB};
 use crate::executor::{Callback, Completion, Dispatch, DispatchRequest, ExecutorError, Outcome};
 use crate::limits;
 use crate::model::{AttemptRef, Run, RunStatus};
@@ -73,9 +73,28 @@ impl Engine {
             crate::store::Dialect::Sqlite => 1,
         };
         let immediate_kinds = self.immediate_kinds(&wf);
-        let step = || self.claim_step(run, &wf, gates.as_ref(), &immediate_kinds, &workflows);
+        let claim = |limit| {
+            self.claim_step(
+                run,
+                &wf,
+                gates.as_ref(),
+                &immediate_kinds,
+                &workflows,
+                limit,
+            )
+        };
+        // Later batches of a big run defer to reports being recorded
+        // (`priority.rs`): their children wait, these batches do not.
+        let step = || async {
+            let limit = match self.reports.busy() {
+                true => self.config.claim_batch.min(priority::DEFERRED_BATCH),
+                false => self.config.claim_batch,
+            };
+            self.reports.idle(priority::MOST_DEFERRED).await;
+            claim(limit).await
+        };
         let mut in_flight = stream::FuturesUnordered::new();
-        in_flight.push(step());
+        in_flight.push(claim(self.config.claim_batch).boxed());
         let mut failed = None;
         while let Some(done) = in_flight.next().await {
             let s = match done {
@@ -94,9 +113,15 @@ impl Engine {
             if failed.is_some() || s.claimed == 0 || !(s.full || s.ended_any) {
                 continue;
             }
-            in_flight.push(step());
+            // While reports are recorded, one lane: a full step whose twin
+            // is still in flight leaves the next claim to it (the twin's
+            // claim saw every unlocked ready row, or is full too).
+            let lanes = if self.reports.busy() { 1 } else { lanes };
+            if s.ended_any || in_flight.len() < lanes {
+                in_flight.push(step().boxed());
+            }
             if s.full && in_flight.len() < lanes {
-                in_flight.push(step());
+                in_flight.push(step().boxed());
             }
         }
         match failed {
@@ -107,7 +132,7 @@ impl Engine {
 
     /// One claim of ready tasks, with their dispatch: up to
     /// `immediate_batch` of the `immediate_kinds` executors (unless limits
-    /// gate the claim), else up to `claim_batch` of any.
+    /// gate the claim), else up to `limit` of any.
     async fn claim_step(
         &self,
         run: &Run,
@@ -115,6 +140,7 @@ impl Engine {
         gates: Option<&crate::store::ClaimLimits>,
         immediate_kinds: &[crate::spec::ExecutorKind],
         workflows: &HashMap<Uuid, std::sync::Arc<Workflow>>,
+        limit: i64,
     ) -> Result<Step, Error> {
         let run_id = run.id;
         let (claimed, immediate, from) = retry(TRANSIENT_DB, Error::is_transient, || async move {
@@ -124,7 +150,7 @@ impl Engine {
                 run_id,
                 now,
                 lease_until: limits::after(now, self.config.lease),
-                limit: self.config.claim_batch,
+                limit,
                 executors: self.config.executors.as_deref(),
                 tasks: None,
                 run_pending: run.status == RunStatus::Pending,
@@ -170,7 +196,7 @@ impl Engine {
         let claimed_n = claimed.len() + immediate.as_ref().map_or(0, |(ended, _)| ended.len());
         let batch = match from {
             Finish::Locked => self.config.immediate_batch,
-            Finish::InFlight => self.config.claim_batch,
+            Finish::InFlight => limit,
         };
         let mut step = Step {
             claimed: claimed_n,

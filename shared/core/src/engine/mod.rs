@@ -18,6 +18,7 @@ mod drive;
 mod gc;
 mod limits;
 mod operations;
+mod priority;
 mod report;
 mod retry;
 mod schedule;
@@ -38,6 +39,7 @@ pub use complete::{Completed, Released};
 pub use drive::drive;
 pub use gc::Collected;
 pub use operations::{Backfill, BackfillProgress, BackfillRequest};
+pub use priority::{DEFERRED_BATCH, MOST_DEFERRED};
 pub use report::Reported;
 pub use retry::RETRY_REQUESTED;
 pub use sweep::{Expired, Swept};
@@ -155,6 +157,8 @@ pub struct Engine {
     wake: Arc<tokio::sync::Notify>,
     /// The cron schedules of the workflows, for [`Engine::next_due`].
     crons: Mutex<wake::CronCache>,
+    /// Reports being recorded, which `advance`'s later batches defer to.
+    reports: priority::Reports,
 }
 
 impl Engine {
@@ -166,6 +170,7 @@ impl Engine {
             workflows: Mutex::default(),
             wake: Arc::default(),
             crons: Mutex::default(),
+            reports: priority::Reports::default(),
         }
     }
 

@@ -46,7 +46,9 @@ impl Engine {
         completions: &[Completion],
         claim: bool,
     ) -> Result<(Vec<Reported>, Completed), Error> {
+        let recording = self.reports.recording();
         let done = self.complete_and_claim(completions, claim).await?;
+        drop(recording);
         let mut recorded: HashSet<(Uuid, i64)> = done.recorded.iter().copied().collect();
         let mut answers = Vec::with_capacity(completions.len());
         for c in completions {
