@@ -86,9 +86,10 @@ impl Engine {
         // Later batches of a big run defer to reports being recorded
         // (`priority.rs`): their children wait, these batches do not.
         let step = || async {
-            let limit = match self.reports.busy() {
-                true => self.config.claim_batch.min(priority::DEFERRED_BATCH),
-                false => self.config.claim_batch,
+            let limit = if self.reports.busy() {
+                self.config.claim_batch.min(priority::DEFERRED_BATCH)
+            } else {
+                self.config.claim_batch
             };
             self.reports.idle(priority::MOST_DEFERRED).await;
             claim(limit).await
