@@ -325,111 +325,17 @@ async fn a_cloud_run_execution_event_is_checked_then_recorded(db: TestDb) {
 /// once, the run finalized once.
 async fn thirty_two_workers_release_three_hundred_children_once(db: TestDb) {
     const PAIRS: usize = 300;
-    let holding = Arc::new(Holding::default());
-    let app = TestApp::builder(db.store.clone())
-        .executors(Executors::new().with(ExecutorKind::Noop, holding.clone()))
-        .advancer(ork_api::advancer::Advancer::spawn())
-        .spawn()
-        .await;
-    let spec = parse(&ork_tests::pairs_yaml("pairs", PAIRS));
-    app.engine.apply(&spec, None).await.unwrap();
-    let (status, body) = app.post("/trigger", &json!({"workflow": "pairs"})).await;
-    assert_eq!(status, 202, "{body}");
-    let run: uuid::Uuid = body["run_id"].as_str().unwrap().parse().unwrap();
-    let app = Arc::new(app);
-    let (workers, dispatched, recorded) = report_all_held(&app, &holding, 32, 2 * PAIRS);
-    // Racing the reports' claims of the children.
-    let advancers: Vec<_> = (0..4)
-        .map(|_| {
-            let (app, recorded) = (app.clone(), recorded.clone());
-            tokio::spawn(async move {
-                while recorded.load(std::sync::atomic::Ordering::SeqCst) < 2 * PAIRS {
-                    app.engine.advance(run).await.unwrap();
-                    tokio::task::yield_now().await;
-                }
-            })
-        })
-        .collect();
-    for w in workers.into_iter().chain(advancers) {
-        w.await.unwrap();
-    }
-    let mut names: Vec<String> = dispatched
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|r| r.attempt.name.clone())
-        .collect();
+    let yaml = ork_tests::pairs_yaml("pairs", PAIRS);
+    let (run, dispatched) = race_reports(&db, "pairs", &yaml, 2 * PAIRS).await;
+    let mut names: Vec<&str> = dispatched.iter().map(|r| r.attempt.name.as_str()).collect();
     names.sort();
-    let before = names.len();
     names.dedup();
     assert_eq!(
-        (before, names.len()),
+        (dispatched.len(), names.len()),
         (2 * PAIRS, 2 * PAIRS),
         "each task dispatched once"
     );
-    let status = db.store.get_run(run).await.unwrap().status;
-    assert_eq!(status, RunStatus::Success);
-    let events = db.store.run_events(run).await.unwrap();
-    assert_eq!(
-        events.iter().filter(|e| e.status == "success").count(),
-        2 * PAIRS + 1
-    );
-    assert_eq!(
-        events.iter().filter(|e| e.status == "dispatched").count(),
-        2 * PAIRS
-    );
-}
-
-/// `n` workers that report success for every attempt `holding` starts,
-/// over HTTP, until `total` reports are recorded: their handles, the
-/// requests they took (in order), and the count recorded.
-#[allow(clippy::type_complexity)]
-fn report_all_held(
-    app: &Arc<TestApp>,
-    holding: &Arc<Holding>,
-    n: usize,
-    total: usize,
-) -> (
-    Vec<tokio::task::JoinHandle<()>>,
-    Arc<Mutex<Vec<DispatchRequest>>>,
-    Arc<std::sync::atomic::AtomicUsize>,
-) {
-    let dispatched: Arc<Mutex<Vec<DispatchRequest>>> = Arc::default();
-    let recorded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let workers = (0..n)
-        .map(|_| {
-            let (app, holding, dispatched, recorded) = (
-                app.clone(),
-                holding.clone(),
-                dispatched.clone(),
-                recorded.clone(),
-            );
-            tokio::spawn(async move {
-                let deadline = std::time::Instant::now() + Duration::from_secs(60);
-                while recorded.load(std::sync::atomic::Ordering::SeqCst) < total {
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "the workers got stuck"
-                    );
-                    let next = holding.0.lock().unwrap().pop();
-                    let Some(req) = next else {
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                        continue;
-                    };
-                    let token = req.callback.clone().unwrap().token;
-                    dispatched.lock().unwrap().push(req);
-                    let (status, body) = app.post("/complete", &report(&token, "success")).await;
-                    assert_eq!(
-                        (status, &body["result"]),
-                        (200, &json!("recorded")),
-                        "{body}"
-                    );
-                    recorded.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                }
-            })
-        })
-        .collect();
-    (workers, dispatched, recorded)
+    assert_finished_once(&db, run, 2 * PAIRS).await;
 }
 
 /// A fan-out of 2,000 instances while 32 workers report the ones already
@@ -439,34 +345,8 @@ fn report_all_held(
 /// with four more callers advancing the run in a loop.
 async fn a_fan_out_defers_to_reports_and_dispatches_each_instance_once(db: TestDb) {
     const N: usize = 2000;
-    let holding = Arc::new(Holding::default());
-    let app = TestApp::builder(db.store.clone())
-        .executors(Executors::new().with(ExecutorKind::Noop, holding.clone()))
-        .advancer(ork_api::advancer::Advancer::spawn())
-        .spawn()
-        .await;
     let yaml = format!("name: fan\ntasks:\n  work:\n    executor: noop\n    task_count: {N}\n");
-    app.engine.apply(&parse(&yaml), None).await.unwrap();
-    let (status, body) = app.post("/trigger", &json!({"workflow": "fan"})).await;
-    assert_eq!(status, 202, "{body}");
-    let run: uuid::Uuid = body["run_id"].as_str().unwrap().parse().unwrap();
-    let app = Arc::new(app);
-    let (workers, dispatched, recorded) = report_all_held(&app, &holding, 32, N);
-    let advancers: Vec<_> = (0..4)
-        .map(|_| {
-            let (app, recorded) = (app.clone(), recorded.clone());
-            tokio::spawn(async move {
-                while recorded.load(std::sync::atomic::Ordering::SeqCst) < N {
-                    app.engine.advance(run).await.unwrap();
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            })
-        })
-        .collect();
-    for w in workers.into_iter().chain(advancers) {
-        w.await.unwrap();
-    }
-    let dispatched = dispatched.lock().unwrap().clone();
+    let (run, dispatched) = race_reports(&db, "fan", &yaml, N).await;
     let mut indexes: Vec<i64> = dispatched.iter().map(|r| r.attempt.task_index).collect();
     indexes.sort();
     indexes.dedup();
@@ -481,6 +361,86 @@ async fn a_fan_out_defers_to_reports_and_dispatches_each_instance_once(db: TestD
         "no claim deferred to the reports: batches {batches:?}"
     );
     assert!(batches.iter().all(|b| *b <= 256), "{batches:?}");
+    assert_finished_once(&db, run, N).await;
+}
+
+/// Applies `yaml` (the workflow `name`, its instances noop tasks held by
+/// [`Holding`]) to a server advancing in the background, triggers it over
+/// HTTP, and races to its end: 32 workers report success for every attempt
+/// started, over HTTP, while four more callers advance the run in a loop.
+/// The run, and the requests the workers took, once `total` reports are
+/// recorded.
+async fn race_reports(
+    db: &TestDb,
+    name: &str,
+    yaml: &str,
+    total: usize,
+) -> (uuid::Uuid, Vec<DispatchRequest>) {
+    let holding = Arc::new(Holding::default());
+    let app = TestApp::builder(db.store.clone())
+        .executors(Executors::new().with(ExecutorKind::Noop, holding.clone()))
+        .advancer(ork_api::advancer::Advancer::spawn())
+        .spawn()
+        .await;
+    app.engine.apply(&parse(yaml), None).await.unwrap();
+    let (status, body) = app.post("/trigger", &json!({"workflow": name})).await;
+    assert_eq!(status, 202, "{body}");
+    let run: uuid::Uuid = body["run_id"].as_str().unwrap().parse().unwrap();
+    let app = Arc::new(app);
+    let dispatched: Arc<Mutex<Vec<DispatchRequest>>> = Arc::default();
+    let recorded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers = (0..32).map(|_| {
+        let (app, holding, dispatched, recorded) = (
+            app.clone(),
+            holding.clone(),
+            dispatched.clone(),
+            recorded.clone(),
+        );
+        tokio::spawn(async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while recorded.load(std::sync::atomic::Ordering::SeqCst) < total {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the workers got stuck"
+                );
+                let next = holding.0.lock().unwrap().pop();
+                let Some(req) = next else {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    continue;
+                };
+                let token = req.callback.clone().unwrap().token;
+                dispatched.lock().unwrap().push(req);
+                let (status, body) = app.post("/complete", &report(&token, "success")).await;
+                assert_eq!(
+                    (status, &body["result"]),
+                    (200, &json!("recorded")),
+                    "{body}"
+                );
+                recorded.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    });
+    // Racing the reports' claims.
+    let advancers = (0..4).map(|_| {
+        let (app, recorded) = (app.clone(), recorded.clone());
+        tokio::spawn(async move {
+            while recorded.load(std::sync::atomic::Ordering::SeqCst) < total {
+                app.engine.advance(run).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        })
+    });
+    let handles: Vec<_> = workers.chain(advancers).collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+    let dispatched = dispatched.lock().unwrap().clone();
+    (run, dispatched)
+}
+
+/// The run succeeded, with one `dispatched` event per instance and one
+/// `success` per instance and for the run.
+async fn assert_finished_once(db: &TestDb, run: uuid::Uuid, instances: usize) {
     assert_eq!(
         db.store.get_run(run).await.unwrap().status,
         RunStatus::Success
@@ -488,11 +448,11 @@ async fn a_fan_out_defers_to_reports_and_dispatches_each_instance_once(db: TestD
     let events = db.store.run_events(run).await.unwrap();
     assert_eq!(
         events.iter().filter(|e| e.status == "dispatched").count(),
-        N
+        instances
     );
     assert_eq!(
         events.iter().filter(|e| e.status == "success").count(),
-        N + 1
+        instances + 1
     );
 }
 
