@@ -91,7 +91,7 @@ impl Engine {
             } else {
                 self.config.claim_batch
             };
-            self.reports.idle(priority::MOST_DEFERRED).await;
+            self.reports.idle().await;
             claim(limit).await
         };
         let mut in_flight = stream::FuturesUnordered::new();
