@@ -30,15 +30,15 @@ pub struct Advanced {
 }
 
 /// What one claim step of [`Engine::advance`] did.
-struct Step {
+pub(super) struct Step {
     claimed: usize,
     /// The claim took a whole batch: more may be ready.
-    full: bool,
+    pub(super) full: bool,
     /// Attempts ended here (immediate, or failed to start): their
     /// children may be ready.
-    ended_any: bool,
-    finalized: Option<RunStatus>,
-    started: Vec<(Uuid, i64)>,
+    pub(super) ended_any: bool,
+    pub(super) finalized: Option<RunStatus>,
+    pub(super) started: Vec<(Uuid, i64)>,
 }
 
 impl Engine {
@@ -300,12 +300,19 @@ impl Engine {
     /// have more ready (its claim was full, or attempts ended at once):
     /// `advance` it next.
     pub async fn dispatch_released(&self, released: super::Released) -> Result<bool, Error> {
-        let super::Released {
-            run_id,
-            tasks,
-            full,
-        } = released;
-        let run = self.store.get_run(run_id).await?;
+        let run = self.store.get_run(released.run_id).await?;
+        let step = self.hand_off_released(&run, released).await?;
+        Ok(step.full || step.ended_any)
+    }
+
+    /// [`Engine::dispatch_released`] for the caller who has `run` at hand
+    /// (`ork run`'s loop): its params are all the hand-off reads of it.
+    pub(super) async fn hand_off_released(
+        &self,
+        run: &Run,
+        released: super::Released,
+    ) -> Result<Step, Error> {
+        let super::Released { tasks, full, .. } = released;
         let wf = self.workflow(&run.workflow, Some(run.version)).await?;
         let mut step = Step {
             claimed: tasks.len(),
@@ -314,8 +321,8 @@ impl Engine {
             finalized: None,
             started: Vec::new(),
         };
-        self.hand_off(&run, &wf, tasks, &mut step).await?;
-        Ok(step.full || step.ended_any)
+        self.hand_off(run, &wf, tasks, &mut step).await?;
+        Ok(step)
     }
 
     /// Hands one attempt to its executor (or fails it: its input was

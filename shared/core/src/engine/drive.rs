@@ -15,8 +15,11 @@ const TICK: Duration = Duration::from_millis(200);
 
 /// Drives one run to its end within this process (`ork run`, `ork run
 /// --resume`): advance, wait for the completions that local executors
-/// report, record them, advance again, until the run is final. Returns the
-/// final status.
+/// report, record them, and hand out the children they released (claimed
+/// in the same transaction, as a report batch does), until the run is
+/// final. Returns the final status. An `advance` follows a batch only when
+/// its claim could not take everything: limits, immediate executors, a
+/// full claim, or attempts that ended at once.
 ///
 /// Leases: this process owns the children it started (the in-process
 /// executor reports their ends, no heartbeat comes over HTTP), so it renews
@@ -44,14 +47,20 @@ pub async fn drive(
     // next tick.
     let mut run = engine.store().get_run(run_id).await?;
     let mut read_status = true;
+    // Whether the run may have ready tasks no claim has taken: not after a
+    // completion batch whose transaction claimed all it made ready (the
+    // tick picks up retries whose backoff has passed since).
+    let mut advance = true;
     loop {
         if run.status.is_final() {
             return Ok(run.status);
         }
-        let advanced = engine.advance_run(&run).await?;
-        owned.extend(advanced.started);
-        if let Some(status) = advanced.finalized {
-            return Ok(status);
+        if advance {
+            let advanced = engine.advance_run(&run).await?;
+            owned.extend(advanced.started);
+            if let Some(status) = advanced.finalized {
+                return Ok(status);
+            }
         }
         if read_status {
             run = engine.store().get_run(run_id).await?;
@@ -60,6 +69,7 @@ pub async fn drive(
             }
         }
         read_status = true;
+        advance = true;
         tokio::select! {
             received = completions.recv() => {
                 let Some(first) = received else {
@@ -69,9 +79,22 @@ pub async fn drive(
                 while let Ok(c) = completions.try_recv() {
                     batch.push(c);
                 }
-                let done = engine.complete(&batch).await?;
+                let done = engine.complete_and_claim(&batch, true).await?;
                 if let Some((_, status)) = done.finalized.iter().find(|(r, _)| *r == run_id) {
                     return Ok(*status);
+                }
+                advance = done.to_advance.contains(&run_id);
+                for released in done.released {
+                    if released.run_id != run_id {
+                        engine.dispatch_released(released).await?;
+                        continue;
+                    }
+                    let step = engine.hand_off_released(&run, released).await?;
+                    owned.extend(step.started);
+                    if let Some(status) = step.finalized {
+                        return Ok(status);
+                    }
+                    advance |= step.full || step.ended_any;
                 }
                 read_status = false;
             }
