@@ -65,3 +65,130 @@ async fn both_backends_have_the_same_tables_and_columns() {
     }
     assert_eq!(pg_schema, lite_schema);
 }
+
+/// Every object of a SQLite database (tables, indexes, with their SQL) and
+/// the migrations it records as applied.
+async fn sqlite_contents(
+    conn: &mut SqliteConnection,
+) -> (Vec<Vec<String>>, Vec<(i64, String, Vec<u8>)>) {
+    let objects: Vec<(String, String, String, Option<String>)> =
+        sqlx::query_as("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")
+            .fetch_all(&mut *conn)
+            .await
+            .expect("read sqlite_master");
+    let objects = objects
+        .into_iter()
+        .map(|(t, n, tbl, sql)| vec![t, n, tbl, sql.unwrap_or_default()])
+        .collect();
+    let applied = sqlx::query_as(
+        "SELECT version, description, checksum FROM _sqlx_migrations WHERE success ORDER BY version",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .expect("read _sqlx_migrations");
+    (objects, applied)
+}
+
+/// A new SQLite file starts as a copy of `migrations/sqlite-template.db`
+/// (`store/template.rs`), so the template must hold exactly what the
+/// migrations make, in WAL mode. `UPDATE_TEMPLATE=1` rewrites it from the
+/// migrations instead.
+#[tokio::test]
+async fn the_sqlite_template_is_what_the_migrations_make() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+    let repo = ork_tests::bin::repo();
+    let template = repo.join("migrations/sqlite-template.db");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let made = dir.path().join("made.db");
+    let options = SqliteConnectOptions::new()
+        .filename(&made)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal);
+    let mut conn = SqliteConnection::connect_with(&options)
+        .await
+        .expect("create");
+    sqlx::migrate::Migrator::new(repo.join("migrations/sqlite"))
+        .await
+        .expect("read migrations/sqlite")
+        .run(&mut conn)
+        .await
+        .expect("migrate");
+    let from_migrations = sqlite_contents(&mut conn).await;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await
+        .expect("checkpoint");
+    conn.close().await.expect("close");
+    if std::env::var_os("UPDATE_TEMPLATE").is_some() {
+        std::fs::copy(&made, &template).expect("write the template");
+        return;
+    }
+
+    let bytes = std::fs::read(&template).expect("read the template");
+    // The file format's read and write versions: 2 is WAL mode.
+    assert_eq!(
+        bytes.get(18..20),
+        Some(&[2u8, 2][..]),
+        "the template is not in WAL mode"
+    );
+    // Opened read-only (and immutable: no WAL beside it), so that the
+    // check leaves the committed file as it was.
+    let options = SqliteConnectOptions::new()
+        .filename(&template)
+        .read_only(true)
+        .immutable(true);
+    let mut conn = SqliteConnection::connect_with(&options)
+        .await
+        .expect("open the template");
+    let in_template = sqlite_contents(&mut conn).await;
+    conn.close().await.ok();
+    assert!(
+        in_template == from_migrations,
+        "migrations/sqlite-template.db is not what migrations/sqlite makes: \
+         rewrite it with `UPDATE_TEMPLATE=1 cargo test -p ork-tests --test migrations`"
+    );
+}
+
+/// `Store::connect` starts a new SQLite file as a copy of the template
+/// (its migrations carry the template's `installed_on`), and openers
+/// racing to create the same file all get one whole database.
+#[tokio::test]
+async fn a_new_sqlite_file_is_a_copy_of_the_template() {
+    let template = ork_tests::bin::repo().join("migrations/sqlite-template.db");
+    let installed_on = |path: std::path::PathBuf| async move {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .immutable(true);
+        let mut conn = SqliteConnection::connect_with(&options)
+            .await
+            .expect("open");
+        let at: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT version, CAST(installed_on AS TEXT) FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("read _sqlx_migrations");
+        at
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("new.db");
+    let url = format!("sqlite:{}", path.display());
+    let stores =
+        futures::future::join_all((0..8).map(|_| ork_core::store::Store::connect(&url))).await;
+    for store in &stores {
+        let store = store.as_ref().expect("connect");
+        assert!(store.list_workflows().await.expect("read").is_empty());
+    }
+    for store in stores.into_iter().flatten() {
+        store.close().await;
+    }
+    assert_eq!(installed_on(path).await, installed_on(template).await);
+    // Nothing but the database and its WAL files is left beside it.
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert!(left.iter().all(|f| f.starts_with("new.db")), "{left:?}");
+}

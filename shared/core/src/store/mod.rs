@@ -20,6 +20,7 @@ mod limits;
 pub mod reads;
 pub(crate) mod sql;
 mod statements;
+mod template;
 mod writes;
 
 use std::path::Path;
@@ -130,6 +131,13 @@ impl Store {
             {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| Error::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            if opts.migrate {
+                // Where it cannot (no hard links here, say), the
+                // migrations make the schema as they would have.
+                if let Err(e) = template::create(Path::new(path)) {
+                    tracing::debug!(error = %e, path, "no copy of the schema template");
+                }
             }
             let options = SqliteConnectOptions::new()
                 .filename(path)
