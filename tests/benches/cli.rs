@@ -7,7 +7,8 @@
 //!   largest a workflow may have);
 //! - the floor: a 40-task noop chain (median wall, peak RSS), 40 sequential
 //!   `sh -c 'echo hi'` tasks and a 202-task process fan-out, each beside the
-//!   same processes spawned by bash in the same run;
+//!   same processes spawned by bash in the same run, bash and `ork` taking
+//!   turns;
 //! - printing at 10,000 tasks: the default progress (a line of counts every
 //!   5 s off a terminal) and `--verbose` (a line per transition) beside
 //!   `--json` (no progress; every task as JSON at the end).
@@ -146,45 +147,54 @@ async fn fan_out(label: &str, n: usize, pg: bool, extra: &[&str]) -> Measured {
     m
 }
 
+/// How many times each floor is measured: medians of 9.
+const FLOOR_RUNS: usize = 9;
+
 /// bash spawning `sh -c 'echo hi'` `n` times in sequence, or at once.
-fn bash_floor(n: usize, parallel: bool) -> Duration {
+fn bash_once(n: usize, parallel: bool) -> Duration {
     let script = if parallel {
         format!("for i in $(seq {n}); do sh -c 'echo hi' >/dev/null & done; wait")
     } else {
         format!("for i in $(seq {n}); do sh -c 'echo hi' >/dev/null; done")
     };
-    let runs = (0..5)
-        .map(|_| {
-            let started = Instant::now();
-            let ok = Command::new("bash")
-                .args(["-c", &script])
-                .env_remove("LD_LIBRARY_PATH")
-                .status()
-                .expect("bash")
-                .success();
-            assert!(ok);
-            started.elapsed()
-        })
-        .collect();
-    median(runs)
+    let started = Instant::now();
+    let ok = Command::new("bash")
+        .args(["-c", &script])
+        .env_remove("LD_LIBRARY_PATH")
+        .status()
+        .expect("bash")
+        .success();
+    assert!(ok);
+    started.elapsed()
 }
 
-/// `ork run` of `yaml`, five times on fresh SQLite files: median wall and
-/// the largest peak RSS.
-fn floor_runs(yaml: &str) -> (Duration, f64) {
-    let mut walls = Vec::new();
+/// `ork run` of `yaml` on a fresh SQLite file.
+fn ork_once(yaml: &str) -> Measured {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(dir.path(), "wf.yaml", yaml);
+    measure(
+        &mut ork_run(dir.path(), &file, None, &[]),
+        &dir.path().join("out.txt"),
+    )
+}
+
+/// A floor: `ork run` of `yaml` (median wall, largest peak RSS), and with
+/// `bash`, the median of the same processes spawned by bash, each bash
+/// run right before an `ork` run, so that both see the same machine (it
+/// drifts by tens of percent within a minute here).
+fn floor_runs(yaml: &str, bash: Option<(usize, bool)>) -> (Duration, f64, Option<Duration>) {
+    let (mut walls, mut bash_walls) = (Vec::new(), Vec::new());
     let mut rss: f64 = 0.0;
-    for _ in 0..5 {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = write(dir.path(), "wf.yaml", yaml);
-        let m = measure(
-            &mut ork_run(dir.path(), &file, None, &[]),
-            &dir.path().join("out.txt"),
-        );
+    for _ in 0..FLOOR_RUNS {
+        if let Some((n, parallel)) = bash {
+            bash_walls.push(bash_once(n, parallel));
+        }
+        let m = ork_once(yaml);
         walls.push(m.wall);
         rss = rss.max(m.rss_mib);
     }
-    (median(walls), rss)
+    let bash = bash.map(|_| median(bash_walls));
+    (median(walls), rss, bash)
 }
 
 #[tokio::main]
@@ -229,27 +239,29 @@ async fn main() {
         );
     }
 
-    println!("\nthe floor (median of 5, fresh SQLite file each)");
-    let (chain, rss) = floor_runs(&chain_yaml(40, "executor: noop"));
+    println!(
+        "\nthe floor (median of {FLOOR_RUNS}, fresh SQLite file each; bash and ork take turns)"
+    );
+    let (chain, rss, _) = floor_runs(&chain_yaml(40, "executor: noop"), None);
     println!(
         "chain of 40 noop tasks               {:>7.1} ms  peak RSS {rss:>5.1} MiB",
         chain.as_secs_f64() * 1000.0
     );
     let sh = "command: [sh, -c, 'echo hi']";
-    let floor = bash_floor(40, false);
-    let (seq, rss) = floor_runs(&chain_yaml(40, sh));
+    let (seq, rss, floor) = floor_runs(&chain_yaml(40, sh), Some((40, false)));
+    let floor = floor.expect("bash floor");
     println!(
         "chain of 40 `sh -c 'echo hi'`        {:>7.1} ms  peak RSS {rss:>5.1} MiB  bash loop {:>6.1} ms  ratio {:.2}",
         seq.as_secs_f64() * 1000.0,
         floor.as_secs_f64() * 1000.0,
         seq.as_secs_f64() / floor.as_secs_f64()
     );
-    let floor = bash_floor(202, true);
     let fan = format!(
         "name: fan\ntasks:\n  start: {{{sh}}}\n  work: {{{sh}, depends_on: [start], task_count: 200}}\n  \
          join: {{{sh}, depends_on: [work]}}\n"
     );
-    let (par, rss) = floor_runs(&fan);
+    let (par, rss, floor) = floor_runs(&fan, Some((202, true)));
+    let floor = floor.expect("bash floor");
     println!(
         "fan-out of 202 `sh -c 'echo hi'`     {:>7.1} ms  peak RSS {rss:>5.1} MiB  bash &   {:>6.1} ms  ratio {:.2}",
         par.as_secs_f64() * 1000.0,
