@@ -91,7 +91,6 @@ fn group_running(group: Pid) -> bool {
 /// pays per task. A name with a `/`, or one not found, is left as it is
 /// (the spawn then fails with the OS's own error).
 fn find_program(program: &str, path: Option<&std::ffi::OsStr>, base: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
     if program.contains('/') {
         return PathBuf::from(program);
     }
@@ -101,11 +100,14 @@ fn find_program(program: &str, path: Option<&std::ffi::OsStr>, base: &Path) -> P
     };
     std::env::split_paths(path)
         .map(|dir| base.join(dir).join(program))
-        .find(|candidate| {
-            std::fs::metadata(candidate)
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+        .find(|candidate| is_executable(candidate))
         .unwrap_or_else(|| PathBuf::from(program))
+}
+
+/// A file with an execute bit.
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Spawns `command args…` (or `python3 file args…`) with the worker
@@ -133,7 +135,15 @@ pub struct ProcessExecutor {
     inline_limit: u64,
     /// Outputs over this size fail the attempt.
     max_output_bytes: u64,
+    /// Programs found on `PATH` ([`find_program`]), as a shell hashes
+    /// commands: a fan-out looks `sh` up once, not once a task (ten failed
+    /// `statx` a task on this machine's `PATH`).
+    found: Arc<Mutex<HashMap<ProgramKey, PathBuf>>>,
 }
+
+/// A program's name, the task's `PATH` (`None`: this process's) and the
+/// directory its relative entries start from.
+type ProgramKey = (String, Option<std::ffi::OsString>, PathBuf);
 
 impl ProcessExecutor {
     /// `log_dir` is made absolute: tasks run in their workflow's directory.
@@ -150,7 +160,33 @@ impl ProcessExecutor {
             kill_grace: kill_grace(),
             inline_limit: ork_core::payload::DEFAULT_INLINE_LIMIT,
             max_output_bytes: ork_core::payload::DEFAULT_MAX_PAYLOAD_BYTES,
+            found: Arc::default(),
         }
+    }
+
+    /// [`find_program`], remembered. A remembered path is checked (one
+    /// `statx`) and looked up again once it is gone.
+    fn locate(&self, program: &str, path: Option<&std::ffi::OsStr>, base: &Path) -> PathBuf {
+        if program.contains('/') {
+            return PathBuf::from(program);
+        }
+        let key = (
+            program.to_owned(),
+            path.map(ToOwned::to_owned),
+            base.to_path_buf(),
+        );
+        let known = self.found.lock().expect("poisoned").get(&key).cloned();
+        if let Some(known) = known.filter(|p| is_executable(p)) {
+            return known;
+        }
+        let found = find_program(program, path, base);
+        if found.as_os_str() != program {
+            self.found
+                .lock()
+                .expect("poisoned")
+                .insert(key, found.clone());
+        }
+        found
     }
 
     /// Runs attempts that have a callback under `program worker -- …`
@@ -259,7 +295,7 @@ impl Executor for ProcessExecutor {
             }
             None => {
                 let path = req.spec.env.get("PATH").map(std::ffi::OsStr::new);
-                let mut c = Command::new(find_program(&program, path, &base));
+                let mut c = Command::new(self.locate(&program, path, &base));
                 c.args(&args);
                 c
             }
@@ -417,5 +453,33 @@ mod tests {
         // Without the task's PATH, this process's.
         let sh = find_program("sh", None, Path::new("/"));
         assert!(sh.is_absolute() && sh.ends_with("sh"), "{sh:?}");
+    }
+
+    #[test]
+    fn remembers_where_a_program_is_until_it_is_gone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let executable = |path: &Path| {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        let (early, late) = (dir.path().join("a/tool"), dir.path().join("b/tool"));
+        executable(&late);
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let executor = super::ProcessExecutor::new(dir.path().join("logs"), tx);
+        let path = OsStr::new("a:b");
+        assert_eq!(executor.locate("tool", Some(path), dir.path()), late);
+        // Found once, it is not looked up again: an earlier entry that
+        // gains the program changes nothing (as with a shell's hash)...
+        executable(&early);
+        assert_eq!(executor.locate("tool", Some(path), dir.path()), late);
+        // ...until it is gone. Another PATH is another lookup.
+        std::fs::remove_file(&late).unwrap();
+        assert_eq!(executor.locate("tool", Some(path), dir.path()), early);
+        assert_eq!(
+            executor.locate("tool", Some(OsStr::new("b")), dir.path()),
+            PathBuf::from("tool")
+        );
     }
 }
