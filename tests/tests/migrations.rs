@@ -152,7 +152,7 @@ async fn the_sqlite_template_is_what_the_migrations_make() {
 /// `Store::connect` starts a new SQLite file as a copy of the template
 /// (its migrations carry the template's `installed_on`), and openers
 /// racing to create the same file all get one whole database.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_sqlite_file_is_a_copy_of_the_template() {
     let template = ork_tests::bin::repo().join("migrations/sqlite-template.db");
     let installed_on = |path: std::path::PathBuf| async move {
@@ -174,13 +174,14 @@ async fn a_new_sqlite_file_is_a_copy_of_the_template() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("new.db");
     let url = format!("sqlite:{}", path.display());
-    let stores =
-        futures::future::join_all((0..8).map(|_| ork_core::store::Store::connect(&url))).await;
-    for store in &stores {
-        let store = store.as_ref().expect("connect");
+    // Each on a task of its own: the copies are made on several threads.
+    let opening = (0..8).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { ork_core::store::Store::connect(&url).await })
+    });
+    for opened in futures::future::join_all(opening).await {
+        let store = opened.expect("join").expect("connect");
         assert!(store.list_workflows().await.expect("read").is_empty());
-    }
-    for store in stores.into_iter().flatten() {
         store.close().await;
     }
     assert_eq!(installed_on(path).await, installed_on(template).await);

@@ -29,7 +29,8 @@ pub(super) fn create(path: &Path) -> std::io::Result<()> {
         return Ok(());
     }
     let file_name = path.file_name().unwrap_or_default().to_string_lossy();
-    let partial = path.with_file_name(format!(".{file_name}.template.{}", std::process::id()));
+    // Unique to this call: openers in other threads write their own.
+    let partial = path.with_file_name(format!(".{file_name}.{}", uuid::Uuid::new_v4()));
     let written = (|| {
         let mut f = std::fs::File::create(&partial)?;
         f.write_all(TEMPLATE)?;
