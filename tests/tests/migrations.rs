@@ -89,6 +89,18 @@ async fn sqlite_contents(
     (objects, applied)
 }
 
+/// A SQLite file opened read-only; `immutable` also leaves its WAL and
+/// lock files alone (for the committed template, which has none).
+async fn open_read_only(path: &std::path::Path, immutable: bool) -> SqliteConnection {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .immutable(immutable);
+    SqliteConnection::connect_with(&options)
+        .await
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+}
+
 /// A new SQLite file starts as a copy of `migrations/sqlite-template.db`
 /// (`store/template.rs`), so the template must hold exactly what the
 /// migrations make, in WAL mode. `UPDATE_TEMPLATE=1` rewrites it from the
@@ -131,15 +143,8 @@ async fn the_sqlite_template_is_what_the_migrations_make() {
         Some(&[2u8, 2][..]),
         "the template is not in WAL mode"
     );
-    // Opened read-only (and immutable: no WAL beside it), so that the
-    // check leaves the committed file as it was.
-    let options = SqliteConnectOptions::new()
-        .filename(&template)
-        .read_only(true)
-        .immutable(true);
-    let mut conn = SqliteConnection::connect_with(&options)
-        .await
-        .expect("open the template");
+    // Immutable, so that the check leaves the committed file as it was.
+    let mut conn = open_read_only(&template, true).await;
     let in_template = sqlite_contents(&mut conn).await;
     conn.close().await.ok();
     assert!(
@@ -155,14 +160,8 @@ async fn the_sqlite_template_is_what_the_migrations_make() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_sqlite_file_is_a_copy_of_the_template() {
     let template = ork_tests::bin::repo().join("migrations/sqlite-template.db");
-    let installed_on = |path: std::path::PathBuf| async move {
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(path)
-            .read_only(true)
-            .immutable(true);
-        let mut conn = SqliteConnection::connect_with(&options)
-            .await
-            .expect("open");
+    let installed_on = |path: std::path::PathBuf, immutable: bool| async move {
+        let mut conn = open_read_only(&path, immutable).await;
         let at: Vec<(i64, String)> = sqlx::query_as(
             "SELECT version, CAST(installed_on AS TEXT) FROM _sqlx_migrations ORDER BY version",
         )
@@ -184,7 +183,10 @@ async fn a_new_sqlite_file_is_a_copy_of_the_template() {
         assert!(store.list_workflows().await.expect("read").is_empty());
         store.close().await;
     }
-    assert_eq!(installed_on(path).await, installed_on(template).await);
+    assert_eq!(
+        installed_on(path, false).await,
+        installed_on(template, true).await
+    );
     // Nothing but the database and its WAL files is left beside it.
     let mut left: Vec<String> = std::fs::read_dir(dir.path())
         .expect("list")
