@@ -34,18 +34,26 @@ pub async fn drive(
     run_id: Uuid,
     completions: &mut mpsc::UnboundedReceiver<Completion>,
 ) -> Result<RunStatus, Error> {
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let renew_every = (engine.config().heartbeat_timeout / 4)
-        .clamp(Duration::from_millis(100), Duration::from_secs(30));
-    let mut renew = tokio::time::interval(renew_every);
-    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut owned: HashSet<(Uuid, i64)> = HashSet::new();
     // Whether to read the run again before waiting: after a completion
     // batch that did not finalize it, this process knows it is open (and
     // advances it as last read); a cancel from elsewhere is seen at the
     // next tick.
     let mut run = engine.store().get_run(run_id).await?;
+    // A run that has started may hold attempts of a dead `ork run`
+    // (`--resume`): their expired leases are swept now, not a renewal
+    // period later. A new run has none, and its first ticks come one
+    // period in: nothing is due before.
+    if run.status == RunStatus::Running {
+        engine.expire_leases(Some(run_id)).await?;
+    }
+    let now = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval_at(now + TICK, TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let renew_every = (engine.config().heartbeat_timeout / 4)
+        .clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let mut renew = tokio::time::interval_at(now + renew_every, renew_every);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut read_status = true;
     // Whether the run may have ready tasks no claim has taken: not after a
     // completion batch whose transaction claimed all it made ready (the
