@@ -168,28 +168,45 @@ fn bash_once(n: usize, parallel: bool) -> Duration {
     started.elapsed()
 }
 
-/// `ork run` of `yaml` on a fresh SQLite file.
-fn ork_once(yaml: &str) -> Measured {
+/// `ork run` of `yaml` on a fresh SQLite file, in a directory left in
+/// `kept` until the floors are done.
+///
+/// Why not removed at once: ext4 without a journal (this machine's root
+/// filesystem) keeps the inodes deleted in the last minute (six, while
+/// their inode table block is dirty) from new files, scanning past each
+/// (`recently_deleted` in the kernel's `ialloc.c`). Every
+/// run removed made the next runs' log files and database slower to
+/// create: a 202-task fan-out measured 1.40 × its bash floor with each
+/// directory removed after its run, 1.12 × with all removed at the end,
+/// and 1.11 × with the logs on tmpfs, in the same minutes. No user's run
+/// follows the removal of 200 files a second before.
+fn ork_once(yaml: &str, kept: &mut Vec<tempfile::TempDir>) -> Measured {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = write(dir.path(), "wf.yaml", yaml);
-    measure(
+    let measured = measure(
         &mut ork_run(dir.path(), &file, None, &[]),
         &dir.path().join("out.txt"),
-    )
+    );
+    kept.push(dir);
+    measured
 }
 
 /// A floor: `ork run` of `yaml` (median wall, largest peak RSS), and with
 /// `bash`, the median of the same processes spawned by bash, each bash
 /// run right before an `ork` run, so that both see the same machine (it
 /// drifts by tens of percent within a minute here).
-fn floor_runs(yaml: &str, bash: Option<(usize, bool)>) -> (Duration, f64, Option<Duration>) {
+fn floor_runs(
+    yaml: &str,
+    bash: Option<(usize, bool)>,
+    kept: &mut Vec<tempfile::TempDir>,
+) -> (Duration, f64, Option<Duration>) {
     let (mut walls, mut bash_walls) = (Vec::new(), Vec::new());
     let mut rss: f64 = 0.0;
     for _ in 0..FLOOR_RUNS {
         if let Some((n, parallel)) = bash {
             bash_walls.push(bash_once(n, parallel));
         }
-        let m = ork_once(yaml);
+        let m = ork_once(yaml, kept);
         walls.push(m.wall);
         rss = rss.max(m.rss_mib);
     }
@@ -242,13 +259,15 @@ async fn main() {
     println!(
         "\nthe floor (median of {FLOOR_RUNS}, fresh SQLite file each; bash and ork take turns)"
     );
-    let (chain, rss, _) = floor_runs(&chain_yaml(40, "executor: noop"), None);
+    // The floors' directories, removed at the end (see `ork_once`).
+    let mut kept = Vec::new();
+    let (chain, rss, _) = floor_runs(&chain_yaml(40, "executor: noop"), None, &mut kept);
     println!(
         "chain of 40 noop tasks               {:>7.1} ms  peak RSS {rss:>5.1} MiB",
         chain.as_secs_f64() * 1000.0
     );
     let sh = "command: [sh, -c, 'echo hi']";
-    let (seq, rss, floor) = floor_runs(&chain_yaml(40, sh), Some((40, false)));
+    let (seq, rss, floor) = floor_runs(&chain_yaml(40, sh), Some((40, false)), &mut kept);
     let floor = floor.expect("bash floor");
     println!(
         "chain of 40 `sh -c 'echo hi'`        {:>7.1} ms  peak RSS {rss:>5.1} MiB  bash loop {:>6.1} ms  ratio {:.2}",
@@ -260,7 +279,7 @@ async fn main() {
         "name: fan\ntasks:\n  start: {{{sh}}}\n  work: {{{sh}, depends_on: [start], task_count: 200}}\n  \
          join: {{{sh}, depends_on: [work]}}\n"
     );
-    let (par, rss, floor) = floor_runs(&fan, Some((202, true)));
+    let (par, rss, floor) = floor_runs(&fan, Some((202, true)), &mut kept);
     let floor = floor.expect("bash floor");
     println!(
         "fan-out of 202 `sh -c 'echo hi'`     {:>7.1} ms  peak RSS {rss:>5.1} MiB  bash &   {:>6.1} ms  ratio {:.2}",
