@@ -8,7 +8,8 @@
 //! - the floor: a 40-task noop chain (median wall, peak RSS), 40 sequential
 //!   `sh -c 'echo hi'` tasks and a 202-task process fan-out, each beside the
 //!   same processes spawned by bash in the same run, bash and `ork` taking
-//!   turns;
+//!   turns; the process floors twice, the run's directory on disk and on
+//!   tmpfs (`/dev/shm`, where there is one);
 //! - printing at 10,000 tasks: the default progress (a line of counts every
 //!   5 s off a terminal) and `--verbose` (a line per transition) beside
 //!   `--json` (no progress; every task as JSON at the end).
@@ -180,8 +181,8 @@ fn bash_once(n: usize, parallel: bool) -> Duration {
 /// directory removed after its run, 1.12 × with all removed at the end,
 /// and 1.11 × with the logs on tmpfs, in the same minutes. No user's run
 /// follows the removal of 200 files a second before.
-fn ork_once(yaml: &str, kept: &mut Vec<tempfile::TempDir>) -> Measured {
-    let dir = tempfile::tempdir().expect("tempdir");
+fn ork_once(yaml: &str, base: &Path, kept: &mut Vec<tempfile::TempDir>) -> Measured {
+    let dir = tempfile::tempdir_in(base).expect("tempdir");
     let file = write(dir.path(), "wf.yaml", yaml);
     let measured = measure(
         &mut ork_run(dir.path(), &file, None, &[]),
@@ -198,6 +199,7 @@ fn ork_once(yaml: &str, kept: &mut Vec<tempfile::TempDir>) -> Measured {
 fn floor_runs(
     yaml: &str,
     bash: Option<(usize, bool)>,
+    base: &Path,
     kept: &mut Vec<tempfile::TempDir>,
 ) -> (Duration, f64, Option<Duration>) {
     let (mut walls, mut bash_walls) = (Vec::new(), Vec::new());
@@ -206,7 +208,7 @@ fn floor_runs(
         if let Some((n, parallel)) = bash {
             bash_walls.push(bash_once(n, parallel));
         }
-        let m = ork_once(yaml, kept);
+        let m = ork_once(yaml, base, kept);
         walls.push(m.wall);
         rss = rss.max(m.rss_mib);
     }
@@ -261,13 +263,30 @@ async fn main() {
     );
     // The floors' directories, removed at the end (see `ork_once`).
     let mut kept = Vec::new();
-    let (chain, rss, _) = floor_runs(&chain_yaml(40, "executor: noop"), None, &mut kept);
+    let disk = std::env::temp_dir();
+    let (chain, rss, _) = floor_runs(&chain_yaml(40, "executor: noop"), None, &disk, &mut kept);
     println!(
         "chain of 40 noop tasks               {:>7.1} ms  peak RSS {rss:>5.1} MiB",
         chain.as_secs_f64() * 1000.0
     );
+    process_floors(&disk, &mut kept);
+    // The same in memory: the filesystem's state (see `ork_once`), and
+    // the fsyncs, out of the picture.
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        println!(
+            "the same with the run's directory on tmpfs ({})",
+            shm.display()
+        );
+        process_floors(shm, &mut kept);
+    }
+}
+
+/// 40 sequential `sh -c 'echo hi'` tasks and a 202-task fan-out of them,
+/// each beside bash, run in directories under `base`.
+fn process_floors(base: &Path, kept: &mut Vec<tempfile::TempDir>) {
     let sh = "command: [sh, -c, 'echo hi']";
-    let (seq, rss, floor) = floor_runs(&chain_yaml(40, sh), Some((40, false)), &mut kept);
+    let (seq, rss, floor) = floor_runs(&chain_yaml(40, sh), Some((40, false)), base, kept);
     let floor = floor.expect("bash floor");
     println!(
         "chain of 40 `sh -c 'echo hi'`        {:>7.1} ms  peak RSS {rss:>5.1} MiB  bash loop {:>6.1} ms  ratio {:.2}",
@@ -279,7 +298,7 @@ async fn main() {
         "name: fan\ntasks:\n  start: {{{sh}}}\n  work: {{{sh}, depends_on: [start], task_count: 200}}\n  \
          join: {{{sh}, depends_on: [work]}}\n"
     );
-    let (par, rss, floor) = floor_runs(&fan, Some((202, true)), &mut kept);
+    let (par, rss, floor) = floor_runs(&fan, Some((202, true)), base, kept);
     let floor = floor.expect("bash floor");
     println!(
         "fan-out of 202 `sh -c 'echo hi'`     {:>7.1} ms  peak RSS {rss:>5.1} MiB  bash &   {:>6.1} ms  ratio {:.2}",
