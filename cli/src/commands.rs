@@ -42,10 +42,21 @@ pub async fn run(cli: Cli) -> Result<i32> {
         _ => {}
     }
     let dry_run = matches!(command, Command::Run { dry_run: true, .. });
+    // A workflow file is read and checked before the store opens: a bad
+    // one is refused without leaving a database behind.
+    let loaded = match &command {
+        Command::Apply { path } => load(path).await?,
+        Command::Run {
+            file: Some(file),
+            resume: None,
+            ..
+        } => load(file).await?,
+        _ => Vec::new(),
+    };
     let ctx = Ctx::open(&config, json, dry_run).await?;
     match command {
         Command::Init => init(&config),
-        Command::Apply { path } => apply(&ctx, &path).await,
+        Command::Apply { path } => apply(&ctx, &loaded, &path).await,
         Command::CreateWorkflow {
             name,
             job_name,
@@ -147,7 +158,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             params,
             progress,
             ..
-        } => run_file(ctx, &file, &params, progress).await,
+        } => run_file(ctx, &loaded, &file, &params, progress).await,
         Command::Run { .. } => bail!("`ork run` takes a workflow file or --resume RUN"),
         Command::Worker { .. } | Command::Serve { .. } => unreachable!("handled above"),
     }
@@ -201,10 +212,10 @@ fn init(config: &Config) -> Result<i32> {
     Ok(0)
 }
 
-async fn apply(ctx: &Ctx, path: &Path) -> Result<i32> {
-    let specs = load(path).await?;
+/// `ork apply`: `specs`, read from `path` ([`load`]), stored.
+async fn apply(ctx: &Ctx, specs: &[WorkflowSpec], path: &Path) -> Result<i32> {
     let mut applied = Vec::new();
-    for spec in &specs {
+    for spec in specs {
         applied.push(ctx.engine.apply(spec, Some(source_of(path))).await?);
     }
     ctx.print(&applied, |applied| {
@@ -574,15 +585,16 @@ fn report_bulk(ctx: &Ctx, verb: &str, done: &[Uuid], matched: usize) -> Result<i
     Ok(0)
 }
 
-/// `ork run`: apply one workflow file, trigger it, and execute it here.
+/// `ork run`: apply one workflow file (read as `specs`, [`load`]),
+/// trigger it, and execute it here.
 async fn run_file(
     mut ctx: Ctx,
+    specs: &[WorkflowSpec],
     file: &Path,
     params: &[String],
     progress: progress::Options,
 ) -> Result<i32> {
-    let specs = load(file).await?;
-    let [spec] = specs.as_slice() else {
+    let [spec] = specs else {
         bail!(
             "{} holds {} workflows; `ork run` takes a file with one",
             file.display(),

@@ -273,6 +273,30 @@ fn create_workflow_makes_the_seeds_cloud_run_job_workflow() {
 }
 
 #[test]
+fn a_bad_workflow_file_is_refused_before_the_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: bad\ntasks:\n  a: {command: [\"true\"]}\n  b:\n    command: [\"true\"]\n    depends_on: [nope]\n",
+    )
+    .unwrap();
+    for command in ["run", "apply"] {
+        let out = ork(dir.path(), &[command, bad.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", text(&out));
+        assert!(
+            text(&out).contains(r#"bad.yaml:6: task "b" depends on unknown task "nope""#),
+            "{command}: {}",
+            text(&out)
+        );
+        assert!(
+            !dir.path().join("ork.db").exists(),
+            "{command} made a database for a workflow it refused"
+        );
+    }
+}
+
+#[test]
 fn create_workflow_validates_like_apply_and_stores_nothing_invalid() {
     let dir = tempfile::tempdir().unwrap();
     for bad in [
