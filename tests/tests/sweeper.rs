@@ -1,5 +1,6 @@
 //! The sweeper's repairs, on SQLite and PostgreSQL: claims whose dispatch
-//! never happened, attempts past their timeout, and cron slots fired by
+//! never happened, attempts past their timeout or their lease (also when
+//! `ork run --resume` takes over a dead run), and cron slots fired by
 //! overlapping ticks.
 
 use ork_tests::db as common;
@@ -252,7 +253,55 @@ async fn a_started_attempt_that_never_beats_is_failed_and_retried(db: TestDb) {
     assert_eq!(run.tasks_open, 0);
 }
 
+/// `ork run --resume` (`engine::drive` on a run that has started): the
+/// attempt a dead `ork run` left running is failed as soon as its lease
+/// has run out, and retried, not a renewal period later (30 s here).
+async fn a_resumed_run_sweeps_its_expired_leases_at_once(db: TestDb) {
+    let spec = parse(
+        "name: resumed\ntasks:\n  only:\n    executor: noop\n    retries: {count: 1, backoff: 1ms}\n",
+    );
+    // The dead process: it started the attempt, with a start lease of 1 s,
+    // and was never heard of again.
+    let dead = engine_with(
+        &db,
+        Arc::new(Silent::default()),
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    dead.apply(&spec, None).await.unwrap();
+    let run = dead
+        .trigger("resumed", json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    dead.advance(run.id).await.unwrap();
+    let task = db.store.run_tasks(run.id).await.unwrap().remove(0);
+    assert_eq!((task.status, task.attempt), (TaskStatus::Running, 1));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The resuming process renews leases every 30 s (a quarter of its
+    // heartbeat timeout, at most 30 s).
+    let resumer = engine_with(
+        &db,
+        Arc::new(ork_core::executor::NoopExecutor),
+        Duration::from_secs(60),
+        Duration::from_secs(600),
+    );
+    let (_keep, mut completions) = tokio::sync::mpsc::unbounded_channel();
+    let status = tokio::time::timeout(
+        Duration::from_secs(10),
+        ork_core::engine::drive(&resumer, run.id, &mut completions),
+    )
+    .await
+    .expect("the expired lease was swept before the first renewal")
+    .unwrap();
+    assert_eq!(status, ork_core::model::RunStatus::Success);
+    let task = db.store.run_tasks(run.id).await.unwrap().remove(0);
+    assert_eq!((task.status, task.attempt), (TaskStatus::Success, 2));
+}
+
 on_both_backends!(
+    a_resumed_run_sweeps_its_expired_leases_at_once,
     a_started_attempt_that_never_beats_is_failed_and_retried,
     a_claim_whose_handler_died_is_dispatched_again_once,
     a_task_past_its_timeout_is_failed_and_retried,
