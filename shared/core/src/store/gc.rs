@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::sql::Sql;
-use super::statements::{DELETE_FINISHED_RUN, DELETE_RUN_EVENTS, FINISHED_BEFORE};
+use super::statements::{
+    DELETE_FINISHED_RUN, DELETE_RUN_EVENTS, DELETE_RUN_TASKS, FINISHED_BEFORE,
+};
 use super::{IdRow, Store, Tx};
 use crate::Error;
 
@@ -25,7 +27,7 @@ impl Store {
 
 impl Tx {
     /// Deletes a run that is still finished before `cutoff`, with its
-    /// tasks and groups (by cascade) and its events. The run's row goes
+    /// groups (by cascade), its tasks and its events. The run's row goes
     /// first and on that condition: a retry that reopened it meanwhile (or
     /// a racing deleter) leaves it be, and the answer is `false`. On
     /// PostgreSQL the delete and a retry's reopening lock the same row, and
@@ -42,6 +44,7 @@ impl Tx {
         if deleted == 0 {
             return Ok(false);
         }
+        c.execute(Sql::new(DELETE_RUN_TASKS).bind(run)).await?;
         c.execute(Sql::new(DELETE_RUN_EVENTS).bind(run)).await?;
         Ok(true)
     }

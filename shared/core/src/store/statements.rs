@@ -653,8 +653,10 @@ pub(super) const ACTIVE_RUNS_KEYED: &str = "SELECT id FROM runs WHERE workflow =
 pub(super) const FINISHED_BEFORE: &str = "SELECT id FROM runs \
      WHERE status IN ('success', 'failed', 'cancelled') AND finished_at < $1 \
      ORDER BY finished_at LIMIT $2";
-/// Deletes run `$1` only if it is still finished before `$2`; its tasks and
-/// groups go by cascade.
+/// Deletes run `$1` only if it is still finished before `$2`; its groups
+/// go by cascade, its tasks and events by [`DELETE_RUN_TASKS`] and
+/// [`DELETE_RUN_EVENTS`] (no foreign key names their run on PostgreSQL).
 pub(super) const DELETE_FINISHED_RUN: &str = "DELETE FROM runs WHERE id = $1 \
      AND status IN ('success', 'failed', 'cancelled') AND finished_at < $2";
+pub(super) const DELETE_RUN_TASKS: &str = "DELETE FROM tasks WHERE run_id = $1";
 pub(super) const DELETE_RUN_EVENTS: &str = "DELETE FROM events WHERE run_id = $1";
