@@ -139,13 +139,12 @@ pub struct Task {
     pub status: TaskStatus,
     pub attempt: i64,
     pub max_attempts: i64,
+    pub deps_remaining: i64,
     pub execution_id: Option<String>,
     pub exit_code: Option<i64>,
     pub error: Option<String>,
     #[sqlx(json(nullable))]
     pub output: Option<serde_json::Value>,
-    /// When the instance became ready: at creation (no parent), or its
-    /// group's release, copied to the row when it is claimed.
     pub ready_at: Option<DateTime<Utc>>,
     pub not_before: Option<DateTime<Utc>>,
     pub lease_expires_at: Option<DateTime<Utc>>,

@@ -87,17 +87,6 @@ fn claim_of(run: Uuid) -> super::Claim<'static> {
 }
 
 /// Claims every ready instance of the run; returns them.
-/// When the pending instances of task `name` became ready, as the run's
-/// groups read it: `None` while a parent instance has yet to succeed.
-async fn pending_ready_at(store: &Store, run: Uuid, name: &str) -> Option<DateTime<Utc>> {
-    let groups = store.run_task_groups(run).await.unwrap();
-    let group = groups
-        .iter()
-        .find(|g| g.name == name && g.status == "pending")
-        .expect("pending instances");
-    group.ready_at
-}
-
 async fn claim_all(store: &Store, run: Uuid) -> Vec<super::ClaimedTask> {
     let mut tx = store.begin().await.unwrap();
     let claimed = tx.claim(&claim_of(run)).await.unwrap();
@@ -330,31 +319,15 @@ async fn release_children_readies_a_group_at_zero(db: TestDb) {
         }
     };
     release(1).await;
-    assert_eq!(pending_ready_at(&db.store, run.id, "b").await, None);
-    let claimed = claim_all(&db.store, run.id).await;
-    assert!(
-        claimed.iter().all(|c| c.name != "b"),
-        "b waits: {claimed:?}"
-    );
-    release(1).await;
-    let ready = pending_ready_at(&db.store, run.id, "b")
-        .await
-        .expect("ready");
-    // The release writes the group's row, not the instance's.
     let t = b(&tasks(&db.store, run.id).await);
-    assert_eq!((t.status, t.ready_at), (TaskStatus::Pending, None));
+    assert_eq!((t.deps_remaining, t.ready_at.is_some()), (2, false));
+    release(1).await;
+    let t = b(&tasks(&db.store, run.id).await);
+    assert_eq!((t.deps_remaining, t.ready_at.is_some()), (0, true));
     // Readiness is not a transition: no event.
-    let after_a = events(&db.store, run.id).await;
-    assert_eq!(&after_a[..before.len()], before);
-    assert!(after_a.iter().all(|e| e.0 != Some(t.id)));
+    assert_eq!(events(&db.store, run.id).await, before);
     let claimed = claim_all(&db.store, run.id).await;
     assert_eq!(claimed.iter().filter(|c| c.name == "b").count(), 1);
-    // Its claim copies when it became ready.
-    let t = b(&tasks(&db.store, run.id).await);
-    assert_eq!(
-        (t.status, t.ready_at),
-        (TaskStatus::Dispatched, Some(ready))
-    );
 }
 
 /// Several groups in one call (a batch of completions): each counted down,
@@ -378,17 +351,22 @@ async fn release_children_counts_several_groups_in_one_call(db: TestDb) {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let ready = |name| pending_ready_at(&db.store, other.id, name);
-    assert_eq!(ready("b").await, None, "b waits for one more parent");
-    assert!(ready("c").await.is_some(), "c's group reached zero");
+    let all = tasks(&db.store, other.id).await;
+    let of = |name: &str| -> Vec<(i64, bool)> {
+        all.iter()
+            .filter(|t| t.name == name)
+            .map(|t| (t.deps_remaining, t.ready_at.is_some()))
+            .collect()
+    };
+    assert_eq!(of("b"), vec![(2, false); 2], "b waits for one more parent");
+    assert_eq!(of("c"), vec![(0, true); 3], "c's group reached zero");
     let claimed = claim_all(&db.store, other.id).await;
     let mut names: Vec<&str> = claimed.iter().map(|c| c.name.as_str()).collect();
     names.sort();
     assert_eq!(names, ["a", "c", "c", "c"]);
     // The first run's groups are untouched.
-    assert_eq!(pending_ready_at(&db.store, run.id, "b").await, None);
-    let first = claim_all(&db.store, run.id).await;
-    assert!(first.iter().all(|c| c.name == "a"), "{first:?}");
+    let b = tasks(&db.store, run.id).await;
+    assert!(b.iter().all(|t| t.name != "b" || t.deps_remaining == 2));
 }
 
 async fn skip_pending_skips_only_pending_instances(db: TestDb) {
@@ -693,9 +671,10 @@ async fn reopen_run_and_retry_tasks_put_unsuccessful_instances_back_once(db: Tes
         assert_eq!(t.max_attempts, t.attempt + 2, "{}", t.name);
         // a is ready at once; b waits for both a's again.
         let ready = t.name == "a";
-        assert_eq!(t.ready_at.is_some(), ready, "{}", t.name);
-        let group = pending_ready_at(&db.store, run.id, &t.name).await;
-        assert_eq!(group.is_some(), ready, "{}", t.name);
+        assert_eq!(
+            (t.deps_remaining == 0, t.ready_at.is_some()),
+            (ready, ready)
+        );
     }
     let ev = events(&db.store, run.id).await;
     assert_eq!(ev.len(), before + 3 + 1, "three tasks and the run");
@@ -738,9 +717,7 @@ async fn create_run_numbers_the_instances_of_a_fanned_out_task(db: TestDb) {
         .iter()
         .all(|t| t.task_count == 2500 && t.ready_at.is_some() && t.attempt == 0));
     let after = t.iter().find(|t| t.name == "after").unwrap();
-    assert!(after.ready_at.is_none());
-    assert_eq!(pending_ready_at(&db.store, run.id, "after").await, None);
-    assert!(pending_ready_at(&db.store, run.id, "wide").await.is_some());
+    assert!(after.ready_at.is_none() && after.deps_remaining == 1);
 }
 
 /// `lock_ready` takes ready instances without writing them (on

@@ -23,37 +23,6 @@
 //! groups against 0.19 ms for ten lookups by the whole key. SQLite plans
 //! `IN (…)` well, and has no `LATERAL`.
 
-/// The names of run `$1`'s tasks whose instances are ready: their group
-/// has no parent instance left to succeed (readiness is the group's, one
-/// row per task name; ARCHITECTURE.md).
-macro_rules! ready_names {
-    () => {
-        "(SELECT name FROM task_groups WHERE run_id = $1 AND deps_remaining = 0)"
-    };
-}
-
-/// Whether the group of the instance `$t` (a `tasks` row) is ready.
-macro_rules! group_ready {
-    ($t:literal) => {
-        concat!(
-            "EXISTS (SELECT 1 FROM task_groups g WHERE g.run_id = ",
-            $t,
-            ".run_id AND g.name = ",
-            $t,
-            ".name AND g.deps_remaining = 0)"
-        )
-    };
-}
-
-/// An instance's `ready_at` as its claim writes it: the group's, unless
-/// the row has its own (a root's, set at creation; a retried one's).
-macro_rules! claimed_ready_at {
-    () => {
-        "ready_at = COALESCE(tasks.ready_at, (SELECT g.ready_at FROM task_groups g \
-         WHERE g.run_id = tasks.run_id AND g.name = tasks.name))"
-    };
-}
-
 // ---- workflows (writes.rs: `Tx::save_workflow`) ----
 
 pub(super) const INSERT_WORKFLOW: &str =
@@ -123,14 +92,14 @@ pub(super) const INSERT_RUN: &str =
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 0, $9) \
      ON CONFLICT (workflow, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING";
 
-/// Followed by one `($run, name, deps, ready at)` tuple per task name.
+/// Followed by one `($run, name, deps)` tuple per task name.
 pub(super) const INSERT_TASK_GROUPS_HEAD: &str =
-    "INSERT INTO task_groups (run_id, name, deps_remaining, ready_at) VALUES ";
+    "INSERT INTO task_groups (run_id, name, deps_remaining) VALUES ";
 
 /// Followed by one tuple per task instance.
 pub(super) const INSERT_TASKS_HEAD: &str =
     "INSERT INTO tasks (id, run_id, name, task_index, task_count, executor, status, \
-     max_attempts, ready_at, limit_group, limit_key) VALUES ";
+     max_attempts, deps_remaining, ready_at, limit_group, limit_key) VALUES ";
 
 /// [`INSERT_TASKS_HEAD`] on PostgreSQL, for the instances of one task:
 /// the ids as one array literal (`$1`, `{…}`), numbered from `$2`, the
@@ -138,15 +107,15 @@ pub(super) const INSERT_TASKS_HEAD: &str =
 /// statement to parse and plan, not ten of twelve thousand parameters.
 pub(super) const INSERT_INSTANCES_PG: &str =
     "INSERT INTO tasks (id, run_id, name, task_index, task_count, executor, status, \
-     max_attempts, ready_at, limit_group, limit_key) \
-     SELECT u.id, $3, $4, $2 + u.i - 1, $5, $6, 'pending', $7, $8, $9, $10 \
+     max_attempts, deps_remaining, ready_at, limit_group, limit_key) \
+     SELECT u.id, $3, $4, $2 + u.i - 1, $5, $6, 'pending', $7, $8, $9, $10, $11 \
      FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, i)";
 
 /// The instances of a `foreach` task, created when its parent succeeds:
 /// like [`INSERT_TASKS_HEAD`], with each instance's item.
 pub(super) const INSERT_FOREACH_TASKS_HEAD: &str =
     "INSERT INTO tasks (id, run_id, name, task_index, task_count, executor, status, \
-     max_attempts, item, limit_group, limit_key) VALUES ";
+     max_attempts, deps_remaining, item, limit_group, limit_key) VALUES ";
 
 /// `$2` instances more in the run (a `foreach` expanded).
 pub(super) const ADD_RUN_TASKS: &str =
@@ -205,11 +174,10 @@ pub(super) const REOPEN_RUN: &str =
 /// A run's instances counted per task name and status.
 pub(super) const TASK_STATUS_COUNTS: &str =
     "SELECT name, status, COUNT(*) AS n FROM tasks WHERE run_id = $1 GROUP BY name, status";
-/// `$1` is the run, `$2` the time; followed by one `(name, parent
-/// instances not yet succeeded)` tuple per task name, then
-/// [`SET_GROUP_DEPS_TAIL`]. A group at zero is ready now.
-pub(super) const SET_GROUP_DEPS_HEAD: &str = "UPDATE task_groups SET deps_remaining = v.column2, \
-     ready_at = CASE WHEN v.column2 = 0 THEN $2 ELSE NULL END FROM (VALUES ";
+/// `$1` is the run; followed by one `(name, parent instances not yet
+/// succeeded)` tuple per task name, then [`SET_GROUP_DEPS_TAIL`].
+pub(super) const SET_GROUP_DEPS_HEAD: &str =
+    "UPDATE task_groups SET deps_remaining = v.column2 FROM (VALUES ";
 pub(super) const SET_GROUP_DEPS_TAIL: &str =
     ") AS v WHERE task_groups.run_id = $1 AND task_groups.name = v.column1";
 /// `$1` is the run, `$2` the time; followed by one `(name, attempts
@@ -219,7 +187,7 @@ pub(super) const SET_GROUP_DEPS_TAIL: &str =
 /// visible until the next claim).
 pub(super) const RETRY_TASKS_HEAD: &str =
     "UPDATE tasks SET status = 'pending', max_attempts = tasks.attempt + v.column2, \
-     ready_at = CASE WHEN v.column3 = 0 THEN $2 ELSE NULL END, \
+     deps_remaining = v.column3, ready_at = CASE WHEN v.column3 = 0 THEN $2 ELSE NULL END, \
      not_before = NULL, lease_expires_at = NULL, deadline_at = NULL, finished_at = NULL \
      FROM (VALUES ";
 pub(super) const RETRY_TASKS_TAIL: &str =
@@ -240,37 +208,13 @@ pub(super) const RUNS_FOR_BULK_HEAD: &str =
 pub(super) const RUNS_FOR_BULK_TAIL: &str = ") ORDER BY created_at LIMIT ";
 // ---- attempts (`Tx::claim`, `mark_started`, `finish_attempts`, `heartbeat`, `requeue_expired_claims`) ----
 
-/// `$1` the run, `$2` the time, `$3` the lease, `$4` the batch size;
-/// followed by the filters ([`CLAIM_EXECUTORS`], [`CLAIM_TASKS`]), then
-/// [`CLAIM_LIMIT`] and [`CLAIM_TAIL`].
-pub(super) const CLAIM_HEAD: &str = concat!(
+/// Followed by [`super::Dialect::skip_locked`], then [`CLAIM_TAIL`].
+pub(super) const CLAIM_HEAD: &str =
     "UPDATE tasks SET status = 'dispatched', attempt = attempt + 1, \
      lease_expires_at = $3, dispatched_at = $2, started_at = NULL, execution_id = NULL, \
-     exit_code = NULL, error = NULL, output = NULL, output_ref = NULL, deadline_at = NULL, ",
-    claimed_ready_at!(),
-    " WHERE id IN (SELECT id FROM tasks WHERE run_id = $1 AND status = 'pending' \
-     AND name IN ",
-    ready_names!(),
-    " AND (not_before IS NULL OR not_before <= $2)"
-);
-
-/// [`CLAIM_HEAD`] on PostgreSQL (the module doc): the ready groups first,
-/// then a lookup of each one's pending instances, so that the instances
-/// of groups still waiting are never read. Followed by the filters, then
-/// [`CLAIM_PG_TAIL`].
-pub(super) const CLAIM_PG_HEAD: &str =
-    "UPDATE tasks SET status = 'dispatched', attempt = attempt + 1, \
-     lease_expires_at = $3, dispatched_at = $2, started_at = NULL, execution_id = NULL, \
-     exit_code = NULL, error = NULL, output = NULL, output_ref = NULL, deadline_at = NULL, \
-     ready_at = COALESCE(tasks.ready_at, x.group_ready_at) \
-     FROM (SELECT t.id, g.ready_at AS group_ready_at FROM task_groups g CROSS JOIN LATERAL \
-     (SELECT id FROM tasks WHERE run_id = g.run_id AND name = g.name AND status = 'pending' \
-     AND (not_before IS NULL OR not_before <= $2)";
-
-pub(super) const CLAIM_PG_TAIL: &str = " OFFSET 0) t WHERE g.run_id = $1 AND g.deps_remaining = 0 \
-     LIMIT $4 FOR UPDATE OF t SKIP LOCKED) x WHERE tasks.id = x.id \
-     RETURNING tasks.id, tasks.run_id, tasks.name, tasks.task_index, tasks.task_count, \
-     tasks.attempt, tasks.item";
+     exit_code = NULL, error = NULL, output = NULL, output_ref = NULL, deadline_at = NULL \
+     WHERE id IN (SELECT id FROM tasks WHERE run_id = $1 AND status = 'pending' \
+     AND deps_remaining = 0 AND (not_before IS NULL OR not_before <= $2)";
 
 /// Between [`CLAIM_HEAD`] and its list of executor kinds, when the caller
 /// claims only tasks of some executors (`ork serve --executors`).
@@ -288,29 +232,14 @@ pub(super) const CLAIM_TAIL: &str =
 
 /// The ready instances of immediate executors, locked rather than claimed
 /// (their attempt numbers one ahead): [`FINISH_LOCKED_CLAIM`] writes the
-/// claim and the end at once. `$1` the run, `$2` the time, `$3` the batch
-/// size; followed by the executor kinds, then [`LOCK_READY_TAIL`] (SQLite:
-/// its writer is alone) or [`LOCK_READY_PG_TAIL`].
-pub(super) const LOCK_READY_HEAD: &str = concat!(
+/// claim and the end at once. Followed by the executor kinds, then
+/// [`LOCK_READY_TAIL`] and [`super::Dialect::skip_locked`].
+pub(super) const LOCK_READY_HEAD: &str =
     "SELECT id, run_id, name, task_index, task_count, attempt + 1 AS attempt, item FROM tasks \
-     WHERE run_id = $1 AND status = 'pending' AND name IN ",
-    ready_names!(),
-    " AND (not_before IS NULL OR not_before <= $2) AND executor IN ("
-);
-
-pub(super) const LOCK_READY_TAIL: &str = ") LIMIT $3";
-
-/// [`LOCK_READY_HEAD`] on PostgreSQL: the ready groups first, as in
-/// [`CLAIM_PG_HEAD`], the rows locked.
-pub(super) const LOCK_READY_PG_HEAD: &str =
-    "SELECT t.id, t.run_id, t.name, t.task_index, t.task_count, t.attempt + 1 AS attempt, t.item \
-     FROM task_groups g CROSS JOIN LATERAL \
-     (SELECT id, run_id, name, task_index, task_count, attempt, item FROM tasks \
-     WHERE run_id = g.run_id AND name = g.name AND status = 'pending' \
+     WHERE run_id = $1 AND status = 'pending' AND deps_remaining = 0 \
      AND (not_before IS NULL OR not_before <= $2) AND executor IN (";
 
-pub(super) const LOCK_READY_PG_TAIL: &str = ") OFFSET 0) t \
-     WHERE g.run_id = $1 AND g.deps_remaining = 0 LIMIT $3 FOR UPDATE OF t SKIP LOCKED";
+pub(super) const LOCK_READY_TAIL: &str = ") LIMIT $3";
 
 /// `$1` is the time, `$2` the start lease (the first heartbeat is due
 /// before it); followed by one `(task, attempt, execution, deadline)`
@@ -339,10 +268,8 @@ pub(super) const FINISH_ATTEMPTS_HEAD: &str =
 
 /// After [`FINISH_ATTEMPTS_HEAD`] when the rows are still `pending`, locked
 /// by [`LOCK_READY_HEAD`]: the claim's columns, written with the end.
-pub(super) const FINISH_LOCKED_CLAIM: &str = concat!(
-    ", attempt = v.column2, dispatched_at = $1, started_at = NULL, execution_id = NULL, ",
-    claimed_ready_at!()
-);
+pub(super) const FINISH_LOCKED_CLAIM: &str =
+    ", attempt = v.column2, dispatched_at = $1, started_at = NULL, execution_id = NULL";
 
 /// After [`FINISH_ATTEMPTS_HEAD`] (and [`FINISH_LOCKED_CLAIM`]): one
 /// tuple per attempt, then [`FINISH_ATTEMPTS_TAIL`] or [`FINISH_LOCKED_TAIL`].
@@ -392,17 +319,13 @@ pub(super) const REQUEUE_EXPIRED_CLAIMS_OF_RUN_HEAD: &str =
 
 // ---- readiness (`Tx::release_children`, `Tx::skip_pending`) ----
 
-/// `$1` is the run, `$2` the time; followed by one `(name, n)` tuple per
-/// group, then [`RELEASE_GROUPS_TAIL`]: every group counted down in one
-/// statement. A group that reaches zero is ready from now: all its
-/// instances, however many, with this one row.
+/// `$1` is the run; followed by one `(name, n)` tuple per group, then
+/// [`RELEASE_GROUPS_TAIL`]: every group counted down in one statement.
 pub(super) const RELEASE_GROUPS_HEAD: &str =
-    "UPDATE task_groups SET deps_remaining = task_groups.deps_remaining - v.column2, \
-     ready_at = CASE WHEN task_groups.deps_remaining = v.column2 THEN $2 \
-     ELSE task_groups.ready_at END FROM (VALUES ";
+    "UPDATE task_groups SET deps_remaining = task_groups.deps_remaining - v.column2 FROM (VALUES ";
 
 pub(super) const RELEASE_GROUPS_TAIL: &str = ") AS v WHERE task_groups.run_id = $1 \
-     AND task_groups.name = v.column1";
+     AND task_groups.name = v.column1 RETURNING task_groups.name, task_groups.deps_remaining AS n";
 
 /// Before [`RELEASE_GROUPS_HEAD`] on PostgreSQL: each group locked, in
 /// the order of the tuples (by name, so that two releases sharing groups
@@ -416,6 +339,23 @@ pub(super) const LOCK_GROUPS_PG_HEAD: &str = "SELECT g.name FROM (VALUES ";
 
 pub(super) const LOCK_GROUPS_PG_TAIL: &str = ") AS v(name) CROSS JOIN LATERAL \
      (SELECT name FROM task_groups WHERE run_id = $1 AND name = v.name FOR UPDATE OFFSET 0) g";
+
+/// The groups at zero made ready: all their pending instances. Followed
+/// by the names, then `)`.
+pub(super) const MARK_GROUPS_READY_HEAD: &str =
+    "UPDATE tasks SET deps_remaining = 0, ready_at = $2 \
+     WHERE run_id = $1 AND (status || '') = 'pending' AND name IN (";
+
+/// [`MARK_GROUPS_READY_HEAD`] on PostgreSQL (the module doc): followed by
+/// one `($n)` tuple per name, then [`MARK_GROUPS_READY_PG_TAIL`]. The
+/// status is checked again on the row updated, so that an instance whose
+/// status changed meanwhile (a cancel) is left as it is.
+pub(super) const MARK_GROUPS_READY_PG_HEAD: &str =
+    "UPDATE tasks SET deps_remaining = 0, ready_at = $2 FROM (SELECT t.id FROM (VALUES ";
+
+pub(super) const MARK_GROUPS_READY_PG_TAIL: &str = ") AS v(name) CROSS JOIN LATERAL \
+     (SELECT id FROM tasks WHERE run_id = $1 AND name = v.name AND (status || '') = 'pending' OFFSET 0) t) x \
+     WHERE tasks.id = x.id AND (tasks.status || '') = 'pending'";
 
 /// Followed by the task names, then [`SKIP_PENDING_TAIL`].
 pub(super) const SKIP_PENDING_HEAD: &str = "UPDATE tasks SET status = 'skipped', finished_at = $1 \
@@ -522,11 +462,9 @@ pub(super) const TASK_OUTPUTS_PG_TAIL: &str = ") AS v(name) CROSS JOIN LATERAL \
 pub(super) const TASK_OUTPUT: &str = "SELECT name, task_index, output, output_ref FROM tasks \
      WHERE run_id = $1 AND id = $2";
 
-pub(super) const READY_RUNS: &str = concat!(
-    "SELECT DISTINCT run_id FROM tasks WHERE status = 'pending' AND ",
-    group_ready!("tasks"),
-    " AND (not_before IS NULL OR not_before <= $1) LIMIT $2"
-);
+pub(super) const READY_RUNS: &str =
+    "SELECT DISTINCT run_id FROM tasks WHERE status = 'pending' AND deps_remaining = 0 \
+     AND (not_before IS NULL OR not_before <= $1) LIMIT $2";
 
 pub(super) const SCHEDULE_SLOTS: &str = "SELECT workflow, last_slot FROM schedules";
 
@@ -540,14 +478,12 @@ pub(super) const LIST_RUNS_FILTERED: &str = "SELECT * FROM runs \
 
 /// One row per task name and status of a run: what the graph and the
 /// timeline show without reading every instance of a fan-out.
-/// A pending instance's `ready_at` is its group's until its claim copies it.
 pub(super) const RUN_TASK_GROUPS: &str =
-    "SELECT t.name, t.status, MAX(t.task_count) AS task_count, MAX(t.executor) AS executor, \
-     COUNT(*) AS n, MAX(t.attempt) AS max_attempt, MIN(COALESCE(t.ready_at, g.ready_at)) AS ready_at, \
-     MIN(t.dispatched_at) AS dispatched_at, MIN(t.started_at) AS started_at, \
-     MAX(t.finished_at) AS finished_at FROM tasks t \
-     LEFT JOIN task_groups g ON g.run_id = t.run_id AND g.name = t.name WHERE t.run_id = $1 \
-     GROUP BY t.name, t.status ORDER BY t.name, t.status";
+    "SELECT name, status, MAX(task_count) AS task_count, MAX(executor) AS executor, \
+     COUNT(*) AS n, MAX(attempt) AS max_attempt, MIN(ready_at) AS ready_at, \
+     MIN(dispatched_at) AS dispatched_at, MIN(started_at) AS started_at, \
+     MAX(finished_at) AS finished_at FROM tasks WHERE run_id = $1 \
+     GROUP BY name, status ORDER BY name, status";
 
 /// A page of a run's task instances (`$2` name and `$3` status when not
 /// NULL), in name and index order; `$4` limit, `$5` offset.
@@ -589,10 +525,8 @@ pub(super) const RUN_EVENTS: &str = "SELECT * FROM events WHERE run_id = $1 ORDE
 /// (claims and heartbeats), whether a polled attempt is running, and what
 /// the cron cache depends on (workflows applied, slots fired).
 pub(super) const NEXT_DUE_AT: &str =
-    "SELECT (SELECT MIN(COALESCE(t.not_before, g.ready_at)) FROM tasks t \
-       JOIN task_groups g ON g.run_id = t.run_id AND g.name = t.name \
-       WHERE t.status = 'pending' AND g.deps_remaining = 0 \
-       AND COALESCE(t.not_before, g.ready_at) > $1) AS retry_at, \
+    "SELECT (SELECT MIN(COALESCE(not_before, ready_at)) FROM tasks \
+       WHERE status = 'pending' AND deps_remaining = 0 AND COALESCE(not_before, ready_at) > $1) AS retry_at, \
      (SELECT MIN(deadline_at) FROM tasks WHERE status = 'running' AND deadline_at > $1) AS deadline_at, \
      (SELECT MIN(lease_expires_at) FROM tasks \
        WHERE status IN ('dispatched', 'running') AND lease_expires_at > $1) AS lease_at, \
@@ -638,11 +572,9 @@ pub(super) const RUN_GATE: &str = "SELECT (SELECT status FROM runs WHERE id = $1
 /// `$1` the run, `$2` the time, `$3` the batch size; the ready instances,
 /// optionally followed by [`CLAIM_EXECUTORS`]…`)` and [`CLAIM_TASKS`]…`)`,
 /// then [`CLAIM_CANDIDATES_TAIL`].
-pub(super) const CLAIM_CANDIDATES_HEAD: &str = concat!(
-    "SELECT id, name FROM tasks WHERE run_id = $1 AND status = 'pending' AND name IN ",
-    ready_names!(),
-    " AND (not_before IS NULL OR not_before <= $2)"
-);
+pub(super) const CLAIM_CANDIDATES_HEAD: &str =
+    "SELECT id, name FROM tasks WHERE run_id = $1 AND status = 'pending' \
+     AND deps_remaining = 0 AND (not_before IS NULL OR not_before <= $2)";
 
 pub(super) const CLAIM_CANDIDATES_TAIL: &str = " ORDER BY name, task_index LIMIT $3";
 
@@ -660,13 +592,11 @@ pub(super) const IN_FLIGHT_TAIL: &str = ") GROUP BY limit_key";
 
 /// [`CLAIM_HEAD`] for chosen instances: `$1` the time, `$2` the lease,
 /// followed by the ids, then [`CLAIM_TAIL`].
-pub(super) const CLAIM_IDS_HEAD: &str = concat!(
+pub(super) const CLAIM_IDS_HEAD: &str =
     "UPDATE tasks SET status = 'dispatched', attempt = attempt + 1, \
      lease_expires_at = $2, dispatched_at = $1, started_at = NULL, execution_id = NULL, \
-     exit_code = NULL, error = NULL, output = NULL, output_ref = NULL, deadline_at = NULL, ",
-    claimed_ready_at!(),
-    " WHERE (status || '') = 'pending' AND id IN ("
-);
+     exit_code = NULL, error = NULL, output = NULL, output_ref = NULL, deadline_at = NULL \
+     WHERE (status || '') = 'pending' AND id IN (";
 
 /// When a rate limit's next token is available.
 pub(super) const SET_LIMIT_NEXT_AT: &str = "UPDATE limits SET next_at = $2 WHERE key = $1";
@@ -682,30 +612,22 @@ pub(super) const SET_RUN_KEY: &str = "UPDATE runs SET concurrency_key = $2 WHERE
 /// Runs with ready instances waiting on the limits of the finished
 /// instances (followed by their ids, then [`WAITING_RUNS_MID`], the same
 /// ids, then [`WAITING_RUNS_TAIL`]): a slot freed, advance them.
-pub(super) const WAITING_RUNS_HEAD: &str = concat!(
-    "SELECT DISTINCT w.run_id AS id FROM tasks f \
-     JOIN tasks w ON w.limit_group = f.limit_group WHERE w.status = 'pending' AND ",
-    group_ready!("w"),
-    " AND f.id IN ("
-);
+pub(super) const WAITING_RUNS_HEAD: &str = "SELECT DISTINCT w.run_id AS id FROM tasks f \
+     JOIN tasks w ON w.limit_group = f.limit_group \
+     WHERE w.status = 'pending' AND w.deps_remaining = 0 AND f.id IN (";
 
-pub(super) const WAITING_RUNS_MID: &str = concat!(
-    ") UNION SELECT DISTINCT w.run_id AS id FROM tasks f \
-     JOIN tasks w ON w.limit_key = f.limit_key WHERE w.status = 'pending' AND ",
-    group_ready!("w"),
-    " AND f.id IN ("
-);
+pub(super) const WAITING_RUNS_MID: &str = ") UNION SELECT DISTINCT w.run_id AS id FROM tasks f \
+     JOIN tasks w ON w.limit_key = f.limit_key \
+     WHERE w.status = 'pending' AND w.deps_remaining = 0 AND f.id IN (";
 
 pub(super) const WAITING_RUNS_TAIL: &str = ") LIMIT 64";
 
 /// Makes the ready instances of some runs (followed by their ids and `)`)
 /// due at `$1`, so that a host's `next_due` advances them: a cancel freed
 /// the slot they wait for. A later `not_before` (a retry's backoff) stays.
-pub(super) const WAKE_RUNS_HEAD: &str = concat!(
-    "UPDATE tasks SET not_before = $1 WHERE status = 'pending' AND ",
-    group_ready!("tasks"),
-    " AND (not_before IS NULL OR not_before < $1) AND run_id IN ("
-);
+pub(super) const WAKE_RUNS_HEAD: &str = "UPDATE tasks SET not_before = $1 \
+     WHERE status = 'pending' AND deps_remaining = 0 \
+     AND (not_before IS NULL OR not_before < $1) AND run_id IN (";
 
 /// The oldest runs waiting for the run slot that run `$1` (final) freed
 /// under its key, `$2` at most.

@@ -261,8 +261,7 @@ impl Tx {
             let mut sql = Sql::new(INSERT_TASK_GROUPS_HEAD);
             let run_id = sql.arg(run.id);
             sql.push_values(chunk, |s, (name, deps)| {
-                let ready = (*deps == 0).then_some(run.created_at);
-                vec![run_id, s.arg(*name), s.arg(*deps), s.arg(ready)]
+                vec![run_id, s.arg(*name), s.arg(*deps)]
             });
             c.execute(sql).await?;
         }
@@ -295,19 +294,15 @@ impl Tx {
     /// caller alone. Marks a `pending` run `running`. With `executors`,
     /// only tasks of those executor kinds are claimed (still one statement).
     pub(crate) async fn claim(&mut self, claim: &Claim<'_>) -> Result<Vec<ClaimedTask>, Error> {
-        let pg = self.conn().dialect() == Dialect::Postgres;
-        let mut sql = Sql::new(if pg { CLAIM_PG_HEAD } else { CLAIM_HEAD })
+        let mut sql = Sql::new(CLAIM_HEAD)
             .bind(claim.run_id)
             .bind(claim.now)
             .bind(claim.lease_until)
             .bind(claim.limit);
         claim.push_filters(&mut sql);
-        if pg {
-            sql.push(CLAIM_PG_TAIL);
-        } else {
-            sql.push(CLAIM_LIMIT);
-            sql.push(CLAIM_TAIL);
-        }
+        sql.push(CLAIM_LIMIT);
+        self.conn().dialect().skip_locked(&mut sql);
+        sql.push(CLAIM_TAIL);
         let claimed: Vec<ClaimedTask> = self.conn().fetch_all(sql).await?;
         self.claimed(claim, &claimed).await?;
         Ok(claimed)
@@ -325,21 +320,13 @@ impl Tx {
         if kinds.is_empty() {
             return Ok(Vec::new());
         }
-        let pg = self.conn().dialect() == Dialect::Postgres;
-        let mut sql = Sql::new(if pg {
-            LOCK_READY_PG_HEAD
-        } else {
-            LOCK_READY_HEAD
-        })
-        .bind(claim.run_id)
-        .bind(claim.now)
-        .bind(claim.limit);
+        let mut sql = Sql::new(LOCK_READY_HEAD)
+            .bind(claim.run_id)
+            .bind(claim.now)
+            .bind(claim.limit);
         sql.push_list(kinds.iter().map(|k| k.as_str().to_owned()));
-        sql.push(if pg {
-            LOCK_READY_PG_TAIL
-        } else {
-            LOCK_READY_TAIL
-        });
+        sql.push(LOCK_READY_TAIL);
+        self.conn().dialect().skip_locked(&mut sql);
         let locked: Vec<ClaimedTask> = self.conn().fetch_all(sql).await?;
         if !locked.is_empty() {
             self.start_run(claim, Vec::new()).await?;
@@ -493,11 +480,11 @@ impl Tx {
 
     /// Counts succeeded parent instances against their children:
     /// `(child task name, how many parent instances succeeded)`. When a
-    /// child's count reaches zero, all its instances are ready: readiness
-    /// is the group's row, which claims read, so a fan-out of any width is
-    /// released without writing its instances. One statement counts down
-    /// every group released (a batch of completions may release many),
-    /// after one that locks their rows in name order on PostgreSQL.
+    /// child's count reaches zero, all its instances become ready. One
+    /// statement counts down every group released (a batch of completions
+    /// may release many), after one that locks their rows in name order on
+    /// PostgreSQL; one more readies the groups at zero, all their
+    /// instances at once.
     pub(crate) async fn release_children(
         &mut self,
         run_id: Uuid,
@@ -507,7 +494,13 @@ impl Tx {
         let mut c = self.conn();
         let mut releases = releases.to_vec();
         releases.sort();
+        #[derive(sqlx::FromRow)]
+        struct Left {
+            name: String,
+            n: i64,
+        }
         let pg = c.dialect() == Dialect::Postgres;
+        let mut ready: Vec<String> = Vec::new();
         for chunk in releases.chunks(CHUNK) {
             if pg {
                 let mut lock = Sql::new(LOCK_GROUPS_PG_HEAD).bind(run_id);
@@ -515,9 +508,25 @@ impl Tx {
                 lock.push(LOCK_GROUPS_PG_TAIL);
                 c.execute(lock).await?;
             }
-            let mut sql = Sql::new(RELEASE_GROUPS_HEAD).bind(run_id).bind(now);
+            let mut sql = Sql::new(RELEASE_GROUPS_HEAD).bind(run_id);
             sql.push_values(chunk, |s, (name, n)| vec![s.arg(name.as_str()), s.arg(*n)]);
             sql.push(RELEASE_GROUPS_TAIL);
+            let left: Vec<Left> = c.fetch_all(sql).await?;
+            ready.extend(left.into_iter().filter(|l| l.n == 0).map(|l| l.name));
+        }
+        ready.sort();
+        for chunk in ready.chunks(CHUNK) {
+            let sql = if pg {
+                let mut sql = Sql::new(MARK_GROUPS_READY_PG_HEAD).bind(run_id).bind(now);
+                sql.push_values(chunk, |s, name| vec![s.arg(name.as_str())]);
+                sql.push(MARK_GROUPS_READY_PG_TAIL);
+                sql
+            } else {
+                let mut sql = Sql::new(MARK_GROUPS_READY_HEAD).bind(run_id).bind(now);
+                sql.push_list(chunk.iter().cloned());
+                sql.push(")");
+                sql
+            };
             c.execute(sql).await?;
         }
         Ok(())
@@ -554,6 +563,7 @@ impl Tx {
                     s.arg(task.executor.as_str()),
                     s.arg(TaskStatus::Pending.as_str()),
                     s.arg(task.max_attempts),
+                    s.arg(task.deps_remaining.max(1)),
                     s.arg(Some(item.clone())),
                     s.arg(task.limit_group.clone()),
                     s.arg(task.limit_key.clone()),
@@ -975,7 +985,7 @@ impl Tx {
         let mut tasks = tasks.to_vec();
         tasks.sort_by(|a, b| a.name.cmp(&b.name));
         for chunk in tasks.chunks(CHUNK) {
-            let mut sql = Sql::new(SET_GROUP_DEPS_HEAD).bind(run_id).bind(now);
+            let mut sql = Sql::new(SET_GROUP_DEPS_HEAD).bind(run_id);
             sql.push_values(chunk, |s, t| vec![s.arg(t.name.as_str()), s.arg(t.deps)]);
             sql.push(SET_GROUP_DEPS_TAIL);
             c.execute(sql).await?;
@@ -1046,6 +1056,7 @@ async fn insert_fanned_out_pg(
                     .bind(t.task_count)
                     .bind(t.executor.as_str())
                     .bind(t.max_attempts)
+                    .bind(t.deps_remaining)
                     .bind(ready)
                     .bind(t.limit_group.clone())
                     .bind(t.limit_key.clone()),
@@ -1085,6 +1096,7 @@ async fn insert_instances(c: &mut Conn<'_>, run: &Run, tasks: &[&NewTask]) -> Re
                 s.arg(t.executor.as_str()),
                 s.arg(TaskStatus::Pending.as_str()),
                 s.arg(t.max_attempts),
+                s.arg(t.deps_remaining),
                 s.arg(ready),
                 s.arg(t.limit_group.clone()),
                 s.arg(t.limit_key.clone()),
