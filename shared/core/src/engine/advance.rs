@@ -186,7 +186,7 @@ impl Engine {
                 let mut ended = self.dispatch_immediate(run, wf, &now_done).await;
                 let expansions = self.prepare_all(&mut ended, workflows).await;
                 let done = self
-                    .record(&mut tx, &ended, from, workflows, &expansions)
+                    .record(&mut tx, &ended, from, workflows, &expansions, false)
                     .await?;
                 Some((ended, done))
             };

@@ -25,7 +25,7 @@
 //!    engine then releases children, skips descendants and closes the run.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -156,18 +156,16 @@ impl Engine {
         let completions = &completions;
         let done = retry(TRANSIENT_DB, Error::is_transient, || async move {
             let mut tx = self.store.begin().await?;
-            let mut done = self
+            let done = self
                 .record(
                     &mut tx,
                     completions,
                     Finish::InFlight,
                     workflows,
                     expansions,
+                    claim,
                 )
                 .await?;
-            if claim {
-                self.claim_released(&mut tx, &mut done, workflows).await?;
-            }
             tx.commit().await?;
             Ok(done)
         })
@@ -318,7 +316,14 @@ impl Engine {
 
     /// [`Engine::complete`]'s work inside a transaction (the caller's:
     /// `advance` records the attempts of immediate executors in their
-    /// claim's, `from` [`Finish::Locked`] rows).
+    /// claim's, `from` [`Finish::Locked`] rows). With `claim`, the
+    /// instances it made ready are claimed in it too
+    /// ([`Engine::claim_released`]).
+    ///
+    /// Each run's row (its open-task count) is written last, just before
+    /// the commit: every transaction that records an end of the run
+    /// updates that row, so its lock is held for the commit only, and
+    /// concurrent batches of one run overlap all their other statements.
     pub(super) async fn record(
         &self,
         tx: &mut crate::store::Tx,
@@ -326,6 +331,7 @@ impl Engine {
         from: Finish,
         workflows: &HashMap<Uuid, Arc<Workflow>>,
         expansions: &Expansions,
+        claim: bool,
     ) -> Result<Completed, Error> {
         let now = Utc::now();
         let results: Vec<AttemptResult> = completions
@@ -370,10 +376,13 @@ impl Engine {
             recorded: finished.iter().map(|f| (f.id, f.attempt)).collect(),
             ..Completed::default()
         };
-        let mut by_run: HashMap<Uuid, Vec<_>> = HashMap::new();
+        // By run id: concurrent transactions lock the runs' rows in one order.
+        let mut by_run: BTreeMap<Uuid, Vec<_>> = BTreeMap::new();
         for f in &finished {
             by_run.entry(f.run_id).or_default().push(f);
         }
+        // (run, instances closed, of them failed), written at the end.
+        let mut closes: Vec<(Uuid, i64, i64)> = Vec::with_capacity(by_run.len());
         for (run_id, rows) in by_run {
             let wf = &workflows[&run_id];
             let dag = &wf.dag;
@@ -439,16 +448,28 @@ impl Engine {
                 // (the run fails all the same: a skip follows a failure).
                 closed += skipped;
             }
-            if let Some(status) = tx.close_tasks(run_id, closed, failed, now).await? {
-                self.store_cost(tx, &wf.spec, run_id, now).await?;
-                completed.finalized.push((run_id, status));
-            } else if !releases.is_empty() || retrying {
+            closes.push((run_id, closed, failed));
+            if !releases.is_empty() || retrying {
                 completed.to_advance.push(run_id);
                 let retried = rows.iter().filter(|f| f.status == TaskStatus::Pending);
                 let names = (releases.into_iter().map(|(name, _)| name))
                     .chain(retried.map(|f| f.name.clone()))
                     .collect();
                 completed.maybe_ready.insert(run_id, names);
+            }
+        }
+        if claim {
+            self.claim_released(tx, &mut completed, workflows).await?;
+        }
+        for (run_id, closed, failed) in closes {
+            if let Some(status) = tx.close_tasks(run_id, closed, failed, now).await? {
+                self.store_cost(tx, &workflows[&run_id].spec, run_id, now)
+                    .await?;
+                completed.finalized.push((run_id, status));
+                // Nothing of it is left to claim: a released child or a
+                // retry would have kept it open.
+                completed.to_advance.retain(|r| *r != run_id);
+                completed.maybe_ready.remove(&run_id);
             }
         }
         self.free_slots(tx, &finished, workflows, &mut completed)
