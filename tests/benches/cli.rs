@@ -39,34 +39,52 @@ struct Measured {
 }
 
 /// Runs `command` to its end, its stdout to `out` (stderr beside it), and
-/// measures it.
+/// measures it, through the `measure` helper: spawned from this process,
+/// the child's peak RSS would be this bench's own whenever that is the
+/// larger (see `src/bin/measure.rs`).
 fn measure(command: &mut Command, out: &Path) -> Measured {
     let file = std::fs::File::create(out).expect("output file");
     let err_path = out.with_extension("err");
     let err = std::fs::File::create(&err_path).expect("stderr file");
-    let started = Instant::now();
-    // Reaped below by wait4, which also gives its peak RSS.
-    #[allow(clippy::zombie_processes)]
-    let child = command.stdout(file).stderr(err).spawn().expect("spawn");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: `rusage` is plain old data, filled in by wait4 for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall = started.elapsed();
-    assert_eq!(waited, pid, "wait4");
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+    let report = out.with_extension("measured");
+    let mut helper = Command::new(env!("CARGO_BIN_EXE_measure"));
+    helper
+        .arg(&report)
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => helper.env(key, value),
+            None => helper.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        helper.current_dir(dir);
+    }
+    let ok = helper
+        .stdout(file)
+        .stderr(err)
+        .status()
+        .expect("spawn measure")
+        .success();
+    let measured = std::fs::read_to_string(&report).unwrap_or_default();
+    let fields: Vec<i64> = measured
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let status = fields.get(2).copied().unwrap_or(-1) as i32;
+    if !ok || fields.len() != 3 || !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
         let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
         let printed = std::fs::read_to_string(out).unwrap_or_default();
         let tail: Vec<&str> = printed.lines().rev().take(20).collect();
         panic!(
-            "{command:?} failed ({status}): {stderr}\n{}",
+            "{command:?} failed ({measured:?}): {stderr}\n{}",
             tail.join("\n")
         );
     }
     Measured {
-        wall,
-        rss_mib: usage.ru_maxrss as f64 / 1024.0,
+        wall: Duration::from_nanos(fields[0] as u64),
+        rss_mib: fields[1] as f64 / 1024.0,
     }
 }
 
