@@ -520,6 +520,54 @@ async fn a_missing_executor_fails_the_attempt_with_a_clear_error(db: TestDb) {
     );
 }
 
+/// A trigger that fills the tasks tables of a fresh PostgreSQL database
+/// has them analyzed, so the planner looks rows up by key instead of
+/// scanning the run's (`store/statistics.rs`); a small one does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_trigger_refreshes_the_planner_statistics() {
+    let db = common::postgres().await;
+    let pg = sqlx::PgPool::connect(&db.url).await.unwrap();
+    // Only the trigger analyzes them here.
+    for off in [
+        "ALTER TABLE tasks SET (autovacuum_enabled = false)",
+        "ALTER TABLE task_groups SET (autovacuum_enabled = false)",
+    ] {
+        sqlx::query(off).execute(&pg).await.unwrap();
+    }
+    let reltuples = || async {
+        sqlx::query_scalar::<_, f32>("SELECT reltuples FROM pg_class WHERE oid = 'tasks'::regclass")
+            .fetch_one(&pg)
+            .await
+            .unwrap()
+    };
+    let engine = noop_engine(db.store.clone());
+    let trigger = |n: u64| {
+        let engine = &engine;
+        async move {
+            let yaml = format!("name: wide{n}\ntasks:\n  w: {{executor: noop, task_count: {n}}}\n");
+            engine.apply(&parse(&yaml), None).await.unwrap();
+            engine
+                .trigger(&format!("wide{n}"), json!({}), TriggerOptions::default())
+                .await
+                .unwrap();
+        }
+    };
+    let small = ork_core::store::ANALYZE_AFTER - 1;
+    trigger(small).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        reltuples().await < small as f32,
+        "analyzed after {small} instances"
+    );
+    trigger(1500).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let all = (small + 1500) as f32;
+    while reltuples().await < all {
+        assert!(std::time::Instant::now() < deadline, "tasks not analyzed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 on_both_backends!(
     a_report_claims_the_children_it_releases,
     applying_a_changed_spec_creates_a_version,

@@ -167,6 +167,7 @@ impl Engine {
         }
         if created {
             self.poke();
+            self.store.refresh_statistics(instances);
             tracing::info!(run_id = %run.id, workflow = %run.workflow, version = run.version, trigger = %run.trigger, "run triggered");
             return Ok(Triggered { run, created });
         }

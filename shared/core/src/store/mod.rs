@@ -20,6 +20,7 @@ mod limits;
 pub mod reads;
 pub(crate) mod sql;
 mod statements;
+mod statistics;
 mod template;
 mod writes;
 
@@ -35,6 +36,7 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
 pub(crate) use limits::{ClaimLimits, RateGate, RunGate, TaskGate};
 use sql::Conn;
 pub use sql::Dialect;
+pub use statistics::ANALYZE_AFTER;
 pub(crate) use writes::{
     AttemptResult, Claim, ClaimedTask, Finish, Finished, NewTask, RetryTask, Started,
 };

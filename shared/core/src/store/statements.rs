@@ -124,6 +124,15 @@ pub(super) const ADD_RUN_TASKS: &str =
 pub(super) const START_RUN: &str =
     "UPDATE runs SET status = 'running' WHERE id = $1 AND status = 'pending'";
 
+/// Rows of `tasks` at its last analysis (-1: never), PostgreSQL only.
+pub(super) const TASKS_RELTUPLES: &str =
+    "SELECT reltuples FROM pg_class WHERE oid = 'tasks'::regclass";
+
+/// Enough of a sample for how many runs the rows belong to.
+pub(super) const ANALYZE_SAMPLE: &str = "SET LOCAL default_statistics_target = 10";
+
+pub(super) const ANALYZE_RUN_TABLES: &str = "ANALYZE tasks, task_groups";
+
 /// The conditional update that finalizes a run exactly once.
 pub(super) const CLOSE_TASKS: &str =
     "UPDATE runs SET tasks_open = tasks_open - $2, tasks_failed = tasks_failed + $3, \
