@@ -35,7 +35,8 @@ use super::{Engine, Workflow, TRANSIENT_DB};
 use crate::executor::{Completion, Outcome};
 use crate::model::{RunStatus, TaskStatus};
 use crate::retry::retry;
-use crate::store::{AttemptResult, Finish, NewTask};
+use crate::store::reads::TaskOutput;
+use crate::store::{AttemptResult, Finish, Finished, NewTask};
 use crate::Error;
 
 /// The items of the `foreach` children of a success, by attempt.
@@ -99,6 +100,10 @@ pub struct Completed {
     /// The tasks of each run in `to_advance` that the completions may have
     /// made ready: the children they released, the tasks they retry.
     pub(super) maybe_ready: HashMap<Uuid, Vec<String>>,
+    /// Per run, the outputs this transaction recorded for the successes of
+    /// single-instance tasks with children (when it claims): what the
+    /// instances it releases read as inputs, unless they have other parents.
+    pub(super) outputs: HashMap<Uuid, Vec<TaskOutput>>,
 }
 
 /// A run's instances claimed by the transaction that released them (see
@@ -109,6 +114,51 @@ pub struct Released {
     pub(super) tasks: Vec<crate::store::ClaimedTask>,
     /// The claim took a whole batch: more may be ready.
     pub(super) full: bool,
+    /// Outputs of parents that succeeded in the releasing transaction
+    /// ([`Completed::outputs`]): an instance whose parents are all here
+    /// needs no read of them.
+    pub(super) outputs: Vec<TaskOutput>,
+}
+
+/// [`Completed::outputs`]: of the attempts `finished` (applied), the
+/// successes of single-instance tasks with children, with the output
+/// `results` wrote for each.
+fn recorded_outputs(
+    completions: &[Completion],
+    results: &[AttemptResult],
+    finished: &[Finished],
+    workflows: &HashMap<Uuid, Arc<Workflow>>,
+) -> HashMap<Uuid, Vec<TaskOutput>> {
+    let written: HashMap<(Uuid, i64), &AttemptResult> = results
+        .iter()
+        .map(|r| ((r.task_id, r.attempt), r))
+        .collect();
+    let index: HashMap<(Uuid, i64), i64> = completions
+        .iter()
+        .map(|c| ((c.attempt.task_id, c.attempt.attempt), c.attempt.task_index))
+        .collect();
+    let mut outputs: HashMap<Uuid, Vec<TaskOutput>> = HashMap::new();
+    for f in finished.iter().filter(|f| f.status == TaskStatus::Success) {
+        let wf = &workflows[&f.run_id];
+        let single = wf
+            .spec
+            .tasks
+            .get(&f.name)
+            .is_some_and(|t| t.task_count == 1 && t.foreach.is_none());
+        let (Some(r), true) = (written.get(&(f.id, f.attempt)), single) else {
+            continue;
+        };
+        if wf.dag.children(&f.name).is_empty() {
+            continue;
+        }
+        outputs.entry(f.run_id).or_default().push(TaskOutput {
+            name: f.name.clone(),
+            task_index: index.get(&(f.id, f.attempt)).copied().unwrap_or(0),
+            output: r.output.clone(),
+            output_ref: r.output_ref.clone(),
+        });
+    }
+    outputs
 }
 
 impl Completed {
@@ -376,6 +426,9 @@ impl Engine {
             recorded: finished.iter().map(|f| (f.id, f.attempt)).collect(),
             ..Completed::default()
         };
+        if claim {
+            completed.outputs = recorded_outputs(completions, &results, &finished, workflows);
+        }
         // By run id: concurrent transactions lock the runs' rows in one order.
         let mut by_run: BTreeMap<Uuid, Vec<_>> = BTreeMap::new();
         for f in &finished {
@@ -487,7 +540,7 @@ impl Engine {
     async fn free_slots(
         &self,
         tx: &mut crate::store::Tx,
-        finished: &[crate::store::Finished],
+        finished: &[Finished],
         workflows: &HashMap<Uuid, Arc<Workflow>>,
         completed: &mut Completed,
     ) -> Result<(), Error> {
