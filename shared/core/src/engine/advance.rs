@@ -556,10 +556,10 @@ impl Engine {
                 let spec = &wf.spec.tasks[*p];
                 // A `foreach` task's list is as long as its instances (all
                 // succeeded: the rows say how many).
-                let empty = if spec.foreach.is_some() {
-                    Upstream::List(Vec::new())
-                } else if spec.task_count == 1 {
+                let empty = if spec.single_instance() {
                     Upstream::One(Slot::Null)
+                } else if spec.foreach.is_some() {
+                    Upstream::List(Vec::new())
                 } else {
                     Upstream::List(vec![Slot::Null; spec.task_count as usize])
                 };

@@ -124,7 +124,6 @@ pub struct Released {
 /// successes of single-instance tasks with children, with the output
 /// `results` wrote for each.
 fn recorded_outputs(
-    completions: &[Completion],
     results: &[AttemptResult],
     finished: &[Finished],
     workflows: &HashMap<Uuid, Arc<Workflow>>,
@@ -133,10 +132,6 @@ fn recorded_outputs(
         .iter()
         .map(|r| ((r.task_id, r.attempt), r))
         .collect();
-    let index: HashMap<(Uuid, i64), i64> = completions
-        .iter()
-        .map(|c| ((c.attempt.task_id, c.attempt.attempt), c.attempt.task_index))
-        .collect();
     let mut outputs: HashMap<Uuid, Vec<TaskOutput>> = HashMap::new();
     for f in finished.iter().filter(|f| f.status == TaskStatus::Success) {
         let wf = &workflows[&f.run_id];
@@ -144,16 +139,16 @@ fn recorded_outputs(
             .spec
             .tasks
             .get(&f.name)
-            .is_some_and(|t| t.task_count == 1 && t.foreach.is_none());
-        let (Some(r), true) = (written.get(&(f.id, f.attempt)), single) else {
+            .is_some_and(|t| t.single_instance());
+        let Some(r) = written.get(&(f.id, f.attempt)) else {
             continue;
         };
-        if wf.dag.children(&f.name).is_empty() {
+        if !single || wf.dag.children(&f.name).is_empty() {
             continue;
         }
         outputs.entry(f.run_id).or_default().push(TaskOutput {
             name: f.name.clone(),
-            task_index: index.get(&(f.id, f.attempt)).copied().unwrap_or(0),
+            task_index: 0,
             output: r.output.clone(),
             output_ref: r.output_ref.clone(),
         });
@@ -427,7 +422,7 @@ impl Engine {
             ..Completed::default()
         };
         if claim {
-            completed.outputs = recorded_outputs(completions, &results, &finished, workflows);
+            completed.outputs = recorded_outputs(&results, &finished, workflows);
         }
         // By run id: concurrent transactions lock the runs' rows in one order.
         let mut by_run: BTreeMap<Uuid, Vec<_>> = BTreeMap::new();

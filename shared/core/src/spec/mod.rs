@@ -287,6 +287,12 @@ impl From<String> for Command {
 }
 
 impl TaskSpec {
+    /// Whether a run has exactly one instance of it (no `task_count`
+    /// fan-out, no `foreach`): its children read one output, not a list.
+    pub fn single_instance(&self) -> bool {
+        self.task_count == 1 && self.foreach.is_none()
+    }
+
     /// An `inputs:` entry read: `params.x`, `item[.path]`, or a
     /// `depends_on` entry (the longest that matches, as for `foreach`)
     /// with an optional path; `None` when it names none of these.
