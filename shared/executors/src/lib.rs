@@ -22,6 +22,7 @@ pub mod fargate;
 pub mod kubernetes;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+mod log_file;
 pub mod process;
 #[cfg(any(feature = "cloudrun", feature = "azure"))]
 mod rest;

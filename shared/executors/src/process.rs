@@ -18,6 +18,8 @@ use ork_core::model::AttemptRef;
 use ork_core::payload::{check_output_file, OutputFile};
 use ork_core::spec::ExecutorKind;
 
+use crate::log_file::SpareLogs;
+
 /// How long a stopped task's process group has between SIGTERM and SIGKILL,
 /// unless `ORK_KILL_GRACE` says otherwise.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
@@ -139,6 +141,8 @@ pub struct ProcessExecutor {
     /// commands: a fan-out looks `sh` up once, not once a task (ten failed
     /// `statx` a task on this machine's `PATH`).
     found: Arc<Mutex<HashMap<ProgramKey, PathBuf>>>,
+    /// The next attempt's log file, made while this one runs.
+    spare_logs: Arc<SpareLogs>,
 }
 
 /// A program's name, the task's `PATH` (`None`: this process's) and the
@@ -161,6 +165,7 @@ impl ProcessExecutor {
             inline_limit: ork_core::payload::DEFAULT_INLINE_LIMIT,
             max_output_bytes: ork_core::payload::DEFAULT_MAX_PAYLOAD_BYTES,
             found: Arc::default(),
+            spare_logs: Arc::default(),
         }
     }
 
@@ -272,11 +277,13 @@ impl Executor for ProcessExecutor {
         std::fs::create_dir_all(attempt_dir).map_err(|e| {
             ExecutorError::permanent(format!("cannot create {}: {e}", attempt_dir.display()))
         })?;
-        let log = std::fs::File::create(&log_path).map_err(|e| {
+        let log = self.spare_logs.take(&log_path).map_err(|e| {
             ExecutorError::permanent(format!("cannot create {}: {e}", log_path.display()))
         })?;
-        let log_err = log
+        let (log_out, log_err) = log
+            .file
             .try_clone()
+            .and_then(|out| Ok((out, log.file.try_clone()?)))
             .map_err(|e| ExecutorError::permanent(e.to_string()))?;
         let output_path = log_path.with_extension("output.json");
         let _ = std::fs::remove_file(&output_path);
@@ -314,7 +321,7 @@ impl Executor for ProcessExecutor {
             .env("ORK_OUTPUT", &output_path)
             .env("ORK_ERROR", &error_path)
             .stdin(Stdio::null())
-            .stdout(log)
+            .stdout(log_out)
             .stderr(log_err)
             .kill_on_drop(detached.is_none());
         // A spawn (vfork) holds its thread until the child has exec'd,
@@ -331,6 +338,12 @@ impl Executor for ProcessExecutor {
         };
         let mut child = spawned
             .map_err(|e| ExecutorError::permanent(format!("cannot start {program:?}: {e}")))?;
+        // The child runs meanwhile: naming its log and making the next
+        // one's file are off a chain's path.
+        if let Err(e) = log.name() {
+            tracing::warn!(path = %log_path.display(), "cannot name the log file: {e}");
+        }
+        self.spare_logs.refill(attempt_dir);
         let pid = child.id().unwrap_or_default();
         let execution_id = format!("pid:{pid}");
         let (kill_tx, kill_rx) = oneshot::channel();
