@@ -247,7 +247,16 @@ fn main() {
         ork_executors::affinity::pin_to_current_cpu();
         one_malloc_arena();
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // `ork run`'s threads share one CPU, so a second runtime thread only
+    // adds hand-offs: a child's exit was reaped on a worker and its
+    // completion sent to the engine on this thread. One thread for both
+    // (chain of 40 `sh`: 74.6 → 73.4 ms; 202 in parallel 173 → 168 ms).
+    let mut builder = if matches!(cli.command, Command::Run { .. }) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .expect("cannot start the async runtime");
