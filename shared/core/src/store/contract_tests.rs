@@ -796,6 +796,57 @@ async fn lock_ready_and_finish_locked_claim_and_end_in_one_write(db: TestDb) {
 }
 
 /// A transaction dropped without commit leaves nothing behind.
+/// A transaction's events are written when it commits, in the order of its
+/// steps; a step that reads them (a finalized run's cost) sees its own.
+async fn a_transactions_events_keep_their_order_and_its_reads_see_them(db: TestDb) {
+    let run = run_of(&db.store).await;
+    let mut tx = db.store.begin().await.unwrap();
+    let claimed = tx.claim(&claim_of(run.id)).await.unwrap();
+    let results: Vec<AttemptResult> = claimed
+        .iter()
+        .map(|c| result(c.id, c.attempt, TaskStatus::Success))
+        .collect();
+    tx.finish_attempts(&results, Finish::InFlight, now())
+        .await
+        .unwrap();
+    let (_, seen) = tx.cost_inputs(run.id).await.unwrap();
+    let mut seen: Vec<(Uuid, String)> = seen.into_iter().map(|e| (e.task_id, e.status)).collect();
+    seen.sort();
+    let mut expected: Vec<(Uuid, String)> = claimed
+        .iter()
+        .flat_map(|c| {
+            [
+                (c.id, "dispatched".to_owned()),
+                (c.id, "success".to_owned()),
+            ]
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(seen, expected, "the transaction reads the events it wrote");
+    tx.skip_pending(run.id, &["b".to_owned()], "test", now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let statuses: Vec<String> = events(&db.store, run.id)
+        .await
+        .into_iter()
+        .map(|(_, _, status)| status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "pending",
+            "dispatched",
+            "dispatched",
+            "running",
+            "success",
+            "success",
+            "skipped"
+        ],
+        "one event per change, in the order of the steps"
+    );
+}
+
 async fn a_dropped_transaction_rolls_back(db: TestDb) {
     let run = run_of(&db.store).await;
     let before = events(&db.store, run.id).await;
@@ -828,6 +879,7 @@ crate::on_both_backends!(
     finish_attempts_fails_a_retry_past_max_attempts,
     reopen_run_and_retry_tasks_put_unsuccessful_instances_back_once,
     a_dropped_transaction_rolls_back,
+    a_transactions_events_keep_their_order_and_its_reads_see_them,
     create_run_numbers_the_instances_of_a_fanned_out_task,
     lock_ready_and_finish_locked_claim_and_end_in_one_write,
 );

@@ -37,6 +37,7 @@ impl Tx {
         run: Uuid,
         cutoff: DateTime<Utc>,
     ) -> Result<bool, Error> {
+        self.write_events().await?;
         let mut c = self.conn();
         let deleted = c
             .execute(Sql::new(DELETE_FINISHED_RUN).bind(run).bind(cutoff))

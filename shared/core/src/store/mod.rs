@@ -180,9 +180,9 @@ impl Store {
     /// Starts a write transaction.
     pub(crate) async fn begin(&self) -> Result<Tx, Error> {
         Ok(match &self.backend {
-            Backend::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            Backend::Postgres(pool) => Tx::new(TxDb::Postgres(pool.begin().await?)),
             Backend::Sqlite { writer, .. } => {
-                Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?)
+                Tx::new(TxDb::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?))
             }
         })
     }
@@ -283,23 +283,50 @@ impl Pooled {
 }
 
 /// A write transaction. Dropped without [`Tx::commit`], it rolls back.
-pub(crate) enum Tx {
+pub(crate) struct Tx {
+    db: TxDb,
+    /// The events of its steps, written when it commits.
+    events: writes::EventLog,
+}
+
+enum TxDb {
     Postgres(sqlx::Transaction<'static, Postgres>),
     Sqlite(sqlx::Transaction<'static, Sqlite>),
 }
 
 impl Tx {
-    fn conn(&mut self) -> Conn<'_> {
-        match self {
-            Tx::Postgres(t) => Conn::Postgres(t),
-            Tx::Sqlite(t) => Conn::Sqlite(t),
+    fn new(db: TxDb) -> Tx {
+        Tx {
+            db,
+            events: writes::EventLog::default(),
         }
     }
 
-    pub(crate) async fn commit(self) -> Result<(), Error> {
-        match self {
-            Tx::Postgres(t) => t.commit().await?,
-            Tx::Sqlite(t) => t.commit().await?,
+    fn conn(&mut self) -> Conn<'_> {
+        self.parts().0
+    }
+
+    /// The connection, and the events to write at commit.
+    fn parts(&mut self) -> (Conn<'_>, &mut writes::EventLog) {
+        let conn = match &mut self.db {
+            TxDb::Postgres(t) => Conn::Postgres(t),
+            TxDb::Sqlite(t) => Conn::Sqlite(t),
+        };
+        (conn, &mut self.events)
+    }
+
+    /// Writes the events logged so far: at commit, and before a statement
+    /// that reads or deletes events.
+    async fn write_events(&mut self) -> Result<(), Error> {
+        let (mut c, events) = self.parts();
+        events.write(&mut c).await
+    }
+
+    pub(crate) async fn commit(mut self) -> Result<(), Error> {
+        self.write_events().await?;
+        match self.db {
+            TxDb::Postgres(t) => t.commit().await?,
+            TxDb::Sqlite(t) => t.commit().await?,
         }
         Ok(())
     }

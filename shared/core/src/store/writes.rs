@@ -1,12 +1,13 @@
-//! State changes. Each method is one step of a transaction and appends the
-//! events for the rows it changed; the caller commits.
+//! State changes. Each method is one step of a transaction and logs the
+//! events for the rows it changed ([`EventLog`]); the caller commits, which
+//! writes them.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::sql::{Conn, Dialect, Placeholder, Sql};
+use super::sql::{Conn, Dialect, Sql};
 use super::statements::*;
 use super::Tx;
 use crate::model::{Run, RunStatus, TaskStatus};
@@ -102,7 +103,8 @@ struct TaskEventRow {
     id: Uuid,
     run_id: Uuid,
     attempt: i64,
-    status: String,
+    #[sqlx(try_from = "String")]
+    status: TaskStatus,
 }
 
 #[derive(sqlx::FromRow)]
@@ -118,12 +120,46 @@ struct StatusRow {
 }
 
 /// One row of `events`, before insertion.
-pub(super) struct NewEvent<'a> {
+pub(super) struct NewEvent {
     pub(super) run_id: Uuid,
     pub(super) task_id: Option<Uuid>,
     pub(super) attempt: Option<i64>,
-    pub(super) status: &'a str,
+    pub(super) status: &'static str,
     pub(super) detail: Option<String>,
+}
+
+/// The events of a transaction's steps, in order, written by one
+/// statement when it commits ([`Tx::commit`]): each step used to write its
+/// own, one more round trip to PostgreSQL, or hand-off to SQLite's
+/// connection thread, per step. A step that reads or deletes events
+/// writes the log first.
+#[derive(Default)]
+pub(crate) struct EventLog(Vec<(DateTime<Utc>, NewEvent)>);
+
+impl EventLog {
+    fn add(&mut self, at: DateTime<Utc>, events: impl IntoIterator<Item = NewEvent>) {
+        self.0.extend(events.into_iter().map(|e| (at, e)));
+    }
+
+    /// Inserts the logged events, in order, and empties the log.
+    pub(super) async fn write(&mut self, c: &mut Conn<'_>) -> Result<(), Error> {
+        for chunk in self.0.chunks(CHUNK) {
+            let mut sql = Sql::new(INSERT_EVENTS_HEAD);
+            sql.push_values(chunk, |s, (at, e)| {
+                vec![
+                    s.arg(e.run_id),
+                    s.arg(e.task_id),
+                    s.arg(e.attempt),
+                    s.arg(e.status),
+                    s.arg(e.detail.clone()),
+                    s.arg(*at),
+                ]
+            });
+            c.execute(sql).await?;
+        }
+        self.0.clear();
+        Ok(())
+    }
 }
 
 /// A claim of a run's ready task instances.
@@ -235,7 +271,7 @@ impl Tx {
     /// key that the workflow already used, creates nothing and returns `false`.
     /// The instances of one task must be consecutive in `tasks`.
     pub(crate) async fn create_run(&mut self, run: &Run, tasks: &[NewTask]) -> Result<bool, Error> {
-        let mut c = self.conn();
+        let (mut c, log) = self.parts();
         let inserted = c
             .execute(
                 Sql::new(INSERT_RUN)
@@ -270,8 +306,7 @@ impl Tx {
             tasks.iter().partition(|t| pg && t.task_count >= FANNED_OUT);
         insert_fanned_out_pg(&mut c, run, &fanned).await?;
         insert_instances(&mut c, run, &rest).await?;
-        insert_events(
-            &mut c,
+        log.add(
             run.created_at,
             vec![NewEvent {
                 run_id: run.id,
@@ -283,8 +318,7 @@ impl Tx {
                     run.workflow, run.version, run.trigger
                 )),
             }],
-        )
-        .await?;
+        );
         Ok(true)
     }
 
@@ -362,9 +396,9 @@ impl Tx {
     async fn start_run(
         &mut self,
         claim: &Claim<'_>,
-        mut events: Vec<NewEvent<'_>>,
+        mut events: Vec<NewEvent>,
     ) -> Result<(), Error> {
-        let mut c = self.conn();
+        let (mut c, log) = self.parts();
         if claim.run_pending && c.execute(Sql::new(START_RUN).bind(claim.run_id)).await? == 1 {
             events.push(NewEvent {
                 run_id: claim.run_id,
@@ -374,7 +408,8 @@ impl Tx {
                 detail: None,
             });
         }
-        insert_events(&mut c, claim.now, events).await
+        log.add(claim.now, events);
+        Ok(())
     }
 
     /// Records that executors accepted these attempts (`dispatched` →
@@ -387,7 +422,7 @@ impl Tx {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let mut c = self.conn();
+        let (mut c, log) = self.parts();
         let mut started: Vec<&Started> = started.iter().collect();
         started.sort_by_key(|s| s.task_id);
         for chunk in started.chunks(CHUNK) {
@@ -402,7 +437,7 @@ impl Tx {
             });
             sql.push(MARK_STARTED_TAIL);
             let rows: Vec<TaskEventRow> = c.fetch_all(sql).await?;
-            insert_events(&mut c, now, task_events(&rows)).await?;
+            log.add(now, task_events(&rows));
         }
         Ok(())
     }
@@ -417,7 +452,7 @@ impl Tx {
         from: Finish,
         now: DateTime<Utc>,
     ) -> Result<Vec<Finished>, Error> {
-        let mut c = self.conn();
+        let (mut c, log) = self.parts();
         let mut applied = Vec::with_capacity(results.len());
         // Rows are locked in id order, so that two batches sharing attempts
         // (a replayed webhook) wait for each other instead of deadlocking.
@@ -472,7 +507,7 @@ impl Tx {
                     detail: r.error.clone(),
                 }
             });
-            insert_events(&mut c, now, claims.chain(ends).collect()).await?;
+            log.add(now, claims.chain(ends));
             applied.extend(rows);
         }
         Ok(applied)
@@ -587,7 +622,7 @@ impl Tx {
         if names.is_empty() {
             return Ok(0);
         }
-        let mut c = self.conn();
+        let (mut c, log) = self.parts();
         let mut sql = Sql::new(SKIP_PENDING_HEAD).bind(now).bind(run_id);
         sql.push_list(names.iter().map(String::as_str));
         sql.push(SKIP_PENDING_TAIL);
@@ -596,7 +631,7 @@ impl Tx {
         for e in &mut events {
             e.detail = Some(reason.to_owned());
         }
-        insert_events(&mut c, now, events).await?;
+        log.add(now, events);
         Ok(rows.len() as i64)
     }
 
@@ -614,7 +649,7 @@ impl Tx {
         if closed == 0 {
             return Ok(None);
         }
-        let mut c = self.conn();
+        let (mut c, log) = self.parts();
         let row: Option<StatusRow> = c
             .fetch_optional(
                 Sql::new(CLOSE_TASKS)
@@ -630,8 +665,7 @@ impl Tx {
         if !status.is_final() {
             return Ok(None);
         }
-        insert_events(
-            &mut c,
+        log.add(
             now,
             vec![NewEvent {
                 run_id,
@@ -640,8 +674,7 @@ impl Tx {
                 status: status.as_str(),
                 detail: None,
             }],
-        )
-        .await?;
+        );
         Ok(Some(status))
     }
 
@@ -655,7 +688,7 @@ impl Tx {
         lease_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, Error> {
-        let mut c = self.conn();
+        let (mut c, log) = self.parts();
         let started: Vec<TaskEventRow> = c
             .fetch_all(
                 Sql::new(HEARTBEAT_START)
@@ -666,7 +699,7 @@ impl Tx {
             )
             .await?;
         if !started.is_empty() {
-            insert_events(&mut c, now, task_events(&started)).await?;
+            log.add(now, task_events(&started));
             return Ok(true);
         }
         // Extending the lease of a running attempt is not a transition: no event.
@@ -721,7 +754,7 @@ impl Tx {
         now: DateTime<Utc>,
         run: Option<Uuid>,
     ) -> Result<Vec<Uuid>, Error> {
-        let mut c = self.conn();
+        let (mut c, log) = self.parts();
         let mut sql = match run {
             None => Sql::new(REQUEUE_EXPIRED_CLAIMS_HEAD).bind(now),
             Some(run) => Sql::new(REQUEUE_EXPIRED_CLAIMS_OF_RUN_HEAD)
@@ -735,7 +768,7 @@ impl Tx {
         for e in &mut events {
             e.detail = Some(REQUEUED_CLAIM.into());
         }
-        insert_events(&mut c, now, events).await?;
+        log.add(now, events);
         let mut runs: Vec<Uuid> = rows.iter().map(|r| r.run_id).collect();
         runs.sort();
         runs.dedup();
@@ -870,7 +903,7 @@ impl Tx {
         run_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<crate::model::Task>>, Error> {
-        let mut c = self.conn();
+        let (mut c, log) = self.parts();
         let n = c
             .execute(Sql::new(CANCEL_RUN).bind(run_id).bind(now))
             .await?;
@@ -891,7 +924,7 @@ impl Tx {
             status: RunStatus::Cancelled.as_str(),
             detail: None,
         });
-        insert_events(&mut c, now, events).await?;
+        log.add(now, events);
         Ok(Some(in_flight))
     }
 }
@@ -903,6 +936,8 @@ impl Tx {
         &mut self,
         run_id: Uuid,
     ) -> Result<(Vec<crate::cost::CostTask>, Vec<crate::cost::CostEvent>), Error> {
+        // The run's last events are this transaction's own.
+        self.write_events().await?;
         let mut c = self.conn();
         let tasks = c.fetch_all(Sql::new(COST_TASKS).bind(run_id)).await?;
         let events = c.fetch_all(Sql::new(COST_EVENTS).bind(run_id)).await?;
@@ -980,7 +1015,7 @@ impl Tx {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<i64, Error> {
-        let mut c = self.conn();
+        let (mut c, log) = self.parts();
         let mut reopened = 0;
         let mut tasks = tasks.to_vec();
         tasks.sort_by(|a, b| a.name.cmp(&b.name));
@@ -999,13 +1034,12 @@ impl Tx {
             for e in &mut events {
                 e.detail = Some(reason.to_owned());
             }
-            insert_events(&mut c, now, events).await?;
+            log.add(now, events);
             reopened += rows.len() as i64;
         }
         c.execute(Sql::new(RECOUNT_RUN).bind(run_id)).await?;
         let detail = format!("{reason}: {reopened} task instance(s) to run again");
-        insert_events(
-            &mut c,
+        log.add(
             now,
             vec![NewEvent {
                 run_id,
@@ -1014,8 +1048,7 @@ impl Tx {
                 status: RunStatus::Running.as_str(),
                 detail: Some(detail),
             }],
-        )
-        .await?;
+        );
         Ok(reopened)
     }
 }
@@ -1107,7 +1140,7 @@ async fn insert_instances(c: &mut Conn<'_>, run: &Run, tasks: &[&NewTask]) -> Re
     Ok(())
 }
 
-fn task_events(rows: &[TaskEventRow]) -> Vec<NewEvent<'_>> {
+fn task_events(rows: &[TaskEventRow]) -> Vec<NewEvent> {
     rows.iter()
         .map(|r| NewEvent {
             run_id: r.run_id,
@@ -1117,27 +1150,4 @@ fn task_events(rows: &[TaskEventRow]) -> Vec<NewEvent<'_>> {
             detail: None,
         })
         .collect()
-}
-
-pub(super) async fn insert_events(
-    c: &mut Conn<'_>,
-    at: DateTime<Utc>,
-    events: Vec<NewEvent<'_>>,
-) -> Result<(), Error> {
-    for chunk in events.chunks(CHUNK) {
-        let mut sql = Sql::new(INSERT_EVENTS_HEAD);
-        let at: Placeholder = sql.arg(at);
-        sql.push_values(chunk, |s, e| {
-            vec![
-                s.arg(e.run_id),
-                s.arg(e.task_id),
-                s.arg(e.attempt),
-                s.arg(e.status),
-                s.arg(e.detail.clone()),
-                at,
-            ]
-        });
-        c.execute(sql).await?;
-    }
-    Ok(())
 }
