@@ -299,11 +299,13 @@ impl Config {
             .unwrap_or_else(|| state_dir().join("logs"))
     }
 
-    /// Opens the database, migrating it unless `migrate` is off.
-    pub async fn connect(&self) -> Result<Store> {
+    /// Opens the database, migrating it unless `migrate` is off. On SQLite,
+    /// with at most `sqlite_readers` connections for reads.
+    pub async fn connect(&self, sqlite_readers: u32) -> Result<Store> {
         let url = self.database_url();
         let options = StoreOptions {
             migrate: self.migrate,
+            sqlite_readers,
             ..StoreOptions::default()
         };
         Store::connect_with(&url, &options)
@@ -463,7 +465,9 @@ pub async fn setup(config: &Config, defaults: Defaults) -> Result<Setup> {
     // start (at cold start, with the reason) rather than sign with a key
     // that the next instance would not know.
     let signer = config.signer(defaults.signer)?;
-    let store = config.connect().await?;
+    let store = config
+        .connect(StoreOptions::default().sqlite_readers)
+        .await?;
     let callback_url = config.callback_url.clone().or(defaults.callback_url);
     let (tx, completions) = mpsc::unbounded_channel();
     let payloads = config.payloads()?;

@@ -64,6 +64,9 @@ struct IdRow {
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub max_connections: u32,
+    /// SQLite: the most connections reading beside the writer (at most
+    /// `max_connections`). Each one parses the schema when it opens.
+    pub sqlite_readers: u32,
     pub acquire_timeout: Duration,
     /// Bring the schema up to date on connect. Deployed handlers may turn
     /// it off (`ORK_MIGRATE=false`) and migrate once per deploy
@@ -75,6 +78,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             max_connections: 16,
+            sqlite_readers: 8,
             acquire_timeout: Duration::from_secs(30),
             migrate: std::env::var("ORK_MIGRATE").map_or(true, |v| v != "false"),
         }
@@ -157,7 +161,7 @@ impl Store {
                 SQLITE_MIGRATIONS.run(&writer).await?;
             }
             let reader = SqlitePoolOptions::new()
-                .max_connections(opts.max_connections.clamp(1, 8))
+                .max_connections(opts.sqlite_readers.clamp(1, opts.max_connections.max(1)))
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(options)
                 .await?;
