@@ -100,6 +100,26 @@ fn one_task_is_singular_and_missing_logs_say_where_they_were_looked_for() {
     );
 }
 
+/// A task whose program cannot start still has its (empty) log where
+/// `ork logs` looks: the failure is this machine's, not a missing log.
+#[test]
+fn a_task_that_cannot_start_has_a_log_all_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("missing.yaml");
+    std::fs::write(
+        &file,
+        "name: missing\ntasks:\n  only: {command: ork-test-no-such-program}\n",
+    )
+    .unwrap();
+    let out = ork(dir.path(), &["run", file.to_str().unwrap()]);
+    let printed = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{printed}");
+    assert!(printed.contains("cannot start"), "{printed}");
+    let run_id = printed.split_whitespace().nth(1).unwrap().to_owned();
+    let log = ork(dir.path(), &["logs", &run_id, "only"]);
+    assert!(log.status.success(), "{}", text(&log));
+}
+
 #[test]
 fn a_listing_into_a_closed_pipe_ends_quietly() {
     let dir = tempfile::tempdir().unwrap();

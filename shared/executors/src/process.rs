@@ -336,13 +336,15 @@ impl Executor for ProcessExecutor {
         } else {
             crate::affinity::unpinned(|| command.spawn())
         };
-        let mut child = spawned
-            .map_err(|e| ExecutorError::permanent(format!("cannot start {program:?}: {e}")))?;
-        // The child runs meanwhile: naming its log and making the next
-        // one's file are off a chain's path.
+        // Named whether the child started or not: `ork logs` finds the
+        // attempt's log either way. A child that started runs meanwhile,
+        // so naming its log and making the next one's file are off a
+        // chain's path.
         if let Err(e) = log.name() {
             tracing::warn!(path = %log_path.display(), "cannot name the log file: {e}");
         }
+        let mut child = spawned
+            .map_err(|e| ExecutorError::permanent(format!("cannot start {program:?}: {e}")))?;
         self.spare_logs.refill(attempt_dir);
         let pid = child.id().unwrap_or_default();
         let execution_id = format!("pid:{pid}");
