@@ -795,7 +795,6 @@ async fn lock_ready_and_finish_locked_claim_and_end_in_one_write(db: TestDb) {
     );
 }
 
-/// A transaction dropped without commit leaves nothing behind.
 /// A transaction's events are written when it commits, in the order of its
 /// steps; a step that reads them (a finalized run's cost) sees its own.
 async fn a_transactions_events_keep_their_order_and_its_reads_see_them(db: TestDb) {
@@ -847,6 +846,7 @@ async fn a_transactions_events_keep_their_order_and_its_reads_see_them(db: TestD
     );
 }
 
+/// A transaction dropped without commit leaves nothing behind.
 async fn a_dropped_transaction_rolls_back(db: TestDb) {
     let run = run_of(&db.store).await;
     let before = events(&db.store, run.id).await;
