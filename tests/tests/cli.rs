@@ -1,7 +1,7 @@
 //! The `ork` binary end to end: real processes, a real SQLite file.
 
 use ork_tests::bin::{ork_on, repo, text};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Runs `ork` with its database and logs in `dir`.
@@ -12,6 +12,13 @@ fn ork(dir: &Path, args: &[&str]) -> Output {
         .env("ORK_LOG_DIR", "target/test-logs")
         .output()
         .expect("run ork")
+}
+
+/// Writes a workflow file `name` in `dir`; returns its path.
+fn workflow(dir: &Path, name: &str, yaml: &str) -> PathBuf {
+    let file = dir.join(name);
+    std::fs::write(&file, yaml).expect("write the workflow");
+    file
 }
 
 #[test]
@@ -78,8 +85,11 @@ fn the_failing_variant_retries_skips_and_exits_1() {
 #[test]
 fn one_task_is_singular_and_missing_logs_say_where_they_were_looked_for() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("one.yaml");
-    std::fs::write(&file, "name: one\ntasks:\n  only: {command: 'true'}\n").unwrap();
+    let file = workflow(
+        dir.path(),
+        "one.yaml",
+        "name: one\ntasks:\n  only: {command: 'true'}\n",
+    );
     let out = ork(dir.path(), &["run", file.to_str().unwrap()]);
     let printed = text(&out);
     assert!(out.status.success(), "{printed}");
@@ -105,12 +115,11 @@ fn one_task_is_singular_and_missing_logs_say_where_they_were_looked_for() {
 #[test]
 fn a_task_that_cannot_start_has_a_log_all_the_same() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("missing.yaml");
-    std::fs::write(
-        &file,
+    let file = workflow(
+        dir.path(),
+        "missing.yaml",
         "name: missing\ntasks:\n  only: {command: ork-test-no-such-program}\n",
-    )
-    .unwrap();
+    );
     let out = ork(dir.path(), &["run", file.to_str().unwrap()]);
     let printed = text(&out);
     assert_eq!(out.status.code(), Some(1), "{printed}");
@@ -145,8 +154,11 @@ fn a_listing_into_a_closed_pipe_ends_quietly() {
 #[test]
 fn apply_reports_an_invalid_file_with_its_line_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cycle.yaml");
-    std::fs::write(&file, "name: c\ntasks:\n  a: {command: 'true', depends_on: [b]}\n  b: {command: 'true', depends_on: [a]}\n").unwrap();
+    let file = workflow(
+        dir.path(),
+        "cycle.yaml",
+        "name: c\ntasks:\n  a: {command: 'true', depends_on: [b]}\n  b: {command: 'true', depends_on: [a]}\n",
+    );
     let out = ork(dir.path(), &["apply", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let printed = text(&out);
@@ -295,12 +307,11 @@ fn create_workflow_makes_the_seeds_cloud_run_job_workflow() {
 #[test]
 fn a_bad_workflow_file_is_refused_before_the_store_opens() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
+    let bad = workflow(
+        dir.path(),
+        "bad.yaml",
         "name: bad\ntasks:\n  a: {command: [\"true\"]}\n  b:\n    command: [\"true\"]\n    depends_on: [nope]\n",
-    )
-    .unwrap();
+    );
     for command in ["run", "apply"] {
         let out = ork(dir.path(), &[command, bad.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(2), "{command}: {}", text(&out));
@@ -357,8 +368,7 @@ tasks:
 /// runs, and returns the run id. Leases last 1s.
 fn run_and_kill(dir: &Path) -> String {
     use std::io::{BufRead, BufReader};
-    let file = dir.join("interrupted.yaml");
-    std::fs::write(&file, INTERRUPTED).unwrap();
+    let file = workflow(dir, "interrupted.yaml", INTERRUPTED);
     let mut child = ork_on(dir)
         .args(["run", file.to_str().unwrap()])
         .current_dir(repo())
@@ -616,11 +626,11 @@ fn ork_run_keeps_itself_on_one_cpu_and_gives_its_tasks_every_cpu() {
     let ours = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
     let dir = tempfile::tempdir().unwrap();
     // The task's parent is `ork run` itself.
-    std::fs::write(
-        dir.path().join("wf.yaml"),
+    workflow(
+        dir.path(),
+        "wf.yaml",
         "name: cpus\ntasks:\n  show:\n    command: [sh, -c, 'cat /proc/$PPID/status > ork.status; cat /proc/self/status > task.status']\n",
-    )
-    .unwrap();
+    );
     let run = |pin: &str| {
         let out = ork_on(dir.path())
             .current_dir(dir.path())
