@@ -846,6 +846,146 @@ async fn a_transactions_events_keep_their_order_and_its_reads_see_them(db: TestD
     );
 }
 
+/// A batch of more attempts than one statement takes (a thousand) ends
+/// each attempt as sent, its values and NULLs in their places, and logs
+/// the events in the order of the rows (PostgreSQL sends the batch as
+/// arrays, SQLite as rows of values).
+async fn finish_attempts_of_a_large_batch_applies_each_attempt_as_sent(db: TestDb) {
+    const N: i64 = 2_500;
+    let mut tx = db.store.begin().await.unwrap();
+    tx.save_workflow(
+        "wide",
+        serde_json::json!({"name": "wide"}),
+        "h",
+        None,
+        now(),
+    )
+    .await
+    .unwrap();
+    let run = Run {
+        id: Uuid::now_v7(),
+        workflow: "wide".into(),
+        version: 1,
+        status: RunStatus::Pending,
+        params: serde_json::json!({}),
+        trigger: "manual".into(),
+        idempotency_key: None,
+        tasks_total: N,
+        tasks_open: N,
+        tasks_failed: 0,
+        error: None,
+        created_at: now(),
+        finished_at: None,
+        cost_usd: None,
+    };
+    let task = NewTask {
+        max_attempts: 2,
+        ..noop_task("a", N, 0)
+    };
+    assert!(tx.create_run(&run, &[task]).await.unwrap());
+    tx.commit().await.unwrap();
+    let mut tx = db.store.begin().await.unwrap();
+    let claimed = tx
+        .claim(&super::Claim {
+            limit: N,
+            ..claim_of(run.id)
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len() as i64, N);
+    let later = now() + Duration::seconds(30);
+    let results: Vec<AttemptResult> = claimed
+        .iter()
+        .map(|c| match c.task_index % 3 {
+            0 => AttemptResult {
+                exit_code: Some(1),
+                error: Some(format!("boom {}", c.task_index)),
+                output: None,
+                ..result(c.id, c.attempt, TaskStatus::Failed)
+            },
+            1 => AttemptResult {
+                output: Some(serde_json::json!({"i": c.task_index})),
+                ..result(c.id, c.attempt, TaskStatus::Success)
+            },
+            _ => AttemptResult {
+                exit_code: None,
+                output: None,
+                not_before: Some(later),
+                ..result(c.id, c.attempt, TaskStatus::Pending)
+            },
+        })
+        .collect();
+    let finished = tx
+        .finish_attempts(&results, Finish::InFlight, now())
+        .await
+        .unwrap();
+    assert_eq!(finished.len() as i64, N, "every attempt in flight ends");
+    tx.commit().await.unwrap();
+    for t in tasks(&db.store, run.id).await {
+        let i = t.task_index;
+        let expected = match i % 3 {
+            0 => (
+                TaskStatus::Failed,
+                Some(1),
+                Some(format!("boom {i}")),
+                None,
+                None,
+            ),
+            1 => (
+                TaskStatus::Success,
+                Some(0),
+                None,
+                Some(serde_json::json!({"i": i})),
+                None,
+            ),
+            _ => (
+                TaskStatus::Pending,
+                None,
+                None,
+                None,
+                Some(later.timestamp()),
+            ),
+        };
+        let got = (
+            t.status,
+            t.exit_code,
+            t.error.clone(),
+            t.output.clone(),
+            t.not_before.map(|at| at.timestamp()),
+        );
+        assert_eq!(got, expected, "instance {i}");
+    }
+    // After the run's and the claims' events, the ends, by task id.
+    let mut ids: Vec<Uuid> = claimed.iter().map(|c| c.id).collect();
+    ids.sort();
+    let ends: Vec<(Option<Uuid>, String)> = db
+        .store
+        .run_events(run.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+        .take(N as usize)
+        .rev()
+        .map(|e| (e.task_id, e.detail.unwrap_or_default()))
+        .collect();
+    let index: std::collections::HashMap<Uuid, i64> =
+        claimed.iter().map(|c| (c.id, c.task_index)).collect();
+    let expected: Vec<(Option<Uuid>, String)> = ids
+        .iter()
+        .map(|id| {
+            let i = index[id];
+            let detail = if i % 3 == 0 {
+                format!("boom {i}")
+            } else {
+                String::new()
+            };
+            (Some(*id), detail)
+        })
+        .collect();
+    assert_eq!(ends, expected, "the ends' events, in the rows' order");
+}
+
 /// A transaction dropped without commit leaves nothing behind.
 async fn a_dropped_transaction_rolls_back(db: TestDb) {
     let run = run_of(&db.store).await;
@@ -882,4 +1022,5 @@ crate::on_both_backends!(
     a_transactions_events_keep_their_order_and_its_reads_see_them,
     create_run_numbers_the_instances_of_a_fanned_out_task,
     lock_ready_and_finish_locked_claim_and_end_in_one_write,
+    finish_attempts_of_a_large_batch_applies_each_attempt_as_sent,
 );

@@ -17,6 +17,12 @@ use sqlx::{FromRow, PgConnection, SqliteConnection};
 use uuid::Uuid;
 
 /// A bound value. Integers are always `i64` (`BIGINT` on PostgreSQL).
+///
+/// The `…s` variants are arrays, PostgreSQL's only: a batch of rows bound
+/// as one array per column (`unnest($1::uuid[], …)`) is one short
+/// statement, parsed and planned once per connection, where a `VALUES`
+/// list of a thousand rows is eight thousand parameters, a statement text
+/// per batch size, and planned at every execution.
 #[derive(Debug, Clone)]
 pub(crate) enum Arg {
     Uuid(Option<Uuid>),
@@ -26,6 +32,42 @@ pub(crate) enum Arg {
     Json(Option<serde_json::Value>),
     Bool(Option<bool>),
     Float(Option<f64>),
+    Uuids(Vec<Option<Uuid>>),
+    Texts(Vec<Option<String>>),
+    Ints(Vec<Option<i64>>),
+    Times(Vec<Option<DateTime<Utc>>>),
+    Jsons(Vec<Option<serde_json::Value>>),
+}
+
+/// A column of a batch, bound as one PostgreSQL array ([`Arg`]).
+pub(crate) trait Column: Sized {
+    fn column(values: Vec<Self>) -> Arg;
+}
+
+macro_rules! column {
+    ($($t:ty => $variant:ident),* $(,)?) => {$(
+        impl Column for Option<$t> {
+            fn column(values: Vec<Self>) -> Arg {
+                Arg::$variant(values)
+            }
+        }
+    )*};
+}
+
+column!(Uuid => Uuids, String => Texts, i64 => Ints, DateTime<Utc> => Times, serde_json::Value => Jsons);
+
+impl Arg {
+    /// One column of a batch's rows, as an array.
+    pub(crate) fn column<T: Column>(values: impl IntoIterator<Item = T>) -> Arg {
+        T::column(values.into_iter().collect())
+    }
+
+    fn is_array(&self) -> bool {
+        matches!(
+            self,
+            Arg::Uuids(_) | Arg::Texts(_) | Arg::Ints(_) | Arg::Times(_) | Arg::Jsons(_)
+        )
+    }
 }
 
 impl From<bool> for Arg {
@@ -246,8 +288,10 @@ pub(crate) enum Conn<'a> {
     Sqlite(&'a mut SqliteConnection),
 }
 
+/// Binds `$args` to `$query`; `$arrays` binds the array variants (only
+/// PostgreSQL has arrays: [`statement`] refuses them for SQLite).
 macro_rules! bind_all {
-    ($query:expr, $args:expr) => {{
+    ($query:expr, $args:expr, $arrays:ident) => {{
         let mut q = $query;
         for a in $args {
             q = match a {
@@ -258,9 +302,35 @@ macro_rules! bind_all {
                 Arg::Json(v) => q.bind(v.map(sqlx::types::Json)),
                 Arg::Bool(v) => q.bind(v),
                 Arg::Float(v) => q.bind(v),
+                array => $arrays!(q, array),
             };
         }
         q
+    }};
+}
+
+macro_rules! pg_arrays {
+    ($q:ident, $array:expr) => {
+        match $array {
+            Arg::Uuids(v) => $q.bind(v),
+            Arg::Texts(v) => $q.bind(v),
+            Arg::Ints(v) => $q.bind(v),
+            Arg::Times(v) => $q.bind(v),
+            Arg::Jsons(v) => $q.bind(
+                v.into_iter()
+                    .map(|j| j.map(sqlx::types::Json))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => $q,
+        }
+    };
+}
+
+/// Never reached: [`statement`] refuses arrays for SQLite first.
+macro_rules! no_arrays {
+    ($q:ident, $array:expr) => {{
+        drop($array);
+        $q
     }};
 }
 
@@ -270,12 +340,17 @@ macro_rules! bind_all {
 /// is safe: a [`Sql`]'s text is only ever `&'static str` fragments
 /// ([`Sql::new`], [`Sql::push`], [`Dialect`]) and the `$N` / `?`
 /// placeholders it writes itself; every value is a bound argument.
-fn statement(sql: Sql, dialect: Dialect) -> (sqlx::AssertSqlSafe<String>, Vec<Arg>) {
+fn statement(sql: Sql, dialect: Dialect) -> sqlx::Result<(sqlx::AssertSqlSafe<String>, Vec<Arg>)> {
     let sql = match dialect {
         Dialect::Postgres => sql,
+        Dialect::Sqlite if sql.args.iter().any(Arg::is_array) => {
+            return Err(sqlx::Error::Protocol(
+                "an array argument sent to SQLite, which has none".into(),
+            ))
+        }
         Dialect::Sqlite => sql.into_positional(),
     };
-    (sqlx::AssertSqlSafe(sql.text), sql.args)
+    Ok((sqlx::AssertSqlSafe(sql.text), sql.args))
 }
 
 impl Conn<'_> {
@@ -288,13 +363,13 @@ impl Conn<'_> {
 
     /// Runs a statement; returns the number of rows it touched.
     pub(crate) async fn execute(&mut self, sql: Sql) -> sqlx::Result<u64> {
-        let (text, args) = statement(sql, self.dialect());
+        let (text, args) = statement(sql, self.dialect())?;
         Ok(match self {
-            Conn::Postgres(c) => bind_all!(sqlx::query(text), args)
+            Conn::Postgres(c) => bind_all!(sqlx::query(text), args, pg_arrays)
                 .execute(&mut **c)
                 .await?
                 .rows_affected(),
-            Conn::Sqlite(c) => bind_all!(sqlx::query(text), args)
+            Conn::Sqlite(c) => bind_all!(sqlx::query(text), args, no_arrays)
                 .execute(&mut **c)
                 .await?
                 .rows_affected(),
@@ -302,15 +377,15 @@ impl Conn<'_> {
     }
 
     pub(crate) async fn fetch_all<T: Row>(&mut self, sql: Sql) -> sqlx::Result<Vec<T>> {
-        let (text, args) = statement(sql, self.dialect());
+        let (text, args) = statement(sql, self.dialect())?;
         match self {
             Conn::Postgres(c) => {
-                bind_all!(sqlx::query_as::<_, T>(text), args)
+                bind_all!(sqlx::query_as::<_, T>(text), args, pg_arrays)
                     .fetch_all(&mut **c)
                     .await
             }
             Conn::Sqlite(c) => {
-                bind_all!(sqlx::query_as::<_, T>(text), args)
+                bind_all!(sqlx::query_as::<_, T>(text), args, no_arrays)
                     .fetch_all(&mut **c)
                     .await
             }
@@ -321,15 +396,15 @@ impl Conn<'_> {
     /// stored before it was validated, say) is logged and skipped rather
     /// than failing the whole list: one bad row must not hide the others.
     pub(crate) async fn fetch_readable<T: Row>(&mut self, sql: Sql) -> sqlx::Result<Vec<T>> {
-        let (text, args) = statement(sql, self.dialect());
+        let (text, args) = statement(sql, self.dialect())?;
         let rows: Vec<sqlx::Result<T>> = match self {
-            Conn::Postgres(c) => bind_all!(sqlx::query(text), args)
+            Conn::Postgres(c) => bind_all!(sqlx::query(text), args, pg_arrays)
                 .fetch_all(&mut **c)
                 .await?
                 .iter()
                 .map(T::from_row)
                 .collect(),
-            Conn::Sqlite(c) => bind_all!(sqlx::query(text), args)
+            Conn::Sqlite(c) => bind_all!(sqlx::query(text), args, no_arrays)
                 .fetch_all(&mut **c)
                 .await?
                 .iter()
@@ -389,6 +464,13 @@ mod tests {
             "INSERT INTO t (a, b) VALUES ($1, $2), ($1, $3) WHERE c IN ($4, $5) AND d = $6"
         );
         assert_eq!(sql.args.len(), 6);
+    }
+
+    #[test]
+    fn only_postgres_takes_array_arguments() {
+        let sql = Sql::new("SELECT * FROM unnest($1::bigint[])").bind(Arg::column([Some(1i64)]));
+        assert!(statement(sql.clone(), Dialect::Postgres).is_ok());
+        assert!(statement(sql, Dialect::Sqlite).is_err());
     }
 
     #[test]

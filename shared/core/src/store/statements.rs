@@ -284,6 +284,13 @@ pub(super) const FINISH_LOCKED_CLAIM: &str =
 /// tuple per attempt, then [`FINISH_ATTEMPTS_TAIL`] or [`FINISH_LOCKED_TAIL`].
 pub(super) const FINISH_VALUES: &str = " FROM (VALUES ";
 
+/// [`FINISH_VALUES`] on PostgreSQL: the attempts as one array per column
+/// (`$2`…`$9`, [`super::sql::Arg`]), then [`FINISH_ATTEMPTS_TAIL`] or
+/// [`FINISH_LOCKED_TAIL`]. One statement text whatever the batch's size.
+pub(super) const FINISH_UNNEST_PG: &str = " FROM (SELECT * FROM unnest($2::uuid[], $3::bigint[], \
+     $4::text[], $5::bigint[], $6::text[], $7::jsonb[], $8::timestamptz[], $9::jsonb[]) \
+     AS u(column1, column2, column3, column4, column5, column6, column7, column8)";
+
 pub(super) const FINISH_ATTEMPTS_TAIL: &str =
     ") AS v WHERE tasks.id = v.column1 AND tasks.attempt = v.column2 \
      AND (tasks.status || '') IN ('dispatched', 'running') \
@@ -383,6 +390,14 @@ pub(super) const RECORD_SCHEDULE_SLOT: &str =
 /// tuple per event.
 pub(super) const INSERT_EVENTS_HEAD: &str =
     "INSERT INTO events (run_id, task_id, attempt, status, detail, at) VALUES ";
+
+/// [`INSERT_EVENTS_HEAD`] on PostgreSQL: one array per column
+/// ([`super::sql::Arg`]), inserted in the order sent, so that ids follow it.
+pub(super) const INSERT_EVENTS_PG: &str =
+    "INSERT INTO events (run_id, task_id, attempt, status, detail, at) \
+     SELECT run_id, task_id, attempt, status, detail, at FROM unnest($1::uuid[], $2::uuid[], \
+     $3::bigint[], $4::text[], $5::text[], $6::timestamptz[]) WITH ORDINALITY \
+     AS u(run_id, task_id, attempt, status, detail, at, n) ORDER BY n";
 
 // ---- reads (reads.rs) ----
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::sql::{Conn, Dialect, Sql};
+use super::sql::{Arg, Conn, Dialect, Sql};
 use super::statements::*;
 use super::Tx;
 use crate::model::{Run, RunStatus, TaskStatus};
@@ -143,6 +143,24 @@ impl EventLog {
 
     /// Inserts the logged events, in order, and empties the log.
     pub(super) async fn write(&mut self, c: &mut Conn<'_>) -> Result<(), Error> {
+        if c.dialect() == Dialect::Postgres {
+            // One statement, however many: arrays have no parameter limit.
+            if !self.0.is_empty() {
+                let events = std::mem::take(&mut self.0);
+                let times = Arg::column(events.iter().map(|(at, _)| Some(*at)));
+                let sql = Sql::new(INSERT_EVENTS_PG)
+                    .bind(Arg::column(events.iter().map(|(_, e)| Some(e.run_id))))
+                    .bind(Arg::column(events.iter().map(|(_, e)| e.task_id)))
+                    .bind(Arg::column(events.iter().map(|(_, e)| e.attempt)))
+                    .bind(Arg::column(
+                        events.iter().map(|(_, e)| Some(e.status.to_owned())),
+                    ))
+                    .bind(Arg::column(events.into_iter().map(|(_, e)| e.detail)))
+                    .bind(times);
+                c.execute(sql).await?;
+            }
+            return Ok(());
+        }
         for chunk in self.0.chunks(CHUNK) {
             let mut sql = Sql::new(INSERT_EVENTS_HEAD);
             sql.push_values(chunk, |s, (at, e)| {
@@ -467,19 +485,34 @@ impl Tx {
             if from == Finish::Locked {
                 sql.push(FINISH_LOCKED_CLAIM);
             }
-            sql.push(FINISH_VALUES);
-            sql.push_values(chunk, |s, r| {
-                vec![
-                    s.arg(r.task_id),
-                    s.arg(r.attempt),
-                    s.arg(r.status.as_str()),
-                    s.arg(r.exit_code),
-                    s.arg(r.error.clone()),
-                    s.arg(r.output.clone()),
-                    s.arg(r.not_before),
-                    s.arg(r.output_ref.clone()),
-                ]
-            });
+            if c.dialect() == Dialect::Postgres {
+                sql.push(FINISH_UNNEST_PG);
+                sql = sql
+                    .bind(Arg::column(chunk.iter().map(|r| Some(r.task_id))))
+                    .bind(Arg::column(chunk.iter().map(|r| Some(r.attempt))))
+                    .bind(Arg::column(
+                        chunk.iter().map(|r| Some(r.status.as_str().to_owned())),
+                    ))
+                    .bind(Arg::column(chunk.iter().map(|r| r.exit_code)))
+                    .bind(Arg::column(chunk.iter().map(|r| r.error.clone())))
+                    .bind(Arg::column(chunk.iter().map(|r| r.output.clone())))
+                    .bind(Arg::column(chunk.iter().map(|r| r.not_before)))
+                    .bind(Arg::column(chunk.iter().map(|r| r.output_ref.clone())));
+            } else {
+                sql.push(FINISH_VALUES);
+                sql.push_values(chunk, |s, r| {
+                    vec![
+                        s.arg(r.task_id),
+                        s.arg(r.attempt),
+                        s.arg(r.status.as_str()),
+                        s.arg(r.exit_code),
+                        s.arg(r.error.clone()),
+                        s.arg(r.output.clone()),
+                        s.arg(r.not_before),
+                        s.arg(r.output_ref.clone()),
+                    ]
+                });
+            }
             sql.push(match from {
                 Finish::InFlight => FINISH_ATTEMPTS_TAIL,
                 Finish::Locked => FINISH_LOCKED_TAIL,
