@@ -238,7 +238,7 @@ impl Tx {
             .bind(claim.run_id)
             .bind(claim.now)
             .bind(claim.limit);
-        claim.push_filters(&mut sql);
+        claim.push_filters(&mut sql, self.conn().dialect());
         sql.push(CLAIM_CANDIDATES_TAIL);
         Ok(self.conn().fetch_all(sql).await?)
     }

@@ -233,6 +233,14 @@ pub(super) const CLAIM_EXECUTORS: &str = " AND executor IN (";
 /// only instances of some tasks: a report's, of the ones it released.
 pub(super) const CLAIM_TASKS: &str = " AND name IN (";
 
+/// [`CLAIM_EXECUTORS`] and [`CLAIM_TASKS`] on PostgreSQL: the list as one
+/// array (`ANY`, which is what PostgreSQL makes of an `IN` list), so that
+/// the statement's text is the same however long the list. Followed by
+/// its placeholder, then [`ANY_TEXT_TAIL`].
+pub(super) const CLAIM_EXECUTORS_PG: &str = " AND executor = ANY(";
+pub(super) const CLAIM_TASKS_PG: &str = " AND name = ANY(";
+pub(super) const ANY_TEXT_TAIL: &str = "::text[])";
+
 /// After [`CLAIM_HEAD`] (and the executor filter): the batch size.
 pub(super) const CLAIM_LIMIT: &str = " LIMIT $4";
 
@@ -256,6 +264,14 @@ pub(super) const LOCK_READY_TAIL: &str = ") LIMIT $3";
 pub(super) const MARK_STARTED_HEAD: &str =
     "UPDATE tasks SET status = 'running', lease_expires_at = $2, \
      started_at = $1, execution_id = v.column3, deadline_at = v.column4 FROM (VALUES ";
+
+/// [`MARK_STARTED_HEAD`] and its tuples on PostgreSQL: the attempts as one
+/// array per column (`$3`…`$6`), then [`MARK_STARTED_TAIL`].
+pub(super) const MARK_STARTED_PG: &str =
+    "UPDATE tasks SET status = 'running', lease_expires_at = $2, \
+     started_at = $1, execution_id = v.column3, deadline_at = v.column4 \
+     FROM (SELECT * FROM unnest($3::uuid[], $4::bigint[], $5::text[], $6::timestamptz[]) \
+     AS u(column1, column2, column3, column4)";
 
 pub(super) const MARK_STARTED_TAIL: &str =
     ") AS v WHERE tasks.id = v.column1 AND tasks.attempt = v.column2 \
@@ -344,16 +360,14 @@ pub(super) const RELEASE_GROUPS_TAIL: &str = ") AS v WHERE task_groups.run_id = 
      AND task_groups.name = v.column1 RETURNING task_groups.name, task_groups.deps_remaining AS n";
 
 /// Before [`RELEASE_GROUPS_HEAD`] on PostgreSQL: each group locked, in
-/// the order of the tuples (by name, so that two releases sharing groups
-/// wait for each other instead of deadlocking), each looked up by its
-/// whole key (the module doc). Followed by one `($n)` tuple per name, then
-/// [`LOCK_GROUPS_PG_TAIL`]. The count-down is a statement of its own: in
-/// one statement, a row another transaction changed while this one waited
-/// for its lock would be invisible to the update's snapshot, and its
-/// count-down lost.
-pub(super) const LOCK_GROUPS_PG_HEAD: &str = "SELECT g.name FROM (VALUES ";
-
-pub(super) const LOCK_GROUPS_PG_TAIL: &str = ") AS v(name) CROSS JOIN LATERAL \
+/// the order of the names (`$2`, one array, sorted: two releases sharing
+/// groups wait for each other instead of deadlocking), each looked up by
+/// its whole key (the module doc). The count-down is a statement of its
+/// own: in one statement, a row another transaction changed while this
+/// one waited for its lock would be invisible to the update's snapshot,
+/// and its count-down lost.
+pub(super) const LOCK_GROUPS_PG: &str = "SELECT g.name FROM unnest($2::text[]) AS v(name) \
+     CROSS JOIN LATERAL \
      (SELECT name FROM task_groups WHERE run_id = $1 AND name = v.name FOR UPDATE OFFSET 0) g";
 
 /// The groups at zero made ready: all their pending instances. Followed
@@ -362,14 +376,12 @@ pub(super) const MARK_GROUPS_READY_HEAD: &str =
     "UPDATE tasks SET deps_remaining = 0, ready_at = $2 \
      WHERE run_id = $1 AND (status || '') = 'pending' AND name IN (";
 
-/// [`MARK_GROUPS_READY_HEAD`] on PostgreSQL (the module doc): followed by
-/// one `($n)` tuple per name, then [`MARK_GROUPS_READY_PG_TAIL`]. The
-/// status is checked again on the row updated, so that an instance whose
-/// status changed meanwhile (a cancel) is left as it is.
-pub(super) const MARK_GROUPS_READY_PG_HEAD: &str =
-    "UPDATE tasks SET deps_remaining = 0, ready_at = $2 FROM (SELECT t.id FROM (VALUES ";
-
-pub(super) const MARK_GROUPS_READY_PG_TAIL: &str = ") AS v(name) CROSS JOIN LATERAL \
+/// [`MARK_GROUPS_READY_HEAD`] on PostgreSQL (the module doc), the names as
+/// one array (`$3`). The status is checked again on the row updated, so
+/// that an instance whose status changed meanwhile (a cancel) is left as
+/// it is.
+pub(super) const MARK_GROUPS_READY_PG: &str = "UPDATE tasks SET deps_remaining = 0, ready_at = $2 \
+     FROM (SELECT t.id FROM unnest($3::text[]) AS v(name) CROSS JOIN LATERAL \
      (SELECT id FROM tasks WHERE run_id = $1 AND name = v.name AND (status || '') = 'pending' OFFSET 0) t) x \
      WHERE tasks.id = x.id AND (tasks.status || '') = 'pending'";
 

@@ -214,16 +214,20 @@ pub(crate) enum Finish {
 impl Claim<'_> {
     /// ` AND executor IN (…)` when the claim is for some executors only,
     /// ` AND name IN (…)` when for some tasks only.
-    pub(super) fn push_filters(&self, sql: &mut Sql) {
+    pub(super) fn push_filters(&self, sql: &mut Sql, dialect: Dialect) {
+        let pg = dialect == Dialect::Postgres;
         if let Some(kinds) = self.executors {
-            push_in(
-                sql,
-                CLAIM_EXECUTORS,
-                kinds.iter().map(|k| k.as_str().to_owned()),
-            );
+            let kinds = kinds.iter().map(|k| k.as_str().to_owned());
+            match pg {
+                true => push_any(sql, CLAIM_EXECUTORS_PG, kinds),
+                false => push_in(sql, CLAIM_EXECUTORS, kinds),
+            }
         }
         if let Some(tasks) = self.tasks {
-            push_in(sql, CLAIM_TASKS, tasks.iter().cloned());
+            match pg {
+                true => push_any(sql, CLAIM_TASKS_PG, tasks.iter().cloned()),
+                false => push_in(sql, CLAIM_TASKS, tasks.iter().cloned()),
+            }
         }
     }
 }
@@ -238,6 +242,14 @@ fn push_in(sql: &mut Sql, head: &'static str, items: impl ExactSizeIterator<Item
         sql.push_list(items);
     }
     sql.push(")");
+}
+
+/// `head` (` AND column = ANY(`), the items as one array (none: matches no
+/// row), then [`ANY_TEXT_TAIL`].
+fn push_any(sql: &mut Sql, head: &'static str, items: impl Iterator<Item = String>) {
+    sql.push(head);
+    sql.push_arg(Arg::column(items.map(Some)));
+    sql.push(ANY_TEXT_TAIL);
 }
 
 impl Tx {
@@ -351,7 +363,7 @@ impl Tx {
             .bind(claim.now)
             .bind(claim.lease_until)
             .bind(claim.limit);
-        claim.push_filters(&mut sql);
+        claim.push_filters(&mut sql, self.conn().dialect());
         sql.push(CLAIM_LIMIT);
         self.conn().dialect().skip_locked(&mut sql);
         sql.push(CLAIM_TAIL);
@@ -444,15 +456,28 @@ impl Tx {
         let mut started: Vec<&Started> = started.iter().collect();
         started.sort_by_key(|s| s.task_id);
         for chunk in started.chunks(CHUNK) {
-            let mut sql = Sql::new(MARK_STARTED_HEAD).bind(now).bind(lease_until);
-            sql.push_values(chunk, |s, r| {
-                vec![
-                    s.arg(r.task_id),
-                    s.arg(r.attempt),
-                    s.arg(r.execution_id.as_str()),
-                    s.arg(r.deadline),
-                ]
-            });
+            let mut sql = if c.dialect() == Dialect::Postgres {
+                Sql::new(MARK_STARTED_PG)
+                    .bind(now)
+                    .bind(lease_until)
+                    .bind(Arg::column(chunk.iter().map(|r| Some(r.task_id))))
+                    .bind(Arg::column(chunk.iter().map(|r| Some(r.attempt))))
+                    .bind(Arg::column(
+                        chunk.iter().map(|r| Some(r.execution_id.clone())),
+                    ))
+                    .bind(Arg::column(chunk.iter().map(|r| r.deadline)))
+            } else {
+                let mut sql = Sql::new(MARK_STARTED_HEAD).bind(now).bind(lease_until);
+                sql.push_values(chunk, |s, r| {
+                    vec![
+                        s.arg(r.task_id),
+                        s.arg(r.attempt),
+                        s.arg(r.execution_id.as_str()),
+                        s.arg(r.deadline),
+                    ]
+                });
+                sql
+            };
             sql.push(MARK_STARTED_TAIL);
             let rows: Vec<TaskEventRow> = c.fetch_all(sql).await?;
             log.add(now, task_events(&rows));
@@ -571,10 +596,9 @@ impl Tx {
         let mut ready: Vec<String> = Vec::new();
         for chunk in releases.chunks(CHUNK) {
             if pg {
-                let mut lock = Sql::new(LOCK_GROUPS_PG_HEAD).bind(run_id);
-                lock.push_values(chunk, |s, (name, _)| vec![s.arg(name.as_str())]);
-                lock.push(LOCK_GROUPS_PG_TAIL);
-                c.execute(lock).await?;
+                let names = Arg::column(chunk.iter().map(|(name, _)| Some(name.clone())));
+                c.execute(Sql::new(LOCK_GROUPS_PG).bind(run_id).bind(names))
+                    .await?;
             }
             let mut sql = Sql::new(RELEASE_GROUPS_HEAD).bind(run_id);
             sql.push_values(chunk, |s, (name, n)| vec![s.arg(name.as_str()), s.arg(*n)]);
@@ -585,10 +609,11 @@ impl Tx {
         ready.sort();
         for chunk in ready.chunks(CHUNK) {
             let sql = if pg {
-                let mut sql = Sql::new(MARK_GROUPS_READY_PG_HEAD).bind(run_id).bind(now);
-                sql.push_values(chunk, |s, name| vec![s.arg(name.as_str())]);
-                sql.push(MARK_GROUPS_READY_PG_TAIL);
-                sql
+                let names = Arg::column(chunk.iter().cloned().map(Some));
+                Sql::new(MARK_GROUPS_READY_PG)
+                    .bind(run_id)
+                    .bind(now)
+                    .bind(names)
             } else {
                 let mut sql = Sql::new(MARK_GROUPS_READY_HEAD).bind(run_id).bind(now);
                 sql.push_list(chunk.iter().cloned());
