@@ -852,32 +852,13 @@ async fn a_transactions_events_keep_their_order_and_its_reads_see_them(db: TestD
 /// arrays, SQLite as rows of values).
 async fn finish_attempts_of_a_large_batch_applies_each_attempt_as_sent(db: TestDb) {
     const N: i64 = 2_500;
-    let mut tx = db.store.begin().await.unwrap();
-    tx.save_workflow(
-        "wide",
-        serde_json::json!({"name": "wide"}),
-        "h",
-        None,
-        now(),
-    )
-    .await
-    .unwrap();
     let run = Run {
         id: Uuid::now_v7(),
-        workflow: "wide".into(),
-        version: 1,
-        status: RunStatus::Pending,
-        params: serde_json::json!({}),
-        trigger: "manual".into(),
-        idempotency_key: None,
         tasks_total: N,
         tasks_open: N,
-        tasks_failed: 0,
-        error: None,
-        created_at: now(),
-        finished_at: None,
-        cost_usd: None,
+        ..run_of(&db.store).await
     };
+    let mut tx = db.store.begin().await.unwrap();
     let task = NewTask {
         max_attempts: 2,
         ..noop_task("a", N, 0)
