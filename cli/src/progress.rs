@@ -328,6 +328,10 @@ impl Follow {
     /// `9990 succeeded, 2 failed, 8 running, 12 pending (extract[3], …)`.
     fn counts_line(&self) -> String {
         let n = |s: &str| self.counts.get(s).copied().unwrap_or(0);
+        // The run counts the instances of a fan-out that are created only
+        // when its parents are done (deferred); they are pending too.
+        let known: i64 = self.counts.values().sum();
+        let pending = n("pending") + (self.run.tasks_total - known).max(0);
         let mut parts = Vec::new();
         for (count, word) in [
             (n("success"), "succeeded"),
@@ -335,7 +339,7 @@ impl Follow {
             (n("skipped"), "skipped"),
             (n("cancelled"), "cancelled"),
             (n("dispatched") + n("running"), "running"),
-            (n("pending"), "pending"),
+            (pending, "pending"),
         ] {
             if count > 0 {
                 parts.push(format!("{count} {word}"));

@@ -101,7 +101,9 @@ async fn instances_per_run_are_bounded(db: TestDb) {
     assert!(err.to_string().contains("the maximum is 10"), "{err}");
 }
 
-/// Many instances are inserted batch by batch and all become one run.
+/// Many instances are inserted batch by batch and all become one run; a
+/// fan-out with parents is created when they are done (deferred), and
+/// counted in the run from the start.
 async fn a_large_fan_out_is_created_in_batches(db: TestDb) {
     let engine = engine(&db, EngineConfig::default());
     let spec = parse("name: wide\ntasks:\n  a: {executor: noop, task_count: 2500}\n  b: {executor: noop, task_count: 1001, depends_on: [a]}\n");
@@ -111,16 +113,36 @@ async fn a_large_fan_out_is_created_in_batches(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(t.run.tasks_total, 3501);
+    let indexes = |tasks: &[ork_core::model::Task], name: &str| {
+        let mut i: Vec<i64> = tasks
+            .iter()
+            .filter(|t| t.name == name)
+            .map(|t| t.task_index)
+            .collect();
+        i.sort();
+        i
+    };
+    let tasks = db.store.run_tasks(t.run.id).await.unwrap();
+    assert_eq!(tasks.len(), 2500, "b waits to be created");
+    assert_eq!(indexes(&tasks, "a"), (0..2500).collect::<Vec<_>>());
+    let groups = db.store.run_task_groups(t.run.id).await.unwrap();
+    assert!(groups
+        .iter()
+        .any(|g| (g.name.as_str(), g.status.as_str(), g.n) == ("b", "pending", 1001)));
+    let mut status = None;
+    for _ in 0..100 {
+        status = engine.advance(t.run.id).await.unwrap().finalized;
+        if status.is_some() {
+            break;
+        }
+    }
+    assert_eq!(status, Some(ork_core::model::RunStatus::Success));
     let tasks = db.store.run_tasks(t.run.id).await.unwrap();
     assert_eq!(tasks.len(), 3501);
-    assert_eq!(tasks.iter().filter(|t| t.name == "b").count(), 1001);
-    let mut indexes: Vec<i64> = tasks
+    assert_eq!(indexes(&tasks, "b"), (0..1001).collect::<Vec<_>>());
+    assert!(tasks
         .iter()
-        .filter(|t| t.name == "a")
-        .map(|t| t.task_index)
-        .collect();
-    indexes.sort();
-    assert_eq!(indexes, (0..2500).collect::<Vec<_>>());
+        .all(|t| t.status == ork_core::model::TaskStatus::Success && t.ready_at.is_some()));
 }
 
 /// What the database cannot store or read back is refused, naming the field.

@@ -720,6 +720,176 @@ async fn create_run_numbers_the_instances_of_a_fanned_out_task(db: TestDb) {
     assert!(after.ready_at.is_none() && after.deps_remaining == 1);
 }
 
+/// A run with a deferred group: `start` (one instance, ready), `wide`
+/// (250 instances after `start`'s `parents` successes) and `tail` (after
+/// the 250). Its instances do not exist until the group is taken.
+async fn deferred_run_of(store: &Store, parents: i64) -> Run {
+    let run = Run {
+        id: Uuid::now_v7(),
+        tasks_total: 252,
+        tasks_open: 252,
+        ..run_of(store).await
+    };
+    let task = |name, task_count, deps_remaining| NewTask {
+        max_attempts: 3,
+        limit_key: Some("k".into()),
+        ..noop_task(name, task_count, deps_remaining)
+    };
+    let mut tx = store.begin().await.unwrap();
+    let tasks = [
+        task("start", 1, 0),
+        task("wide", 250, parents),
+        task("tail", 1, 250),
+    ];
+    assert!(tx.create_run(&run, &tasks).await.unwrap());
+    tx.commit().await.unwrap();
+    run
+}
+
+/// The instances of a run's `wide` group, checked whole: every index
+/// once, each its own id, as the group said they would be.
+async fn wide_instances(store: &Store, run: Uuid) -> Vec<Task> {
+    let wide: Vec<Task> = tasks(store, run)
+        .await
+        .into_iter()
+        .filter(|t| t.name == "wide")
+        .collect();
+    let mut indexes: Vec<i64> = wide.iter().map(|t| t.task_index).collect();
+    indexes.sort();
+    let ids: std::collections::HashSet<Uuid> = wide.iter().map(|t| t.id).collect();
+    if !wide.is_empty() {
+        assert_eq!(indexes, (0..250).collect::<Vec<_>>());
+        assert_eq!(ids.len(), 250);
+        assert!(wide
+            .iter()
+            .all(|t| (t.task_count, t.max_attempts, t.executor.as_str()) == (250, 3, "noop")));
+    }
+    wide
+}
+
+/// A fanned-out task with parents has no instance until its group reaches
+/// zero; then the release that takes it there creates them all, ready,
+/// once, however many releases race (each parent's success its own
+/// transaction). Until then the run's groups show them pending.
+async fn a_deferred_group_is_created_once_by_the_release_that_readies_it(db: TestDb) {
+    let run = deferred_run_of(&db.store, 8).await;
+    assert!(wide_instances(&db.store, run.id).await.is_empty());
+    let groups = db.store.run_task_groups(run.id).await.unwrap();
+    let wide = groups.iter().find(|g| g.name == "wide").unwrap();
+    assert_eq!(
+        (
+            wide.status.as_str(),
+            wide.n,
+            wide.task_count,
+            wide.executor.as_str()
+        ),
+        ("pending", 250, 250, "noop")
+    );
+    let before = events(&db.store, run.id).await;
+    let releases = (0..8).map(|_| {
+        let store = db.store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            tx.release_children(run.id, &[("wide".into(), 1)], now())
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        })
+    });
+    for r in futures::future::join_all(releases).await {
+        r.unwrap();
+    }
+    let wide = wide_instances(&db.store, run.id).await;
+    assert_eq!(wide.len(), 250);
+    assert!(wide.iter().all(|t| t.status == TaskStatus::Pending
+        && t.deps_remaining == 0
+        && t.ready_at.is_some()
+        && t.attempt == 0));
+    let groups = db.store.run_task_groups(run.id).await.unwrap();
+    let shown: Vec<(&str, &str, i64)> = groups
+        .iter()
+        .map(|g| (g.name.as_str(), g.status.as_str(), g.n))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("start", "pending", 1),
+            ("tail", "pending", 1),
+            ("wide", "pending", 250)
+        ]
+    );
+    // Readiness is not a transition: no event.
+    assert_eq!(events(&db.store, run.id).await, before);
+    let claimed = claim_all(&db.store, run.id).await;
+    assert_eq!(
+        claimed.len(),
+        100,
+        "start and 99 of wide, the claim's limit"
+    );
+    // Released again (a bug's double count): nothing more is created.
+    let mut tx = db.store.begin().await.unwrap();
+    tx.release_children(run.id, &[("wide".into(), 0)], now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(wide_instances(&db.store, run.id).await.len(), 250);
+}
+
+/// A deferred group skipped (a parent failed) or cancelled gets its
+/// instances then, in that state, each with its event: what `ork retry`
+/// reopens. Racing skips and a cancel create them once.
+async fn a_deferred_group_skipped_or_cancelled_gets_its_instances_once(db: TestDb) {
+    let run = deferred_run_of(&db.store, 1).await;
+    let before = events(&db.store, run.id).await.len();
+    let skips = (0..4).map(|_| {
+        let store = db.store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            let names = ["wide".to_owned(), "tail".to_owned()];
+            let n = tx
+                .skip_pending(run.id, &names, "upstream task start failed", now())
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            n
+        })
+    });
+    let skipped: Vec<i64> = futures::future::join_all(skips)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(skipped.iter().sum::<i64>(), 251, "{skipped:?}");
+    let wide = wide_instances(&db.store, run.id).await;
+    assert_eq!(wide.len(), 250);
+    assert!(wide.iter().all(|t| t.status == TaskStatus::Skipped));
+    assert_eq!(events(&db.store, run.id).await.len(), before + 251);
+
+    // Cancelled, racing the release that would ready it.
+    let run = deferred_run_of(&db.store, 1).await;
+    let store = db.store.clone();
+    let release = tokio::spawn(async move {
+        let mut tx = store.begin().await.unwrap();
+        tx.release_children(run.id, &[("wide".into(), 1)], now())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    });
+    let mut tx = db.store.begin().await.unwrap();
+    assert!(tx.cancel_run(run.id, now()).await.unwrap().is_some());
+    tx.commit().await.unwrap();
+    release.await.unwrap();
+    let wide = wide_instances(&db.store, run.id).await;
+    assert_eq!(wide.len(), 250);
+    let statuses: std::collections::HashSet<TaskStatus> = tasks(&db.store, run.id)
+        .await
+        .iter()
+        .map(|t| t.status)
+        .collect();
+    assert_eq!(statuses, [TaskStatus::Cancelled].into());
+    assert!(claim_all(&db.store, run.id).await.is_empty());
+}
+
 /// `lock_ready` takes ready instances without writing them (on
 /// PostgreSQL, a racing transaction skips them); `Finish::Locked` writes
 /// claim and end in one row version with both events, once.
@@ -1004,4 +1174,6 @@ crate::on_both_backends!(
     create_run_numbers_the_instances_of_a_fanned_out_task,
     lock_ready_and_finish_locked_claim_and_end_in_one_write,
     finish_attempts_of_a_large_batch_applies_each_attempt_as_sent,
+    a_deferred_group_is_created_once_by_the_release_that_readies_it,
+    a_deferred_group_skipped_or_cancelled_gets_its_instances_once,
 );

@@ -99,9 +99,23 @@ pub(super) const INSERT_RUN: &str =
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 0, $9) \
      ON CONFLICT (workflow, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING";
 
-/// Followed by one `($run, name, deps)` tuple per task name.
+/// Followed by one `($run, name, deps, deferred, task count, executor,
+/// max attempts, limit group, limit key)` tuple per task name; the last
+/// five are what a deferred group's instances will be (NULL otherwise).
 pub(super) const INSERT_TASK_GROUPS_HEAD: &str =
-    "INSERT INTO task_groups (run_id, name, deps_remaining) VALUES ";
+    "INSERT INTO task_groups (run_id, name, deps_remaining, deferred, task_count, executor, \
+     max_attempts, limit_group, limit_key) VALUES ";
+
+/// The deferred groups of run `$1` (only some: followed by [`CLAIM_TASKS`]
+/// or [`CLAIM_TASKS_PG`] and their names), deferred no longer, then
+/// [`TAKE_DEFERRED_TAIL`]: what their instances are to be, for the caller
+/// to create now. The update locks each group until commit, and a racing
+/// caller finds it taken: its instances are created once.
+pub(super) const TAKE_DEFERRED_HEAD: &str =
+    "UPDATE task_groups SET deferred = FALSE WHERE run_id = $1 AND deferred";
+
+pub(super) const TAKE_DEFERRED_TAIL: &str =
+    " RETURNING name, deps_remaining, task_count, executor, max_attempts, limit_group, limit_key";
 
 /// Followed by one tuple per task instance.
 pub(super) const INSERT_TASKS_HEAD: &str =
@@ -364,7 +378,8 @@ pub(super) const RELEASE_GROUPS_HEAD: &str =
     "UPDATE task_groups SET deps_remaining = task_groups.deps_remaining - v.column2 FROM (VALUES ";
 
 pub(super) const RELEASE_GROUPS_TAIL: &str = ") AS v WHERE task_groups.run_id = $1 \
-     AND task_groups.name = v.column1 RETURNING task_groups.name, task_groups.deps_remaining AS n";
+     AND task_groups.name = v.column1 \
+     RETURNING task_groups.name, task_groups.deps_remaining AS n, task_groups.deferred";
 
 /// Before [`RELEASE_GROUPS_HEAD`] on PostgreSQL: each group locked, in
 /// the order of the names (`$2`, one array, sorted: two releases sharing
@@ -520,13 +535,17 @@ pub(super) const LIST_RUNS_FILTERED: &str = "SELECT * FROM runs \
      AND ($3 IS NULL OR trigger = $3) ORDER BY created_at DESC LIMIT $4 OFFSET $5";
 
 /// One row per task name and status of a run: what the graph and the
-/// timeline show without reading every instance of a fan-out.
+/// timeline show without reading every instance of a fan-out. A deferred
+/// group's instances, not created yet, are `pending`.
 pub(super) const RUN_TASK_GROUPS: &str =
     "SELECT name, status, MAX(task_count) AS task_count, MAX(executor) AS executor, \
      COUNT(*) AS n, MAX(attempt) AS max_attempt, MIN(ready_at) AS ready_at, \
      MIN(dispatched_at) AS dispatched_at, MIN(started_at) AS started_at, \
-     MAX(finished_at) AS finished_at FROM tasks WHERE run_id = $1 \
-     GROUP BY name, status ORDER BY name, status";
+     MAX(finished_at) AS finished_at FROM tasks WHERE run_id = $1 GROUP BY name, status \
+     UNION ALL SELECT name, 'pending' AS status, task_count, executor, task_count AS n, \
+     0 AS max_attempt, NULL AS ready_at, NULL AS dispatched_at, NULL AS started_at, \
+     NULL AS finished_at FROM task_groups WHERE run_id = $1 AND deferred \
+     ORDER BY name, status";
 
 /// A page of a run's task instances (`$2` name and `$3` status when not
 /// NULL), in name and index order; `$4` limit, `$5` offset.

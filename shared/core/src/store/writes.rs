@@ -38,6 +38,42 @@ pub(crate) struct NewTask {
     pub limit_key: Option<String>,
 }
 
+impl NewTask {
+    /// Whether the instances wait to be created until their group is
+    /// released (or skipped, or cancelled): a fan-out of [`FANNED_OUT`]
+    /// or more that has parents. Created at trigger, each would be written
+    /// a second time only to say that it is ready.
+    fn deferred(&self) -> bool {
+        self.task_count >= FANNED_OUT && self.deps_remaining > 0
+    }
+}
+
+/// A deferred group taken by [`Tx::take_deferred`]: its instances to create.
+#[derive(sqlx::FromRow)]
+struct DeferredGroup {
+    name: String,
+    deps_remaining: i64,
+    task_count: i64,
+    executor: String,
+    max_attempts: i64,
+    limit_group: Option<String>,
+    limit_key: Option<String>,
+}
+
+impl From<DeferredGroup> for NewTask {
+    fn from(g: DeferredGroup) -> NewTask {
+        NewTask {
+            name: g.name,
+            task_count: g.task_count,
+            executor: g.executor,
+            max_attempts: g.max_attempts,
+            deps_remaining: g.deps_remaining,
+            limit_group: g.limit_group,
+            limit_key: g.limit_key,
+        }
+    }
+}
+
 /// A task instance this caller now owns until `lease_expires_at`.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct ClaimedTask {
@@ -319,23 +355,28 @@ impl Tx {
         if inserted == 0 {
             return Ok(false);
         }
-        let groups: Vec<(&str, i64)> = tasks
-            .iter()
-            .map(|t| (t.name.as_str(), t.deps_remaining))
-            .collect();
-        for chunk in groups.chunks(CHUNK) {
+        for chunk in tasks.chunks(CHUNK) {
             let mut sql = Sql::new(INSERT_TASK_GROUPS_HEAD);
             let run_id = sql.arg(run.id);
-            sql.push_values(chunk, |s, (name, deps)| {
-                vec![run_id, s.arg(*name), s.arg(*deps)]
+            sql.push_values(chunk, |s, t| {
+                // What the instances will be, kept only while they wait.
+                let d = t.deferred();
+                vec![
+                    run_id,
+                    s.arg(t.name.as_str()),
+                    s.arg(t.deps_remaining),
+                    s.arg(d),
+                    s.arg(d.then_some(t.task_count)),
+                    s.arg(d.then(|| t.executor.clone())),
+                    s.arg(d.then_some(t.max_attempts)),
+                    s.arg(t.limit_group.clone().filter(|_| d)),
+                    s.arg(t.limit_key.clone().filter(|_| d)),
+                ]
             });
             c.execute(sql).await?;
         }
-        let pg = c.dialect() == Dialect::Postgres;
-        let (fanned, rest): (Vec<&NewTask>, Vec<&NewTask>) =
-            tasks.iter().partition(|t| pg && t.task_count >= FANNED_OUT);
-        insert_fanned_out_pg(&mut c, run, &fanned).await?;
-        insert_instances(&mut c, run, &rest).await?;
+        let now: Vec<&NewTask> = tasks.iter().filter(|t| !t.deferred()).collect();
+        insert_tasks(&mut c, run.id, run.created_at, &now).await?;
         log.add(
             run.created_at,
             vec![NewEvent {
@@ -591,9 +632,10 @@ impl Tx {
         struct Left {
             name: String,
             n: i64,
+            deferred: bool,
         }
         let pg = c.dialect() == Dialect::Postgres;
-        let mut ready: Vec<String> = Vec::new();
+        let (mut ready, mut deferred): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
         for chunk in releases.chunks(CHUNK) {
             if pg {
                 let names = Arg::column(chunk.iter().map(|(name, _)| Some(name.clone())));
@@ -604,8 +646,17 @@ impl Tx {
             sql.push_values(chunk, |s, (name, n)| vec![s.arg(name.as_str()), s.arg(*n)]);
             sql.push(RELEASE_GROUPS_TAIL);
             let left: Vec<Left> = c.fetch_all(sql).await?;
-            ready.extend(left.into_iter().filter(|l| l.n == 0).map(|l| l.name));
+            for l in left.into_iter().filter(|l| l.n == 0) {
+                match l.deferred {
+                    true => deferred.push(l.name),
+                    false => ready.push(l.name),
+                }
+            }
         }
+        if !deferred.is_empty() {
+            self.create_deferred(run_id, Some(&deferred), now).await?;
+        }
+        let mut c = self.conn();
         ready.sort();
         for chunk in ready.chunks(CHUNK) {
             let sql = if pg {
@@ -623,6 +674,32 @@ impl Tx {
             c.execute(sql).await?;
         }
         Ok(())
+    }
+
+    /// Creates the instances of the run's deferred groups (of `names` only,
+    /// when given) that are still deferred: `pending`, ready if their
+    /// group is at zero (`now`). Whoever takes a group creates them, once.
+    async fn create_deferred(
+        &mut self,
+        run_id: Uuid,
+        names: Option<&[String]>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let mut c = self.conn();
+        let mut sql = Sql::new(TAKE_DEFERRED_HEAD).bind(run_id);
+        if let Some(names) = names {
+            match c.dialect() {
+                Dialect::Postgres => push_any(&mut sql, CLAIM_TASKS_PG, names.iter().cloned()),
+                Dialect::Sqlite => push_in(&mut sql, CLAIM_TASKS, names.iter().cloned()),
+            }
+        }
+        sql.push(TAKE_DEFERRED_TAIL);
+        let groups: Vec<DeferredGroup> = c.fetch_all(sql).await?;
+        let mut tasks: Vec<NewTask> = groups.into_iter().map(NewTask::from).collect();
+        // In name order, as the instances of a run's trigger are.
+        tasks.sort_by(|a, b| a.name.cmp(&b.name));
+        let tasks: Vec<&NewTask> = tasks.iter().collect();
+        insert_tasks(&mut c, run_id, now, &tasks).await
     }
 
     /// Creates the instances of a `foreach` task, one per item (index =
@@ -680,6 +757,7 @@ impl Tx {
         if names.is_empty() {
             return Ok(0);
         }
+        self.create_deferred(run_id, Some(names), now).await?;
         let (mut c, log) = self.parts();
         let mut sql = Sql::new(SKIP_PENDING_HEAD).bind(now).bind(run_id);
         sql.push_list(names.iter().map(String::as_str));
@@ -961,13 +1039,16 @@ impl Tx {
         run_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<crate::model::Task>>, Error> {
-        let (mut c, log) = self.parts();
-        let n = c
+        let n = self
+            .conn()
             .execute(Sql::new(CANCEL_RUN).bind(run_id).bind(now))
             .await?;
         if n == 0 {
             return Ok(None);
         }
+        // Instances not created yet are cancelled too, as rows to retry.
+        self.create_deferred(run_id, None, now).await?;
+        let (mut c, log) = self.parts();
         let in_flight: Vec<crate::model::Task> = c
             .fetch_all(Sql::new(IN_FLIGHT_TASKS_OF_RUN).bind(run_id))
             .await?;
@@ -1114,19 +1195,37 @@ impl Tx {
 /// Most instances of one task created by one [`INSERT_INSTANCES_PG`].
 const INSTANCES_CHUNK: usize = 10_000;
 
-/// From how many instances a task's are created by [`INSERT_INSTANCES_PG`]
-/// on PostgreSQL rather than among the `VALUES` rows of all the others.
+/// From how many instances a task is fanned out: its instances are created
+/// by [`INSERT_INSTANCES_PG`] on PostgreSQL rather than among the `VALUES`
+/// rows of all the others, and, if it has parents, only once its group is
+/// released ([`NewTask::deferred`]).
 const FANNED_OUT: i64 = 100;
+
+/// The instances of `tasks` in run `run_id`, `pending`; those of a task with
+/// no parent left to succeed are ready since `at`.
+async fn insert_tasks(
+    c: &mut Conn<'_>,
+    run_id: Uuid,
+    at: DateTime<Utc>,
+    tasks: &[&NewTask],
+) -> Result<(), Error> {
+    let pg = c.dialect() == Dialect::Postgres;
+    let (fanned, rest): (Vec<&NewTask>, Vec<&NewTask>) =
+        tasks.iter().partition(|t| pg && t.task_count >= FANNED_OUT);
+    insert_fanned_out_pg(c, run_id, at, &fanned).await?;
+    insert_instances(c, run_id, at, &rest).await
+}
 
 /// The instances of fanned-out `tasks`, one [`INSERT_INSTANCES_PG`] per
 /// task (per [`INSTANCES_CHUNK`] of its instances).
 async fn insert_fanned_out_pg(
     c: &mut Conn<'_>,
-    run: &Run,
+    run_id: Uuid,
+    at: DateTime<Utc>,
     tasks: &[&NewTask],
 ) -> Result<(), Error> {
     for t in tasks {
-        let ready = (t.deps_remaining == 0).then_some(run.created_at);
+        let ready = (t.deps_remaining == 0).then_some(at);
         for first in (0..t.task_count).step_by(INSTANCES_CHUNK) {
             let n = (t.task_count - first).min(INSTANCES_CHUNK as i64);
             let mut ids = String::with_capacity(37 * n as usize + 2);
@@ -1142,7 +1241,7 @@ async fn insert_fanned_out_pg(
                 Sql::new(INSERT_INSTANCES_PG)
                     .bind(ids)
                     .bind(first)
-                    .bind(run.id)
+                    .bind(run_id)
                     .bind(t.name.as_str())
                     .bind(t.task_count)
                     .bind(t.executor.as_str())
@@ -1159,7 +1258,12 @@ async fn insert_fanned_out_pg(
 }
 
 /// The instances of `tasks` as `INSERT … VALUES` of [`CHUNK`] rows.
-async fn insert_instances(c: &mut Conn<'_>, run: &Run, tasks: &[&NewTask]) -> Result<(), Error> {
+async fn insert_instances(
+    c: &mut Conn<'_>,
+    run_id: Uuid,
+    at: DateTime<Utc>,
+    tasks: &[&NewTask],
+) -> Result<(), Error> {
     // (task, next index): the cursor of the instances still to insert.
     let (mut task, mut next) = (0usize, 0i64);
     loop {
@@ -1177,10 +1281,10 @@ async fn insert_instances(c: &mut Conn<'_>, run: &Run, tasks: &[&NewTask]) -> Re
         }
         let mut sql = Sql::new(INSERT_TASKS_HEAD);
         sql.push_values(&chunk, |s, &(t, task_index)| {
-            let ready = (t.deps_remaining == 0).then_some(run.created_at);
+            let ready = (t.deps_remaining == 0).then_some(at);
             vec![
                 s.arg(Uuid::now_v7()),
-                s.arg(run.id),
+                s.arg(run_id),
                 s.arg(t.name.as_str()),
                 s.arg(task_index),
                 s.arg(t.task_count),

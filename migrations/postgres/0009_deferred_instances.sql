@@ -1,0 +1,12 @@
+-- A fanned-out task with parents (100 instances or more) has no instance
+-- rows until its group reaches zero, or is skipped or cancelled: then they
+-- are created at once, ready or not. Creating them at trigger meant
+-- rewriting every one of them to say "ready" (10,000 row versions and their
+-- index entries for a fan-out of 10,000); now a release creates them.
+-- Until then the group holds what each instance will be.
+ALTER TABLE task_groups ADD COLUMN deferred BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE task_groups ADD COLUMN task_count BIGINT;
+ALTER TABLE task_groups ADD COLUMN executor TEXT;
+ALTER TABLE task_groups ADD COLUMN max_attempts BIGINT;
+ALTER TABLE task_groups ADD COLUMN limit_group TEXT;
+ALTER TABLE task_groups ADD COLUMN limit_key TEXT;
