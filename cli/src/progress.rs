@@ -2,7 +2,9 @@
 //! printed is what was recorded.
 //!
 //! The log is followed by a cursor (the last event id seen), so each event
-//! is read once however long the run. How it is shown depends on the run's
+//! is read once however long the run; the closing counts are read from the
+//! instances' rows (`Follow::recount`: on PostgreSQL, events can commit
+//! out of id order, behind the cursor). How it is shown depends on the run's
 //! size and where the output goes:
 //!
 //! - **lines**: one line per task transition, for runs of at most
@@ -60,6 +62,7 @@ impl Progress {
                 }
             }
             follow.poll().await;
+            follow.recount().await;
             follow.finish();
         });
         Progress { stop, handle }
@@ -292,6 +295,25 @@ impl Follow {
         }
     }
 
+    /// Counts the instances from their rows, for the closing line. The log
+    /// is followed by id, and on PostgreSQL two transactions can commit
+    /// their events out of id order (ids are drawn at insert): a poll
+    /// between the two commits moves the cursor past the events of the
+    /// later one, which are never read. What was printed live stays; the
+    /// closing line is right.
+    async fn recount(&mut self) {
+        let Ok(groups) = self.store.run_task_groups(self.run.id).await else {
+            return;
+        };
+        let mut counts = BTreeMap::new();
+        for g in &groups {
+            if let Some(status) = counted_status(&g.status) {
+                *counts.entry(status).or_default() += g.n;
+            }
+        }
+        self.counts = counts;
+    }
+
     /// Clears the bar, or prints the closing line of counts (unless the
     /// last one printed already says it).
     fn finish(&mut self) {
@@ -406,4 +428,74 @@ fn transition_line(e: &Event, task: &str) -> Option<String> {
         _ => return None,
     };
     Some(format!("{} {mark} {task} {what}", e.at.format("%H:%M:%S")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ork_core::engine::{Engine, EngineConfig, TriggerOptions};
+    use ork_core::executor::{Executors, NoopExecutor};
+    use ork_core::spec::ExecutorKind;
+
+    /// Marks half the instances of `run` (`task_index` below 30, or from
+    /// 30) succeeded, with their events, in `tx`, uncommitted.
+    async fn succeed_half(tx: &mut sqlx::PgConnection, run: Uuid, low: bool) {
+        sqlx::query(
+            "UPDATE tasks SET status = 'success' WHERE run_id = $1 AND (task_index < 30) = $2",
+        )
+        .bind(run)
+        .bind(low)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO events (run_id, task_id, attempt, status, at) \
+             SELECT run_id, id, 1, 'success', now() FROM tasks \
+             WHERE run_id = $1 AND (task_index < 30) = $2",
+        )
+        .bind(run)
+        .bind(low)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+
+    /// Events committed out of id order (two PostgreSQL transactions, the
+    /// one with the lower ids committed after a poll read the other's)
+    /// are passed over by the cursor; the closing line still counts every
+    /// instance.
+    #[tokio::test]
+    async fn the_closing_line_counts_events_committed_out_of_id_order() {
+        let db = ork_core::testing::postgres().await;
+        let executors = Executors::new().with(ExecutorKind::Noop, Arc::new(NoopExecutor));
+        let engine = Engine::new(db.store.clone(), executors, EngineConfig::default());
+        let yaml = "name: wide\ntasks:\n  work: {executor: noop, task_count: 60}\n";
+        let spec = ork_core::spec::parse_str(yaml, None).unwrap();
+        engine.apply(&spec, None).await.unwrap();
+        let run = engine
+            .trigger("wide", serde_json::json!({}), TriggerOptions::default())
+            .await
+            .unwrap()
+            .run;
+        let options = Options {
+            verbose: false,
+            every: Duration::from_secs(3600),
+        };
+        let mut follow = Follow::new(db.store.clone(), run.clone(), PathBuf::new(), options);
+        follow.poll().await;
+        let pg = sqlx::PgPool::connect(&db.url).await.unwrap();
+        let (mut first, mut second) = (pg.begin().await.unwrap(), pg.begin().await.unwrap());
+        succeed_half(&mut first, run.id, true).await;
+        succeed_half(&mut second, run.id, false).await;
+        second.commit().await.unwrap();
+        follow.poll().await;
+        first.commit().await.unwrap();
+        follow.poll().await;
+        assert_eq!(
+            follow.counts_summary(),
+            "30/60 done: 30 succeeded, 30 pending"
+        );
+        follow.recount().await;
+        assert_eq!(follow.counts_summary(), "60/60 done: 60 succeeded");
+    }
 }
