@@ -46,6 +46,11 @@ impl NewTask {
     fn deferred(&self) -> bool {
         self.task_count >= FANNED_OUT && self.deps_remaining > 0
     }
+
+    /// This task, if deferred: what its group keeps of its instances.
+    fn template(&self) -> Option<&NewTask> {
+        self.deferred().then_some(self)
+    }
 }
 
 /// A deferred group taken by [`Tx::take_deferred`]: its instances to create.
@@ -355,25 +360,40 @@ impl Tx {
         if inserted == 0 {
             return Ok(false);
         }
-        for chunk in tasks.chunks(CHUNK) {
-            let mut sql = Sql::new(INSERT_TASK_GROUPS_HEAD);
-            let run_id = sql.arg(run.id);
-            sql.push_values(chunk, |s, t| {
-                // What the instances will be, kept only while they wait.
-                let d = t.deferred();
-                vec![
-                    run_id,
-                    s.arg(t.name.as_str()),
-                    s.arg(t.deps_remaining),
-                    s.arg(d),
-                    s.arg(d.then_some(t.task_count)),
-                    s.arg(d.then(|| t.executor.clone())),
-                    s.arg(d.then_some(t.max_attempts)),
-                    s.arg(t.limit_group.clone().filter(|_| d)),
-                    s.arg(t.limit_key.clone().filter(|_| d)),
-                ]
-            });
+        // A deferred group keeps what its instances will be.
+        if c.dialect() == Dialect::Postgres {
+            let column = |f: fn(&NewTask) -> Option<String>| Arg::column(tasks.iter().map(f));
+            let number = |f: fn(&NewTask) -> Option<i64>| Arg::column(tasks.iter().map(f));
+            let sql = Sql::new(INSERT_TASK_GROUPS_PG)
+                .bind(run.id)
+                .bind(column(|t| Some(t.name.clone())))
+                .bind(number(|t| Some(t.deps_remaining)))
+                .bind(number(|t| t.template().map(|d| d.task_count)))
+                .bind(column(|t| t.template().map(|d| d.executor.clone())))
+                .bind(number(|t| t.template().map(|d| d.max_attempts)))
+                .bind(column(|t| t.template().and_then(|d| d.limit_group.clone())))
+                .bind(column(|t| t.template().and_then(|d| d.limit_key.clone())));
             c.execute(sql).await?;
+        } else {
+            for chunk in tasks.chunks(CHUNK) {
+                let mut sql = Sql::new(INSERT_TASK_GROUPS_HEAD);
+                let run_id = sql.arg(run.id);
+                sql.push_values(chunk, |s, t| {
+                    let d = t.template();
+                    vec![
+                        run_id,
+                        s.arg(t.name.as_str()),
+                        s.arg(t.deps_remaining),
+                        s.arg(d.is_some()),
+                        s.arg(d.map(|d| d.task_count)),
+                        s.arg(d.map(|d| d.executor.clone())),
+                        s.arg(d.map(|d| d.max_attempts)),
+                        s.arg(d.and_then(|d| d.limit_group.clone())),
+                        s.arg(d.and_then(|d| d.limit_key.clone())),
+                    ]
+                });
+                c.execute(sql).await?;
+            }
         }
         let now: Vec<&NewTask> = tasks.iter().filter(|t| !t.deferred()).collect();
         insert_tasks(&mut c, run.id, run.created_at, &now).await?;
@@ -399,14 +419,20 @@ impl Tx {
     /// caller alone. Marks a `pending` run `running`. With `executors`,
     /// only tasks of those executor kinds are claimed (still one statement).
     pub(crate) async fn claim(&mut self, claim: &Claim<'_>) -> Result<Vec<ClaimedTask>, Error> {
-        let mut sql = Sql::new(CLAIM_HEAD)
+        let dialect = self.conn().dialect();
+        let pg = dialect == Dialect::Postgres;
+        let mut sql = Sql::new(if pg { CLAIM_HEAD_PG } else { CLAIM_HEAD })
             .bind(claim.run_id)
             .bind(claim.now)
             .bind(claim.lease_until)
             .bind(claim.limit);
-        claim.push_filters(&mut sql, self.conn().dialect());
+        claim.push_filters(&mut sql, dialect);
+        sql.push(CLAIM_ORDER);
         sql.push(CLAIM_LIMIT);
-        self.conn().dialect().skip_locked(&mut sql);
+        dialect.skip_locked(&mut sql);
+        if pg {
+            sql.push(")");
+        }
         sql.push(CLAIM_TAIL);
         let claimed: Vec<ClaimedTask> = self.conn().fetch_all(sql).await?;
         self.claimed(claim, &claimed).await?;

@@ -10,3 +10,10 @@ ALTER TABLE task_groups ADD COLUMN executor TEXT;
 ALTER TABLE task_groups ADD COLUMN max_attempts BIGINT;
 ALTER TABLE task_groups ADD COLUMN limit_group TEXT;
 ALTER TABLE task_groups ADD COLUMN limit_key TEXT;
+
+-- Claims take the ready instances in the order they became ready, along
+-- this index, whatever the planner's statistics say: taken while a run's
+-- first instances were all ready, they had PostgreSQL scan the table for
+-- ready rows (10–19 ms a claim under the webhook load) instead.
+DROP INDEX tasks_claim;
+CREATE INDEX tasks_claim ON tasks (run_id, deps_remaining, ready_at) WHERE status = 'pending';
