@@ -226,6 +226,41 @@ async fn foreach_items_instances_and_fan_in(db: TestDb) {
     assert_eq!(after.input["upstream"]["each"], json!([null, null, null]));
 }
 
+/// A `foreach` task with a second parent, which ends a layer later: its
+/// instances, created with the list's parent, wait for that parent too.
+async fn foreach_with_a_later_parent_waits_for_it(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = answering(&[("src", json!({"items": [1, 2, 3]}))]);
+    let engine = engine(db.store.clone(), exec.clone(), dir.path(), 10);
+    let spec = "name: fe2\ntasks:\n  src: {executor: noop}\n  pre: {executor: noop}\n  \
+                gate: {executor: noop, depends_on: [pre]}\n  \
+                each: {executor: noop, depends_on: [src, gate], foreach: src.items}\n";
+    engine.apply(&parse(spec), None).await.unwrap();
+    let run = engine
+        .trigger("fe2", json!({}), TriggerOptions::default())
+        .await
+        .unwrap()
+        .run;
+    engine.advance(run.id).await.unwrap();
+    let r = db.store.get_run(run.id).await.unwrap();
+    assert_eq!((r.status, r.tasks_total), (RunStatus::Success, 6));
+    let tasks = db.store.run_tasks(run.id).await.unwrap();
+    let gate = tasks.iter().find(|t| t.name == "gate").unwrap();
+    let each: Vec<_> = tasks.iter().filter(|t| t.name == "each").collect();
+    assert!(
+        each.iter().all(|t| t.ready_at >= gate.finished_at),
+        "each was ready before gate ended: {each:?}, {gate:?}"
+    );
+    let seen = exec.seen.lock().unwrap();
+    let mut items: Vec<Value> = seen
+        .iter()
+        .filter(|r| r.attempt.name == "each")
+        .map(|r| r.input["item"].clone())
+        .collect();
+    items.sort_by_key(|v| v.as_i64());
+    assert_eq!(items, vec![json!(1), json!(2), json!(3)]);
+}
+
 async fn foreach_over_an_empty_list_releases_the_children(db: TestDb) {
     let (run, exec) = run_foreach(&db, json!({"items": []}), 10).await;
     let r = db.store.get_run(run).await.unwrap();
@@ -395,6 +430,7 @@ on_both_backends!(
     fan_in_of_ten_thousand_outputs_into_a_process,
     foreach_items_instances_and_fan_in,
     foreach_over_an_empty_list_releases_the_children,
+    foreach_with_a_later_parent_waits_for_it,
     foreach_over_a_non_array_fails_the_parent,
     foreach_over_too_many_items_fails_the_parent,
     foreach_five_thousand_items_racing_callers,

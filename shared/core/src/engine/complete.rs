@@ -436,9 +436,11 @@ impl Engine {
             let dag = &wf.dag;
             let mut releases: HashMap<String, i64> = HashMap::new();
             // `foreach` children of the successes: their instances, created
-            // here, in the transaction that records the parent's success
-            // (which applies once). Their own children counted the task as
-            // one parent instance: they wait for `n` now (none: released).
+            // in the transaction that records the parent's success (which
+            // applies once), after the release (ready if it readied their
+            // group). Their own children counted the task as one parent
+            // instance: they wait for `n` now (none: released).
+            let mut expanded: Vec<(NewTask, &[serde_json::Value])> = Vec::new();
             for f in rows.iter().filter(|f| f.status == TaskStatus::Success) {
                 for (child, items, key) in expansions.get(&(f.id, f.attempt)).into_iter().flatten()
                 {
@@ -457,7 +459,7 @@ impl Engine {
                         .0,
                         limit_key: key.clone(),
                     };
-                    tx.expand_foreach(run_id, &task, items).await?;
+                    expanded.push((task, items));
                     for grandchild in dag.children(child) {
                         *releases.entry(grandchild.clone()).or_default() += 1 - items.len() as i64;
                     }
@@ -482,7 +484,13 @@ impl Engine {
                 }
             }
             let releases: Vec<(String, i64)> = releases.into_iter().collect();
-            tx.release_children(run_id, &releases, now).await?;
+            let at_zero = tx.release_children(run_id, &releases, now).await?;
+            for (mut task, items) in expanded {
+                if at_zero.contains(&task.name) {
+                    task.deps_remaining = 0;
+                }
+                tx.expand_foreach(run_id, &task, items, now).await?;
+            }
             for task in failed_tasks {
                 let skipped = tx
                     .skip_pending(

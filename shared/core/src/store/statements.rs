@@ -147,7 +147,7 @@ pub(super) const INSERT_INSTANCES_PG: &str =
 /// like [`INSERT_TASKS_HEAD`], with each instance's item.
 pub(super) const INSERT_FOREACH_TASKS_HEAD: &str =
     "INSERT INTO tasks (id, run_id, name, task_index, task_count, executor, status, \
-     max_attempts, deps_remaining, item, limit_group, limit_key) VALUES ";
+     max_attempts, deps_remaining, ready_at, item, limit_group, limit_key) VALUES ";
 
 /// `$2` instances more in the run (a `foreach` expanded).
 pub(super) const ADD_RUN_TASKS: &str =

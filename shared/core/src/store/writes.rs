@@ -644,13 +644,14 @@ impl Tx {
     /// statement counts down every group released (a batch of completions
     /// may release many), after one that locks their rows in name order on
     /// PostgreSQL; one more readies the groups at zero, all their
-    /// instances at once.
+    /// instances at once. Returns the groups at zero (a `foreach` task's
+    /// among them, whose instances its caller creates next, ready).
     pub(crate) async fn release_children(
         &mut self,
         run_id: Uuid,
         releases: &[(String, i64)],
         now: DateTime<Utc>,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<String>, Error> {
         let mut c = self.conn();
         let mut releases = releases.to_vec();
         releases.sort();
@@ -699,7 +700,8 @@ impl Tx {
             };
             c.execute(sql).await?;
         }
-        Ok(())
+        ready.extend(deferred);
+        Ok(ready)
     }
 
     /// Creates the instances of the run's deferred groups (of `names` only,
@@ -729,13 +731,15 @@ impl Tx {
     }
 
     /// Creates the instances of a `foreach` task, one per item (index =
-    /// position), `pending` and not ready (the parent's release, in the same
-    /// transaction, makes them ready), and counts them in the run.
+    /// position), `pending`, ready since `now` if the task has no parent
+    /// left to succeed (`task.deps_remaining`: the caller released its
+    /// group first), and counts them in the run.
     pub(crate) async fn expand_foreach(
         &mut self,
         run_id: Uuid,
         task: &NewTask,
         items: &[serde_json::Value],
+        now: DateTime<Utc>,
     ) -> Result<(), Error> {
         if items.is_empty() {
             return Ok(());
@@ -759,7 +763,8 @@ impl Tx {
                     s.arg(task.executor.as_str()),
                     s.arg(TaskStatus::Pending.as_str()),
                     s.arg(task.max_attempts),
-                    s.arg(task.deps_remaining.max(1)),
+                    s.arg(task.deps_remaining),
+                    s.arg((task.deps_remaining == 0).then_some(now)),
                     s.arg(Some(item.clone())),
                     s.arg(task.limit_group.clone()),
                     s.arg(task.limit_key.clone()),
