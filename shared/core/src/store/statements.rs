@@ -258,17 +258,19 @@ macro_rules! claim_set {
     };
 }
 
-/// Which rows a claim takes: a run's ready instances, past their backoff.
+/// The rows a claim takes: run `$1`'s ready instances, past their backoff
+/// at `$2` ([`CLAIM_HEAD`], [`LOCK_READY_HEAD`], [`CLAIM_CANDIDATES_HEAD`]).
 macro_rules! ready_of_run {
     () => {
-        "SELECT id FROM tasks WHERE run_id = $1 AND status = 'pending' \
+        " FROM tasks WHERE run_id = $1 AND status = 'pending' \
          AND deps_remaining = 0 AND (not_before IS NULL OR not_before <= $2)"
     };
 }
 
 /// Followed by the filters, [`CLAIM_ORDER`], [`CLAIM_LIMIT`], then
 /// [`CLAIM_TAIL`].
-pub(super) const CLAIM_HEAD: &str = concat!(claim_set!(), "WHERE id IN (", ready_of_run!());
+pub(super) const CLAIM_HEAD: &str =
+    concat!(claim_set!(), "WHERE id IN (SELECT id", ready_of_run!());
 
 /// [`CLAIM_HEAD`] on PostgreSQL, followed as it is, then
 /// [`super::Dialect::skip_locked`], `)` and [`CLAIM_TAIL`]. The rows
@@ -276,7 +278,7 @@ pub(super) const CLAIM_HEAD: &str = concat!(claim_set!(), "WHERE id IN (", ready
 /// `IN` subquery, PostgreSQL joined them to a scan of the whole table.
 pub(super) const CLAIM_HEAD_PG: &str = concat!(
     claim_set!(),
-    "WHERE (status || '') = 'pending' AND id = ANY(ARRAY(",
+    "WHERE (status || '') = 'pending' AND id = ANY(ARRAY(SELECT id",
     ready_of_run!()
 );
 
@@ -312,10 +314,11 @@ pub(super) const CLAIM_TAIL: &str =
 /// (their attempt numbers one ahead): [`FINISH_LOCKED_CLAIM`] writes the
 /// claim and the end at once. Followed by the executor kinds, then
 /// [`LOCK_READY_TAIL`] and [`super::Dialect::skip_locked`].
-pub(super) const LOCK_READY_HEAD: &str =
-    "SELECT id, run_id, name, task_index, task_count, attempt + 1 AS attempt, item FROM tasks \
-     WHERE run_id = $1 AND status = 'pending' AND deps_remaining = 0 \
-     AND (not_before IS NULL OR not_before <= $2) AND executor IN (";
+pub(super) const LOCK_READY_HEAD: &str = concat!(
+    "SELECT id, run_id, name, task_index, task_count, attempt + 1 AS attempt, item",
+    ready_of_run!(),
+    " AND executor IN ("
+);
 
 /// In [`CLAIM_ORDER`]'s order.
 pub(super) const LOCK_READY_TAIL: &str = ") ORDER BY ready_at LIMIT $3";
@@ -675,9 +678,7 @@ pub(super) const RUN_GATE: &str = "SELECT (SELECT status FROM runs WHERE id = $1
 /// `$1` the run, `$2` the time, `$3` the batch size; the ready instances,
 /// optionally followed by [`CLAIM_EXECUTORS`]…`)` and [`CLAIM_TASKS`]…`)`,
 /// then [`CLAIM_CANDIDATES_TAIL`].
-pub(super) const CLAIM_CANDIDATES_HEAD: &str =
-    "SELECT id, name FROM tasks WHERE run_id = $1 AND status = 'pending' \
-     AND deps_remaining = 0 AND (not_before IS NULL OR not_before <= $2)";
+pub(super) const CLAIM_CANDIDATES_HEAD: &str = concat!("SELECT id, name", ready_of_run!());
 
 pub(super) const CLAIM_CANDIDATES_TAIL: &str = " ORDER BY name, task_index LIMIT $3";
 

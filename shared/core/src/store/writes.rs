@@ -53,7 +53,7 @@ impl NewTask {
     }
 }
 
-/// A deferred group taken by [`Tx::take_deferred`]: its instances to create.
+/// A deferred group taken by [`Tx::create_deferred`]: its instances to create.
 #[derive(sqlx::FromRow)]
 struct DeferredGroup {
     name: String,
@@ -265,11 +265,16 @@ impl Claim<'_> {
             }
         }
         if let Some(tasks) = self.tasks {
-            match pg {
-                true => push_any(sql, CLAIM_TASKS_PG, tasks.iter().cloned()),
-                false => push_in(sql, CLAIM_TASKS, tasks.iter().cloned()),
-            }
+            push_names(sql, dialect, tasks);
         }
+    }
+}
+
+/// ` AND name IN (…)` of `names`, as one array on PostgreSQL.
+fn push_names(sql: &mut Sql, dialect: Dialect, names: &[String]) {
+    match dialect {
+        Dialect::Postgres => push_any(sql, CLAIM_TASKS_PG, names.iter().cloned()),
+        Dialect::Sqlite => push_in(sql, CLAIM_TASKS, names.iter().cloned()),
     }
 }
 
@@ -716,16 +721,11 @@ impl Tx {
         let mut c = self.conn();
         let mut sql = Sql::new(TAKE_DEFERRED_HEAD).bind(run_id);
         if let Some(names) = names {
-            match c.dialect() {
-                Dialect::Postgres => push_any(&mut sql, CLAIM_TASKS_PG, names.iter().cloned()),
-                Dialect::Sqlite => push_in(&mut sql, CLAIM_TASKS, names.iter().cloned()),
-            }
+            push_names(&mut sql, c.dialect(), names);
         }
         sql.push(TAKE_DEFERRED_TAIL);
         let groups: Vec<DeferredGroup> = c.fetch_all(sql).await?;
-        let mut tasks: Vec<NewTask> = groups.into_iter().map(NewTask::from).collect();
-        // In name order, as the instances of a run's trigger are.
-        tasks.sort_by(|a, b| a.name.cmp(&b.name));
+        let tasks: Vec<NewTask> = groups.into_iter().map(NewTask::from).collect();
         let tasks: Vec<&NewTask> = tasks.iter().collect();
         insert_tasks(&mut c, run_id, now, &tasks).await
     }
