@@ -15,13 +15,12 @@ use uuid::Uuid;
 
 use crate::output;
 use crate::progress::{self, Progress};
-use crate::{Cli, Command, DbtCommand};
+use crate::{Cli, Command, DbtCommand, Global};
 
 /// Runs one command; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
     let Cli {
-        config,
-        json,
+        global: Global { config, json },
         command,
     } = cli;
     match command {
