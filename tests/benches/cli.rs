@@ -8,7 +8,8 @@
 //! - the floor: a 40-task noop chain (median wall, peak RSS), 40 sequential
 //!   `sh -c 'echo hi'` tasks and a 202-task process fan-out, each beside the
 //!   same processes spawned by bash in the same run, bash and `ork` taking
-//!   turns; the process floors twice, the run's directory on disk and on
+//!   turns; the process floors twice, the run's directory on disk (in a
+//!   directory whose subdirectories ext4 spreads, see `spread_dir`) and on
 //!   tmpfs (`/dev/shm`, where there is one);
 //! - printing at 10,000 tasks: the default progress (a line of counts every
 //!   5 s off a terminal) and `--verbose` (a line per transition) beside
@@ -213,6 +214,37 @@ fn ork_once(yaml: &str, base: &Path, kept: &mut Vec<tempfile::TempDir>) -> Measu
     measured
 }
 
+/// A directory whose subdirectories the filesystem spreads over its block
+/// groups (`FS_TOPDIR_FL`, what `chattr +T` sets; ext4 honours it), for the
+/// floors on disk.
+///
+/// Why: on ext4 without a journal, what a run's files cost to create
+/// depends on how many files were deleted in the last minutes in their
+/// directory's block group (see `ork_once`), whoever deleted them: this
+/// bench's earlier sections, an earlier bench, a build. A directory made
+/// in `/tmp` shares `/tmp`'s group. After 2,500 files had been deleted in
+/// `/tmp`, the 202-task fan-out measured 1.60 × its bash floor in a
+/// directory of `/tmp` and 1.12 × in one of this directory, in the same
+/// minutes. Where the flag cannot be set, the directory is an ordinary one.
+fn spread_dir(parent: &Path) -> tempfile::TempDir {
+    use std::os::fd::AsRawFd;
+    /// `FS_TOPDIR_FL` of `linux/fs.h`.
+    const TOP_OF_HIERARCHY: libc::c_int = 0x0002_0000;
+    let dir = tempfile::tempdir_in(parent).expect("tempdir");
+    if let Ok(handle) = std::fs::File::open(dir.path()) {
+        let mut flags: libc::c_int = 0;
+        // SAFETY: both ioctls read or write one int at the pointer given,
+        // on a descriptor this function holds open.
+        unsafe {
+            if libc::ioctl(handle.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) == 0 {
+                flags |= TOP_OF_HIERARCHY;
+                libc::ioctl(handle.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags);
+            }
+        }
+    }
+    dir
+}
+
 /// A floor: `ork run` of `yaml` (median wall, largest peak RSS), and with
 /// `bash`, the median of the same processes spawned by bash, each bash
 /// run right before an `ork` run, so that both see the same machine (it
@@ -288,15 +320,16 @@ async fn main() {
     println!(
         "\nthe floor (median of {FLOOR_RUNS}, fresh SQLite file each; bash and ork take turns)"
     );
+    let spread = spread_dir(&std::env::temp_dir());
+    let disk = spread.path();
     // The floors' directories, removed at the end (see `ork_once`).
     let mut kept = Vec::new();
-    let disk = std::env::temp_dir();
-    let (chain, rss, _) = floor_runs(&chain_yaml(40, "executor: noop"), None, &disk, &mut kept);
+    let (chain, rss, _) = floor_runs(&chain_yaml(40, "executor: noop"), None, disk, &mut kept);
     println!(
         "chain of 40 noop tasks               {:>7.1} ms  peak RSS {rss:>5.1} MiB",
         chain.as_secs_f64() * 1000.0
     );
-    process_floors(&disk, &mut kept);
+    process_floors(disk, &mut kept);
     // The same in memory: the filesystem's state (see `ork_once`), and
     // the fsyncs, out of the picture.
     let shm = Path::new("/dev/shm");
