@@ -45,10 +45,7 @@ impl Cli {
     /// `tests::parses_as_the_whole_command` checks that the matches are the
     /// same.
     fn parse_fast() -> Cli {
-        Self::parse_from_fast(std::env::args_os().collect())
-    }
-
-    fn parse_from_fast(args: Vec<std::ffi::OsString>) -> Cli {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
         let whole = Cli::command();
         let matches = Self::one_subcommand(&whole, &args)
             .and_then(|command| command.try_get_matches_from(&args).ok())
@@ -58,14 +55,16 @@ impl Cli {
 
     /// The root's options and settings with only the subcommand `args`
     /// name, or None where the whole command should answer (help, version,
-    /// no or an unknown subcommand).
+    /// no or an unknown subcommand, an unknown root option).
     fn one_subcommand(whole: &clap::Command, args: &[std::ffi::OsString]) -> Option<clap::Command> {
+        if args.iter().any(|a| a == "-h" || a == "--help") {
+            return None;
+        }
         let mut rest = args.iter().skip(1).map(|a| a.to_str());
         let name = loop {
             let arg = rest.next()??;
-            if arg == "--" || arg == "-h" || arg == "--help" || arg == "-V" || arg == "--version" {
-                return None;
-            }
+            // `-V`, `--version` and `--` are none of the root's options
+            // (clap adds the first two when it builds the command).
             let Some(flag) = arg.strip_prefix("--") else {
                 if arg.starts_with('-') {
                     return None;
@@ -81,9 +80,6 @@ impl Cli {
             }
         };
         let sub = whole.find_subcommand(name)?.clone();
-        if args.iter().any(|a| a == "-h" || a == "--help") {
-            return None;
-        }
         // As `#[command(name = "ork", version)]` has it.
         let mut root = clap::Command::new("ork")
             .version(env!("CARGO_PKG_VERSION"))
@@ -415,6 +411,8 @@ mod tests {
             "ork --help",
             "ork run --help",
             "ork -V",
+            "ork --version",
+            "ork -- status",
             "ork help run",
             "ork nosuch",
             "ork --nosuch run",
