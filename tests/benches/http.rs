@@ -1,4 +1,4 @@
-//! `cargo bench -p ork-api --bench http`: the handlers over HTTP on
+//! `cargo bench -p ork-tests --bench http`: the handlers over HTTP on
 //! PostgreSQL (`DATABASE_URL`, a fresh database per run).
 //!
 //! - webhook round trip: POST /complete answered, p50/p99;
@@ -18,6 +18,8 @@
 //! - cold start: a Lambda binary (`target/release/advance`, built by
 //!   `cargo build --release -p ork-functions`) from exec until it asks the
 //!   Runtime API for its first event, p50/max.
+//!
+//! `ORK_BENCH_ONLY=webhook` runs the webhook benches alone.
 
 use ork_tests::db as common;
 use ork_tests::fake_cloudrun;
@@ -449,6 +451,9 @@ async fn main() {
     webhook_load(&url, &app, &recorder, 10_000, 64, None).await;
     webhook_load(&url, &app, &recorder, 10_000, 64, Some(2500.0)).await;
     drop(app);
+    if std::env::var("ORK_BENCH_ONLY").is_ok_and(|only| only == "webhook") {
+        return;
+    }
     cold_starts(&url, 20).await;
     lambda_memory(&url, 10).await;
     cloud_run_dispatches(&url, 100, 1).await;

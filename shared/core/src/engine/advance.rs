@@ -290,6 +290,7 @@ impl Engine {
             metrics::histogram!("ork_claim_batch_size").record(tasks.len() as f64);
             done.released.push(super::Released {
                 run_id,
+                run: None,
                 full: tasks.len() as i64 == self.config.claim_batch,
                 tasks,
                 outputs: done.outputs.remove(&run_id).unwrap_or_default(),
@@ -303,8 +304,11 @@ impl Engine {
     /// executors: the rest of an `advance` step. `true` when the run may
     /// have more ready (its claim was full, or attempts ended at once):
     /// `advance` it next.
-    pub async fn dispatch_released(&self, released: super::Released) -> Result<bool, Error> {
-        let run = self.store.get_run(released.run_id).await?;
+    pub async fn dispatch_released(&self, mut released: super::Released) -> Result<bool, Error> {
+        let run = match released.run.take() {
+            Some(run) => run,
+            None => self.store.get_run(released.run_id).await?,
+        };
         let step = self.hand_off_released(&run, released).await?;
         Ok(step.full || step.ended_any)
     }
@@ -520,9 +524,7 @@ impl Engine {
             let started = &started;
             let lease_until = now + self.config.heartbeat_timeout;
             retry(TRANSIENT_DB, Error::is_transient, || async move {
-                let mut tx = self.store.begin().await?;
-                tx.mark_started(started, now, lease_until).await?;
-                tx.commit().await
+                self.store.mark_started(started, now, lease_until).await
             })
             .await?;
         }

@@ -111,6 +111,10 @@ pub struct Completed {
 #[derive(Debug, Clone)]
 pub struct Released {
     pub run_id: Uuid,
+    /// The run as the releasing transaction left it (its row comes back
+    /// from the update that counts the closed instances): the dispatch
+    /// needs no read of it.
+    pub(super) run: Option<crate::model::Run>,
     pub(super) tasks: Vec<crate::store::ClaimedTask>,
     /// The claim took a whole batch: more may be ready.
     pub(super) full: bool,
@@ -518,20 +522,27 @@ impl Engine {
             self.claim_released(tx, &mut completed, workflows).await?;
         }
         for (run_id, closed, failed) in closes {
-            if let Some(status) = tx.close_tasks(run_id, closed, failed, now).await? {
+            let Some(run) = tx.close_tasks(run_id, closed, failed, now).await? else {
+                continue;
+            };
+            if run.status.is_final() {
                 self.store_cost(tx, &workflows[&run_id].spec, run_id, now)
                     .await?;
-                completed.finalized.push((run_id, status));
+                completed.finalized.push((run_id, run.status));
                 // Nothing of it is left to claim: a released child or a
                 // retry would have kept it open.
                 completed.to_advance.retain(|r| *r != run_id);
                 completed.maybe_ready.remove(&run_id);
+            } else if let Some(released) =
+                completed.released.iter_mut().find(|r| r.run_id == run_id)
+            {
+                released.run = Some(run);
             }
         }
         self.free_slots(tx, &finished, workflows, &mut completed)
             .await?;
         if completed.applied() > 0 {
-            tx.notify_wake().await?;
+            tx.notify_wake();
         }
         Ok(completed)
     }

@@ -60,7 +60,7 @@ impl Engine {
             if !paused {
                 tx.record_schedule_slot(workflow, now).await?;
             }
-            tx.notify_wake().await?;
+            tx.notify_wake();
             tx.commit().await
         })
         .await?;
@@ -154,7 +154,7 @@ impl Engine {
         retry(TRANSIENT_DB, Error::is_transient, || async move {
             let mut tx = self.store.begin().await?;
             tx.insert_backfill(row_ref, Utc::now()).await?;
-            tx.notify_wake().await?;
+            tx.notify_wake();
             tx.commit().await
         })
         .await?;

@@ -67,7 +67,7 @@ impl Engine {
                         .unwrap_or_default()
                 )));
             }
-            tx.notify_wake().await?;
+            tx.notify_wake();
             tx.commit().await?;
             Ok(Some(n))
         })

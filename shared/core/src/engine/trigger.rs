@@ -145,7 +145,7 @@ impl Engine {
                         }
                         _ => {}
                     }
-                    tx.notify_wake().await?;
+                    tx.notify_wake();
                 }
                 tx.commit().await?;
                 Ok((created, skipped, displaced))

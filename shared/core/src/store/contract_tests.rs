@@ -94,20 +94,32 @@ async fn claim_all(store: &Store, run: Uuid) -> Vec<super::ClaimedTask> {
     claimed
 }
 
+fn started(task_id: Uuid, attempt: i64) -> Started {
+    Started {
+        task_id,
+        attempt,
+        execution_id: format!("exec-{attempt}"),
+        deadline: None,
+    }
+}
+
+/// Records the start of an attempt as a dispatch does
+/// ([`Store::mark_started`]: one statement on PostgreSQL).
 async fn start(store: &Store, task_id: Uuid, attempt: i64) {
+    let lease = now() + Duration::seconds(300);
+    store
+        .mark_started(&[started(task_id, attempt)], now(), lease)
+        .await
+        .unwrap();
+}
+
+/// [`start`] as a step of a transaction ([`super::Tx::mark_started`]).
+async fn start_in_tx(store: &Store, task_id: Uuid, attempt: i64) {
     let mut tx = store.begin().await.unwrap();
-    tx.mark_started(
-        &[Started {
-            task_id,
-            attempt,
-            execution_id: format!("exec-{attempt}"),
-            deadline: None,
-        }],
-        now(),
-        now() + Duration::seconds(300),
-    )
-    .await
-    .unwrap();
+    let lease = now() + Duration::seconds(300);
+    tx.mark_started(&[started(task_id, attempt)], now(), lease)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 }
 
@@ -235,9 +247,18 @@ async fn mark_started_moves_dispatched_to_running(db: TestDb) {
     // Stale: a superseded attempt number, or an attempt already running.
     start(&db.store, claimed[1].id, 7).await;
     start(&db.store, claimed[0].id, 1).await;
+    start_in_tx(&db.store, claimed[1].id, 7).await;
+    start_in_tx(&db.store, claimed[0].id, 1).await;
     assert_eq!(events(&db.store, run.id).await, ev);
     let other = db.store.get_task(claimed[1].id).await.unwrap().unwrap();
     assert_eq!(other.status, TaskStatus::Dispatched);
+    // In a transaction, with the same row and event.
+    start_in_tx(&db.store, claimed[1].id, 1).await;
+    let other = db.store.get_task(claimed[1].id).await.unwrap().unwrap();
+    assert_eq!(other.status, TaskStatus::Running);
+    let mut ev = ev;
+    ev.push((Some(other.id), Some(1), "running".into()));
+    assert_eq!(events(&db.store, run.id).await, ev);
 }
 
 async fn finish_attempts_applies_only_attempts_in_flight(db: TestDb) {
@@ -413,9 +434,10 @@ async fn close_tasks_finalizes_the_run_exactly_once(db: TestDb) {
         let store = db.store.clone();
         async move {
             let mut tx = store.begin().await.unwrap();
-            let status = tx.close_tasks(run.id, closed, failed, now()).await.unwrap();
+            let closed = tx.close_tasks(run.id, closed, failed, now()).await.unwrap();
             tx.commit().await.unwrap();
-            status
+            // Only the call that finalized the run sees a final status.
+            closed.map(|r| r.status).filter(|s| s.is_final())
         }
     };
     assert_eq!(close(2, 0).await, None);

@@ -429,7 +429,8 @@ impl Tx {
         sql.push_list(runs.iter().copied());
         sql.push(")");
         self.conn().execute(sql).await?;
-        self.notify_wake().await
+        self.notify_wake();
+        Ok(())
     }
 
     /// The oldest runs waiting for the slot that the final run `freed` held

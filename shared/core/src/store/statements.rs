@@ -165,13 +165,15 @@ pub(super) const ANALYZE_SAMPLE: &str = "SET LOCAL default_statistics_target = 1
 
 pub(super) const ANALYZE_RUN_TABLES: &str = "ANALYZE tasks, task_groups";
 
-/// The conditional update that finalizes a run exactly once.
+/// The conditional update that finalizes a run exactly once. It returns
+/// the run's row: a report batch hands it to the dispatch of the children
+/// it claimed, which reads no run then.
 pub(super) const CLOSE_TASKS: &str =
     "UPDATE runs SET tasks_open = tasks_open - $2, tasks_failed = tasks_failed + $3, \
      status = CASE WHEN tasks_open - $2 > 0 THEN status \
                    WHEN tasks_failed + $3 > 0 THEN 'failed' ELSE 'success' END, \
      finished_at = CASE WHEN tasks_open - $2 > 0 THEN finished_at ELSE $4 END \
-     WHERE id = $1 AND status IN ('pending', 'running') RETURNING status";
+     WHERE id = $1 AND status IN ('pending', 'running') RETURNING *";
 
 pub(super) const CANCEL_RUN: &str =
     "UPDATE runs SET status = 'cancelled', tasks_open = 0, finished_at = $2 \
@@ -211,7 +213,7 @@ pub(super) const SET_RUN_COST: &str = "UPDATE runs SET cost_usd = $2 WHERE id = 
 /// retries wait on its row lock, and the later ones find it running.
 pub(super) const REOPEN_RUN: &str =
     "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL, cost_usd = NULL \
-     WHERE id = $1 AND status IN ('failed', 'cancelled') RETURNING status";
+     WHERE id = $1 AND status IN ('failed', 'cancelled')";
 /// A run's instances counted per task name and status.
 pub(super) const TASK_STATUS_COUNTS: &str =
     "SELECT name, status, COUNT(*) AS n FROM tasks WHERE run_id = $1 GROUP BY name, status";
@@ -342,6 +344,17 @@ pub(super) const MARK_STARTED_TAIL: &str =
     ") AS v WHERE tasks.id = v.column1 AND tasks.attempt = v.column2 \
      AND (tasks.status || '') = 'dispatched' \
      RETURNING tasks.id, tasks.run_id, tasks.attempt, tasks.status";
+
+/// Around [`MARK_STARTED_PG`] … [`MARK_STARTED_TAIL`] on PostgreSQL when
+/// the starts are a transaction of their own ([`super::Store::mark_started`]):
+/// the `running` events (at `$1`) are written by the same statement, which
+/// commits alone, one round trip where `BEGIN`, the update, the events and
+/// `COMMIT` took four.
+pub(super) const MARK_STARTED_ALONE_PG_HEAD: &str = "WITH started AS (";
+
+pub(super) const MARK_STARTED_ALONE_PG_TAIL: &str =
+    ") INSERT INTO events (run_id, task_id, attempt, status, detail, at) \
+     SELECT run_id, id, attempt, status, NULL, $1 FROM started ORDER BY id";
 
 /// `$1` is the time; followed by one `(task, attempt, status, exit code,
 /// error, output, not before)` tuple per result, then
@@ -476,6 +489,16 @@ pub(super) const INSERT_EVENTS_PG: &str =
      SELECT run_id, task_id, attempt, status, detail, at FROM unnest($1::uuid[], $2::uuid[], \
      $3::bigint[], $4::text[], $5::text[], $6::timestamptz[]) WITH ORDINALITY \
      AS u(run_id, task_id, attempt, status, detail, at, n) ORDER BY n";
+
+/// [`INSERT_EVENTS_PG`] that also notifies [`WAKE_CHANNEL`] (as
+/// [`NOTIFY_WAKE`]; delivered at commit): a transaction that wakes the
+/// hosts and logs events pays one round trip for both. Only with events:
+/// the notification is a row joined to each of theirs.
+pub(super) const INSERT_EVENTS_WAKE_PG: &str = "WITH wake AS (SELECT pg_notify('ork_wake', '')) \
+     INSERT INTO events (run_id, task_id, attempt, status, detail, at) \
+     SELECT run_id, task_id, attempt, status, detail, at FROM unnest($1::uuid[], $2::uuid[], \
+     $3::bigint[], $4::text[], $5::text[], $6::timestamptz[]) WITH ORDINALITY \
+     AS u(run_id, task_id, attempt, status, detail, at, n) CROSS JOIN wake ORDER BY n";
 
 // ---- reads (reads.rs) ----
 
