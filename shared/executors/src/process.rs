@@ -328,7 +328,8 @@ impl Executor for ProcessExecutor {
         // ~0.15 ms. Alone, it is done here; in a batch, on blocking
         // threads, so that the starts overlap and a fan-out's children
         // exec on the other CPUs meanwhile (202 `sh` tasks: 157 -> 134 ms).
-        // Not always: the hop costs a chain ~0.15 ms a task.
+        // Not always: the hop costs a chain ~0.15 ms a task. (`ork run`
+        // caps its blocking threads: `SPAWNING_THREADS` in the CLI.)
         let spawned = if req.batch > 1 {
             tokio::task::spawn_blocking(move || crate::affinity::unpinned(|| command.spawn()))
                 .await
