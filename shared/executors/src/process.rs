@@ -285,10 +285,10 @@ impl Executor for ProcessExecutor {
             .try_clone()
             .and_then(|out| Ok((out, log.file.try_clone()?)))
             .map_err(|e| ExecutorError::permanent(e.to_string()))?;
+        // Named by attempt, which every claim numbers anew: no earlier
+        // file can be there.
         let output_path = log_path.with_extension("output.json");
-        let _ = std::fs::remove_file(&output_path);
         let error_path = log_path.with_extension("error.json");
-        let _ = std::fs::remove_file(&error_path);
 
         let detached = self
             .worker_program
