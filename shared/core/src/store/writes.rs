@@ -164,6 +164,19 @@ pub(super) struct NewEvent {
     pub(super) detail: Option<String>,
 }
 
+impl NewEvent {
+    /// An event of the run itself (no task): its new `status`.
+    fn of_run(run_id: Uuid, status: RunStatus, detail: Option<String>) -> NewEvent {
+        NewEvent {
+            run_id,
+            task_id: None,
+            attempt: None,
+            status: status.as_str(),
+            detail,
+        }
+    }
+}
+
 /// The events of a transaction's steps, in order, written by one
 /// statement when it commits ([`Tx::commit`]): each step used to write its
 /// own, one more round trip to PostgreSQL, or hand-off to SQLite's
@@ -412,16 +425,14 @@ impl Tx {
         insert_tasks(&mut c, run.id, run.created_at, &now).await?;
         log.add(
             run.created_at,
-            vec![NewEvent {
-                run_id: run.id,
-                task_id: None,
-                attempt: None,
-                status: run.status.as_str(),
-                detail: Some(format!(
+            vec![NewEvent::of_run(
+                run.id,
+                run.status,
+                Some(format!(
                     "{} v{} ({})",
                     run.workflow, run.version, run.trigger
                 )),
-            }],
+            )],
         );
         Ok(true)
     }
@@ -510,13 +521,7 @@ impl Tx {
     ) -> Result<(), Error> {
         let (mut c, log) = self.parts();
         if claim.run_pending && c.execute(Sql::new(START_RUN).bind(claim.run_id)).await? == 1 {
-            events.push(NewEvent {
-                run_id: claim.run_id,
-                task_id: None,
-                attempt: None,
-                status: RunStatus::Running.as_str(),
-                detail: None,
-            });
+            events.push(NewEvent::of_run(claim.run_id, RunStatus::Running, None));
         }
         log.add(claim.now, events);
         Ok(())
@@ -828,16 +833,7 @@ impl Tx {
             )
             .await?;
         if let Some(run) = run.as_ref().filter(|r| r.status.is_final()) {
-            log.add(
-                now,
-                vec![NewEvent {
-                    run_id,
-                    task_id: None,
-                    attempt: None,
-                    status: run.status.as_str(),
-                    detail: None,
-                }],
-            );
+            log.add(now, vec![NewEvent::of_run(run_id, run.status, None)]);
         }
         Ok(run)
     }
@@ -1083,13 +1079,7 @@ impl Tx {
             .fetch_all(Sql::new(CANCEL_TASKS_OF_RUN).bind(run_id).bind(now))
             .await?;
         let mut events = task_events(&rows);
-        events.push(NewEvent {
-            run_id,
-            task_id: None,
-            attempt: None,
-            status: RunStatus::Cancelled.as_str(),
-            detail: None,
-        });
+        events.push(NewEvent::of_run(run_id, RunStatus::Cancelled, None));
         log.add(now, events);
         Ok(Some(in_flight))
     }
@@ -1207,13 +1197,7 @@ impl Tx {
         let detail = format!("{reason}: {reopened} task instance(s) to run again");
         log.add(
             now,
-            vec![NewEvent {
-                run_id,
-                task_id: None,
-                attempt: None,
-                status: RunStatus::Running.as_str(),
-                detail: Some(detail),
-            }],
+            vec![NewEvent::of_run(run_id, RunStatus::Running, Some(detail))],
         );
         Ok(reopened)
     }
