@@ -17,7 +17,8 @@
 //!   the files, from each package built on its own (`-p ork-cli`, as the
 //!   Dockerfile builds it; built together with `-p ork-functions`, shared
 //!   crates unify other features, and their symbols get other names).
-//!   Names they list that no longer exist are skipped.
+//!   Names they list that no longer exist are skipped; the files record a
+//!   fingerprint of the sources, which `tests/tests/symbol_order.rs` checks.
 use std::path::Path;
 
 fn main() {

@@ -26,6 +26,7 @@ PostgreSQL at $DATABASE_URL (the Lambda handler runs on it, as deployed).
 """
 
 import collections
+import hashlib
 import http.server
 import json
 import os
@@ -97,8 +98,36 @@ def ordered(workloads):
     return names
 
 
-def write(path, names):
-    path.write_text("".join(f"{n}\n" for n in names))
+# What the binaries are built from. Any change to it may rename the
+# functions a file lists (a generic instance's hash, LLVM's `.llvm.N`
+# suffixes, a closure's number), so the files record its fingerprint and
+# `tests/tests/symbol_order.rs` fails when it no longer matches.
+SOURCE_DIRS = ("shared", "api", "cli", "functions")
+SOURCE_FILES = ("Cargo.toml", "Cargo.lock")
+
+
+def sources_fingerprint():
+    """SHA-256 over each source's path and bytes, sorted by path: every
+    `*.rs` and `Cargo.toml` under SOURCE_DIRS, and SOURCE_FILES."""
+    paths = [Path(f) for f in SOURCE_FILES]
+    for top in SOURCE_DIRS:
+        for path in (ROOT / top).rglob("*"):
+            rel = path.relative_to(ROOT)
+            if "target" in rel.parts or not path.is_file():
+                continue
+            if path.suffix == ".rs" or path.name == "Cargo.toml":
+                paths.append(rel)
+    digest = hashlib.sha256()
+    for rel in sorted(paths, key=lambda p: p.as_posix()):
+        digest.update(rel.as_posix().encode() + b"\0")
+        digest.update((ROOT / rel).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def write(path, names, fingerprint):
+    # LLD skips the lines of an ordering file that start with `#`.
+    header = f"# sources {fingerprint} (just symbol-order)\n"
+    path.write_text(header + "".join(f"{n}\n" for n in names))
     print(f"{path.relative_to(ROOT)}: {len(names)} functions", file=sys.stderr)
 
 
@@ -179,6 +208,7 @@ def runtime_api(event):
 
 
 def main():
+    fingerprint = sources_fingerprint()
     # Each package on its own, as the Dockerfile and `just bench` build it:
     # built together, they unify features into different symbol names.
     for package in ("ork-cli", "ork-functions"):
@@ -233,8 +263,8 @@ def main():
         handler_run = self_costs(profile, str(trigger))
     psql(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
 
-    write(ROOT / "cli" / "symbol-order.txt", ordered(ork_runs))
-    write(ROOT / "functions" / "symbol-order.txt", ordered([handler_run]))
+    write(ROOT / "cli" / "symbol-order.txt", ordered(ork_runs), fingerprint)
+    write(ROOT / "functions" / "symbol-order.txt", ordered([handler_run]), fingerprint)
 
 
 if __name__ == "__main__":
