@@ -651,10 +651,11 @@ fn local_engine(
     Engine::new(store, executors, engine_config)
 }
 
-/// `ork run --resume RUN`: re-attach to a run whose `ork run` died. Its
-/// attempts in flight belong to no live process: their leases are not
-/// renewed, so the loop fails them (retrying per policy) when they run
-/// out, then drives the run to its end as `ork run` would have.
+/// `ork run --resume RUN`: re-attach to a run whose `ork run` died, and
+/// drive it to its end as `ork run` would have. Its attempts in flight
+/// belong to no live process. Local ones started on this machine fail at
+/// once (retrying per policy), their processes stopped if they still run;
+/// the others fail when their leases run out, which nothing renews.
 async fn resume(mut ctx: Ctx, run_id: Uuid, options: progress::Options) -> Result<i32> {
     let run = ctx.store.get_run(run_id).await?;
     if run.status.is_final() {
@@ -665,6 +666,7 @@ async fn resume(mut ctx: Ctx, run_id: Uuid, options: progress::Options) -> Resul
             1
         });
     }
+    let reaped = ctx.engine.reap_ended(run_id).await?;
     if !ctx.json {
         let tasks = ctx.store.run_tasks(run_id).await?;
         let in_flight: Vec<&Task> = tasks
@@ -675,6 +677,11 @@ async fn resume(mut ctx: Ctx, run_id: Uuid, options: progress::Options) -> Resul
             "resuming run {run_id} of {} v{} ({} tasks)",
             run.workflow, run.version, run.tasks_total
         );
+        if reaped > 0 {
+            println!(
+                "{reaped} attempt(s) of the dead `ork run` failed: their process had ended or was stopped"
+            );
+        }
         if let Some(until) = in_flight.iter().filter_map(|t| t.lease_expires_at).max() {
             println!(
                 "{} attempt(s) in flight from before: failed and retried per policy when their leases run out (by {until})",

@@ -252,8 +252,10 @@ enum Command {
     /// Apply a workflow file, trigger it and execute it here, showing progress.
     /// Exits 1 if the run fails. `--resume RUN` instead re-attaches to a run
     /// left unfinished (its `ork run` was killed): attempts in flight from
-    /// before are failed and retried per policy when their leases run out
-    /// (`ORK_HEARTBEAT_TIMEOUT`), and the run is driven to its end here.
+    /// before are failed and retried per policy, at once for local processes
+    /// started on this machine (stopped if they still run), else when their
+    /// leases run out (`ORK_HEARTBEAT_TIMEOUT`), and the run is driven to
+    /// its end here.
     Run {
         #[arg(required_unless_present = "resume")]
         file: Option<PathBuf>,

@@ -365,18 +365,21 @@ tasks:
 "#;
 
 /// Starts `ork run` on [`INTERRUPTED`], kills it with -9 while `first`
-/// runs, and returns the run id. Leases last 1s.
-fn run_and_kill(dir: &Path) -> String {
+/// runs, and returns the run id. Leases last `heartbeat_timeout` (the
+/// default when `None`).
+fn run_and_kill(dir: &Path, heartbeat_timeout: Option<&str>) -> String {
     use std::io::{BufRead, BufReader};
     let file = workflow(dir, "interrupted.yaml", INTERRUPTED);
-    let mut child = ork_on(dir)
+    let mut command = ork_on(dir);
+    command
         .args(["run", file.to_str().unwrap()])
         .current_dir(repo())
         .env("ORK_LOG_DIR", "target/test-logs")
-        .env("ORK_HEARTBEAT_TIMEOUT", "1s")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stdout(std::process::Stdio::piped());
+    if let Some(timeout) = heartbeat_timeout {
+        command.env("ORK_HEARTBEAT_TIMEOUT", timeout);
+    }
+    let mut child = command.spawn().unwrap();
     let mut first = String::new();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     stdout.read_line(&mut first).unwrap();
@@ -394,7 +397,7 @@ fn run_and_kill(dir: &Path) -> String {
 #[test]
 fn a_run_killed_with_9_is_resumed_by_ork_run_resume() {
     let dir = tempfile::tempdir().unwrap();
-    let run_id = run_and_kill(dir.path());
+    let run_id = run_and_kill(dir.path(), Some("1s"));
     let out = ork_on(dir.path())
         .args(["run", "--resume", &run_id])
         .current_dir(repo())
@@ -404,19 +407,86 @@ fn a_run_killed_with_9_is_resumed_by_ork_run_resume() {
         .unwrap();
     let printed = text(&out);
     assert_eq!(out.status.code(), Some(0), "{printed}");
+    // The child is on this machine: found lost before its lease (1s, run
+    // out by now) is looked at. `tests/tests/sweeper.rs` covers a resumed
+    // run's expired leases.
     let events = text(&ork(dir.path(), &["events", &run_id]));
     assert!(
-        events.contains("no heartbeat for 1s: the worker is gone"),
+        events.contains("lost: the ork process that started it died"),
         "{events}"
     );
     let status = text(&ork(dir.path(), &["status", &run_id, "--json"]));
     assert!(status.contains("\"success\""), "{status}");
 }
 
+/// With the default leases (5 min), `--resume` does not wait for them:
+/// the dead `ork run`'s child on this machine is stopped (it would sleep
+/// 20 s) and its attempt failed at once, and the retry succeeds.
+#[test]
+fn ork_run_resume_stops_what_the_dead_run_left_running_without_waiting_for_its_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_id = run_and_kill(dir.path(), None);
+    let tasks: serde_json::Value =
+        serde_json::from_slice(&ork(dir.path(), &["tasks", &run_id, "--json"]).stdout).unwrap();
+    let first = tasks
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "first"))
+        .unwrap_or_else(|| panic!("no task `first` in {tasks}"));
+    // "pid:N;watcher=…;space=…"
+    let execution = first["execution_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let pid: i32 = execution
+        .strip_prefix("pid:")
+        .and_then(|p| p.split(';').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("execution id {execution:?}"));
+    assert!(runs(pid), "the killed run's child {pid} should still run");
+
+    let started = std::time::Instant::now();
+    let out = ork_on(dir.path())
+        .args(["run", "--resume", &run_id])
+        .current_dir(repo())
+        .env("ORK_LOG_DIR", "target/test-logs")
+        .env("ORK_KILL_GRACE", "2s")
+        .output()
+        .unwrap();
+    let printed = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{printed}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "resumed in {:?}: waited for the lease? {printed}",
+        started.elapsed()
+    );
+    assert!(!runs(pid), "the dead run's child {pid} still runs");
+    let events = text(&ork(dir.path(), &["events", &run_id]));
+    assert!(
+        events
+            .contains("lost: the ork process that started it died; its process group was stopped"),
+        "{events}"
+    );
+    let status = text(&ork(dir.path(), &["status", &run_id, "--json"]));
+    assert!(status.contains("\"success\""), "{status}");
+}
+
+/// Whether `pid` runs (a zombie does not: it waits for init to reap it).
+fn runs(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let (_, rest) = s.rsplit_once(')')?;
+            rest.split_whitespace()
+                .next()
+                .map(|state| state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
+}
+
 #[test]
 fn a_run_killed_with_9_is_finished_by_the_sweeper_of_ork_serve() {
     let dir = tempfile::tempdir().unwrap();
-    let run_id = run_and_kill(dir.path());
+    let run_id = run_and_kill(dir.path(), Some("1s"));
     let mut serve = ork_on(dir.path())
         .args(["serve", "--addr", "127.0.0.1:0", "--tick", "300ms"])
         .current_dir(repo())

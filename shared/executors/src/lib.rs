@@ -23,6 +23,7 @@ pub mod kubernetes;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 mod log_file;
+mod orphans;
 pub mod process;
 #[cfg(any(feature = "cloudrun", feature = "azure"))]
 mod rest;

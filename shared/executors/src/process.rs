@@ -19,6 +19,7 @@ use ork_core::payload::{check_output_file, OutputFile};
 use ork_core::spec::ExecutorKind;
 
 use crate::log_file::SpareLogs;
+use crate::orphans::Fate;
 
 /// How long a stopped task's process group has between SIGTERM and SIGKILL,
 /// unless `ORK_KILL_GRACE` says otherwise.
@@ -59,6 +60,19 @@ pub async fn stop_group(child: &mut Child, grace: Duration) -> std::io::Result<E
     match exited {
         Some(status) => Ok(status),
         None => child.wait().await,
+    }
+}
+
+/// Stops the process group an orphaned child leads (see `stop_group`; it
+/// is not this process's child, so there is nothing to reap).
+async fn stop_orphan(group: Pid, grace: Duration) {
+    let _ = killpg(group, Signal::SIGTERM);
+    let deadline = tokio::time::Instant::now() + grace;
+    while group_running(group) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if group_running(group) {
+        let _ = killpg(group, Signal::SIGKILL);
     }
 }
 
@@ -348,7 +362,11 @@ impl Executor for ProcessExecutor {
             .map_err(|e| ExecutorError::permanent(format!("cannot start {program:?}: {e}")))?;
         self.spare_logs.refill(attempt_dir);
         let pid = child.id().unwrap_or_default();
-        let execution_id = format!("pid:{pid}");
+        // A detached worker reports for itself: it has no watcher here.
+        let execution_id = match detached {
+            Some(_) => format!("pid:{pid}"),
+            None => crate::orphans::execution_id(pid),
+        };
         let (kill_tx, kill_rx) = oneshot::channel();
         self.running
             .lock()
@@ -416,6 +434,42 @@ impl Executor for ProcessExecutor {
             let _ = this.completions.send(Completion { attempt, outcome });
         });
         Ok(Dispatch::Started { execution_id })
+    }
+
+    /// An attempt another `ork` process started, asked about by `ork run
+    /// --resume`: if that process died, its child's end is lost (nobody
+    /// could wait for it), so the attempt has failed; a child it left
+    /// running is stopped with its process group first, or it would run
+    /// beside the retry. Otherwise (its watcher lives, or it is on another
+    /// machine) nothing is told: see [`crate::orphans`].
+    async fn poll(
+        &self,
+        attempt: &AttemptRef,
+        execution_id: &str,
+    ) -> Result<Option<Outcome>, ExecutorError> {
+        if self
+            .running
+            .lock()
+            .expect("poisoned")
+            .contains_key(execution_id)
+        {
+            return Ok(None);
+        }
+        let lost = "lost: the ork process that started it died";
+        match crate::orphans::fate(execution_id, attempt) {
+            Fate::Unknown => Ok(None),
+            Fate::Ended => Ok(Some(Outcome::failure(
+                None,
+                format!("{lost}, and its process has ended since"),
+            ))),
+            Fate::Orphaned(pid) => {
+                stop_orphan(Pid::from_raw(pid), self.kill_grace).await;
+                Ok(Some(Outcome::failure(
+                    None,
+                    format!("{lost}; its process group was stopped"),
+                )))
+            }
+        }
     }
 
     async fn cancel(&self, _attempt: &AttemptRef, execution_id: &str) -> Result<(), ExecutorError> {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{Engine, TRANSIENT_DB};
 use crate::executor::{Completion, Executor, ExecutorError, Outcome};
-use crate::model::{AttemptRef, InFlight, Task};
+use crate::model::{AttemptRef, InFlight, Task, TaskStatus};
 use crate::retry::retry;
 use crate::spec::ExecutorKind;
 use crate::Error;
@@ -189,6 +189,45 @@ impl Engine {
             Ok(alive)
         })
         .await
+    }
+
+    /// `ork run --resume`: asks the executors of `run`'s attempts under way
+    /// how they are doing, and records the ends they can tell (the local
+    /// processes of the dead `ork run` that started them: see the process
+    /// executor's `poll`) now rather than when their leases run out. What
+    /// they cannot tell is left to the leases. Returns how many ended.
+    pub async fn reap_ended(&self, run_id: Uuid) -> Result<usize, Error> {
+        let run = self.store.get_run(run_id).await?;
+        let in_flight: Vec<InFlight> = self
+            .store
+            .run_tasks(run_id)
+            .await?
+            .into_iter()
+            .filter(|t| t.status == TaskStatus::Running && t.execution_id.is_some())
+            .map(|task| InFlight {
+                task,
+                workflow: run.workflow.clone(),
+                version: run.version,
+            })
+            .collect();
+        let ended: Vec<Completion> = stream::iter(&in_flight)
+            .map(|f| async move {
+                match self.check(f).await {
+                    Ok(outcome) => outcome.map(|outcome| Completion {
+                        attempt: f.attempt_ref(),
+                        outcome,
+                    }),
+                    Err(e) => {
+                        tracing::debug!(task = %f.task.label(), error = %e, "poll failed");
+                        None
+                    }
+                }
+            })
+            .buffer_unordered(self.config.dispatch_concurrency.max(1))
+            .filter_map(|c| async move { c })
+            .collect()
+            .await;
+        Ok(self.complete(&ended).await?.applied())
     }
 
     /// Asks an attempt's executor how it is doing: `Some` once it ended.
