@@ -6,8 +6,7 @@
 //!   child pairs) as fast as they are dispatched, each completion
 //!   releasing a child: completions/s, round trip and completion → child
 //!   dispatch p50/p99, the transactions committed (group commit); then
-//!   the same paced at 2,500 completions/s, the sustained rate,
-//!   three times (each run's p99 to the child, and their median);
+//!   the same paced at 2,500 completions/s, the sustained rate;
 //! - completion → child dispatched: from sending a parent's completion to
 //!   its child reaching the executor, p50/p99;
 //! - Cloud Run dispatches/s: 400 task instances sent to a local server
@@ -163,22 +162,21 @@ async fn webhooks(app: &TestApp, recorder: &Recorder) {
 /// between them (the k-th not before k / rate s after the first): latency
 /// at a sustained rate, not at saturation, where a closed loop of
 /// `workers` makes each round trip `workers` / throughput by Little's law.
-/// Completes `pairs` parent → child pairs of a new workflow `name` by
-/// `workers` workers, as fast as they are dispatched or paced at `rate`
-/// completions/s; prints the figures and returns the completion → child
-/// p99 (ms).
 async fn webhook_load(
     url: &str,
     app: &TestApp,
     recorder: &Recorder,
-    name: &str,
     pairs: usize,
     workers: usize,
     rate: Option<f64>,
-) -> f64 {
+) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     recorder.reset(Some(tx));
-    apply_pairs(app, name, pairs).await;
+    let name = match rate {
+        None => "load".to_owned(),
+        Some(r) => format!("load{r:.0}"),
+    };
+    apply_pairs(app, &name, pairs).await;
     let addr = app.url.clone();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(workers)
@@ -276,23 +274,16 @@ async fn webhook_load(
         pct(round_trips.clone(), 0.5),
         pct(round_trips, 0.99)
     );
-    let to_child_p99 = pct(to_child.clone(), 0.99);
     println!(
         "  completion → child     p50 {:>6.2} ms  p99 {:>6.2} ms",
-        pct(to_child, 0.5),
-        to_child_p99
+        pct(to_child.clone(), 0.5),
+        pct(to_child, 0.99)
     );
     println!(
         "  transactions           {commits} committed ({:.2} per completion, with the trigger, claims and reads)",
         commits as f64 / total as f64
     );
-    to_child_p99
 }
-
-/// How many times the paced load runs: its p99 is reported per run and as
-/// the median of the runs, since one run's tail moves with the machine
-/// (14.9 to 23.6 ms in three benches of one session).
-const PACED_ROUNDS: usize = 3;
 
 /// `ORK_MIGRATE` for the measured starts: as deployed (`false`, the
 /// schema migrated at deploy) unless the caller's environment says otherwise.
@@ -457,19 +448,8 @@ async fn main() {
     let recorder = Arc::new(Recorder::default());
     let app = serve(&url, &recorder).await;
     webhooks(&app, &recorder).await;
-    webhook_load(&url, &app, &recorder, "load", 10_000, 64, None).await;
-    let mut p99s = Vec::new();
-    for round in 0..PACED_ROUNDS {
-        let name = format!("paced{round}");
-        p99s.push(webhook_load(&url, &app, &recorder, &name, 10_000, 64, Some(2500.0)).await);
-    }
-    let listed: Vec<String> = p99s.iter().map(|p| format!("{p:.2}")).collect();
-    p99s.sort_by(f64::total_cmp);
-    println!(
-        "paced at 2500/s, completion → child p99 {} ms: median {:.2} ms",
-        listed.join(", "),
-        p99s[p99s.len() / 2]
-    );
+    webhook_load(&url, &app, &recorder, 10_000, 64, None).await;
+    webhook_load(&url, &app, &recorder, 10_000, 64, Some(2500.0)).await;
     drop(app);
     if std::env::var("ORK_BENCH_ONLY").is_ok_and(|only| only == "webhook") {
         return;

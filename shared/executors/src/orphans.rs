@@ -126,9 +126,7 @@ fn runs_attempt(pid: i32, attempt: &AttemptRef) -> bool {
         format!("ORK_ATTEMPT={}", attempt.attempt),
     ];
     let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
-    expected
-        .iter()
-        .all(|e| vars.contains(&e.as_bytes()))
+    expected.iter().all(|e| vars.contains(&e.as_bytes()))
 }
 
 #[cfg(test)]
