@@ -7,6 +7,8 @@
 //!   releasing a child: completions/s, round trip and completion → child
 //!   dispatch p50/p99, the transactions committed (group commit); then
 //!   the same paced at 2,500 completions/s, the sustained rate;
+//!   both three times, each on a new database and server (the paced p99
+//!   per round and the median);
 //! - completion → child dispatched: from sending a parent's completion to
 //!   its child reaching the executor, p50/p99;
 //! - Cloud Run dispatches/s: 400 task instances sent to a local server
@@ -169,7 +171,7 @@ async fn webhook_load(
     pairs: usize,
     workers: usize,
     rate: Option<f64>,
-) {
+) -> f64 {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     recorder.reset(Some(tx));
     let name = match rate {
@@ -274,16 +276,27 @@ async fn webhook_load(
         pct(round_trips.clone(), 0.5),
         pct(round_trips, 0.99)
     );
+    let to_child_p99 = pct(to_child.clone(), 0.99);
     println!(
         "  completion → child     p50 {:>6.2} ms  p99 {:>6.2} ms",
-        pct(to_child.clone(), 0.5),
-        pct(to_child, 0.99)
+        pct(to_child, 0.5),
+        to_child_p99
     );
     println!(
         "  transactions           {commits} committed ({:.2} per completion, with the trigger, claims and reads)",
         commits as f64 / total as f64
     );
+    to_child_p99
 }
+
+/// How many times the webhook loads run, each time on a new database and
+/// server: the saturated load, then the paced one, whose p99 to the child
+/// is printed per round and as the median. One run's tail moves with the
+/// machine (14.9 to 23.6 ms in three benches of one session), and rounds
+/// in one database are not alike: each leaves 40,000 tasks and 80,000
+/// events in the tables the next one writes (three paced runs in a row
+/// measured 29.8, 44.3 and 41.9 ms).
+const WEBHOOK_ROUNDS: usize = 3;
 
 /// `ORK_MIGRATE` for the measured starts: as deployed (`false`, the
 /// schema migrated at deploy) unless the caller's environment says otherwise.
@@ -448,9 +461,21 @@ async fn main() {
     let recorder = Arc::new(Recorder::default());
     let app = serve(&url, &recorder).await;
     webhooks(&app, &recorder).await;
-    webhook_load(&url, &app, &recorder, 10_000, 64, None).await;
-    webhook_load(&url, &app, &recorder, 10_000, 64, Some(2500.0)).await;
     drop(app);
+    let mut p99s = Vec::new();
+    for _ in 0..WEBHOOK_ROUNDS {
+        let round = common::postgres().await;
+        let app = serve(&round.url, &recorder).await;
+        webhook_load(&round.url, &app, &recorder, 10_000, 64, None).await;
+        p99s.push(webhook_load(&round.url, &app, &recorder, 10_000, 64, Some(2500.0)).await);
+    }
+    let listed: Vec<String> = p99s.iter().map(|p| format!("{p:.2}")).collect();
+    p99s.sort_by(f64::total_cmp);
+    println!(
+        "paced at 2500/s, completion → child p99 {} ms: median {:.2} ms ({WEBHOOK_ROUNDS} rounds)",
+        listed.join(", "),
+        p99s[p99s.len() / 2]
+    );
     if std::env::var("ORK_BENCH_ONLY").is_ok_and(|only| only == "webhook") {
         return;
     }
