@@ -394,17 +394,22 @@ fn run_and_kill(dir: &Path, heartbeat_timeout: Option<&str>) -> String {
     run_id
 }
 
+/// `ork run --resume RUN` to its end, with `env` set.
+fn resume(dir: &Path, run_id: &str, env: (&str, &str)) -> Output {
+    ork_on(dir)
+        .args(["run", "--resume", run_id])
+        .current_dir(repo())
+        .env("ORK_LOG_DIR", "target/test-logs")
+        .env(env.0, env.1)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_run_killed_with_9_is_resumed_by_ork_run_resume() {
     let dir = tempfile::tempdir().unwrap();
     let run_id = run_and_kill(dir.path(), Some("1s"));
-    let out = ork_on(dir.path())
-        .args(["run", "--resume", &run_id])
-        .current_dir(repo())
-        .env("ORK_LOG_DIR", "target/test-logs")
-        .env("ORK_HEARTBEAT_TIMEOUT", "1s")
-        .output()
-        .unwrap();
+    let out = resume(dir.path(), &run_id, ("ORK_HEARTBEAT_TIMEOUT", "1s"));
     let printed = text(&out);
     assert_eq!(out.status.code(), Some(0), "{printed}");
     // The child is on this machine: found lost before its lease (1s, run
@@ -445,13 +450,7 @@ fn ork_run_resume_stops_what_the_dead_run_left_running_without_waiting_for_its_l
     assert!(runs(pid), "the killed run's child {pid} should still run");
 
     let started = std::time::Instant::now();
-    let out = ork_on(dir.path())
-        .args(["run", "--resume", &run_id])
-        .current_dir(repo())
-        .env("ORK_LOG_DIR", "target/test-logs")
-        .env("ORK_KILL_GRACE", "2s")
-        .output()
-        .unwrap();
+    let out = resume(dir.path(), &run_id, ("ORK_KILL_GRACE", "2s"));
     let printed = text(&out);
     assert_eq!(out.status.code(), Some(0), "{printed}");
     assert!(

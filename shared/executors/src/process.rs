@@ -50,16 +50,16 @@ pub async fn stop_group(child: &mut Child, grace: Duration) -> std::io::Result<E
         status = child.wait() => Some(status?),
         _ = tokio::time::sleep_until(deadline) => None,
     };
-    // The leader is gone; its group may not be (children that outlived it).
-    while exited.is_some() && group_running(group) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if exited.is_none() || group_running(group) {
-        let _ = killpg(group, Signal::SIGKILL);
-    }
     match exited {
-        Some(status) => Ok(status),
-        None => child.wait().await,
+        // The leader is gone; its group may not be (children that outlived it).
+        Some(status) => {
+            kill_what_outlives(group, deadline).await;
+            Ok(status)
+        }
+        None => {
+            let _ = killpg(group, Signal::SIGKILL);
+            child.wait().await
+        }
     }
 }
 
@@ -67,7 +67,12 @@ pub async fn stop_group(child: &mut Child, grace: Duration) -> std::io::Result<E
 /// is not this process's child, so there is nothing to reap).
 async fn stop_orphan(group: Pid, grace: Duration) {
     let _ = killpg(group, Signal::SIGTERM);
-    let deadline = tokio::time::Instant::now() + grace;
+    kill_what_outlives(group, tokio::time::Instant::now() + grace).await;
+}
+
+/// Waits until no process of `group`, already sent SIGTERM, runs, or until
+/// `deadline`; then SIGKILLs what is left of it.
+async fn kill_what_outlives(group: Pid, deadline: tokio::time::Instant) {
     while group_running(group) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -76,28 +76,18 @@ impl Engine {
             ExecutorKind::Azure.as_str(),
         ];
         let running = self.store.running_attempts(&remote, SWEEP_LIMIT).await?;
-        let polled: Vec<Result<Completion, (Uuid, i64)>> = stream::iter(running)
-            .map(|f| async move {
-                match self.check(&f).await {
-                    Ok(Some(outcome)) => Some(Ok(Completion {
-                        attempt: f.attempt_ref(),
-                        outcome,
-                    })),
-                    // Its platform says it runs: as good as a heartbeat.
-                    Ok(None) => Some(Err((f.task.id, f.task.attempt))),
-                    Err(e) => {
-                        tracing::warn!(task = %f.task.label(), error = %e, "poll failed");
-                        None
-                    }
-                }
-            })
-            .buffer_unordered(self.config.dispatch_concurrency.max(1))
-            .filter_map(|c| async move { c })
-            .collect()
-            .await;
-        let (ended, alive): (Vec<_>, Vec<_>) = polled.into_iter().partition(Result::is_ok);
-        let ended: Vec<Completion> = ended.into_iter().filter_map(Result::ok).collect();
-        let alive: Vec<(Uuid, i64)> = alive.into_iter().filter_map(Result::err).collect();
+        let (mut ended, mut alive) = (Vec::new(), Vec::new());
+        for (f, answer) in self.poll_all(&running).await {
+            match answer {
+                Ok(Some(outcome)) => ended.push(Completion {
+                    attempt: f.attempt_ref(),
+                    outcome,
+                }),
+                // Its platform says it runs: as good as a heartbeat.
+                Ok(None) => alive.push((f.task.id, f.task.attempt)),
+                Err(e) => tracing::warn!(task = %f.task.label(), error = %e, "poll failed"),
+            }
+        }
         self.renew_leases(&alive).await?;
         let done = self.complete(&ended).await?;
         swept.polled = done.applied();
@@ -210,24 +200,37 @@ impl Engine {
                 version: run.version,
             })
             .collect();
-        let ended: Vec<Completion> = stream::iter(&in_flight)
-            .map(|f| async move {
-                match self.check(f).await {
-                    Ok(outcome) => outcome.map(|outcome| Completion {
-                        attempt: f.attempt_ref(),
-                        outcome,
-                    }),
-                    Err(e) => {
-                        tracing::debug!(task = %f.task.label(), error = %e, "poll failed");
-                        None
-                    }
-                }
-            })
+        let mut ended = Vec::new();
+        for (f, answer) in self.poll_all(&in_flight).await {
+            match answer {
+                Ok(Some(outcome)) => ended.push(Completion {
+                    attempt: f.attempt_ref(),
+                    outcome,
+                }),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(task = %f.task.label(), error = %e, "poll failed"),
+            }
+        }
+        Ok(self.complete(&ended).await?.applied())
+    }
+
+    /// [`Engine::check`] of each attempt, `dispatch_concurrency` at a time:
+    /// each attempt with its executor's answer.
+    async fn poll_all<'a>(
+        &self,
+        attempts: &'a [InFlight],
+    ) -> Vec<(&'a InFlight, Result<Option<Outcome>, ExecutorError>)> {
+        // By index: a closure taking `&InFlight` makes a future that the
+        // handlers' `Send` bound cannot prove general over its lifetime.
+        let answers: Vec<(usize, _)> = stream::iter(0..attempts.len())
+            .map(|i| async move { (i, self.check(&attempts[i]).await) })
             .buffer_unordered(self.config.dispatch_concurrency.max(1))
-            .filter_map(|c| async move { c })
             .collect()
             .await;
-        Ok(self.complete(&ended).await?.applied())
+        answers
+            .into_iter()
+            .map(|(i, answer)| (&attempts[i], answer))
+            .collect()
     }
 
     /// Asks an attempt's executor how it is doing: `Some` once it ended.
