@@ -119,7 +119,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             ctx.engine.delete_version(&workflow, version).await?;
             let done =
                 serde_json::json!({ "workflow": workflow, "version": version, "deleted": true });
-            ctx.print(&done, |_| println!("deleted {workflow} v{version}"));
+            ctx.print(&done, |_| outln!("deleted {workflow} v{version}"));
             Ok(0)
         }
         Command::Gc { older_than } => {
@@ -211,7 +211,7 @@ impl Ctx {
 
 /// Opening the store (before this) made or migrated the schema.
 fn init(config: &Config) -> Result<i32> {
-    println!("database ready at {}", redact(&config.database_url()));
+    outln!("database ready at {}", redact(&config.database_url()));
     Ok(0)
 }
 
@@ -228,7 +228,7 @@ async fn apply(ctx: &Ctx, specs: &[WorkflowSpec], path: &Path) -> Result<i32> {
             } else {
                 "unchanged at"
             };
-            println!("{} {what} version {}", a.name, a.version);
+            outln!("{} {what} version {}", a.name, a.version);
         }
     });
     Ok(0)
@@ -282,9 +282,7 @@ async fn create_workflow(ctx: &Ctx, job: OneJob) -> Result<i32> {
         rate_limits: BTreeMap::new(),
     };
     let a = ctx.engine.apply(&spec, None).await?;
-    ctx.print(&a, |a| {
-        println!("{} stored as version {}", a.name, a.version)
-    });
+    ctx.print(&a, |a| outln!("{} stored as version {}", a.name, a.version));
     Ok(0)
 }
 
@@ -330,7 +328,7 @@ async fn trigger(
         } else {
             " (existing run for this idempotency key)"
         };
-        println!("{}{note}", run.id);
+        outln!("{}{note}", run.id);
     });
     Ok(0)
 }
@@ -397,9 +395,9 @@ async fn pause(ctx: &Ctx, workflow: &str, paused: bool) -> Result<i32> {
     let done = serde_json::json!({ "workflow": workflow, "paused": paused });
     ctx.print(&done, |_| {
         if paused {
-            println!("{workflow}: paused (its schedule does not fire; manual triggers still run)");
+            outln!("{workflow}: paused (its schedule does not fire; manual triggers still run)");
         } else {
-            println!("{workflow}: unpaused (its schedule fires from now on)");
+            outln!("{workflow}: unpaused (its schedule fires from now on)");
         }
     });
     Ok(0)
@@ -438,10 +436,10 @@ async fn logs(
         };
         let path = ProcessExecutor::log_path(log_dir, &a);
         if many {
-            println!("==> {} (attempt {n}) <==", t.label());
+            outln!("==> {} (attempt {n}) <==", t.label());
         }
         match std::fs::read_to_string(&path) {
-            Ok(text) => print!("{text}"),
+            Ok(text) => out!("{text}"),
             Err(e) => {
                 missing += 1;
                 eprintln!(
@@ -457,10 +455,10 @@ async fn logs(
 
 async fn cancel(ctx: &Ctx, run_id: Uuid) -> Result<i32> {
     if ctx.engine.cancel(run_id).await? {
-        println!("run {run_id} cancelled");
+        outln!("run {run_id} cancelled");
     } else {
         let run = ctx.store.get_run(run_id).await?;
-        println!("run {run_id} is already {}", run.status);
+        outln!("run {run_id} is already {}", run.status);
     }
     Ok(0)
 }
@@ -476,7 +474,7 @@ async fn retry(
     match ctx.engine.retry(run_id, task).await? {
         Some(n) => {
             if !ctx.json {
-                println!("run {run_id} reopened: {}", output::plural(n, "task"));
+                outln!("run {run_id} reopened: {}", output::plural(n, "task"));
             }
             if let Some(progress) = wait {
                 return execute(&mut ctx, run_id, progress).await;
@@ -578,9 +576,9 @@ fn report_bulk(ctx: &Ctx, verb: &str, done: &[Uuid], matched: usize) -> Result<i
     let summary = serde_json::json!({ verb: done, "matched": matched });
     ctx.print(&summary, |_| {
         for id in done {
-            println!("{id}");
+            outln!("{id}");
         }
-        println!(
+        outln!(
             "{} {verb} (of {matched} matching)",
             output::plural(done.len() as i64, "run")
         );
@@ -614,7 +612,7 @@ async fn run_file(
         .trigger(&applied.name, parse_params(params)?, options)
         .await?;
     if !ctx.json {
-        println!(
+        outln!(
             "run {} of {} v{} ({})",
             t.run.id,
             applied.name,
@@ -659,7 +657,7 @@ fn local_engine(
 async fn resume(mut ctx: Ctx, run_id: Uuid, options: progress::Options) -> Result<i32> {
     let run = ctx.store.get_run(run_id).await?;
     if run.status.is_final() {
-        println!("run {run_id} is already {}", run.status);
+        outln!("run {run_id} is already {}", run.status);
         return Ok(if run.status == RunStatus::Success {
             0
         } else {
@@ -673,17 +671,19 @@ async fn resume(mut ctx: Ctx, run_id: Uuid, options: progress::Options) -> Resul
             .iter()
             .filter(|t| matches!(t.status, TaskStatus::Dispatched | TaskStatus::Running))
             .collect();
-        println!(
+        outln!(
             "resuming run {run_id} of {} v{} ({} tasks)",
-            run.workflow, run.version, run.tasks_total
+            run.workflow,
+            run.version,
+            run.tasks_total
         );
         if reaped > 0 {
-            println!(
+            outln!(
                 "{reaped} attempt(s) of the dead `ork run` failed: their process had ended or was stopped"
             );
         }
         if let Some(until) = in_flight.iter().filter_map(|t| t.lease_expires_at).max() {
-            println!(
+            outln!(
                 "{} attempt(s) in flight from before: failed and retried per policy when their leases run out (by {until})",
                 in_flight.len()
             );
@@ -718,7 +718,7 @@ async fn execute(ctx: &mut Ctx, run_id: Uuid, options: progress::Options) -> Res
             if ctx.json {
                 output::json(&serde_json::json!({ "run": run, "signal": name }));
             } else {
-                println!("\n{name}: run {run_id} {}", run.status);
+                outln!("\n{name}: run {run_id} {}", run.status);
             }
             return Ok(code);
         }
@@ -798,7 +798,7 @@ async fn dbt_import(ctx: Option<&Ctx>, args: &crate::dbt::ImportArgs) -> Result<
     match &args.output {
         Some(path) => std::fs::write(path, &yaml)
             .with_context(|| format!("cannot write {}", path.display()))?,
-        None if ctx.is_none() => print!("{yaml}"),
+        None if ctx.is_none() => out!("{yaml}"),
         None => {}
     }
     if let Some(ctx) = ctx {
@@ -809,7 +809,7 @@ async fn dbt_import(ctx: Option<&Ctx>, args: &crate::dbt::ImportArgs) -> Result<
         } else {
             "unchanged at"
         };
-        ctx.print(&a, |a| println!("{} {what} version {}", a.name, a.version));
+        ctx.print(&a, |a| outln!("{} {what} version {}", a.name, a.version));
     } else if let Some(path) = &args.output {
         eprintln!(
             "{}: workflow {} ({})",

@@ -1,6 +1,26 @@
 //! `ork`: the command line. Parses arguments and calls the engine; all the
 //! work is in `ork-core` and `ork-api`.
 
+/// `println!` that a closed stdout cannot stop. `ork run … | head -3`
+/// must still finish its run when its reader is gone, where `println!`
+/// panics on the broken pipe. (The listing commands restore SIGPIPE's
+/// default instead, and end quietly at their first write; see
+/// `quiet_broken_pipe`.)
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` on the same terms as `outln!`.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod commands;
 mod dbt;
 mod output;

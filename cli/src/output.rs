@@ -22,7 +22,7 @@ pub fn plural(n: i64, noun: &str) -> String {
 }
 
 pub fn json<T: serde::Serialize>(value: &T) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).expect("serializable")
     );
@@ -42,7 +42,7 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        outln!("{}", padded.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_uppercase()).collect());
     for row in rows {
@@ -154,7 +154,7 @@ pub fn tasks(list: &[Task], cost: Option<&RunCost>) {
 
 /// A run's cost in one line.
 pub fn cost(c: &RunCost) {
-    println!(
+    outln!(
         "cost: {} ({} compute + {} control plane, {} invocations)",
         usd(c.total_usd),
         usd(c.compute_usd),
@@ -169,7 +169,7 @@ fn usd(v: f64) -> String {
 }
 
 pub fn backfill(b: &Backfill) {
-    println!(
+    outln!(
         "backfill {} of {}: {} slots, {} started, {} already ran, {} waiting",
         b.id,
         b.workflow,
@@ -179,14 +179,15 @@ pub fn backfill(b: &Backfill) {
         b.waiting
     );
     for run in &b.started {
-        println!("{run}");
+        outln!("{run}");
     }
 }
 
 pub fn gc(c: &ork_core::engine::Collected) {
-    println!(
+    outln!(
         "deleted {} finished runs, {} stored payload objects",
-        c.runs, c.objects
+        c.runs,
+        c.objects
     );
     for e in &c.errors {
         eprintln!("left over: {e}");
@@ -234,7 +235,7 @@ pub fn log_tail(log_dir: &Path, run: &Run, task: &Task, attempt: i64) -> Vec<Str
 /// The closing lines of `ork run`: the tasks, what each failure printed
 /// last, and the counts.
 pub fn summary(run: &Run, list: &[Task], log_dir: &Path) {
-    println!();
+    outln!();
     tasks(list, None);
     failures(
         run,
@@ -257,7 +258,7 @@ pub fn group_summary(
     failed_total: i64,
     log_dir: &Path,
 ) {
-    println!();
+    outln!();
     let mut names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
     names.dedup();
     let rows = names
@@ -286,7 +287,7 @@ pub fn group_summary(
     table(&["task", "instances", "status", "executor", "took"], rows);
     failures(run, failed.iter(), log_dir);
     if failed_total > failed.len() as i64 {
-        println!(
+        outln!(
             "\n… and {} more failed: ork tasks {}",
             failed_total - failed.len() as i64,
             run.id
@@ -309,7 +310,7 @@ pub fn group_summary(
 /// Each failed instance's error and the last lines of its log.
 fn failures<'a>(run: &Run, failed: impl Iterator<Item = &'a Task>, log_dir: &Path) {
     for t in failed {
-        println!(
+        outln!(
             "\n{} failed (attempt {}/{}): {}",
             t.label(),
             t.attempt,
@@ -317,9 +318,9 @@ fn failures<'a>(run: &Run, failed: impl Iterator<Item = &'a Task>, log_dir: &Pat
             t.error.as_deref().unwrap_or("no error recorded")
         );
         for line in log_tail(log_dir, run, t, t.attempt) {
-            println!("{line}");
+            outln!("{line}");
         }
-        println!("    full log: ork logs {} {}", run.id, t.label());
+        outln!("    full log: ork logs {} {}", run.id, t.label());
     }
 }
 
@@ -329,7 +330,7 @@ fn closing_line(run: &Run, counts: &[(TaskStatus, i64)]) {
         counts.iter().copied().filter(|(_, n)| *n > 0).collect();
     counts.sort_by_key(|(s, _)| *s as u8);
     let counts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    println!(
+    outln!(
         "\nrun {} {} in {} ({})",
         run.id,
         run.status.to_string().to_uppercase(),

@@ -240,7 +240,7 @@ impl Follow {
         for line in lines {
             match &self.display {
                 Display::Bar(bar) => bar.println(line),
-                _ => println!("{line}"),
+                _ => outln!("{line}"),
             }
         }
     }
@@ -288,7 +288,7 @@ impl Follow {
             Display::Summary { every, next, last } => {
                 if Instant::now() >= *next {
                     *next = Instant::now() + *every;
-                    println!("{} {summary}", chrono::Utc::now().format("%H:%M:%S"));
+                    outln!("{} {summary}", chrono::Utc::now().format("%H:%M:%S"));
                     *last = summary;
                 }
             }
@@ -323,7 +323,7 @@ impl Follow {
             Display::Bar(bar) => bar.finish_and_clear(),
             Display::Summary { last, .. } => {
                 if *last != closing {
-                    println!("{} {closing}", chrono::Utc::now().format("%H:%M:%S"));
+                    outln!("{} {closing}", chrono::Utc::now().format("%H:%M:%S"));
                 }
             }
         }

@@ -115,7 +115,7 @@ pub async fn serve(config: &Config, addr: SocketAddr, tick: Duration) -> Result<
         poll_interval = %humantime::format_duration(tick),
         "serving"
     );
-    println!("ork serving on http://{addr} (web UI at /, handlers at /trigger /advance /complete /heartbeat; executors: {executors})");
+    outln!("ork serving on http://{addr} (web UI at /, handlers at /trigger /advance /complete /heartbeat; executors: {executors})");
     axum::serve(
         listener,
         ork_api::http::router_with_health(handlers, Some(health)),

@@ -152,6 +152,31 @@ fn a_listing_into_a_closed_pipe_ends_quietly() {
 }
 
 #[test]
+fn a_run_whose_reader_goes_away_still_runs_to_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("ork.db").display());
+    // `head -n 1` exits after the first line; every line `ork run` prints
+    // after it goes to a closed pipe.
+    let piped = Command::new("bash")
+        .arg("-c")
+        .arg("\"$ORK\" run workflows/etl.yaml | head -n 1; echo \"ork exited ${PIPESTATUS[0]}\"")
+        .env("ORK", ork_tests::bin::ork())
+        .env("ORK_DATABASE_URL", &db)
+        .env("ORK_LOG_DIR", dir.path().join("logs"))
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let stdout = text(&piped);
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stdout.contains("ork exited 0"), "{stdout}\n{stderr}");
+    let run_id = stdout.split_whitespace().nth(1).unwrap();
+    let status = ork(dir.path(), &["--json", "status", run_id]);
+    let run: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(run["status"], "success", "{run}");
+}
+
+#[test]
 fn apply_reports_an_invalid_file_with_its_line_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let file = workflow(
