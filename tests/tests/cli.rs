@@ -456,22 +456,7 @@ fn a_run_killed_with_9_is_resumed_by_ork_run_resume() {
 fn ork_run_resume_stops_what_the_dead_run_left_running_without_waiting_for_its_lease() {
     let dir = tempfile::tempdir().unwrap();
     let run_id = run_and_kill(dir.path(), None);
-    let tasks: serde_json::Value =
-        serde_json::from_slice(&ork(dir.path(), &["tasks", &run_id, "--json"]).stdout).unwrap();
-    let first = tasks
-        .as_array()
-        .and_then(|t| t.iter().find(|t| t["name"] == "first"))
-        .unwrap_or_else(|| panic!("no task `first` in {tasks}"));
-    // "pid:N;watcher=…;space=…"
-    let execution = first["execution_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let pid: i32 = execution
-        .strip_prefix("pid:")
-        .and_then(|p| p.split(';').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("execution id {execution:?}"));
+    let pid = first_pid(dir.path(), &run_id);
     assert!(runs(pid), "the killed run's child {pid} should still run");
 
     let started = std::time::Instant::now();
@@ -494,6 +479,23 @@ fn ork_run_resume_stops_what_the_dead_run_left_running_without_waiting_for_its_l
     assert!(status.contains("\"success\""), "{status}");
 }
 
+/// The pid of the process of task `first` of `run_id`, from its execution
+/// id ("pid:N;watcher=…;space=…").
+fn first_pid(dir: &Path, run_id: &str) -> i32 {
+    let tasks: serde_json::Value =
+        serde_json::from_slice(&ork(dir, &["tasks", run_id, "--json"]).stdout).unwrap();
+    let first = tasks
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "first"))
+        .unwrap_or_else(|| panic!("no task `first` in {tasks}"));
+    let execution = first["execution_id"].as_str().unwrap_or_default();
+    execution
+        .strip_prefix("pid:")
+        .and_then(|p| p.split(';').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("execution id {execution:?}"))
+}
+
 /// Whether `pid` runs (a zombie does not: it waits for init to reap it).
 fn runs(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -507,15 +509,22 @@ fn runs(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+/// The sweeper of `ork serve` on the same database finishes a killed `ork
+/// run`: with the default leases (5 min), it does not wait for them
+/// either. It stops the dead run's child on this machine (it would sleep
+/// 20 s), fails its attempt, and the retry succeeds.
+/// (`tests/tests/sweeper.rs` covers leases that run out.)
 #[test]
 fn a_run_killed_with_9_is_finished_by_the_sweeper_of_ork_serve() {
     let dir = tempfile::tempdir().unwrap();
-    let run_id = run_and_kill(dir.path(), Some("1s"));
+    let run_id = run_and_kill(dir.path(), None);
+    let pid = first_pid(dir.path(), &run_id);
+    assert!(runs(pid), "the killed run's child {pid} should still run");
     let mut serve = ork_on(dir.path())
         .args(["serve", "--addr", "127.0.0.1:0", "--tick", "300ms"])
         .current_dir(repo())
         .env("ORK_LOG_DIR", "target/test-logs")
-        .env("ORK_HEARTBEAT_TIMEOUT", "1s")
+        .env("ORK_KILL_GRACE", "2s")
         .env("ORK_SIGNING_KEY", "a-test-signing-key-of-32-bytes-or-more")
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -528,9 +537,21 @@ fn a_run_killed_with_9_is_finished_by_the_sweeper_of_ork_serve() {
         }
         std::thread::sleep(std::time::Duration::from_millis(300));
     };
+    let took = started.elapsed();
     serve.kill().unwrap();
     serve.wait().unwrap();
     assert!(status.contains("\"success\""), "{status}");
+    assert!(
+        took < std::time::Duration::from_secs(15),
+        "finished in {took:?}: waited for the lease?"
+    );
+    assert!(!runs(pid), "the dead run's child {pid} still runs");
+    let events = text(&ork(dir.path(), &["events", &run_id]));
+    assert!(
+        events
+            .contains("lost: the ork process that started it died; its process group was stopped"),
+        "{events}"
+    );
 }
 
 #[test]

@@ -89,6 +89,7 @@ impl Engine {
             }
         }
         self.renew_leases(&alive).await?;
+        ended.extend(self.reap_local().await?);
         let done = self.complete(&ended).await?;
         swept.polled = done.applied();
         to_advance.extend(done.to_advance);
@@ -200,18 +201,21 @@ impl Engine {
                 version: run.version,
             })
             .collect();
-        let mut ended = Vec::new();
-        for (f, answer) in self.poll_all(&in_flight).await {
-            match answer {
-                Ok(Some(outcome)) => ended.push(Completion {
-                    attempt: f.attempt_ref(),
-                    outcome,
-                }),
-                Ok(None) => {}
-                Err(e) => tracing::debug!(task = %f.task.label(), error = %e, "poll failed"),
-            }
-        }
+        let ended = ended_of(self.poll_all(&in_flight).await);
         Ok(self.complete(&ended).await?.applied())
+    }
+
+    /// The local attempts whose end their executor can tell: those of an
+    /// `ork run` that died on this machine (see the process executor's
+    /// `poll`), found at the next sweep rather than when their leases run
+    /// out, and the processes they left stopped. Its silence about the
+    /// others is no heartbeat: their leases decide, as before.
+    async fn reap_local(&self) -> Result<Vec<Completion>, Error> {
+        if self.executors.get(ExecutorKind::Process).is_none() {
+            return Ok(Vec::new());
+        }
+        let watched = self.store.watched_attempts(SWEEP_LIMIT).await?;
+        Ok(ended_of(self.poll_all(&watched).await))
     }
 
     /// [`Engine::check`] of each attempt, `dispatch_concurrency` at a time:
@@ -265,4 +269,21 @@ impl Engine {
             tracing::warn!(task = %task.label(), error = %e, "could not stop attempt");
         }
     }
+}
+
+/// The ends among [`Engine::poll_all`]'s answers, for a caller to whom
+/// "nothing to tell" says nothing (see [`Engine::reap_ended`]).
+fn ended_of(answers: Vec<(&InFlight, Result<Option<Outcome>, ExecutorError>)>) -> Vec<Completion> {
+    let mut ended = Vec::new();
+    for (f, answer) in answers {
+        match answer {
+            Ok(Some(outcome)) => ended.push(Completion {
+                attempt: f.attempt_ref(),
+                outcome,
+            }),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(task = %f.task.label(), error = %e, "poll failed"),
+        }
+    }
+    ended
 }

@@ -33,7 +33,20 @@ async fn run_of(store: &Store) -> Run {
     tx.save_workflow("wf", serde_json::json!({"name": "wf"}), "h1", None, now())
         .await
         .unwrap();
-    let run = Run {
+    let run = run_of_shape();
+    let task = |name, task_count, deps_remaining| NewTask {
+        max_attempts: 2,
+        ..noop_task(name, task_count, deps_remaining)
+    };
+    let tasks = [task("a", 2, 0), task("b", 1, 2)];
+    assert!(tx.create_run(&run, &tasks).await.unwrap());
+    tx.commit().await.unwrap();
+    run
+}
+
+/// A new pending run of `wf` v1 with three open instances.
+fn run_of_shape() -> Run {
+    Run {
         id: Uuid::now_v7(),
         workflow: "wf".into(),
         version: 1,
@@ -48,15 +61,7 @@ async fn run_of(store: &Store) -> Run {
         created_at: now(),
         finished_at: None,
         cost_usd: None,
-    };
-    let task = |name, task_count, deps_remaining| NewTask {
-        max_attempts: 2,
-        ..noop_task(name, task_count, deps_remaining)
-    };
-    let tasks = [task("a", 2, 0), task("b", 1, 2)];
-    assert!(tx.create_run(&run, &tasks).await.unwrap());
-    tx.commit().await.unwrap();
-    run
+    }
 }
 
 async fn events(store: &Store, run: Uuid) -> Vec<(Option<Uuid>, Option<i64>, String)> {
@@ -1175,7 +1180,61 @@ async fn a_dropped_transaction_rolls_back(db: TestDb) {
     assert_eq!(events(&db.store, run.id).await, before);
 }
 
+/// The local attempts an `ork run` watches (their execution id names the
+/// watcher) are the ones the sweeper asks about at every tick; a bare
+/// `pid:N` (a detached `ork worker`, which reports for itself) and other
+/// executors' ids are not.
+async fn watched_local_attempts_are_polled(db: TestDb) {
+    let mut tx = db.store.begin().await.unwrap();
+    tx.save_workflow("wf", serde_json::json!({"name": "wf"}), "h1", None, now())
+        .await
+        .unwrap();
+    let run = run_of_shape();
+    let task = |name: &str, executor: &str| NewTask {
+        executor: executor.into(),
+        ..noop_task(name, 1, 0)
+    };
+    let new = [
+        task("bare", "process"),
+        task("watched", "process"),
+        task("other", "noop"),
+    ];
+    assert!(tx.create_run(&run, &new).await.unwrap());
+    tx.commit().await.unwrap();
+    let claimed = claim_all(&db.store, run.id).await;
+    assert_eq!(claimed.len(), 3);
+    let id = |name: &str| claimed.iter().find(|t| t.name == name).unwrap().id;
+    let polled = || async { db.store.next_due_at(now()).await.unwrap().polled };
+    assert_eq!(polled().await, 0);
+
+    let watched = "pid:7;watcher=9.123;space=boot.1";
+    let starts = [("bare", "pid:8".to_owned()), ("other", watched.to_owned())];
+    for (name, execution_id) in starts {
+        let start = Started {
+            execution_id,
+            ..started(id(name), 1)
+        };
+        let lease = now() + Duration::seconds(300);
+        db.store.mark_started(&[start], now(), lease).await.unwrap();
+    }
+    assert_eq!(polled().await, 0);
+    assert!(db.store.watched_attempts(10).await.unwrap().is_empty());
+
+    let start = Started {
+        execution_id: watched.into(),
+        ..started(id("watched"), 1)
+    };
+    let lease = now() + Duration::seconds(300);
+    db.store.mark_started(&[start], now(), lease).await.unwrap();
+    assert_eq!(polled().await, 1);
+    let found = db.store.watched_attempts(10).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].task.name, "watched");
+    assert_eq!(found[0].workflow, "wf");
+}
+
 crate::on_both_backends!(
+    watched_local_attempts_are_polled,
     save_workflow_numbers_versions_and_skips_same_hash,
     create_run_inserts_run_tasks_and_one_event,
     claim_takes_ready_tasks_once_and_starts_the_run,

@@ -74,8 +74,9 @@ pub struct Due {
     // Seam: a lease/deadline column of in-flight attempts added later joins
     // the MIN in `NEXT_DUE_AT`, nothing else changes.
     pub lease_at: Option<DateTime<Utc>>,
-    /// 1 when an attempt of a polled executor (Cloud Run, Fargate) is
-    /// running: the sweeper asks about it every tick.
+    /// 1 when an attempt of a polled executor (Cloud Run, Fargate,
+    /// Azure), or a local one an `ork run` watches, is running: the
+    /// sweeper asks about it every tick.
     pub polled: i64,
     /// How many workflows there are, and when the latest was applied, and
     /// the latest slot fired: the cron cache is stale when these change.
@@ -274,6 +275,12 @@ impl Store {
         sql.push_list(executors.iter().copied());
         sql.push(RUNNING_ATTEMPTS_TAIL).push_arg(limit);
         self.read_all(sql).await
+    }
+
+    /// Running local attempts that an `ork` process watches (`ork run`),
+    /// oldest first: the sweeper asks whether that `ork` died.
+    pub async fn watched_attempts(&self, limit: i64) -> Result<Vec<InFlight>, Error> {
+        self.read_all(Sql::new(WATCHED_ATTEMPTS).bind(limit)).await
     }
 
     /// Runs with a task instance ready to claim now (its retry backoff passed).

@@ -566,6 +566,24 @@ pub(super) const RUNNING_ATTEMPTS_HEAD: &str = concat!(
 
 pub(super) const RUNNING_ATTEMPTS_TAIL: &str = ") ORDER BY t.started_at LIMIT ";
 
+/// Running local attempts whose process an `ork` watches (`ork run`): the
+/// execution id names the watcher (`ork_executors::orphans`), so the
+/// sweeper can tell when that `ork` died. (`ork serve`'s own run under a
+/// detached `ork worker`, which reports for itself: a bare `pid:N`.)
+macro_rules! watched_local {
+    () => {
+        "t.executor IN ('process', 'python') AND t.execution_id LIKE 'pid:%;watcher=%'"
+    };
+}
+
+/// `$1` is the limit.
+pub(super) const WATCHED_ATTEMPTS: &str = concat!(
+    in_flight!(),
+    " WHERE t.status = 'running' AND ",
+    watched_local!(),
+    " ORDER BY t.started_at LIMIT $1"
+);
+
 /// `$1` is the run; followed by the task names, then [`TASK_OUTPUTS_TAIL`].
 pub(super) const TASK_OUTPUTS_HEAD: &str =
     "SELECT name, task_index, output, output_ref FROM tasks \
@@ -653,18 +671,21 @@ pub(super) const RUN_EVENTS: &str = "SELECT * FROM events WHERE run_id = $1 ORDE
 /// earliest retry (or ready task nobody advanced), deadline and lease
 /// (claims and heartbeats), whether a polled attempt is running, and what
 /// the cron cache depends on (workflows applied, slots fired).
-pub(super) const NEXT_DUE_AT: &str =
+pub(super) const NEXT_DUE_AT: &str = concat!(
     "SELECT (SELECT MIN(COALESCE(not_before, ready_at)) FROM tasks \
        WHERE status = 'pending' AND deps_remaining = 0 AND COALESCE(not_before, ready_at) > $1) AS retry_at, \
      (SELECT MIN(deadline_at) FROM tasks WHERE status = 'running' AND deadline_at > $1) AS deadline_at, \
      (SELECT MIN(lease_expires_at) FROM tasks \
        WHERE status IN ('dispatched', 'running') AND lease_expires_at > $1) AS lease_at, \
-     (SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE status = 'running' \
-       AND execution_id IS NOT NULL AND executor IN ('cloudrun', 'fargate', 'azure') LIMIT 1) AS p) AS polled, \
+     (SELECT COUNT(*) FROM (SELECT 1 FROM tasks t WHERE t.status = 'running' \
+       AND t.execution_id IS NOT NULL AND (t.executor IN ('cloudrun', 'fargate', 'azure') OR (",
+    watched_local!(),
+    ")) LIMIT 1) AS p) AS polled, \
      (SELECT COUNT(*) FROM workflows) AS workflows, \
      (SELECT MAX(updated_at) FROM workflows) AS workflows_at, \
      (SELECT MAX(last_slot) FROM schedules) AS slots_at, \
-     (SELECT COUNT(*) FROM backfills) AS backfills";
+     (SELECT COUNT(*) FROM backfills) AS backfills"
+);
 
 /// The PostgreSQL channel hosts `LISTEN` on; trigger and complete
 /// transactions notify it (delivered at commit).
