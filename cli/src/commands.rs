@@ -343,6 +343,7 @@ async fn status(
         Some(id) => {
             let run = ctx.store.get_run(id).await?;
             let tasks = ctx.store.run_tasks(id).await?;
+            let waiting = ctx.store.run_waiting_groups(id).await?;
             let cost = ctx.engine.run_cost(id).await?;
             let shown = WithCost {
                 item: &run,
@@ -351,7 +352,7 @@ async fn status(
             ctx.print(&shown, |_| {
                 output::runs(std::slice::from_ref(&run));
                 output::cost(&cost);
-                output::tasks(&tasks, Some(&cost));
+                output::tasks(&tasks, &waiting, Some(&cost));
             });
         }
         None => {
@@ -365,6 +366,7 @@ async fn status(
 async fn tasks(ctx: &Ctx, run_id: Uuid) -> Result<i32> {
     ctx.store.get_run(run_id).await?;
     let tasks = ctx.store.run_tasks(run_id).await?;
+    let waiting = ctx.store.run_waiting_groups(run_id).await?;
     let cost = ctx.engine.run_cost(run_id).await?;
     // JSON: each instance with its `cost_usd` and `seconds` run.
     let shown: Vec<serde_json::Value> = tasks
@@ -377,7 +379,7 @@ async fn tasks(ctx: &Ctx, run_id: Uuid) -> Result<i32> {
             v
         })
         .collect();
-    ctx.print(&shown, |_| output::tasks(&tasks, Some(&cost)));
+    ctx.print(&shown, |_| output::tasks(&tasks, &waiting, Some(&cost)));
     Ok(0)
 }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use ork_core::cost::RunCost;
 use ork_core::engine::Backfill;
 use ork_core::model::{AttemptRef, Event, Run, Task, TaskStatus};
-use ork_core::store::reads::{TaskGroupRow, WorkflowSummary};
+use ork_core::store::reads::{TaskGroupRow, WaitingGroup, WorkflowSummary};
 use ork_executors::ProcessExecutor;
 use uuid::Uuid;
 
@@ -124,8 +124,9 @@ pub fn runs(list: &[Run]) {
 
 /// Task instances, with each one's cost when given (`cost.tasks` in the
 /// same order as `list`).
-pub fn tasks(list: &[Task], cost: Option<&RunCost>) {
-    let rows = list
+/// A run's task instances, then its tasks with no instance yet (`waiting`).
+pub fn tasks(list: &[Task], waiting: &[WaitingGroup], cost: Option<&RunCost>) {
+    let mut rows: Vec<Vec<String>> = list
         .iter()
         .enumerate()
         .map(|(i, t)| {
@@ -144,6 +145,23 @@ pub fn tasks(list: &[Task], cost: Option<&RunCost>) {
             ]
         })
         .collect();
+    rows.extend(waiting.iter().map(|g| {
+        let made = match g.task_count {
+            Some(n) => format!("{} made when its parents end", plural(n, "instance")),
+            None => "one instance per item, made when its parent succeeds".to_owned(),
+        };
+        let dash = || "-".to_owned();
+        vec![
+            g.name.clone(),
+            "waiting".to_owned(),
+            dash(),
+            g.executor.clone().unwrap_or_else(dash),
+            dash(),
+            dash(),
+            dash(),
+            made,
+        ]
+    }));
     table(
         &[
             "task", "status", "attempt", "executor", "took", "cost", "exit", "error",
@@ -236,7 +254,7 @@ pub fn log_tail(log_dir: &Path, run: &Run, task: &Task, attempt: i64) -> Vec<Str
 /// last, and the counts.
 pub fn summary(run: &Run, list: &[Task], log_dir: &Path) {
     outln!();
-    tasks(list, None);
+    tasks(list, &[], None);
     failures(
         run,
         list.iter().filter(|t| t.status == TaskStatus::Failed),

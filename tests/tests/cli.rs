@@ -259,6 +259,51 @@ fn trigger_status_and_cancel_from_the_command_line() {
     assert!(waited.status.success(), "{}", text(&waited));
 }
 
+/// A task whose instances do not exist yet (a `foreach` child, a deferred
+/// fan-out) is listed by `ork status` and `ork tasks` all the same.
+#[test]
+fn tasks_with_no_instance_yet_are_listed_as_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let wide = workflow(
+        dir.path(),
+        "wide.yaml",
+        "name: wide\ntasks:\n  start: {command: [sh, -c, 'true']}\n  \
+         work: {command: [sh, -c, 'true'], depends_on: [start], task_count: 150}\n",
+    );
+    for file in ["workflows/foreach.yaml", wide.to_str().unwrap()] {
+        assert!(ork(dir.path(), &["apply", file]).status.success());
+    }
+    let trigger = |name: &str| {
+        let out = ork(dir.path(), &["trigger", name]);
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let foreach = trigger("foreach-demo");
+    for command in ["tasks", "status"] {
+        let listed = text(&ork(dir.path(), &[command, &foreach]));
+        let greet = listed.lines().find(|l| l.starts_with("greet "));
+        assert!(
+            greet.is_some_and(|l| l.contains("waiting")
+                && l.contains("one instance per item, made when its parent succeeds")),
+            "{command}: {listed}"
+        );
+    }
+    let wide = trigger("wide");
+    let listed = text(&ork(dir.path(), &["tasks", &wide]));
+    let work = listed.lines().find(|l| l.starts_with("work "));
+    assert!(
+        work.is_some_and(
+            |l| l.contains("waiting") && l.contains("150 instances made when its parents end")
+        ),
+        "{listed}"
+    );
+    // Once made, the instances are listed instead.
+    let out = ork(dir.path(), &["run", "--resume", &wide]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = text(&ork(dir.path(), &["tasks", &wide]));
+    assert!(!listed.contains("waiting"), "{listed}");
+    assert!(listed.contains("work[149]"), "{listed}");
+}
+
 #[test]
 fn dry_run_records_what_cloud_tasks_would_run_and_succeeds() {
     let dir = tempfile::tempdir().unwrap();

@@ -379,6 +379,12 @@ impl Store {
         self.read_all(Sql::new(RUN_TASK_GROUPS).bind(run_id)).await
     }
 
+    /// A run's tasks that have no instance yet (see [`WaitingGroup`]).
+    pub async fn run_waiting_groups(&self, run_id: Uuid) -> Result<Vec<WaitingGroup>, Error> {
+        self.read_all(Sql::new(RUN_WAITING_GROUPS).bind(run_id))
+            .await
+    }
+
     /// One page of a run's task instances (of one name, in one status, when
     /// given), and how many there are in all.
     pub async fn run_tasks_page(
@@ -482,6 +488,16 @@ pub struct TaskGroupRow {
     pub dispatched_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A task of a run whose instances are made later: a `foreach` child
+/// (`task_count` unknown until its parent's output is) or a deferred
+/// fan-out, when its parents end.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct WaitingGroup {
+    pub name: String,
+    pub task_count: Option<i64>,
+    pub executor: Option<String>,
 }
 
 /// One stored version of a workflow.

@@ -632,6 +632,14 @@ pub(super) const RUN_TASK_GROUPS: &str =
      NULL AS finished_at FROM task_groups WHERE run_id = $1 AND deferred \
      ORDER BY name, status";
 
+/// A run's tasks that have no instance yet: a `foreach` child (one per
+/// item, made when its parent succeeds) or a deferred fan-out (made when
+/// its parents end).
+pub(super) const RUN_WAITING_GROUPS: &str = "SELECT g.name, g.task_count, g.executor \
+     FROM task_groups g WHERE g.run_id = $1 \
+     AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.run_id = g.run_id AND t.name = g.name) \
+     ORDER BY g.name";
+
 /// A page of a run's task instances (`$2` name and `$3` status when not
 /// NULL), in name and index order; `$4` limit, `$5` offset.
 pub(super) const RUN_TASKS_PAGE: &str = "SELECT * FROM tasks WHERE run_id = $1 \
