@@ -21,6 +21,16 @@ use crate::Error;
 /// Most rows one sweep looks at per kind of repair.
 const SWEEP_LIMIT: i64 = 1000;
 
+/// The executors a sweep asks about every running attempt: their
+/// platform's answer is the attempt's heartbeat. (`NEXT_DUE_AT` names the
+/// same, so that `ork serve` sweeps at each tick while one runs.)
+pub(crate) const POLLED: [ExecutorKind; 4] = [
+    ExecutorKind::Cloudrun,
+    ExecutorKind::Fargate,
+    ExecutorKind::Kubernetes,
+    ExecutorKind::Azure,
+];
+
 /// What [`Engine::expire_leases`] did.
 #[derive(Debug, Clone, Default)]
 pub struct Expired {
@@ -69,12 +79,7 @@ impl Engine {
         swept.overdue = expired.overdue;
         to_advance.extend(expired.to_advance);
 
-        let remote = [
-            ExecutorKind::Cloudrun.as_str(),
-            ExecutorKind::Fargate.as_str(),
-            ExecutorKind::Kubernetes.as_str(),
-            ExecutorKind::Azure.as_str(),
-        ];
+        let remote = POLLED.map(ExecutorKind::as_str);
         let running = self.store.running_attempts(&remote, SWEEP_LIMIT).await?;
         let (mut ended, mut alive) = (Vec::new(), Vec::new());
         for (f, answer) in self.poll_all(&running).await {

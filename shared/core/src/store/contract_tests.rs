@@ -1233,8 +1233,44 @@ async fn watched_local_attempts_are_polled(db: TestDb) {
     assert_eq!(found[0].workflow, "wf");
 }
 
+/// A running attempt of each executor the sweeper polls makes a host
+/// sweep at every tick, and no longer once it has ended.
+async fn running_attempts_of_polled_executors_are_polled(db: TestDb) {
+    use crate::engine::POLLED;
+    let mut tx = db.store.begin().await.unwrap();
+    tx.save_workflow("wf", serde_json::json!({"name": "wf"}), "h1", None, now())
+        .await
+        .unwrap();
+    let run = run_of_shape();
+    let new: Vec<NewTask> = POLLED
+        .iter()
+        .map(|kind| NewTask {
+            executor: kind.as_str().into(),
+            ..noop_task(kind.as_str(), 1, 0)
+        })
+        .collect();
+    assert!(tx.create_run(&run, &new).await.unwrap());
+    tx.commit().await.unwrap();
+    let claimed = claim_all(&db.store, run.id).await;
+    assert_eq!(claimed.len(), POLLED.len());
+    let polled = || async { db.store.next_due_at(now()).await.unwrap().polled };
+    for task in &claimed {
+        assert_eq!(polled().await, 0, "before {}", task.name);
+        start(&db.store, task.id, 1).await;
+        assert_eq!(polled().await, 1, "{} running", task.name);
+        let mut tx = db.store.begin().await.unwrap();
+        let done = [result(task.id, 1, TaskStatus::Success)];
+        tx.finish_attempts(&done, Finish::InFlight, now())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(polled().await, 0);
+}
+
 crate::on_both_backends!(
     watched_local_attempts_are_polled,
+    running_attempts_of_polled_executors_are_polled,
     save_workflow_numbers_versions_and_skips_same_hash,
     create_run_inserts_run_tasks_and_one_event,
     claim_takes_ready_tasks_once_and_starts_the_run,

@@ -74,9 +74,9 @@ pub struct Due {
     // Seam: a lease/deadline column of in-flight attempts added later joins
     // the MIN in `NEXT_DUE_AT`, nothing else changes.
     pub lease_at: Option<DateTime<Utc>>,
-    /// 1 when an attempt of a polled executor (Cloud Run, Fargate,
-    /// Azure), or a local one an `ork run` watches, is running: the
-    /// sweeper asks about it every tick.
+    /// 1 when an attempt of a polled executor (`engine::POLLED`),
+    /// or a local one an `ork run` watches, is running: the sweeper asks
+    /// about it every tick.
     pub polled: i64,
     /// How many workflows there are, and when the latest was applied, and
     /// the latest slot fired: the cron cache is stale when these change.

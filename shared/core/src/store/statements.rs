@@ -568,8 +568,9 @@ pub(super) const RUNNING_ATTEMPTS_TAIL: &str = ") ORDER BY t.started_at LIMIT ";
 
 /// Running local attempts whose process an `ork` watches (`ork run`): the
 /// execution id names the watcher (`ork_executors::orphans`), so the
-/// sweeper can tell when that `ork` died. (`ork serve`'s own run under a
-/// detached `ork worker`, which reports for itself: a bare `pid:N`.)
+/// sweeper can tell when that `ork` died. (`ork serve`'s own attempts run
+/// under a detached `ork worker`, which reports for itself: a bare
+/// `pid:N`.)
 macro_rules! watched_local {
     () => {
         "t.executor IN ('process', 'python') AND t.execution_id LIKE 'pid:%;watcher=%'"
@@ -686,7 +687,7 @@ pub(super) const NEXT_DUE_AT: &str = concat!(
      (SELECT MIN(lease_expires_at) FROM tasks \
        WHERE status IN ('dispatched', 'running') AND lease_expires_at > $1) AS lease_at, \
      (SELECT COUNT(*) FROM (SELECT 1 FROM tasks t WHERE t.status = 'running' \
-       AND t.execution_id IS NOT NULL AND (t.executor IN ('cloudrun', 'fargate', 'azure') OR (",
+       AND t.execution_id IS NOT NULL AND (t.executor IN ('cloudrun', 'fargate', 'kubernetes', 'azure') OR (",
     watched_local!(),
     ")) LIMIT 1) AS p) AS polled, \
      (SELECT COUNT(*) FROM workflows) AS workflows, \
