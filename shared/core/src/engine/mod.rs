@@ -22,7 +22,7 @@ mod priority;
 mod report;
 mod retry;
 mod schedule;
-mod sweep;
+pub(crate) mod sweep;
 mod trigger;
 mod wake;
 
@@ -42,7 +42,6 @@ pub use operations::{Backfill, BackfillProgress, BackfillRequest};
 pub use priority::{DEFERRED_BATCH, MOST_DEFERRED};
 pub use report::Reported;
 pub use retry::RETRY_REQUESTED;
-pub(crate) use sweep::POLLED;
 pub use sweep::{Expired, Swept};
 pub use trigger::{TriggerOptions, Triggered};
 pub use wake::NextDue;

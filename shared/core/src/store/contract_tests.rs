@@ -1236,7 +1236,7 @@ async fn watched_local_attempts_are_polled(db: TestDb) {
 /// A running attempt of each executor the sweeper polls makes a host
 /// sweep at every tick, and no longer once it has ended.
 async fn running_attempts_of_polled_executors_are_polled(db: TestDb) {
-    use crate::engine::POLLED;
+    use crate::engine::sweep::POLLED;
     let mut tx = db.store.begin().await.unwrap();
     tx.save_workflow("wf", serde_json::json!({"name": "wf"}), "h1", None, now())
         .await

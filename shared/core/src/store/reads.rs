@@ -74,7 +74,7 @@ pub struct Due {
     // Seam: a lease/deadline column of in-flight attempts added later joins
     // the MIN in `NEXT_DUE_AT`, nothing else changes.
     pub lease_at: Option<DateTime<Utc>>,
-    /// 1 when an attempt of a polled executor (`engine::POLLED`),
+    /// 1 when an attempt of a polled executor (`engine::sweep::POLLED`),
     /// or a local one an `ork run` watches, is running: the sweeper asks
     /// about it every tick.
     pub polled: i64,
