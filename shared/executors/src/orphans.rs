@@ -172,6 +172,12 @@ mod tests {
             .env("ORK_ATTEMPT", "1")
             .spawn()
             .unwrap();
+        // The spawn returns once the child's exec has begun; the kernel
+        // fills in its environment a moment later.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !runs_attempt(child.id() as i32, &a) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let id = format!("pid:{};watcher={dead};space={space}", child.id());
         assert_eq!(fate(&id, &a), Fate::Orphaned(child.id() as i32));
         // Another attempt's child is not this one's.
