@@ -26,27 +26,11 @@ fn noop_task(name: &str, task_count: i64, deps_remaining: i64) -> NewTask {
     }
 }
 
-/// Applies workflow `wf` and creates a run of it: `a` (two instances, ready)
-/// and `b` (one instance, waiting for both `a`s).
-async fn run_of(store: &Store) -> Run {
-    let mut tx = store.begin().await.unwrap();
-    tx.save_workflow("wf", serde_json::json!({"name": "wf"}), "h1", None, now())
-        .await
-        .unwrap();
-    let run = run_of_shape();
-    let task = |name, task_count, deps_remaining| NewTask {
-        max_attempts: 2,
-        ..noop_task(name, task_count, deps_remaining)
-    };
-    let tasks = [task("a", 2, 0), task("b", 1, 2)];
-    assert!(tx.create_run(&run, &tasks).await.unwrap());
-    tx.commit().await.unwrap();
-    run
-}
-
-/// A new pending run of `wf` v1 with three open instances.
-fn run_of_shape() -> Run {
-    Run {
+/// Applies workflow `wf` (once: the same hash adds no version) and creates
+/// a new pending run of it with `tasks`, all of their instances open.
+async fn run_with(store: &Store, tasks: &[NewTask]) -> Run {
+    let open: i64 = tasks.iter().map(|t| t.task_count).sum();
+    let run = Run {
         id: Uuid::now_v7(),
         workflow: "wf".into(),
         version: 1,
@@ -54,14 +38,31 @@ fn run_of_shape() -> Run {
         params: serde_json::json!({}),
         trigger: "manual".into(),
         idempotency_key: None,
-        tasks_total: 3,
-        tasks_open: 3,
+        tasks_total: open,
+        tasks_open: open,
         tasks_failed: 0,
         error: None,
         created_at: now(),
         finished_at: None,
         cost_usd: None,
-    }
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.save_workflow("wf", serde_json::json!({"name": "wf"}), "h1", None, now())
+        .await
+        .unwrap();
+    assert!(tx.create_run(&run, tasks).await.unwrap());
+    tx.commit().await.unwrap();
+    run
+}
+
+/// [`run_with`] `a` (two instances, ready) and `b` (one instance, waiting
+/// for both `a`s), two attempts each.
+async fn run_of(store: &Store) -> Run {
+    let task = |name, task_count, deps_remaining| NewTask {
+        max_attempts: 2,
+        ..noop_task(name, task_count, deps_remaining)
+    };
+    run_with(store, &[task("a", 2, 0), task("b", 1, 2)]).await
 }
 
 async fn events(store: &Store, run: Uuid) -> Vec<(Option<Uuid>, Option<i64>, String)> {
@@ -360,19 +361,13 @@ async fn release_children_readies_a_group_at_zero(db: TestDb) {
 /// only those at zero readied.
 async fn release_children_counts_several_groups_in_one_call(db: TestDb) {
     let run = run_of(&db.store).await;
-    let mut tx = db.store.begin().await.unwrap();
-    let other = Run {
-        id: Uuid::now_v7(),
-        tasks_total: 6,
-        tasks_open: 6,
-        ..run.clone()
-    };
     let tasks_of = [
         noop_task("a", 1, 0),
         noop_task("b", 2, 2),
         noop_task("c", 3, 1),
     ];
-    assert!(tx.create_run(&other, &tasks_of).await.unwrap());
+    let other = run_with(&db.store, &tasks_of).await;
+    let mut tx = db.store.begin().await.unwrap();
     tx.release_children(other.id, &[("c".into(), 1), ("b".into(), 1)], now())
         .await
         .unwrap();
@@ -716,23 +711,11 @@ async fn reopen_run_and_retry_tasks_put_unsuccessful_instances_back_once(db: Tes
 /// A task of many instances (on PostgreSQL, one `unnest` statement) gets
 /// every index once, each instance its own id, ready when its task is.
 async fn create_run_numbers_the_instances_of_a_fanned_out_task(db: TestDb) {
-    let run = Run {
-        id: Uuid::now_v7(),
-        tasks_total: 2501,
-        tasks_open: 2501,
-        ..run_of(&db.store).await
-    };
     let task = |name, task_count, deps_remaining| NewTask {
         limit_key: Some("it's \"quoted\", {braced}".into()),
         ..noop_task(name, task_count, deps_remaining)
     };
-    let mut tx = db.store.begin().await.unwrap();
-    let created = tx
-        .create_run(&run, &[task("wide", 2500, 0), task("after", 1, 1)])
-        .await
-        .unwrap();
-    assert!(created);
-    tx.commit().await.unwrap();
+    let run = run_with(&db.store, &[task("wide", 2500, 0), task("after", 1, 1)]).await;
     let t = tasks(&db.store, run.id).await;
     let wide: Vec<&Task> = t.iter().filter(|t| t.name == "wide").collect();
     let mut indexes: Vec<i64> = wide.iter().map(|t| t.task_index).collect();
@@ -751,26 +734,17 @@ async fn create_run_numbers_the_instances_of_a_fanned_out_task(db: TestDb) {
 /// (250 instances after `start`'s `parents` successes) and `tail` (after
 /// the 250). Its instances do not exist until the group is taken.
 async fn deferred_run_of(store: &Store, parents: i64) -> Run {
-    let run = Run {
-        id: Uuid::now_v7(),
-        tasks_total: 252,
-        tasks_open: 252,
-        ..run_of(store).await
-    };
     let task = |name, task_count, deps_remaining| NewTask {
         max_attempts: 3,
         limit_key: Some("k".into()),
         ..noop_task(name, task_count, deps_remaining)
     };
-    let mut tx = store.begin().await.unwrap();
     let tasks = [
         task("start", 1, 0),
         task("wide", 250, parents),
         task("tail", 1, 250),
     ];
-    assert!(tx.create_run(&run, &tasks).await.unwrap());
-    tx.commit().await.unwrap();
-    run
+    run_with(store, &tasks).await
 }
 
 /// The instances of a run's `wide` group, checked whole: every index
@@ -1049,19 +1023,11 @@ async fn a_transactions_events_keep_their_order_and_its_reads_see_them(db: TestD
 /// arrays, SQLite as rows of values).
 async fn finish_attempts_of_a_large_batch_applies_each_attempt_as_sent(db: TestDb) {
     const N: i64 = 2_500;
-    let run = Run {
-        id: Uuid::now_v7(),
-        tasks_total: N,
-        tasks_open: N,
-        ..run_of(&db.store).await
-    };
-    let mut tx = db.store.begin().await.unwrap();
     let task = NewTask {
         max_attempts: 2,
         ..noop_task("a", N, 0)
     };
-    assert!(tx.create_run(&run, &[task]).await.unwrap());
-    tx.commit().await.unwrap();
+    let run = run_with(&db.store, &[task]).await;
     let mut tx = db.store.begin().await.unwrap();
     let claimed = tx
         .claim(&super::Claim {
@@ -1185,11 +1151,6 @@ async fn a_dropped_transaction_rolls_back(db: TestDb) {
 /// `pid:N` (a detached `ork worker`, which reports for itself) and other
 /// executors' ids are not.
 async fn watched_local_attempts_are_polled(db: TestDb) {
-    let mut tx = db.store.begin().await.unwrap();
-    tx.save_workflow("wf", serde_json::json!({"name": "wf"}), "h1", None, now())
-        .await
-        .unwrap();
-    let run = run_of_shape();
     let task = |name: &str, executor: &str| NewTask {
         executor: executor.into(),
         ..noop_task(name, 1, 0)
@@ -1199,8 +1160,7 @@ async fn watched_local_attempts_are_polled(db: TestDb) {
         task("watched", "process"),
         task("other", "noop"),
     ];
-    assert!(tx.create_run(&run, &new).await.unwrap());
-    tx.commit().await.unwrap();
+    let run = run_with(&db.store, &new).await;
     let claimed = claim_all(&db.store, run.id).await;
     assert_eq!(claimed.len(), 3);
     let id = |name: &str| claimed.iter().find(|t| t.name == name).unwrap().id;
@@ -1237,11 +1197,6 @@ async fn watched_local_attempts_are_polled(db: TestDb) {
 /// sweep at every tick, and no longer once it has ended.
 async fn running_attempts_of_polled_executors_are_polled(db: TestDb) {
     use crate::engine::sweep::POLLED;
-    let mut tx = db.store.begin().await.unwrap();
-    tx.save_workflow("wf", serde_json::json!({"name": "wf"}), "h1", None, now())
-        .await
-        .unwrap();
-    let run = run_of_shape();
     let new: Vec<NewTask> = POLLED
         .iter()
         .map(|kind| NewTask {
@@ -1249,8 +1204,7 @@ async fn running_attempts_of_polled_executors_are_polled(db: TestDb) {
             ..noop_task(kind.as_str(), 1, 0)
         })
         .collect();
-    assert!(tx.create_run(&run, &new).await.unwrap());
-    tx.commit().await.unwrap();
+    let run = run_with(&db.store, &new).await;
     let claimed = claim_all(&db.store, run.id).await;
     assert_eq!(claimed.len(), POLLED.len());
     let polled = || async { db.store.next_due_at(now()).await.unwrap().polled };
