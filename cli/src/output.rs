@@ -122,9 +122,9 @@ pub fn runs(list: &[Run]) {
     );
 }
 
-/// Task instances, with each one's cost when given (`cost.tasks` in the
-/// same order as `list`).
-/// A run's task instances, then its tasks with no instance yet (`waiting`).
+/// A run's task instances, with each one's cost when given (`cost.tasks`
+/// in the same order as `list`), then its tasks with no instance yet
+/// (`waiting`).
 pub fn tasks(list: &[Task], waiting: &[WaitingGroup], cost: Option<&RunCost>) {
     let mut rows: Vec<Vec<String>> = list
         .iter()

@@ -283,6 +283,7 @@ fn tasks_with_no_instance_yet_are_listed_as_waiting() {
         let greet = listed.lines().find(|l| l.starts_with("greet "));
         assert!(
             greet.is_some_and(|l| l.contains("waiting")
+                && l.contains(" process ")
                 && l.contains("one instance per item, made when its parent succeeds")),
             "{command}: {listed}"
         );
@@ -291,9 +292,9 @@ fn tasks_with_no_instance_yet_are_listed_as_waiting() {
     let listed = text(&ork(dir.path(), &["tasks", &wide]));
     let work = listed.lines().find(|l| l.starts_with("work "));
     assert!(
-        work.is_some_and(
-            |l| l.contains("waiting") && l.contains("150 instances made when its parents end")
-        ),
+        work.is_some_and(|l| l.contains("waiting")
+            && l.contains(" process ")
+            && l.contains("150 instances made when its parents end")),
         "{listed}"
     );
     // Once made, the instances are listed instead.

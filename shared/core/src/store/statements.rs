@@ -100,8 +100,9 @@ pub(super) const INSERT_RUN: &str =
      ON CONFLICT (workflow, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING";
 
 /// Followed by one `($run, name, deps, deferred, task count, executor,
-/// max attempts, limit group, limit key)` tuple per task name; the last
-/// five are what a deferred group's instances will be (NULL otherwise).
+/// max attempts, limit group, limit key)` tuple per task name: the
+/// executor of every group, and for a deferred group what its instances
+/// will be (NULL otherwise).
 pub(super) const INSERT_TASK_GROUPS_HEAD: &str =
     "INSERT INTO task_groups (run_id, name, deps_remaining, deferred, task_count, executor, \
      max_attempts, limit_group, limit_key) VALUES ";

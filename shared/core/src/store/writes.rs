@@ -386,7 +386,8 @@ impl Tx {
         if inserted == 0 {
             return Ok(false);
         }
-        // A deferred group keeps what its instances will be.
+        // A deferred group keeps what its instances will be; every group
+        // its executor, which listings show before any instance exists.
         if c.dialect() == Dialect::Postgres {
             let column = |f: fn(&NewTask) -> Option<String>| Arg::column(tasks.iter().map(f));
             let number = |f: fn(&NewTask) -> Option<i64>| Arg::column(tasks.iter().map(f));
@@ -395,7 +396,7 @@ impl Tx {
                 .bind(column(|t| Some(t.name.clone())))
                 .bind(number(|t| Some(t.deps_remaining)))
                 .bind(number(|t| t.template().map(|d| d.task_count)))
-                .bind(column(|t| t.template().map(|d| d.executor.clone())))
+                .bind(column(|t| Some(t.executor.clone())))
                 .bind(number(|t| t.template().map(|d| d.max_attempts)))
                 .bind(column(|t| t.template().and_then(|d| d.limit_group.clone())))
                 .bind(column(|t| t.template().and_then(|d| d.limit_key.clone())));
@@ -412,7 +413,7 @@ impl Tx {
                         s.arg(t.deps_remaining),
                         s.arg(d.is_some()),
                         s.arg(d.map(|d| d.task_count)),
-                        s.arg(d.map(|d| d.executor.clone())),
+                        s.arg(t.executor.as_str()),
                         s.arg(d.map(|d| d.max_attempts)),
                         s.arg(d.and_then(|d| d.limit_group.clone())),
                         s.arg(d.and_then(|d| d.limit_key.clone())),
