@@ -1222,7 +1222,43 @@ async fn running_attempts_of_polled_executors_are_polled(db: TestDb) {
     assert_eq!(polled().await, 0);
 }
 
+/// A run's tasks with no instance yet, a `foreach` child (no instance
+/// until its parent succeeds) and a deferred fan-out, are listed as
+/// waiting with their executors; a task with instances is not.
+async fn run_waiting_groups_lists_the_tasks_with_no_instance_yet(db: TestDb) {
+    let task = |name, task_count, deps_remaining| NewTask {
+        executor: "process".into(),
+        ..noop_task(name, task_count, deps_remaining)
+    };
+    let run = run_with(
+        &db.store,
+        &[
+            task("start", 1, 0),
+            task("each", 0, 1),
+            task("wide", 150, 1),
+        ],
+    )
+    .await;
+    let waiting: Vec<(String, Option<i64>, Option<String>)> = db
+        .store
+        .run_waiting_groups(run.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| (g.name, g.task_count, g.executor))
+        .collect();
+    let process = Some("process".to_owned());
+    assert_eq!(
+        waiting,
+        [
+            ("each".to_owned(), None, process.clone()),
+            ("wide".to_owned(), Some(150), process),
+        ]
+    );
+}
+
 crate::on_both_backends!(
+    run_waiting_groups_lists_the_tasks_with_no_instance_yet,
     watched_local_attempts_are_polled,
     running_attempts_of_polled_executors_are_polled,
     save_workflow_numbers_versions_and_skips_same_hash,
