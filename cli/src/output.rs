@@ -28,26 +28,31 @@ pub fn json<T: serde::Serialize>(value: &T) {
     );
 }
 
-/// Prints rows under headers, each column as wide as its widest cell.
+/// Prints rows under headers, each column as wide as its widest cell, in
+/// one write (stdout writes a line at a time: a write per row would cost a
+/// system call each).
 fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    use std::fmt::Write as _;
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
+    let mut text = String::new();
+    let mut line = |cells: Vec<String>| {
         let padded: Vec<String> = cells
             .iter()
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        outln!("{}", padded.join("  ").trim_end());
+        let _ = writeln!(text, "{}", padded.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_uppercase()).collect());
     for row in rows {
         line(row);
     }
+    out!("{text}");
 }
 
 fn time(t: DateTime<Utc>) -> String {

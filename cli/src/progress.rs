@@ -53,16 +53,22 @@ impl Progress {
         let (stop, mut stopped) = oneshot::channel();
         let handle = tokio::spawn(async move {
             let mut follow = Follow::new(store, run, log_dir, options);
+            // The first read waits a period too: at the start, it would
+            // find next to nothing, and compete with the run's first claim
+            // for this process's CPU.
             loop {
-                follow.poll().await;
                 // Woken at once by the stop: the run's end is not held up.
                 tokio::select! {
                     _ = &mut stopped => break,
                     _ = tokio::time::sleep(POLL) => {}
                 }
+                follow.poll().await;
             }
             follow.poll().await;
-            follow.recount().await;
+            if !matches!(follow.display, Display::Lines) {
+                // Only the bar and the summary close with counts.
+                follow.recount().await;
+            }
             follow.finish();
         });
         Progress { stop, handle }
@@ -163,10 +169,12 @@ impl Follow {
                 break;
             };
             let full = events.len() as i64 == PAGE;
+            let mut lines = Vec::new();
             for e in &events {
                 self.after = self.after.max(e.id);
-                self.apply(e).await;
+                self.apply(e, &mut lines).await;
             }
+            self.print(lines);
             if !full {
                 break;
             }
@@ -202,8 +210,8 @@ impl Follow {
         };
     }
 
-    /// Counts one event and prints it when it should be.
-    async fn apply(&mut self, e: &Event) {
+    /// Counts one event, and adds to `lines` what it prints.
+    async fn apply(&mut self, e: &Event, lines: &mut Vec<String>) {
         let Some(id) = e.task_id else { return };
         if !self.instances.contains_key(&id) {
             self.load_instances().await;
@@ -230,18 +238,25 @@ impl Follow {
         let Some(line) = transition_line(e, &label) else {
             return;
         };
-        let mut lines = vec![line];
+        lines.push(line);
         if failed {
             if let Ok(Some(task)) = self.store.get_task(id).await {
                 let attempt = e.attempt.unwrap_or(task.attempt);
                 lines.extend(log_tail(&self.log_dir, &self.run, &task, attempt));
             }
         }
-        for line in lines {
-            match &self.display {
-                Display::Bar(bar) => bar.println(line),
-                _ => outln!("{line}"),
-            }
+    }
+
+    /// Prints a page's lines: above the bar, or in one write (stdout
+    /// writes a line at a time: a write per line cost `--verbose` a system
+    /// call per transition).
+    fn print(&self, lines: Vec<String>) {
+        if lines.is_empty() {
+            return;
+        }
+        match &self.display {
+            Display::Bar(bar) => lines.into_iter().for_each(|line| bar.println(line)),
+            _ => out!("{}\n", lines.join("\n")),
         }
     }
 

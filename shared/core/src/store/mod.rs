@@ -138,13 +138,13 @@ impl Store {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| Error::Invalid(format!("cannot create {}: {e}", dir.display())))?;
             }
-            if opts.migrate {
-                // Where it cannot (no hard links here, say), the
-                // migrations make the schema as they would have.
-                if let Err(e) = template::create(Path::new(path)) {
+            // Where there is no copy (no hard links here, say), the
+            // migrations make the schema as they would have.
+            let from_template = opts.migrate
+                && template::create(Path::new(path)).unwrap_or_else(|e| {
                     tracing::debug!(error = %e, path, "no copy of the schema template");
-                }
-            }
+                    false
+                });
             let options = SqliteConnectOptions::new()
                 .filename(path)
                 .create_if_missing(true)
@@ -157,7 +157,7 @@ impl Store {
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(options.clone())
                 .await?;
-            if opts.migrate {
+            if opts.migrate && !from_template {
                 SQLITE_MIGRATIONS.run(&writer).await?;
             }
             let reader = SqlitePoolOptions::new()

@@ -6,9 +6,10 @@
 //! Why: making the schema through the migrations took 3–5 ms on the bench
 //! machine, a third of a one-task `ork run` (the switch to WAL mode first
 //! syncs a rollback journal four times, then five migrations run, each a
-//! transaction). The copy takes one write and one fsync. The migrations
-//! still run after it, as on any existing file: they find all of theirs
-//! applied (or apply the ones the template lacks).
+//! transaction). The copy takes one write and one fsync. A file this
+//! process made from the template holds every migration, so they are not
+//! run on it (their check alone is four statements); on any other file
+//! they run, and apply what it lacks.
 //!
 //! `tests/tests/migrations.rs` checks that the template holds what the
 //! migrations make, table by table and index by index, with the same
@@ -21,12 +22,13 @@ use std::path::Path;
 static TEMPLATE: &[u8] = include_bytes!("../../../../migrations/sqlite-template.db");
 
 /// Creates the database file at `path` from the template, unless a file is
-/// there already (or `path` names no file: `:memory:`). Atomic: the bytes
-/// are written and synced beside it, then linked into place, so another
-/// process opening the same new file sees no file or the whole template.
-pub(super) fn create(path: &Path) -> std::io::Result<()> {
+/// there already (or `path` names no file: `:memory:`), and tells whether
+/// this call linked it. Atomic: the bytes are written and synced beside it,
+/// then linked into place, so another process opening the same new file
+/// sees no file or the whole template.
+pub(super) fn create(path: &Path) -> std::io::Result<bool> {
     if path.as_os_str() == ":memory:" || path.exists() {
-        return Ok(());
+        return Ok(false);
     }
     let file_name = path.file_name().unwrap_or_default().to_string_lossy();
     // Unique to this call: openers in other threads write their own.
@@ -36,8 +38,9 @@ pub(super) fn create(path: &Path) -> std::io::Result<()> {
         f.write_all(TEMPLATE)?;
         f.sync_all()?;
         match std::fs::hard_link(&partial, path) {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            linked => linked,
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
         }
     })();
     let _ = std::fs::remove_file(&partial);
