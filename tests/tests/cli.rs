@@ -786,11 +786,15 @@ fn cpus_allowed(status: &str) -> String {
 fn ork_run_keeps_itself_on_one_cpu_and_gives_its_tasks_every_cpu() {
     let ours = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
     let dir = tempfile::tempdir().unwrap();
-    // The task's parent is `ork run` itself.
+    // The task's parent is `ork run` itself. It lifts its pin while it
+    // starts a task (`affinity::unpinned`) and pins itself again once the
+    // child has exec'd: on a loaded machine, the task can look before
+    // that. So a pinned `ork` is read once it is back on one CPU (or
+    // after 5 s, when it never is).
     workflow(
         dir.path(),
         "wf.yaml",
-        "name: cpus\ntasks:\n  show:\n    command: [sh, -c, 'cat /proc/$PPID/status > ork.status; cat /proc/self/status > task.status']\n",
+        "name: cpus\ntasks:\n  show:\n    command: [sh, -c, '[ \"$ORK_PIN_CPU\" = false ] || for i in $(seq 500); do grep -q \"^Cpus_allowed_list:.*[-,]\" /proc/$PPID/status || break; sleep 0.01; done; cat /proc/$PPID/status > ork.status; cat /proc/self/status > task.status']\n",
     );
     let run = |pin: &str| {
         let out = ork_on(dir.path())
