@@ -782,9 +782,20 @@ fn cpus_allowed(status: &str) -> String {
         .to_owned()
 }
 
+/// A process's scheduling policy (field 41 of `/proc/PID/stat`: 0 is
+/// `SCHED_OTHER`, 3 `SCHED_BATCH`).
+fn policy(stat: &str) -> String {
+    let (_, rest) = stat.rsplit_once(')').expect("(comm)");
+    rest.split_whitespace()
+        .nth(38)
+        .expect("field 41")
+        .to_owned()
+}
+
 #[test]
 fn ork_run_keeps_itself_on_one_cpu_and_gives_its_tasks_every_cpu() {
     let ours = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let our_policy = policy(&std::fs::read_to_string("/proc/self/stat").unwrap());
     let dir = tempfile::tempdir().unwrap();
     // The task's parent is `ork run` itself. It lifts its pin while it
     // starts a task (`affinity::unpinned`) and pins itself again once the
@@ -794,7 +805,7 @@ fn ork_run_keeps_itself_on_one_cpu_and_gives_its_tasks_every_cpu() {
     workflow(
         dir.path(),
         "wf.yaml",
-        "name: cpus\ntasks:\n  show:\n    command: [sh, -c, '[ \"$ORK_PIN_CPU\" = false ] || for i in $(seq 500); do grep -q \"^Cpus_allowed_list:.*[-,]\" /proc/$PPID/status || break; sleep 0.01; done; cat /proc/$PPID/status > ork.status; cat /proc/self/status > task.status']\n",
+        "name: cpus\ntasks:\n  show:\n    command: [sh, -c, '[ \"$ORK_PIN_CPU\" = false ] || for i in $(seq 500); do grep -q \"^Cpus_allowed_list:.*[-,]\" /proc/$PPID/status || break; sleep 0.01; done; cat /proc/$PPID/status > ork.status; cat /proc/$PPID/stat > ork.stat; cat /proc/self/status > task.status; cat /proc/self/stat > task.stat']\n",
     );
     let run = |pin: &str| {
         let out = ork_on(dir.path())
@@ -805,20 +816,31 @@ fn ork_run_keeps_itself_on_one_cpu_and_gives_its_tasks_every_cpu() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", text(&out));
-        let read = |f: &str| cpus_allowed(&std::fs::read_to_string(dir.path().join(f)).unwrap());
-        (read("ork.status"), read("task.status"))
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+        (
+            (cpus_allowed(&read("ork.status")), policy(&read("ork.stat"))),
+            (
+                cpus_allowed(&read("task.status")),
+                policy(&read("task.stat")),
+            ),
+        )
     };
-    let (ork, task) = run("true");
-    assert_eq!(task, ours, "the task has every CPU ork was given");
+    let ((ork, ork_policy), task) = run("true");
+    assert_eq!(
+        task,
+        (ours.clone(), our_policy.clone()),
+        "the task has every CPU ork was given, and its scheduling policy"
+    );
     if ours.contains(['-', ',']) {
         assert!(
             !ork.contains(['-', ',']),
             "ork run is on one CPU, not {ork}"
         );
+        if our_policy == "0" {
+            assert_eq!(ork_policy, "3", "ork run is under SCHED_BATCH");
+        }
     }
     let (ork, task) = run("false");
-    assert_eq!(
-        (ork.as_str(), task.as_str()),
-        (ours.as_str(), ours.as_str())
-    );
+    let unchanged = (ours, our_policy);
+    assert_eq!((&ork, &task), (&unchanged, &unchanged));
 }
