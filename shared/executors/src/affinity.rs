@@ -62,8 +62,8 @@ pub fn pin_to_current_cpu() {
 /// Runs `spawn` with the calling thread's pin and policy lifted, so the
 /// process it starts inherits the CPUs and the scheduling policy this
 /// process had before [`pin_to_current_cpu`] (and the kernel places it on
-/// the idlest of its CPUs when it execs); the thread is pinned again
-/// afterwards. Without a pin, just `spawn()`.
+/// the idlest of its CPUs when it execs); the thread gets its pin and its
+/// policy back afterwards. Without a pin, just `spawn()`.
 pub fn unpinned<T>(spawn: impl FnOnce() -> T) -> T {
     let Some((original, batched)) = ORIGINAL.get() else {
         return spawn();
